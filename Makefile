@@ -1,0 +1,105 @@
+# sluice — one non-recursive Makefile. Objects go to $(BUILD), binaries to
+# $(BIN). `make asan` rebuilds everything with sanitizers in build/asan.
+
+BUILD ?= build
+BIN ?= bin
+CC ?= cc
+OPT ?= -O2 -g
+SAN ?=
+PKGS := jansson libzstd libuv hiredis libxxhash cmocka
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wformat=2
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CPPFLAGS += -I. -D_GNU_SOURCE
+CFLAGS += -std=c11 $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS)
+LDFLAGS += $(SAN)
+# libs3 and http-parser ship no pkg-config file on Debian.
+LDLIBS += $(PKG_LIBS) -ls3 -lhttp_parser -lpthread -lm
+
+LIB_SRC := $(wildcard libpipe/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/libpipe.a
+
+STAGES := $(notdir $(wildcard stages/*))
+STAGE_BINS := $(STAGES:%=$(BIN)/sluice-%)
+CTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/sluicectl/*.c))
+PROGRAMS := $(STAGE_BINS) $(BIN)/sluicectl
+
+# Test support code shared by unit and contract tests.
+TSUP_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tests/support/*.c))
+TEST_SRC := $(wildcard tests/unit/test_*.c tests/contract/test_*.c)
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_SRC := $(wildcard tests/bench/*.c)
+BENCH_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(BENCH_SRC))
+
+.PHONY: all programs tests deps check test asan demo bench lint clean
+all: programs tests
+
+programs: $(PROGRAMS)
+tests: $(TEST_BINS) $(BENCH_BINS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+define stage_rule
+$(BIN)/sluice-$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard stages/$(1)/*.c)) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
+
+$(BIN)/sluicectl: $(CTL_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(TSUP_OBJ) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# deps: the Debian packages a build needs (tools/install-deps.sh installs
+# only what is missing; it needs root the first time).
+deps:
+	@tools/install-deps.sh build
+
+check: programs tests
+	@BIN=$(BIN) BUILD=$(BUILD) tests/run.sh
+
+test:
+	@tools/install-deps.sh test
+	@$(MAKE) --no-print-directory check
+
+asan:
+	@tools/install-deps.sh test
+	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT="-O1 -g" \
+	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+
+demo:
+	@tools/install-deps.sh demo
+	@$(MAKE) --no-print-directory programs
+	@BIN=$(BIN) tools/demo.sh
+
+bench:
+	@tools/install-deps.sh bench
+	@$(MAKE) --no-print-directory programs tests
+	@BIN=$(BIN) BUILD=$(BUILD) tests/bench/run.sh
+
+lint:
+	@tools/install-deps.sh lint
+	clang-format --dry-run -Werror $(wildcard libpipe/*.[ch] stages/*/*.[ch] tools/sluicectl/*.[ch])
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --suppress=missingIncludeSystem -I. libpipe stages tools/sluicectl
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,70 @@
+/* mem — aborting allocation wrappers (see mem.h for why they abort). */
+#include "libpipe/mem.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "level=fatal msg=\"out of memory\" bytes=%zu\n", n);
+    abort();
+}
+
+void *pipe_malloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        oom(n);
+    return p;
+}
+
+void *pipe_calloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (p == NULL)
+        oom(count * size);
+    return p;
+}
+
+void *pipe_realloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (q == NULL)
+        oom(n);
+    return q;
+}
+
+char *pipe_strdup(const char *s)
+{
+    return pipe_strndup(s, strlen(s));
+}
+
+char *pipe_strndup(const char *s, size_t n)
+{
+    char *d = pipe_malloc(n + 1);
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+char *pipe_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return pipe_strdup("");
+    char *s = pipe_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void pipe_free(void *p)
+{
+    free(p);
+}
