@@ -6,7 +6,7 @@ set -euo pipefail
 purpose=${1:-build}
 
 build=(build-essential pkg-config libs3-dev libjansson-dev libzstd-dev libuv1-dev
-       libhiredis-dev libcmocka-dev libhttp-parser-dev libxxhash-dev)
+       libhiredis-dev libcmocka-dev libhttp-parser-dev libxxhash-dev libcurl4-openssl-dev)
 case "$purpose" in
   build) want=("${build[@]}") ;;
   demo)  want=("${build[@]}" curl) ;;
