@@ -15,7 +15,8 @@ endif
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CPPFLAGS += -I. -D_GNU_SOURCE
+VERSION := 0.1.0
+CPPFLAGS += -I. -D_GNU_SOURCE -DSLUICE_VERSION=\"$(VERSION)\"
 CFLAGS += -std=c11 $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS)
 LDFLAGS += $(SAN)
 # libs3 and http-parser ship no pkg-config file on Debian.

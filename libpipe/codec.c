@@ -1,0 +1,385 @@
+/* codec — zstd NDJSON writer, whole-buffer decoder and streaming line reader.
+ * The writer owns its zstd context and a staging buffer; output goes to a
+ * borrowed pipe_buf. Readers borrow their input and bound their output by
+ * caps, never by sizes a frame declares. */
+#include "libpipe/codec.h"
+
+#include <string.h>
+#include <zstd.h>
+
+#include "libpipe/err.h"
+#include "libpipe/mem.h"
+
+#define ZSTD_MAGIC_LE 0xFD2FB528u
+#define SKIPPABLE_MASK 0xFFFFFFF0u
+/* Largest window a frame may ask the decoder to allocate: 128 MiB, zstd's
+ * own default (ZSTD_WINDOWLOG_LIMIT_DEFAULT, a static-only symbol), which
+ * every producer not using --long stays under. Spelled out so that the
+ * memory a hostile frame can cost is visible here. */
+#define WINDOW_LOG_MAX 27
+
+/* ---- writer ------------------------------------------------------------ */
+
+struct pipe_zwriter {
+    ZSTD_CCtx *cctx;
+    struct pipe_buf *out;
+    char *in;       /* uncompressed bytes waiting for a full chunk */
+    size_t in_len;
+    size_t in_cap;  /* ZSTD_CStreamInSize() */
+    char *stage;    /* compressed bytes before they are appended to out */
+    size_t stage_cap;
+    uint64_t bytes_in;
+    int err;        /* sticky error of the current frame */
+    bool finished;
+};
+
+int pipe_zwriter_new(int level, struct pipe_buf *out, struct pipe_zwriter **w)
+{
+    int rc = 0;
+    struct pipe_zwriter *z = NULL;
+    if (!out || !w || level < ZSTD_minCLevel() || level > ZSTD_maxCLevel()) {
+        rc = PIPE_EINVAL;
+        goto out;
+    }
+    z = pipe_calloc(1, sizeof *z);
+    z->cctx = ZSTD_createCCtx();
+    if (!z->cctx) {
+        rc = PIPE_EIO;
+        goto out;
+    }
+    if (ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1)) ||
+        ZSTD_isError(ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_contentSizeFlag, 1))) {
+        rc = PIPE_EINVAL;
+        goto out;
+    }
+    z->in_cap = ZSTD_CStreamInSize();
+    z->in = pipe_malloc(z->in_cap);
+    z->stage_cap = ZSTD_CStreamOutSize();
+    z->stage = pipe_malloc(z->stage_cap);
+    z->out = out;
+    *w = z;
+    z = NULL;
+out:
+    pipe_zwriter_free(z);
+    return rc;
+}
+
+/* Runs the compressor over the buffered input with the given directive,
+ * appending whatever it produces to out. For ZSTD_e_end it loops until the
+ * frame epilogue is flushed. */
+static int zwriter_pump(struct pipe_zwriter *z, ZSTD_EndDirective mode)
+{
+    ZSTD_inBuffer in = {z->in, z->in_len, 0};
+    for (;;) {
+        ZSTD_outBuffer ob = {z->stage, z->stage_cap, 0};
+        size_t left = ZSTD_compressStream2(z->cctx, &ob, &in, mode);
+        if (ZSTD_isError(left))
+            return PIPE_EIO;
+        int rc = pipe_buf_append(z->out, z->stage, ob.pos);
+        if (rc < 0)
+            return rc;
+        bool done = mode == ZSTD_e_end ? left == 0 : in.pos == in.size;
+        if (done)
+            break;
+    }
+    z->in_len = 0;
+    return 0;
+}
+
+int pipe_zwriter_write(struct pipe_zwriter *w, const void *p, size_t n)
+{
+    if (w->err)
+        return w->err;
+    if (w->finished)
+        return PIPE_EINVAL;
+    const char *src = p;
+    while (n > 0) {
+        size_t take = w->in_cap - w->in_len;
+        if (take > n)
+            take = n;
+        memcpy(w->in + w->in_len, src, take);
+        w->in_len += take;
+        w->bytes_in += take;
+        src += take;
+        n -= take;
+        if (w->in_len == w->in_cap) {
+            int rc = zwriter_pump(w, ZSTD_e_continue);
+            if (rc < 0) {
+                w->err = rc;
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
+int pipe_zwriter_finish(struct pipe_zwriter *w)
+{
+    if (w->err)
+        return w->err;
+    if (w->finished)
+        return PIPE_EINVAL;
+    int rc = zwriter_pump(w, ZSTD_e_end);
+    if (rc < 0)
+        w->err = rc;
+    else
+        w->finished = true;
+    return rc;
+}
+
+uint64_t pipe_zwriter_bytes_in(const struct pipe_zwriter *w)
+{
+    return w->bytes_in;
+}
+
+int pipe_zwriter_reset(struct pipe_zwriter *w, struct pipe_buf *out)
+{
+    if (!out)
+        return PIPE_EINVAL;
+    if (ZSTD_isError(ZSTD_CCtx_reset(w->cctx, ZSTD_reset_session_only)))
+        return PIPE_EIO;
+    w->out = out;
+    w->in_len = 0;
+    w->bytes_in = 0;
+    w->err = 0;
+    w->finished = false;
+    return 0;
+}
+
+void pipe_zwriter_free(struct pipe_zwriter *w)
+{
+    if (!w)
+        return;
+    ZSTD_freeCCtx(w->cctx);
+    pipe_free(w->in);
+    pipe_free(w->stage);
+    pipe_free(w);
+}
+
+/* ---- decoding ---------------------------------------------------------- */
+
+bool pipe_codec_is_zstd(const void *in, size_t n)
+{
+    if (!in || n < 4)
+        return false;
+    const unsigned char *b = in;
+    uint32_t magic = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24;
+    return magic == ZSTD_MAGIC_LE || (magic & SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
+}
+
+/* One step of streaming decompression into ob, shared by the whole-buffer
+ * decoder and the line reader. *last is zstd's hint from the previous call:
+ * 0 means the stream sits on a frame boundary. Returns 1 if there may be
+ * more output, 0 at a clean end, PIPE_ECORRUPT otherwise. */
+static int zstd_step(ZSTD_DCtx *d, ZSTD_inBuffer *in, ZSTD_outBuffer *ob, size_t *last)
+{
+    if (in->pos == in->size && *last == 0)
+        return 0;
+    size_t before_in = in->pos;
+    size_t ret = ZSTD_decompressStream(d, ob, in);
+    if (ZSTD_isError(ret))
+        return PIPE_ECORRUPT;
+    *last = ret;
+    /* All input gone, the frame unfinished, and a call that neither read nor
+     * wrote anything: the frame stops in the middle (a truncated object). */
+    if (ret != 0 && ob->pos == 0 && before_in == in->size)
+        return PIPE_ECORRUPT;
+    return 1;
+}
+
+static ZSTD_DCtx *dctx_new(void)
+{
+    ZSTD_DCtx *d = ZSTD_createDCtx();
+    if (d && ZSTD_isError(ZSTD_DCtx_setParameter(d, ZSTD_d_windowLogMax, WINDOW_LOG_MAX))) {
+        ZSTD_freeDCtx(d);
+        d = NULL;
+    }
+    return d;
+}
+
+int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out)
+{
+    if (!pipe_codec_is_zstd(in, n))
+        return pipe_buf_append(out, in, n);
+    int rc = 0;
+    size_t start_len = out->len;
+    size_t chunk_cap = ZSTD_DStreamOutSize();
+    char *chunk = pipe_malloc(chunk_cap);
+    ZSTD_DCtx *d = dctx_new();
+    if (!d) {
+        rc = PIPE_EIO;
+        goto out;
+    }
+    ZSTD_inBuffer zin = {in, n, 0};
+    size_t last = 1; /* not at a frame boundary before the first frame */
+    for (;;) {
+        ZSTD_outBuffer ob = {chunk, chunk_cap, 0};
+        rc = zstd_step(d, &zin, &ob, &last);
+        if (rc <= 0)
+            break;
+        rc = pipe_buf_append(out, chunk, ob.pos);
+        if (rc < 0)
+            break;
+    }
+out:
+    if (rc < 0) {
+        out->len = start_len;
+        if (out->data)
+            out->data[out->len] = '\0';
+    }
+    ZSTD_freeDCtx(d);
+    pipe_free(chunk);
+    return rc;
+}
+
+/* ---- line reader ------------------------------------------------------- */
+
+struct pipe_line_reader {
+    const char *in;
+    size_t n;
+    ZSTD_DCtx *dctx; /* NULL for plain input */
+    ZSTD_inBuffer zin;
+    size_t zlast;
+    char *chunk; /* decompressed bytes (or, for plain input, in itself) */
+    size_t chunk_cap, chunk_len, chunk_pos;
+    struct pipe_buf acc; /* a line that spans chunks, capped at max_line + 1 */
+    size_t max_line;
+    uint64_t line_no;
+    bool eof;      /* no more chunks */
+    bool skipping; /* dropping the rest of an over-long line */
+    int err;       /* sticky PIPE_ECORRUPT */
+};
+
+int pipe_line_reader_new(const void *in, size_t n, size_t max_line, struct pipe_line_reader **r)
+{
+    int rc = 0;
+    struct pipe_line_reader *lr = NULL;
+    if (!r || (!in && n) || max_line == 0 || max_line == SIZE_MAX) {
+        rc = PIPE_EINVAL;
+        goto out;
+    }
+    lr = pipe_calloc(1, sizeof *lr);
+    lr->in = in;
+    lr->n = n;
+    lr->max_line = max_line;
+    /* + 1 leaves room for the '\r' of a full-length "\r\n" line. */
+    pipe_buf_init(&lr->acc, max_line + 1);
+    if (pipe_codec_is_zstd(in, n)) {
+        lr->dctx = dctx_new();
+        if (!lr->dctx) {
+            rc = PIPE_EIO;
+            goto out;
+        }
+        lr->zin = (ZSTD_inBuffer){in, n, 0};
+        lr->zlast = 1;
+        lr->chunk_cap = ZSTD_DStreamOutSize();
+        lr->chunk = pipe_malloc(lr->chunk_cap);
+    } else {
+        /* Plain input is its own single chunk: lines point straight into it. */
+        lr->chunk = (char *)in;
+        lr->chunk_len = n;
+        lr->eof = true;
+    }
+    *r = lr;
+    lr = NULL;
+out:
+    pipe_line_reader_free(lr);
+    return rc;
+}
+
+/* Replaces the consumed chunk with the next non-empty piece of output.
+ * 1 = got bytes, 0 = end of input, PIPE_ECORRUPT. */
+static int reader_refill(struct pipe_line_reader *r)
+{
+    r->chunk_len = r->chunk_pos = 0;
+    if (r->eof)
+        return 0;
+    for (;;) {
+        ZSTD_outBuffer ob = {r->chunk, r->chunk_cap, 0};
+        int rc = zstd_step(r->dctx, &r->zin, &ob, &r->zlast);
+        if (rc <= 0) {
+            r->eof = true;
+            return rc;
+        }
+        if (ob.pos > 0) {
+            r->chunk_len = ob.pos;
+            return 1;
+        }
+    }
+}
+
+/* Hands out a completed line of len bytes at p, trimming a '\r' before the
+ * '\n' and enforcing the cap. */
+static int reader_emit(struct pipe_line_reader *r, const char *p, size_t len,
+                       const char **line, size_t *out_len)
+{
+    r->line_no++;
+    if (len > 0 && p[len - 1] == '\r')
+        len--;
+    if (len > r->max_line)
+        return PIPE_ETOOBIG;
+    *line = p;
+    *out_len = len;
+    return 1;
+}
+
+int pipe_line_reader_next(struct pipe_line_reader *r, const char **line, size_t *len)
+{
+    if (r->err)
+        return r->err;
+    pipe_buf_reset(&r->acc);
+    for (;;) {
+        if (r->chunk_pos == r->chunk_len) {
+            int rc = reader_refill(r);
+            if (rc < 0) {
+                r->err = rc;
+                return rc;
+            }
+            if (rc == 0) {
+                bool pending = r->acc.len > 0;
+                r->skipping = false;
+                return pending ? reader_emit(r, r->acc.data, r->acc.len, line, len) : 0;
+            }
+        }
+        const char *p = r->chunk + r->chunk_pos;
+        size_t avail = r->chunk_len - r->chunk_pos;
+        const char *nl = memchr(p, '\n', avail);
+        size_t take = nl ? (size_t)(nl - p) : avail;
+        r->chunk_pos += nl ? take + 1 : take;
+        if (r->skipping) {
+            r->skipping = nl == NULL;
+            continue;
+        }
+        /* Plain input is one chunk, so a line without '\n' is the last. */
+        if (r->acc.len == 0 && (nl || !r->dctx))
+            return reader_emit(r, p, take, line, len); /* no copy */
+        if (pipe_buf_append(&r->acc, p, take) < 0) {
+            /* Report the over-long line now, and drop the rest of it. */
+            r->line_no++;
+            r->skipping = nl == NULL;
+            pipe_buf_reset(&r->acc);
+            return PIPE_ETOOBIG;
+        }
+        if (nl)
+            return reader_emit(r, r->acc.data, r->acc.len, line, len);
+    }
+}
+
+uint64_t pipe_line_reader_line_no(const struct pipe_line_reader *r)
+{
+    return r->line_no;
+}
+
+void pipe_line_reader_free(struct pipe_line_reader *r)
+{
+    if (!r)
+        return;
+    if (r->dctx) {
+        ZSTD_freeDCtx(r->dctx);
+        pipe_free(r->chunk);
+    }
+    pipe_buf_cleanup(&r->acc);
+    pipe_free(r);
+}

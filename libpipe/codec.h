@@ -1,0 +1,95 @@
+/* codec — zstd compression of NDJSON objects, with caps on everything that
+ * grows. A streaming writer compresses into a caller's pipe_buf; a whole-buffer
+ * decoder and a streaming line reader take objects that are plain or one or
+ * more concatenated zstd frames. Sizes declared inside a frame are never
+ * trusted: output is bounded only by the caller's cap. */
+#ifndef PIPE_CODEC_H
+#define PIPE_CODEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libpipe/buf.h"
+
+#define PIPE_CODEC_LEVEL_DEFAULT 1 /* fast: objects are rewritten downstream */
+
+/* ---- writer ------------------------------------------------------------ */
+
+struct pipe_zwriter;
+
+/* pipe_zwriter_new — a streaming compressor that appends one zstd frame to
+ * out. level: zstd level (1 is the pipeline's default; 0 = zstd's own
+ * default; negative = fast modes), PIPE_EINVAL if out of zstd's range. out is
+ * borrowed and must outlive the writer (or be replaced by _reset). Free with
+ * pipe_zwriter_free. 0 or PIPE_EINVAL / PIPE_EIO. */
+int pipe_zwriter_new(int level, struct pipe_buf *out, struct pipe_zwriter **w);
+
+/* pipe_zwriter_write — feeds n uncompressed bytes. Input is buffered and
+ * compressed in chunks, so many tiny calls are cheap. PIPE_ETOOBIG when out's
+ * cap is hit; after any error the frame is unusable and every call returns
+ * the same error until pipe_zwriter_reset. PIPE_EINVAL after _finish. */
+int pipe_zwriter_write(struct pipe_zwriter *w, const void *p, size_t n);
+
+/* pipe_zwriter_finish — compresses what is buffered and ends the frame (with
+ * a content checksum; the content size is recorded when the whole frame was
+ * compressed in one go, i.e. objects up to ~128 KiB). 0, PIPE_ETOOBIG, or a
+ * sticky earlier error. Writing after finish needs _reset. */
+int pipe_zwriter_finish(struct pipe_zwriter *w);
+
+/* pipe_zwriter_bytes_in — uncompressed bytes fed since _new or _reset. */
+uint64_t pipe_zwriter_bytes_in(const struct pipe_zwriter *w);
+
+/* pipe_zwriter_reset — abandons any frame in progress and starts a new one
+ * appending to out (which may be a different buffer), reusing the
+ * compression context. Clears a sticky error. 0 or PIPE_EIO. */
+int pipe_zwriter_reset(struct pipe_zwriter *w, struct pipe_buf *out);
+
+/* pipe_zwriter_free — frees the writer (not its output buffer). NULL is a no-op. */
+void pipe_zwriter_free(struct pipe_zwriter *w);
+
+/* ---- whole-buffer decoding ---------------------------------------------- */
+
+/* pipe_codec_is_zstd — true if in starts with a zstd frame or a zstd
+ * skippable frame (magic read little-endian at offset 0). */
+bool pipe_codec_is_zstd(const void *in, size_t n);
+
+/* pipe_codec_decompress — appends the content of in to out: plain input is
+ * copied, zstd input (one or more frames, skippable frames ignored) is
+ * decompressed. PIPE_ETOOBIG as soon as out would pass out->max (memory use
+ * stays near the cap, whatever the frame claims); PIPE_ECORRUPT for a bad or
+ * truncated frame or a checksum mismatch. On error out->len is restored to
+ * what it was (the allocation may have grown). Frames may declare windows of
+ * up to 128 MiB (zstd's default limit), which the decoder allocates. */
+int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out);
+
+/* ---- streaming line reader --------------------------------------------- */
+
+struct pipe_line_reader;
+
+/* pipe_line_reader_new — reads lines from in (plain or zstd, as above),
+ * decompressing chunk by chunk so that objects larger than memory budgets
+ * can be read. in is borrowed and must outlive the reader. max_line (>= 1)
+ * caps one line's length (excluding "\n" / "\r\n"). Free with
+ * pipe_line_reader_free. 0 or PIPE_EINVAL / PIPE_EIO. */
+int pipe_line_reader_new(const void *in, size_t n, size_t max_line,
+                         struct pipe_line_reader **r);
+
+/* pipe_line_reader_next — the next line, without its "\n" or "\r\n"; a final
+ * line without "\n" is still a line, an empty input has none. *line is not
+ * NUL-terminated and stays valid until the next call. Returns 1 (a line), 0
+ * (end), PIPE_ETOOBIG (the line is longer than max_line: it is skipped and
+ * the next call continues with the following line) or PIPE_ECORRUPT (sticky:
+ * the stream cannot go on). A checksum is verified at the end of each frame,
+ * so lines before a corruption may already have been handed out: callers
+ * that need all-or-nothing must treat the whole object as failed. */
+int pipe_line_reader_next(struct pipe_line_reader *r, const char **line, size_t *len);
+
+/* pipe_line_reader_line_no — 1-based number of the line last returned
+ * (including a line reported as PIPE_ETOOBIG); 0 before the first. */
+uint64_t pipe_line_reader_line_no(const struct pipe_line_reader *r);
+
+/* pipe_line_reader_free — NULL is a no-op. */
+void pipe_line_reader_free(struct pipe_line_reader *r);
+
+#endif

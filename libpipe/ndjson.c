@@ -1,0 +1,849 @@
+/* ndjson — the validating, compacting JSON scanner behind the filter's hot
+ * path. One pass over the input, no recursion, no allocation: nesting is a
+ * bit stack (1 = object), strings are checked eight bytes at a time when
+ * they hold nothing special. The body splitter at the end of the file walks
+ * a request body's records by pointer, validating array bodies up front. */
+#include "libpipe/ndjson.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "libpipe/err.h"
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+/* The smallest decimal magnitude that rounds to infinity as a double:
+ * 2^1024 - 2^970 (half an ulp above DBL_MAX; a tie rounds up to 2^1024,
+ * because DBL_MAX's mantissa is odd). 309 digits. */
+static const char dbl_overflow_digits[] =
+    "17976931348623158079372897140530341507993413271003782693617377898044496829276"
+    "47509466490179775872070963302864166928879109465555478519404026306574886715058"
+    "20681908902000708383676273854845817711531764475730270069855571366959622842914"
+    "819860834936475292719074168444365510704342711559699508093042880177904174497792";
+
+struct scan {
+    const unsigned char *start, *end;
+    char *obase;
+    unsigned flags;
+    int max_depth;
+    size_t kept;
+    pipe_json_member_fn cb;
+    void *arg;
+    enum pipe_json_type top_type;
+    /* The top-level child being scanned. */
+    char *mstart;
+    const char *key;
+    size_t key_len;
+    bool key_esc;
+    const unsigned char *vin;
+    char *vout;
+    enum pipe_json_type vtype;
+    bool vesc;
+    /* The first error. */
+    enum pipe_json_error err;
+    const unsigned char *at;
+    const char *what;
+    uint64_t stack[PIPE_JSON_DEPTH_LIMIT / 64];
+};
+
+static int fail(struct scan *s, enum pipe_json_error e, const unsigned char *at, const char *what)
+{
+    s->err = e;
+    s->at = at;
+    s->what = what;
+    return -1;
+}
+
+static ALWAYS_INLINE bool is_ws(unsigned c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static ALWAYS_INLINE bool is_digit(unsigned c)
+{
+    return c - '0' < 10u;
+}
+
+/* True when any of the eight bytes in x is a quote, a backslash, a control
+ * character or non-ASCII: the plain-string loop must look closer. */
+static ALWAYS_INLINE bool swar_special(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+    uint64_t lt20 = (x - ones * 0x20) & ~x;
+    return ((lt20 | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high) != 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0 for an
+ * overlong form, an encoded surrogate, a code point past U+10FFFF or a
+ * sequence cut short. */
+static ALWAYS_INLINE size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t avail = (size_t)(end - p);
+    if (c >= 0xC2 && c <= 0xDF)
+        return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return avail >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return avail >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 &&
+                       (p[3] & 0xC0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
+
+static int hex4(const unsigned char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i], d;
+        if (c - '0' < 10u)
+            d = c - '0';
+        else if ((c | 0x20) - 'a' < 6u)
+            d = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        v = v << 4 | (int)d;
+    }
+    return v;
+}
+
+/* A backslash escape at *pp; copied to the output unchanged. */
+static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool emit)
+{
+    const unsigned char *p = *pp;
+    size_t n = 2;
+    if (s->end - p < 2)
+        return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
+    switch (p[1]) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+        break;
+    case 'u': {
+        bool strict = !(s->flags & PIPE_JSON_LENIENT);
+        int cp = s->end - p >= 6 ? hex4(p + 2) : -1;
+        n = 6;
+        if (cp < 0)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "invalid \\u escape");
+        if (cp == 0 && strict)
+            return fail(s, PIPE_JSON_ESTRING, p, "\\u0000 in string");
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            int lo = s->end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+            if (lo >= 0xDC00 && lo <= 0xDFFF)
+                n = 12;
+            else if (strict)
+                return fail(s, PIPE_JSON_ESTRING, p, "unpaired surrogate escape");
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF && strict) {
+            return fail(s, PIPE_JSON_ESTRING, p, "unpaired surrogate escape");
+        }
+        break;
+    }
+    default:
+        return fail(s, PIPE_JSON_ESYNTAX, p, "invalid escape");
+    }
+    if (emit) {
+        memcpy(*op, p, n);
+        *op += n;
+    }
+    *pp = p + n;
+    return 0;
+}
+
+/* A string starting at the quote *pp; on success *pp is past the closing
+ * quote and *esc tells whether it held an escape. */
+static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, char **op,
+                                     bool emit, bool *esc)
+{
+    const unsigned char *p = *pp + 1, *end = s->end;
+    char *o = *op;
+    if (emit)
+        *o++ = '"';
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            if (swar_special(x))
+                break;
+            if (emit) {
+                memcpy(o, &x, 8); /* the caller reserved 16 bytes of slack */
+                o += 8;
+            }
+            p += 8;
+        }
+        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            if (emit)
+                *o++ = (char)*p;
+            p++;
+        }
+        if (p >= end)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
+        unsigned c = *p;
+        if (c == '"')
+            break;
+        if (c == '\\') {
+            *esc = true;
+            if (scan_escape(s, &p, &o, emit) < 0)
+                return -1;
+        } else if (c < 0x20) {
+            return fail(s, (s->flags & PIPE_JSON_LENIENT) ? PIPE_JSON_ESYNTAX : PIPE_JSON_ESTRING,
+                        p, "control character in string");
+        } else {
+            size_t n = utf8_seq(p, end);
+            if (n == 0)
+                return fail(s, PIPE_JSON_EUTF8, p, "invalid UTF-8");
+            if (emit) {
+                memcpy(o, p, n);
+                o += n;
+            }
+            p += n;
+        }
+    }
+    if (emit)
+        *o++ = '"';
+    *pp = p + 1;
+    *op = o;
+    return 0;
+}
+
+/* True when the number with integer digits [ib, ie), fraction digits
+ * [fb, fe) and decimal exponent exp is too large for a double. Exact: the
+ * digits are compared with the overflow threshold when the order of
+ * magnitude alone cannot tell. */
+static bool number_overflows(const unsigned char *ib, const unsigned char *ie,
+                             const unsigned char *fb, const unsigned char *fe, long exp)
+{
+    const size_t tlen = sizeof dbl_overflow_digits - 1;
+    const unsigned char *seg[2][2] = {{ib, ie}, {fb, fe}};
+    long k = ie - ib; /* the value is in [10^(k-1), 10^k) */
+    if (*ib == '0') {
+        const unsigned char *d = fb;
+        while (d && d < fe && *d == '0')
+            d++;
+        if (!d || d == fe)
+            return false; /* zero */
+        k = -(long)(d - fb);
+        seg[0][0] = d;
+        seg[0][1] = fe;
+        seg[1][0] = seg[1][1] = NULL;
+    }
+    long mag = k + exp;
+    if (mag <= 308)
+        return false;
+    if (mag >= 310)
+        return true;
+    /* Same order of magnitude as the threshold: compare digit by digit. */
+    size_t i = 0;
+    for (int j = 0; j < 2; j++) {
+        for (const unsigned char *d = seg[j][0]; d && d < seg[j][1]; d++, i++) {
+            int t = i < tlen ? dbl_overflow_digits[i] : '0';
+            if (*d != t)
+                return *d > t;
+        }
+    }
+    /* Digits ran out: equal to the threshold (a tie rounds up) or below it. */
+    return i >= tlen;
+}
+
+static int scan_number(struct scan *s, const unsigned char **pp, char **op, bool emit)
+{
+    const unsigned char *b = *pp, *p = b, *end = s->end;
+    if (*p == '-')
+        p++;
+    const unsigned char *ib = p;
+    if (p < end && *p == '0')
+        p++;
+    else if (p < end && is_digit(*p))
+        while (p < end && is_digit(*p))
+            p++;
+    else
+        return fail(s, PIPE_JSON_ESYNTAX, p, "invalid number");
+    const unsigned char *ie = p, *fb = NULL, *fe = NULL;
+    if (p < end && *p == '.') {
+        fb = ++p;
+        while (p < end && is_digit(*p))
+            p++;
+        if (p == fb)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "invalid number");
+        fe = p;
+    }
+    long exp = 0;
+    bool has_exp = false;
+    if (p < end && (*p | 0x20) == 'e') {
+        bool neg = false;
+        has_exp = true;
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            neg = *p++ == '-';
+        const unsigned char *eb = p;
+        while (p < end && is_digit(*p)) {
+            if (exp < 1000000) /* far past any double; keeps the sum from overflowing */
+                exp = exp * 10 + (*p - '0');
+            p++;
+        }
+        if (p == eb)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "invalid number");
+        exp = neg ? -exp : exp;
+    }
+    if (!(s->flags & PIPE_JSON_LENIENT) && (has_exp || ie - ib > 308) &&
+        number_overflows(ib, ie, fb, fe, exp))
+        return fail(s, PIPE_JSON_ENUMBER, b, "number overflows a double");
+    if (emit) {
+        memcpy(*op, b, (size_t)(p - b));
+        *op += p - b;
+    }
+    *pp = p;
+    return 0;
+}
+
+static ALWAYS_INLINE bool top_is_object(const struct scan *s, int depth)
+{
+    return (s->stack[(depth - 1) >> 6] >> ((depth - 1) & 63)) & 1;
+}
+
+static ALWAYS_INLINE int push(struct scan *s, int *depth, bool object, const unsigned char *p)
+{
+    if (*depth >= s->max_depth)
+        return fail(s, PIPE_JSON_EDEPTH, p, "nested too deep");
+    uint64_t bit = 1ull << (*depth & 63);
+    uint64_t *w = &s->stack[*depth >> 6];
+    *w = object ? (*w | bit) : (*w & ~bit);
+    (*depth)++;
+    return 0;
+}
+
+/* A child of the top-level container is complete: tell the callback and
+ * drop the member from the output if it asks. */
+static ALWAYS_INLINE void child_done(struct scan *s, const unsigned char *p, char **op, bool emit)
+{
+    if (s->cb) {
+        struct pipe_json_member m;
+        m.key = s->key;
+        m.key_len = s->key_len;
+        m.key_escaped = s->key_esc;
+        m.value = emit ? s->vout : (const char *)s->vin;
+        m.value_len = emit ? (size_t)(*op - s->vout) : (size_t)(p - s->vin);
+        m.type = s->vtype;
+        m.value_escaped = s->vesc;
+        m.in_offset = (size_t)(s->vin - s->start);
+        if (s->cb(s->arg, &m) && s->key && emit) {
+            *op = s->mstart;
+            return;
+        }
+    }
+    s->kept++;
+}
+
+/* The whole grammar as one state machine over labels, so the hot loop keeps
+ * p and o in registers; it is longer than the usual function because the
+ * states share those locals. emit is a compile-time constant at both call
+ * sites, giving a compacting and a validate-only copy. */
+static ALWAYS_INLINE int scan_tree(struct scan *s, const unsigned char **pp, char **op, bool emit)
+{
+    const unsigned char *p = *pp, *end = s->end;
+    char *o = *op;
+    int depth = 0;
+    bool esc;
+
+value:
+    while (p < end && is_ws(*p))
+        p++;
+    if (p >= end)
+        return fail(s, PIPE_JSON_ESYNTAX, p, "unexpected end of input");
+    if (depth == 1) {
+        s->vin = p;
+        s->vout = o;
+        s->vesc = false;
+    }
+    switch (*p) {
+    case '{':
+        if (push(s, &depth, true, p) < 0)
+            return -1;
+        if (depth == 1)
+            s->top_type = PIPE_JSON_OBJECT;
+        else if (depth == 2)
+            s->vtype = PIPE_JSON_OBJECT;
+        if (emit)
+            *o++ = '{';
+        p++;
+        while (p < end && is_ws(*p))
+            p++;
+        if (p < end && *p == '}') {
+            p++;
+            goto close;
+        }
+        goto key;
+    case '[':
+        if (push(s, &depth, false, p) < 0)
+            return -1;
+        if (depth == 1)
+            s->top_type = PIPE_JSON_ARRAY;
+        else if (depth == 2)
+            s->vtype = PIPE_JSON_ARRAY;
+        if (emit)
+            *o++ = '[';
+        p++;
+        while (p < end && is_ws(*p))
+            p++;
+        if (p < end && *p == ']') {
+            p++;
+            goto close;
+        }
+        goto value;
+    case '"':
+        esc = false;
+        if (scan_string(s, &p, &o, emit, &esc) < 0)
+            return -1;
+        if (depth == 1) {
+            s->vtype = PIPE_JSON_STRING;
+            s->vesc = esc;
+        } else if (depth == 0) {
+            s->top_type = PIPE_JSON_STRING;
+        }
+        goto after;
+    case 't': case 'f': case 'n': {
+        static const char *const lit[3] = {"true", "false", "null"};
+        static const enum pipe_json_type lt[3] = {PIPE_JSON_TRUE, PIPE_JSON_FALSE, PIPE_JSON_NULL};
+        int i = *p == 't' ? 0 : *p == 'f' ? 1 : 2;
+        size_t n = i == 1 ? 5 : 4;
+        if ((size_t)(end - p) < n || memcmp(p, lit[i], n) != 0)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "invalid literal");
+        if (emit) {
+            memcpy(o, lit[i], n);
+            o += n;
+        }
+        p += n;
+        if (depth == 1)
+            s->vtype = lt[i];
+        else if (depth == 0)
+            s->top_type = lt[i];
+        goto after;
+    }
+    default:
+        if (*p != '-' && !is_digit(*p))
+            return fail(s, *p >= 0x80 && !utf8_seq(p, end) ? PIPE_JSON_EUTF8 : PIPE_JSON_ESYNTAX, p,
+                        "unexpected character");
+        if (scan_number(s, &p, &o, emit) < 0)
+            return -1;
+        if (depth == 1)
+            s->vtype = PIPE_JSON_NUMBER;
+        else if (depth == 0)
+            s->top_type = PIPE_JSON_NUMBER;
+        goto after;
+    }
+
+key:
+    if (depth == 1) {
+        s->mstart = o;
+        if (emit && s->kept > 0)
+            *o++ = ',';
+    }
+    if (p >= end || *p != '"')
+        return fail(s, PIPE_JSON_ESYNTAX, p, "expected a string key");
+    esc = false;
+    {
+        char *kq = o;
+        const unsigned char *kp = p;
+        if (scan_string(s, &p, &o, emit, &esc) < 0)
+            return -1;
+        if (depth == 1) {
+            s->key = emit ? kq + 1 : (const char *)kp + 1;
+            s->key_len = (size_t)(p - kp) - 2;
+            s->key_esc = esc;
+        }
+    }
+    while (p < end && is_ws(*p))
+        p++;
+    if (p >= end || *p != ':')
+        return fail(s, PIPE_JSON_ESYNTAX, p, "expected ':'");
+    if (emit)
+        *o++ = ':';
+    p++;
+    goto value;
+
+close:
+    if (emit)
+        *o++ = top_is_object(s, depth) ? '}' : ']';
+    depth--;
+
+after:
+    if (depth == 1)
+        child_done(s, p, &o, emit);
+    if (depth == 0) {
+        *pp = p;
+        *op = o;
+        return 0;
+    }
+    while (p < end && is_ws(*p))
+        p++;
+    if (p >= end)
+        return fail(s, PIPE_JSON_ESYNTAX, p, "unexpected end of input");
+    if (*p == ',') {
+        p++;
+        while (p < end && is_ws(*p))
+            p++;
+        if (top_is_object(s, depth)) {
+            if (emit && depth > 1)
+                *o++ = ',';
+            goto key;
+        }
+        if (emit)
+            *o++ = ',';
+        goto value;
+    }
+    if (*p == (top_is_object(s, depth) ? '}' : ']')) {
+        p++;
+        goto close;
+    }
+    return fail(s, PIPE_JSON_ESYNTAX, p,
+                top_is_object(s, depth) ? "expected ',' or '}'" : "expected ',' or ']'");
+}
+
+static int scan_emit(struct scan *s, const unsigned char **pp, char **op)
+{
+    return scan_tree(s, pp, op, true);
+}
+
+static int scan_check(struct scan *s, const unsigned char **pp, char **op)
+{
+    return scan_tree(s, pp, op, false);
+}
+
+int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts,
+                   struct pipe_buf *out, struct pipe_json_result *res)
+{
+    struct scan s;
+    int rc = 0;
+    if (out && (rc = pipe_buf_reserve(out, len + 16)) < 0)
+        return rc;
+    s.start = (const unsigned char *)in;
+    s.end = s.start + len;
+    s.obase = out ? out->data + out->len : NULL;
+    s.flags = opts ? opts->flags : 0;
+    s.max_depth = opts && opts->max_depth > 0 ? opts->max_depth : 32;
+    if (s.max_depth > PIPE_JSON_DEPTH_LIMIT)
+        s.max_depth = PIPE_JSON_DEPTH_LIMIT;
+    s.cb = opts ? opts->on_member : NULL;
+    s.arg = opts ? opts->arg : NULL;
+    s.kept = 0;
+    s.top_type = PIPE_JSON_NONE;
+    s.key = NULL;
+    s.key_len = 0;
+    s.key_esc = false;
+    s.vtype = PIPE_JSON_NONE;
+    s.err = PIPE_JSON_OK;
+    s.what = "";
+    s.at = s.start;
+
+    const unsigned char *p = s.start;
+    char *o = s.obase;
+    rc = out ? scan_emit(&s, &p, &o) : scan_check(&s, &p, &o);
+    if (rc == 0) {
+        while (p < s.end && is_ws(*p))
+            p++;
+        if (p != s.end && !(s.flags & PIPE_JSON_PREFIX))
+            rc = fail(&s, PIPE_JSON_ESYNTAX, p, "unexpected bytes after the value");
+    }
+    res->err = s.err;
+    res->offset = (size_t)(s.at - s.start);
+    res->what = s.what;
+    res->type = s.top_type;
+    res->kept = s.kept;
+    res->end = rc == 0 ? (size_t)(p - s.start) : res->offset;
+    res->out_len = rc == 0 && out ? (size_t)(o - s.obase) : 0;
+    if (rc < 0)
+        return PIPE_EPARSE;
+    if (out) {
+        out->len += res->out_len;
+        out->data[out->len] = '\0';
+    }
+    return 0;
+}
+
+static void put_utf8(char **dst, unsigned cp)
+{
+    char *d = *dst;
+    if (cp < 0x80) {
+        *d++ = (char)cp;
+    } else if (cp < 0x800) {
+        *d++ = (char)(0xC0 | cp >> 6);
+        *d++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *d++ = (char)(0xE0 | cp >> 12);
+        *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *d++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *d++ = (char)(0xF0 | cp >> 18);
+        *d++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *d++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *d++ = (char)(0x80 | (cp & 0x3F));
+    }
+    *dst = d;
+}
+
+size_t pipe_json_unescape(const char *raw, size_t n, char *dst)
+{
+    const unsigned char *p = (const unsigned char *)raw, *end = p + n;
+    char tmp[4], *d = dst;
+    size_t len = 0;
+    while (p < end) {
+        char *w = dst ? d : tmp;
+        char *w0 = w;
+        if (*p != '\\' || end - p < 2) {
+            *w++ = (char)*p++;
+        } else if (p[1] != 'u') {
+            static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+            const char *f = memchr(from, p[1], sizeof from - 1);
+            *w++ = f ? to[f - from] : (char)p[1];
+            p += 2;
+        } else {
+            int cp = end - p >= 6 ? hex4(p + 2) : -1;
+            if (cp < 0) { /* not from a scan that accepted it; keep the byte */
+                *w++ = (char)*p++;
+                goto next;
+            }
+            p += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF && end - p >= 6 && p[0] == '\\' && p[1] == 'u') {
+                int lo = hex4(p + 2);
+                if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
+            }
+            put_utf8(&w, (unsigned)cp);
+        }
+    next:
+        len += (size_t)(w - w0);
+        if (dst)
+            d = w;
+    }
+    return len;
+}
+
+const char *pipe_json_error_name(enum pipe_json_error e)
+{
+    switch (e) {
+    case PIPE_JSON_OK: return "ok";
+    case PIPE_JSON_ESYNTAX: return "syntax";
+    case PIPE_JSON_EUTF8: return "utf8";
+    case PIPE_JSON_EDEPTH: return "depth";
+    case PIPE_JSON_ENUMBER: return "number";
+    case PIPE_JSON_ESTRING: return "string";
+    case PIPE_JSON_ETOOLARGE: return "too_large";
+    }
+    return "unknown";
+}
+
+/* ---- body splitting ---- */
+
+static size_t skip_ws(const char *b, size_t pos, size_t end)
+{
+    while (pos < end && is_ws((unsigned char)b[pos]))
+        pos++;
+    return pos;
+}
+
+/* End of the value starting at b[pos], in text already known to be valid
+ * JSON: only strings and brackets need tracking. */
+static size_t skim_value(const char *b, size_t pos, size_t end)
+{
+    long depth = 0;
+    while (pos < end) {
+        char c = b[pos];
+        if (c == '"') {
+            for (pos++; pos < end && b[pos] != '"'; pos++)
+                if (b[pos] == '\\')
+                    pos++;
+            pos++;
+            if (depth == 0)
+                return pos;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return pos; /* a scalar ended by its container */
+            if (--depth == 0)
+                return pos + 1;
+        } else if (depth == 0 && (c == ',' || is_ws((unsigned char)c))) {
+            return pos;
+        }
+        pos++;
+    }
+    return end;
+}
+
+struct wrapper_probe {
+    const char *events; /* the last "events" member's value if an array */
+    size_t events_len;
+    bool has_event;
+};
+
+static bool key_is(const struct pipe_json_member *m, const char *name, size_t n)
+{
+    char tmp[64];
+    if (!m->key_escaped)
+        return m->key_len == n && memcmp(m->key, name, n) == 0;
+    if (m->key_len > sizeof tmp || pipe_json_unescape(m->key, m->key_len, NULL) != n)
+        return false;
+    pipe_json_unescape(m->key, m->key_len, tmp);
+    return memcmp(tmp, name, n) == 0;
+}
+
+static bool probe_member(void *arg, const struct pipe_json_member *m)
+{
+    struct wrapper_probe *w = arg;
+    if (key_is(m, "events", 6)) {
+        w->events = m->type == PIPE_JSON_ARRAY ? m->value : NULL;
+        w->events_len = m->value_len;
+    } else if (key_is(m, "event", 5)) {
+        w->has_event = true;
+    }
+    return false;
+}
+
+/* Validates body[from..len) as one lenient JSON value with no output,
+ * noting a wrapper's "events" array. Offsets in res are of the body. */
+static int check_whole(const char *body, size_t len, size_t from, unsigned flags,
+                       struct wrapper_probe *w, struct pipe_json_result *res)
+{
+    struct pipe_json_opts o = {PIPE_JSON_DEPTH_LIMIT, PIPE_JSON_LENIENT | flags, probe_member, w};
+    int rc = pipe_json_scan(body + from, len - from, &o, NULL, res);
+    res->offset += from;
+    res->end += from;
+    return rc;
+}
+
+static int body_fail(struct pipe_json_result *res, size_t at, const char *what)
+{
+    memset(res, 0, sizeof *res);
+    res->err = PIPE_JSON_ESYNTAX;
+    res->offset = at;
+    res->what = what;
+    return PIPE_EPARSE;
+}
+
+int pipe_body_iter_init(struct pipe_body_iter *it, const char *body, size_t len,
+                        enum pipe_body_form hint, size_t max_record,
+                        struct pipe_json_result *res)
+{
+    struct wrapper_probe w = {NULL, 0, false};
+    size_t pos = len >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
+    size_t first = skip_ws(body, pos, len);
+    int rc = 0;
+
+    memset(res, 0, sizeof *res);
+    res->what = "";
+    memset(it, 0, sizeof *it);
+    it->body = body;
+    it->len = it->end = len;
+    it->max_record = max_record ? max_record : SIZE_MAX;
+    it->form = hint;
+    it->pos = first;
+    if (first == len) {
+        it->form = hint == PIPE_BODY_AUTO ? PIPE_BODY_NDJSON : hint;
+        it->done = true;
+        return 0;
+    }
+    if (hint == PIPE_BODY_AUTO && body[first] == '[') {
+        it->form = PIPE_BODY_ARRAY;
+    } else if (hint == PIPE_BODY_AUTO && body[first] == '{') {
+        /* Only the first value is scanned here, so an NDJSON body costs one
+         * line; a wrapper or single object is validated once, here. */
+        struct pipe_json_result r;
+        it->form = PIPE_BODY_NDJSON;
+        if (check_whole(body, len, first, PIPE_JSON_PREFIX, &w, &r) == 0 && r.end == len)
+            it->form = w.events && !w.has_event ? PIPE_BODY_WRAPPER : PIPE_BODY_SINGLE;
+        if (it->form == PIPE_BODY_WRAPPER)
+            goto wrapper;
+        return 0;
+    } else if (hint == PIPE_BODY_AUTO) {
+        it->form = PIPE_BODY_NDJSON;
+    }
+
+    switch (it->form) {
+    case PIPE_BODY_ARRAY:
+        if ((rc = check_whole(body, len, first, 0, &w, res)) < 0)
+            goto out;
+        if (res->type != PIPE_JSON_ARRAY)
+            rc = body_fail(res, first, "expected a JSON array");
+        it->pos = first + 1;
+        break;
+    case PIPE_BODY_WRAPPER:
+        if ((rc = check_whole(body, len, first, 0, &w, res)) < 0)
+            goto out;
+        if (res->type != PIPE_JSON_OBJECT || !w.events) {
+            rc = body_fail(res, first, "expected an object with an \"events\" array");
+            goto out;
+        }
+    wrapper:
+        it->form = PIPE_BODY_WRAPPER;
+        it->pos = (size_t)(w.events - body) + 1;
+        it->end = (size_t)(w.events - body) + w.events_len;
+        break;
+    default:
+        break;
+    }
+out:
+    if (rc < 0)
+        it->done = true;
+    return rc;
+}
+
+static bool next_line(struct pipe_body_iter *it, struct pipe_body_record *rec)
+{
+    const char *b = it->body;
+    while (it->pos < it->end) {
+        size_t start = it->pos;
+        const char *nl = memchr(b + start, '\n', it->end - start);
+        size_t stop = nl ? (size_t)(nl - b) : it->end;
+        it->pos = nl ? stop + 1 : it->end;
+        if (stop > start && b[stop - 1] == '\r')
+            stop--;
+        if (skip_ws(b, start, stop) == stop)
+            continue;
+        rec->data = b + start;
+        rec->len = stop - start;
+        rec->offset = start;
+        rec->index = it->index++;
+        rec->err = rec->len > it->max_record ? PIPE_JSON_ETOOLARGE : PIPE_JSON_OK;
+        return true;
+    }
+    return false;
+}
+
+bool pipe_body_iter_next(struct pipe_body_iter *it, struct pipe_body_record *rec)
+{
+    if (it->done)
+        return false;
+    if (it->form == PIPE_BODY_NDJSON)
+        return next_line(it, rec);
+
+    size_t start = it->pos, stop;
+    if (it->form == PIPE_BODY_SINGLE) {
+        stop = it->end;
+        while (stop > start && is_ws((unsigned char)it->body[stop - 1]))
+            stop--;
+        it->done = true;
+    } else {
+        /* Array or wrapper: validated in init, so skimming is enough. */
+        start = skip_ws(it->body, start, it->end);
+        if (start >= it->end || it->body[start] == ']') {
+            it->done = true;
+            return false;
+        }
+        stop = skim_value(it->body, start, it->end);
+        size_t next = skip_ws(it->body, stop, it->end);
+        it->pos = next < it->end && it->body[next] == ',' ? next + 1 : next;
+    }
+    rec->data = it->body + start;
+    rec->len = stop - start;
+    rec->offset = start;
+    rec->index = it->index++;
+    rec->err = rec->len > it->max_record ? PIPE_JSON_ETOOLARGE : PIPE_JSON_OK;
+    return true;
+}

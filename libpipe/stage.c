@@ -1,0 +1,385 @@
+/* stage — the shared runtime: options, logging, store/lease handles, admin
+ * server, signals and the poll loop. The runtime owns every handle it
+ * creates; a stage owns only its state. */
+#include "libpipe/stage.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libpipe/buf.h"
+#include "libpipe/err.h"
+#include "libpipe/httpd.h"
+#include "libpipe/lease.h"
+#include "libpipe/log.h"
+#include "libpipe/mem.h"
+#include "libpipe/metrics.h"
+#include "libpipe/store.h"
+
+#define CFG(field) offsetof(struct pipe_stage_common, field)
+
+const struct pipe_conf_opt pipe_stage_common_opts[] = {
+    {"store", PIPE_CONF_STR, "file://./sluice-data", CFG(store),
+     "object store URL: file:///path or s3://bucket[/prefix]?endpoint=..", 0, 0, "URL"},
+    {"leases", PIPE_CONF_STR, "local", CFG(leases),
+     "lease and de-duplication backend: local, local:///dir or redis://host:port", 0, 0, "URL"},
+    {"admin", PIPE_CONF_STR, "127.0.0.1:0", CFG(admin),
+     "where /healthz, /readyz and /metrics are served (port 0 picks one; off for none)", 0, 0,
+     "ADDR"},
+    {"once", PIPE_CONF_BOOL, "false", CFG(once), "process everything pending, then exit 0", 0, 0,
+     NULL},
+    {"log_level", PIPE_CONF_STR, "info", CFG(log_level), "debug, info, warn or error", 0, 0,
+     "LEVEL"},
+    {"generation", PIPE_CONF_INT, "1", CFG(generation),
+     "generation number written into every output name (raise it to re-process)", 1, 999999,
+     "N"},
+    {"instance", PIPE_CONF_STR, NULL, CFG(instance),
+     "this process's name among its peers (default: the host name)", 0, 0, "NAME"},
+    {"poll", PIPE_CONF_DURATION, "1s", CFG(poll_ms), "how often an idle stage looks for work",
+     10, 3600000, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+
+struct store_stat_ref {
+    struct pipe_stage *st;
+    enum pipe_store_op op;
+    bool errors;
+};
+
+struct pipe_stage {
+    const struct pipe_stage_desc *desc;
+    void *cfg;
+    void *state;
+    uv_loop_t loop;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t poll_timer;
+    uv_work_t work;
+    struct pipe_store *store;
+    struct pipe_leases *leases;
+    struct pipe_metrics *metrics;
+    struct pipe_httpd *admin;
+    struct store_stat_ref store_refs[PIPE_STORE_OP__COUNT * 2];
+    enum pipe_stage_status last;
+    int64_t backoff_ms;
+    bool working;
+    bool finishing;
+    int exit_rc;
+    atomic_bool stopping;
+    atomic_bool ready;
+};
+
+uv_loop_t *pipe_stage_loop(struct pipe_stage *st) { return &st->loop; }
+struct pipe_store *pipe_stage_store(struct pipe_stage *st) { return st->store; }
+struct pipe_leases *pipe_stage_leases(struct pipe_stage *st) { return st->leases; }
+struct pipe_metrics *pipe_stage_metrics(struct pipe_stage *st) { return st->metrics; }
+
+const struct pipe_stage_common *pipe_stage_common(const struct pipe_stage *st)
+{
+    return st->cfg;
+}
+
+bool pipe_stage_stopping(const struct pipe_stage *st)
+{
+    return atomic_load(&st->stopping);
+}
+
+void pipe_stage_set_ready(struct pipe_stage *st, bool ready)
+{
+    atomic_store(&st->ready, ready);
+}
+
+static double store_stat_value(void *arg)
+{
+    const struct store_stat_ref *r = arg;
+    uint64_t requests = 0, errors = 0;
+    pipe_store_counters(r->st->store, r->op, &requests, &errors);
+    return (double)(r->errors ? errors : requests);
+}
+
+static void register_store_metrics(struct pipe_stage *st)
+{
+    for (int op = 0; op < PIPE_STORE_OP__COUNT; op++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "op=\"%s\"", pipe_store_op_name(op));
+        for (int e = 0; e < 2; e++) {
+            struct store_stat_ref *r = &st->store_refs[op * 2 + e];
+            *r = (struct store_stat_ref){st, (enum pipe_store_op)op, e == 1};
+            pipe_metrics_counter_fn(st->metrics,
+                                    e ? "sluice_store_errors_total" : "sluice_store_requests_total",
+                                    e ? "Store requests that failed, by operation."
+                                      : "Store requests, by operation.",
+                                    labels, store_stat_value, r);
+        }
+    }
+}
+
+bool pipe_stage_serve_admin(struct pipe_stage *st, struct pipe_http_request *req)
+{
+    if (strcmp(req->path, "/healthz") == 0) {
+        pipe_httpd_respond(req, 200, "text/plain", "ok\n", 3, NULL);
+    } else if (strcmp(req->path, "/readyz") == 0) {
+        bool ready = atomic_load(&st->ready) && !atomic_load(&st->stopping);
+        pipe_httpd_respond(req, ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n",
+                           ready ? 6 : 10, NULL);
+    } else if (strcmp(req->path, "/metrics") == 0) {
+        struct pipe_buf b;
+        pipe_buf_init(&b, 64u << 20);
+        pipe_metrics_render(st->metrics, &b);
+        pipe_httpd_respond(req, 200, "text/plain; version=0.0.4", b.data ? b.data : "", b.len,
+                           NULL);
+        pipe_buf_cleanup(&b);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+static void admin_handler(struct pipe_http_request *req, void *arg)
+{
+    if (!pipe_stage_serve_admin(arg, req))
+        pipe_httpd_respond(req, 404, "text/plain", "not found\n", 10, NULL);
+}
+
+static void close_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* finish — ends the loop: stops the admin server and closes our handles;
+ * the loop returns once everything the stage opened is closed too. */
+static void finish(struct pipe_stage *st, int rc)
+{
+    if (st->finishing)
+        return;
+    st->finishing = true;
+    st->exit_rc = rc;
+    atomic_store(&st->stopping, true);
+    if (st->admin)
+        pipe_httpd_stop_accepting(st->admin);
+    uv_close((uv_handle_t *)&st->sigterm, NULL);
+    uv_close((uv_handle_t *)&st->sigint, NULL);
+    uv_close((uv_handle_t *)&st->poll_timer, NULL);
+    if (st->admin) {
+        pipe_httpd_close(st->admin, NULL, NULL);
+        st->admin = NULL;
+    }
+}
+
+void pipe_stage_done(struct pipe_stage *st, int rc)
+{
+    finish(st, rc);
+}
+
+static void schedule(struct pipe_stage *st, int64_t delay_ms);
+
+static void work_cb(uv_work_t *w)
+{
+    struct pipe_stage *st = w->data;
+    st->last = st->desc->process(st, st->state);
+}
+
+static void after_work_cb(uv_work_t *w, int status)
+{
+    struct pipe_stage *st = w->data;
+    const struct pipe_stage_common *c = st->cfg;
+    st->working = false;
+    if (status != 0 || atomic_load(&st->stopping)) {
+        finish(st, 0);
+        return;
+    }
+    switch (st->last) {
+    case PIPE_STAGE_WORKED:
+        st->backoff_ms = 0;
+        schedule(st, 0);
+        break;
+    case PIPE_STAGE_IDLE:
+        st->backoff_ms = 0;
+        if (c->once)
+            finish(st, 0);
+        else
+            schedule(st, c->poll_ms);
+        break;
+    case PIPE_STAGE_RETRY:
+        /* Capped exponential backoff with jitter, so a fleet of stages does
+         * not hammer a store that is coming back. */
+        st->backoff_ms = st->backoff_ms ? st->backoff_ms * 2 : 100;
+        if (st->backoff_ms > 30000)
+            st->backoff_ms = 30000;
+        schedule(st, st->backoff_ms / 2 + rand() % (st->backoff_ms / 2 + 1));
+        break;
+    case PIPE_STAGE_FAIL:
+        pipe_log_error("stage failed; stopping", NULL);
+        finish(st, 1);
+        break;
+    }
+}
+
+static void poll_timer_cb(uv_timer_t *t)
+{
+    struct pipe_stage *st = t->data;
+    if (st->working || atomic_load(&st->stopping))
+        return;
+    st->working = true;
+    st->work.data = st;
+    uv_queue_work(&st->loop, &st->work, work_cb, after_work_cb);
+}
+
+static void schedule(struct pipe_stage *st, int64_t delay_ms)
+{
+    uv_timer_start(&st->poll_timer, poll_timer_cb, (uint64_t)(delay_ms < 0 ? 0 : delay_ms), 0);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    struct pipe_stage *st = s->data;
+    pipe_log_info("stopping on signal", "signal=%d", signum);
+    if (atomic_exchange(&st->stopping, true)) {
+        /* A second signal while stopping: the operator insists. */
+        if (signum == SIGINT)
+            _exit(130);
+        return;
+    }
+    if (st->desc->stop)
+        st->desc->stop(st, st->state);
+    else if (!st->working)
+        finish(st, 0);
+    /* else after_work_cb finishes once the round in hand is done */
+}
+
+static int start_admin(struct pipe_stage *st)
+{
+    const struct pipe_stage_common *c = st->cfg;
+    if (c->admin == NULL || c->admin[0] == '\0' || strcmp(c->admin, "off") == 0)
+        return 0;
+    struct pipe_httpd_config hc;
+    pipe_httpd_config_defaults(&hc);
+    hc.listen = c->admin;
+    int rc = pipe_httpd_new(&st->loop, &hc, admin_handler, st, &st->admin);
+    if (rc < 0) {
+        pipe_log_error("cannot serve the admin port", "addr=%s err=\"%s\"", c->admin,
+                       pipe_strerror(rc));
+        return rc;
+    }
+    pipe_log_info("admin listening", "addr=%s port=%d", c->admin, pipe_httpd_port(st->admin));
+    return 0;
+}
+
+static void default_instance(struct pipe_stage_common *c)
+{
+    if (c->instance && c->instance[0])
+        return;
+    char host[256] = "sluice";
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    /* Instance names end up in object names: keep [A-Za-z0-9_.-]. */
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '.' || *p == '-'))
+            *p = '-';
+    host[64] = '\0';
+    pipe_free(c->instance);
+    c->instance = pipe_strdup(host[0] ? host : "sluice");
+}
+
+static int open_backends(struct pipe_stage *st)
+{
+    struct pipe_stage_common *c = st->cfg;
+    int rc = pipe_store_open(c->store, &st->store);
+    if (rc < 0) {
+        pipe_log_error("cannot open the store", "url=\"%s\" err=\"%s\"", c->store,
+                       pipe_strerror(rc));
+        return rc;
+    }
+    if (st->desc->needs_leases) {
+        rc = pipe_leases_open(c->leases, NULL, &st->leases);
+        if (rc < 0) {
+            pipe_log_error("cannot open the lease backend", "url=\"%s\" err=\"%s\"", c->leases,
+                           pipe_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void teardown(struct pipe_stage *st, const struct pipe_conf_program *prog)
+{
+    if (st->state && st->desc->exit)
+        st->desc->exit(st, st->state);
+    /* Anything a stage left open is closed so the loop can be freed. */
+    uv_walk(&st->loop, close_handle, NULL);
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&st->loop);
+    pipe_leases_free(st->leases);
+    pipe_store_free(st->store);
+    pipe_metrics_free(st->metrics);
+    pipe_conf_cleanup(prog, st->cfg);
+    pipe_free(st->cfg);
+}
+
+int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
+{
+    char name[64];
+    snprintf(name, sizeof name, "sluice-%s", d->name);
+    const struct pipe_conf_program prog = {
+        .name = name,
+        .summary = d->summary,
+        .usage_args = d->usage_args,
+        .version = SLUICE_VERSION,
+        .tables = {pipe_stage_common_opts, d->opts, NULL},
+        .validate = d->validate,
+    };
+    struct pipe_stage st_mem = {.desc = d};
+    struct pipe_stage *st = &st_mem;
+    int first_arg = 0;
+    st->cfg = pipe_calloc(1, d->cfg_size);
+    int rc = pipe_conf_load(&prog, st->cfg, argc, argv, &first_arg);
+    if (rc < 0) {
+        pipe_free(st->cfg);
+        return rc == PIPE_EHELP ? 0 : 2;
+    }
+    struct pipe_stage_common *c = st->cfg;
+    int level = pipe_log_level_parse(c->log_level);
+    pipe_log_init(d->name, level < 0 ? PIPE_LOG_INFO : (enum pipe_log_level)level);
+    default_instance(c);
+    signal(SIGPIPE, SIG_IGN);
+
+    uv_loop_init(&st->loop);
+    uv_signal_init(&st->loop, &st->sigterm);
+    uv_signal_init(&st->loop, &st->sigint);
+    uv_timer_init(&st->loop, &st->poll_timer);
+    st->sigterm.data = st->sigint.data = st->poll_timer.data = st;
+    st->metrics = pipe_metrics_new();
+    st->exit_rc = 1;
+
+    rc = open_backends(st);
+    if (rc == 0)
+        rc = start_admin(st);
+    if (rc == 0) {
+        register_store_metrics(st);
+        uv_signal_start(&st->sigterm, signal_cb, SIGTERM);
+        uv_signal_start(&st->sigint, signal_cb, SIGINT);
+        rc = d->init(st, st->cfg, &st->state);
+        if (rc < 0)
+            pipe_log_error("stage failed to start", "err=\"%s\"", pipe_strerror(rc));
+    }
+    if (rc < 0) {
+        finish(st, 1);
+    } else {
+        pipe_log_info("started", "store=\"%s\" instance=%s once=%s", pipe_store_url(st->store),
+                      c->instance, c->once ? "true" : "false");
+        if (d->process) {
+            atomic_store(&st->ready, true);
+            schedule(st, 0);
+        }
+    }
+    uv_run(&st->loop, UV_RUN_DEFAULT);
+    int exit_rc = st->exit_rc;
+    teardown(st, &prog);
+    pipe_log_info("stopped", "exit=%d", exit_rc);
+    return exit_rc;
+}

@@ -1,0 +1,92 @@
+/* stage — the one runtime every sluice program runs on.
+ *
+ * A stage is a descriptor (name, option table, init/process/stop/exit); the
+ * runtime owns everything around it: option parsing with the common flags of
+ * SPEC §1, logging, the store and lease handles, the admin server
+ * (/healthz, /readyz, /metrics), signals, the poll loop with retries and
+ * `--once`. A stage either polls (it has `process`, run on a worker thread
+ * while the loop keeps serving the admin port) or is event driven on the
+ * loop (the filter: no `process`; it calls pipe_stage_done() when finished). */
+#ifndef PIPE_STAGE_H
+#define PIPE_STAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "libpipe/conf.h"
+
+struct pipe_stage;
+struct pipe_store;
+struct pipe_leases;
+struct pipe_metrics;
+struct pipe_http_request;
+
+/* The flags every program takes; the first member of each program's config
+ * struct, so the runtime can read it through a cast. */
+struct pipe_stage_common {
+    char *store;        /* store URL */
+    char *leases;       /* lease URL */
+    char *admin;        /* admin listen address, "" or "off" for none */
+    bool once;          /* process what is pending, then exit 0 */
+    char *log_level;    /* debug|info|warn|error */
+    int64_t generation; /* part of every output name */
+    char *instance;     /* this process's name among its peers */
+    int64_t poll_ms;    /* how often a polling stage looks for work */
+};
+
+extern const struct pipe_conf_opt pipe_stage_common_opts[];
+
+/* What process() tells the runtime. */
+enum pipe_stage_status {
+    PIPE_STAGE_WORKED, /* did some work: call again at once */
+    PIPE_STAGE_IDLE,   /* nothing to do: wait poll_ms (or, with --once, exit 0) */
+    PIPE_STAGE_RETRY,  /* a transient failure: back off, then call again */
+    PIPE_STAGE_FAIL,   /* a permanent failure: stop and exit 1 */
+};
+
+struct pipe_stage_desc {
+    const char *name;    /* "filter": the program is "sluice-<name>" */
+    const char *summary; /* for --help */
+    const char *usage_args;
+    const struct pipe_conf_opt *opts; /* the stage's own table, or NULL */
+    size_t cfg_size;     /* sizeof its config; starts with pipe_stage_common */
+    int (*validate)(void *cfg, char *err, size_t errlen);
+    bool needs_leases;
+    /* init — called once after the runtime is up; returns the stage's state
+     * in *state. A negative return stops the program with exit status 1. */
+    int (*init)(struct pipe_stage *st, void *cfg, void **state);
+    /* process — one round of work, on a worker thread. NULL for stages
+     * driven by the loop. Must return promptly once pipe_stage_stopping(). */
+    enum pipe_stage_status (*process)(struct pipe_stage *st, void *state);
+    /* stop — SIGTERM/SIGINT arrived (loop thread). Loop-driven stages begin
+     * their graceful stop here and call pipe_stage_done() when finished;
+     * for polling stages it may be NULL. */
+    void (*stop)(struct pipe_stage *st, void *state);
+    /* exit — release the state (loop thread, after the loop ended). */
+    void (*exit)(struct pipe_stage *st, void *state);
+};
+
+/* pipe_stage_main — parses argv, runs the stage until it is done or told
+ * to stop, and returns the process exit status (0 ok, 1 failure, 2 usage). */
+int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv);
+
+/* Accessors for a stage's init/process/stop/exit. All borrowed. */
+uv_loop_t *pipe_stage_loop(struct pipe_stage *st);
+struct pipe_store *pipe_stage_store(struct pipe_stage *st);
+struct pipe_leases *pipe_stage_leases(struct pipe_stage *st);
+struct pipe_metrics *pipe_stage_metrics(struct pipe_stage *st);
+const struct pipe_stage_common *pipe_stage_common(const struct pipe_stage *st);
+/* pipe_stage_stopping — true once a stop was asked for (any thread). */
+bool pipe_stage_stopping(const struct pipe_stage *st);
+/* pipe_stage_set_ready — what /readyz answers (any thread). */
+void pipe_stage_set_ready(struct pipe_stage *st, bool ready);
+/* pipe_stage_done — a loop-driven stage has finished (loop thread); rc 0
+ * exits 0, anything else exits 1. */
+void pipe_stage_done(struct pipe_stage *st, int rc);
+/* pipe_stage_serve_admin — answers /healthz, /readyz and /metrics; returns
+ * false for any other path. The filter uses it on its ingest port too. */
+bool pipe_stage_serve_admin(struct pipe_stage *st, struct pipe_http_request *req);
+
+#endif

@@ -1,0 +1,590 @@
+/* store_fs — the `file://` store backend: a key is a path under a root
+ * directory. Put writes a dot-named temp file in the target's directory,
+ * fsyncs it, renames it over the target and fsyncs the directory, so readers
+ * see whole objects and a returned put survives a crash. The only state is
+ * the root's directory fd, so a handle is safe to share between threads.
+ *
+ * Known differences from S3: an object and a "directory" cannot share a name
+ * (with "a" stored, put "a/b" fails with -ENOTDIR, and the reverse with
+ * -EISDIR), and delete is not fsynced (a delete lost in a crash is redone by
+ * the next sweep). Temp files of a crashed writer stay as ".tmp.*" files,
+ * which list never shows. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libpipe/err.h"
+#include "libpipe/mem.h"
+#include "libpipe/store_int.h"
+
+/* A put retries this often when a concurrent delete removes the directory
+ * it has just created (delete prunes empty directories). */
+#define FS_PUT_ATTEMPTS 16
+
+struct fs_store {
+    int rootfd;
+    char *root; /* as given in the URL, for messages */
+};
+
+static atomic_uint_least64_t tmp_counter;
+
+/* ---- open / close ---------------------------------------------------- */
+
+/* fsync the directory containing path (relative to dirfd), so that an entry
+ * just created in it survives a crash. */
+static int fsync_parent(int dirfd, const char *path)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == path)
+        snprintf(parent, sizeof parent, "/");
+    else
+        snprintf(parent, sizeof parent, "%.*s", (int)(slash - path), path);
+    int fd = openat(dirfd, parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* Creates directory dir (relative to dirfd) and any missing parents,
+ * fsyncing the parent of each one created. dir is modified while it runs and
+ * restored. An existing directory is success. */
+static int make_dirs(int dirfd, char *dir)
+{
+    if (mkdirat(dirfd, dir, 0777) == 0)
+        return fsync_parent(dirfd, dir);
+    if (errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return -ENOENT;
+    *slash = '\0';
+    int rc = make_dirs(dirfd, dir);
+    *slash = '/';
+    if (rc < 0)
+        return rc;
+    if (mkdirat(dirfd, dir, 0777) == 0)
+        return fsync_parent(dirfd, dir);
+    return errno == EEXIST ? 0 : -errno;
+}
+
+/* Accepts file:///abs/path, file://localhost/abs/path and file://./rel (or
+ * file://../rel), relative to the working directory at open time. No
+ * percent-decoding: the path is used as written. */
+static int fs_parse_url(const char *url, const char **path)
+{
+    const char *p = url + strlen("file:");
+    if (strncmp(p, "//", 2) != 0)
+        return PIPE_ECONFIG;
+    p += 2;
+    if (strncmp(p, "localhost/", 10) == 0)
+        p += 9;
+    bool rel = p[0] == '.' && (p[1] == '/' || p[1] == '\0' ||
+                               (p[1] == '.' && (p[2] == '/' || p[2] == '\0')));
+    if (p[0] != '/' && !rel)
+        return PIPE_ECONFIG;
+    if (strlen(p) >= PATH_MAX - 1)
+        return PIPE_ECONFIG;
+    *path = p;
+    return 0;
+}
+
+static int fs_open(struct pipe_store *s, const char *url)
+{
+    const char *path = NULL;
+    char *dir = NULL;
+    int rc = fs_parse_url(url, &path);
+    if (rc < 0) {
+        pipe__store_set_error(s, "store URL \"%.200s\": want file:///abs/path or file://./rel/path",
+                              url);
+        goto out;
+    }
+    dir = pipe_strdup(path);
+    rc = make_dirs(AT_FDCWD, dir);
+    if (rc < 0) {
+        pipe__store_set_error(s, "store root %s: mkdir: %s", path, pipe_strerror(rc));
+        goto out;
+    }
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = -errno;
+        pipe__store_set_error(s, "store root %s: open: %s", path, pipe_strerror(rc));
+        goto out;
+    }
+    struct fs_store *fs = pipe_malloc(sizeof *fs);
+    fs->rootfd = fd;
+    fs->root = dir;
+    dir = NULL;
+    s->priv = fs;
+out:
+    pipe_free(dir);
+    return rc;
+}
+
+static void fs_close(struct pipe_store *s)
+{
+    struct fs_store *fs = s->priv;
+    close(fs->rootfd);
+    pipe_free(fs->root);
+    pipe_free(fs);
+}
+
+/* ---- put / get / stat / delete --------------------------------------- */
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Creates a new temp file next to key (creating its directory if needed)
+ * and returns its fd; the name goes to tmp (PATH_MAX bytes). */
+static int fs_create_tmp(struct pipe_store *s, const char *key, char *tmp)
+{
+    struct fs_store *fs = s->priv;
+    const char *slash = strrchr(key, '/');
+    int dlen = slash ? (int)(slash - key) : 0;
+    char dir[PIPE_STORE_KEY_MAX + 1];
+    snprintf(dir, sizeof dir, "%.*s", dlen, key);
+    int rc = 0;
+    for (int attempt = 0; attempt < FS_PUT_ATTEMPTS; attempt++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        unsigned long long n = atomic_fetch_add(&tmp_counter, 1);
+        snprintf(tmp, PATH_MAX, "%s%s.tmp.%ld.%llx.%lx", dir, dlen ? "/" : "", (long)getpid(), n,
+                 (unsigned long)ts.tv_nsec);
+        int fd = openat(fs->rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0)
+            return fd;
+        rc = -errno;
+        if (rc == -EEXIST)
+            continue;
+        if (rc != -ENOENT || dlen == 0)
+            break;
+        /* The directory is missing, or a concurrent delete pruned it after
+         * we created it: (re)create and try again. */
+        rc = make_dirs(fs->rootfd, dir);
+        if (rc < 0)
+            break;
+    }
+    pipe__store_set_error(s, "put %s: create temp in %s/%s: %s", key, fs->root, dir,
+                          pipe_strerror(rc));
+    return rc;
+}
+
+static int fs_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+{
+    struct fs_store *fs = s->priv;
+    char tmp[PATH_MAX];
+    const char *what = "write";
+    int fd = fs_create_tmp(s, key, tmp);
+    if (fd < 0)
+        return fd;
+    int rc = write_all(fd, data, len);
+    if (rc == 0 && fsync(fd) < 0) {
+        rc = -errno;
+        what = "fsync";
+    }
+    if (close(fd) < 0 && rc == 0) {
+        rc = -errno;
+        what = "close";
+    }
+    if (rc == 0 && renameat(fs->rootfd, tmp, fs->rootfd, key) < 0) {
+        rc = -errno;
+        what = "rename";
+    }
+    if (rc < 0) {
+        unlinkat(fs->rootfd, tmp, 0);
+        goto out;
+    }
+    what = "fsync dir";
+    rc = fsync_parent(fs->rootfd, key);
+out:
+    if (rc < 0)
+        pipe__store_set_error(s, "put %s: %s %s/%s: %s", key, what, fs->root, tmp,
+                              pipe_strerror(rc));
+    return rc;
+}
+
+static void fill_obj(const struct stat *st, struct pipe_store_obj *info)
+{
+    int64_t ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+    info->size = (uint64_t)st->st_size;
+    info->mtime_ms = ns / 1000000;
+    /* Every put renames a new inode into place, so inode + mtime + size
+     * changes on each rewrite even within one mtime tick. */
+    snprintf(info->etag, sizeof info->etag, "%llx-%llx-%llx", (unsigned long long)ns,
+             (unsigned long long)st->st_size, (unsigned long long)st->st_ino);
+}
+
+static int fs_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
+{
+    struct fs_store *fs = s->priv;
+    size_t len0 = out->len;
+    struct stat st;
+    int rc = 0;
+    int fd = openat(fs->rootfd, key, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        rc = (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
+        goto out;
+    }
+    if (fstat(fd, &st) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        rc = PIPE_ENOTFOUND;
+        goto out;
+    }
+    rc = pipe_buf_reserve(out, (size_t)st.st_size);
+    /* Read to EOF rather than st_size bytes: it costs nothing and copes
+     * with a file that a process outside sluice is still appending to. */
+    while (rc == 0) {
+        /* With the buffer full (an object exactly at the cap), probe into
+         * a side buffer: only bytes that are really there are over the cap. */
+        char probe[4096];
+        bool full = out->len == out->cap;
+        ssize_t n = full ? read(fd, probe, sizeof probe)
+                         : read(fd, out->data + out->len, out->cap - out->len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = -errno;
+        if (n <= 0)
+            break;
+        if (full)
+            rc = pipe_buf_append(out, probe, (size_t)n);
+        else
+            out->len += (size_t)n;
+    }
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0) {
+        out->len = len0;
+        pipe__store_set_error(s, "get %s: %s/%s: %s", key, fs->root, key, pipe_strerror(rc));
+    }
+    if (out->data)
+        out->data[out->len] = '\0';
+    return rc;
+}
+
+static int fs_stat(struct pipe_store *s, const char *key, struct pipe_store_obj *info)
+{
+    struct fs_store *fs = s->priv;
+    struct stat st;
+    int rc = 0;
+    if (fstatat(fs->rootfd, key, &st, 0) < 0)
+        rc = (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
+    else if (!S_ISREG(st.st_mode))
+        rc = PIPE_ENOTFOUND;
+    if (rc < 0) {
+        pipe__store_set_error(s, "stat %s: %s/%s: %s", key, fs->root, key, pipe_strerror(rc));
+        return rc;
+    }
+    fill_obj(&st, info);
+    return 0;
+}
+
+static int fs_del(struct pipe_store *s, const char *key)
+{
+    struct fs_store *fs = s->priv;
+    if (unlinkat(fs->rootfd, key, 0) < 0) {
+        /* A directory is not an object, so there is nothing to delete. */
+        if (errno == ENOENT || errno == ENOTDIR || errno == EISDIR)
+            return 0;
+        int rc = -errno;
+        pipe__store_set_error(s, "delete %s: unlink %s/%s: %s", key, fs->root, key,
+                              pipe_strerror(rc));
+        return rc;
+    }
+    /* Prune directories the delete left empty, deepest first. rmdir fails
+     * on a non-empty directory, which is where we stop; a put racing with
+     * us recreates what it needs (see fs_create_tmp). The root is never a
+     * candidate: dir is always a non-empty relative path. */
+    char dir[PIPE_STORE_KEY_MAX + 1];
+    snprintf(dir, sizeof dir, "%s", key);
+    for (char *slash; (slash = strrchr(dir, '/')) != NULL;) {
+        *slash = '\0';
+        if (unlinkat(fs->rootfd, dir, AT_REMOVEDIR) < 0)
+            break;
+    }
+    return 0;
+}
+
+/* ---- list ------------------------------------------------------------ */
+
+/* Listing walks the tree depth first, visiting each directory's entries in
+ * the order of their names with '/' appended to directories. That order is
+ * the byte-wise order of the full keys ("a-c" < "a.d" < "a/..." < "ab"),
+ * because a name never contains '/'. So no global sort is needed, the walk
+ * stops as soon as the page is full, and subtrees that cannot hold a key
+ * after start_after, or with the prefix, are never opened. */
+
+struct fs_ent {
+    size_t off; /* name's offset in the walk's arena */
+    size_t len;
+    bool dir;
+};
+
+struct fs_walk {
+    struct pipe_store *s;
+    int rootfd;
+    const char *prefix, *after;
+    size_t plen, alen, max_keys;
+    struct pipe_store_list *out;
+    size_t items_cap;
+    char path[PIPE_STORE_KEY_MAX + 2]; /* key prefix of the directory walked: "" or "a/b/" */
+    size_t path_len;
+};
+
+/* Compares name+('/' if dir) of two entries. */
+static int ent_cmp(const char *arena, const struct fs_ent *a, const struct fs_ent *b)
+{
+    const unsigned char *na = (const unsigned char *)arena + a->off;
+    const unsigned char *nb = (const unsigned char *)arena + b->off;
+    size_t la = a->len + a->dir, lb = b->len + b->dir;
+    for (size_t i = 0; i < la && i < lb; i++) {
+        int ca = i < a->len ? na[i] : '/';
+        int cb = i < b->len ? nb[i] : '/';
+        if (ca != cb)
+            return ca - cb;
+    }
+    return (la > lb) - (la < lb);
+}
+
+/* Min-heap by ent_cmp: heapify is O(n) and only the entries a page needs
+ * are ever ordered, which matters in a directory of 100k objects. */
+static void heap_down(const char *arena, struct fs_ent *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t m = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && ent_cmp(arena, &h[l], &h[m]) < 0)
+            m = l;
+        if (r < n && ent_cmp(arena, &h[r], &h[m]) < 0)
+            m = r;
+        if (m == i)
+            return;
+        struct fs_ent t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static bool starts_with(const char *s, size_t slen, const char *p, size_t plen)
+{
+    return slen >= plen && memcmp(s, p, plen) == 0;
+}
+
+/* Byte-wise comparison of key (klen bytes) with the walk's start_after. */
+static int cmp_after(const struct fs_walk *w, const char *key, size_t klen)
+{
+    int c = memcmp(key, w->after, klen < w->alen ? klen : w->alen);
+    return c ? c : (klen > w->alen) - (klen < w->alen);
+}
+
+/* Whether the entry name (a directory if dir) under w->path can hold keys
+ * of this listing. Uses w->path's spare room as scratch. */
+static bool ent_wanted(struct fs_walk *w, const char *name, size_t len, bool dir)
+{
+    size_t klen = w->path_len + len + dir;
+    if (klen > (size_t)PIPE_STORE_KEY_MAX - dir) /* a directory needs room for one more byte */
+        return false;
+    char *key = w->path;
+    memcpy(key + w->path_len, name, len);
+    if (dir)
+        key[w->path_len + len] = '/';
+    if (!dir)
+        return starts_with(key, klen, w->prefix, w->plen) && cmp_after(w, key, klen) > 0;
+    /* Keys below start with key: the prefix must extend it or be extended
+     * by it, and start_after must not be past all of them. */
+    if (!starts_with(key, klen, w->prefix, w->plen) && !starts_with(w->prefix, w->plen, key, klen))
+        return false;
+    return cmp_after(w, key, klen) > 0 || starts_with(w->after, w->alen, key, klen);
+}
+
+static bool name_ok(const char *name)
+{
+    if (name[0] == '.') /* temp files, and anything else reserved */
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '\\')
+            return false;
+    return true;
+}
+
+/* Reads the wanted entries of the directory w->path into ents/arena. A
+ * directory that vanished (a concurrent delete) is empty. */
+static int read_dir(struct fs_walk *w, struct fs_ent **ents, size_t *n, struct pipe_buf *arena)
+{
+    size_t cap = 0;
+    w->path[w->path_len] = '\0';
+    int fd = openat(w->rootfd, w->path_len ? w->path : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return (errno == ENOENT || errno == ENOTDIR) ? 0 : -errno;
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return -errno;
+    }
+    int rc = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            rc = errno ? -errno : 0;
+            break;
+        }
+        if (!name_ok(de->d_name))
+            continue;
+        bool dir = de->d_type == DT_DIR;
+        if (de->d_type == DT_UNKNOWN || de->d_type == DT_LNK) {
+            struct stat st;
+            if (fstatat(dirfd(d), de->d_name, &st, 0) < 0)
+                continue;
+            if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+                continue;
+            dir = S_ISDIR(st.st_mode);
+        } else if (de->d_type != DT_REG && de->d_type != DT_DIR) {
+            continue;
+        }
+        size_t len = strlen(de->d_name);
+        if (!ent_wanted(w, de->d_name, len, dir))
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            *ents = pipe_realloc(*ents, cap * sizeof **ents);
+        }
+        (*ents)[(*n)++] = (struct fs_ent){.off = arena->len, .len = len, .dir = dir};
+        pipe_buf_append(arena, de->d_name, len + 1); /* keep the NUL: names are C strings */
+    }
+    closedir(d);
+    return rc;
+}
+
+static int add_item(struct fs_walk *w, const char *key, size_t klen)
+{
+    struct stat st;
+    if (fstatat(w->rootfd, key, &st, 0) < 0)
+        return errno == ENOENT ? 0 : -errno; /* deleted since readdir: not listed */
+    if (!S_ISREG(st.st_mode))
+        return 0;
+    struct pipe_store_list *out = w->out;
+    if (out->count == w->items_cap) {
+        w->items_cap = w->items_cap ? 2 * w->items_cap : 64;
+        if (w->items_cap > w->max_keys)
+            w->items_cap = w->max_keys;
+        out->items = pipe_realloc(out->items, w->items_cap * sizeof *out->items);
+    }
+    struct pipe_store_obj *o = &out->items[out->count++];
+    fill_obj(&st, o);
+    o->key = pipe_strndup(key, klen);
+    return 0;
+}
+
+/* Walks w->path; returns 1 once the page is full and a further key exists. */
+static int walk_dir(struct fs_walk *w)
+{
+    struct fs_ent *ents = NULL;
+    size_t n = 0;
+    struct pipe_buf arena;
+    pipe_buf_init(&arena, SIZE_MAX);
+    int rc = read_dir(w, &ents, &n, &arena);
+    if (rc < 0) {
+        pipe__store_set_error(w->s, "list %s: readdir %.*s: %s", w->prefix, (int)w->path_len,
+                              w->path, pipe_strerror(rc));
+        goto out;
+    }
+    for (size_t i = n / 2; i-- > 0;)
+        heap_down(arena.data, ents, n, i);
+    size_t base = w->path_len;
+    while (n > 0 && rc == 0) {
+        struct fs_ent e = ents[0];
+        ents[0] = ents[--n];
+        heap_down(arena.data, ents, n, 0);
+        memcpy(w->path + base, arena.data + e.off, e.len);
+        w->path_len = base + e.len;
+        if (e.dir) {
+            w->path[w->path_len++] = '/';
+            rc = walk_dir(w);
+        } else if (w->out->count == w->max_keys) {
+            w->path[w->path_len] = '\0';
+            struct stat st; /* only a key that still exists makes the page truncated */
+            rc = fstatat(w->rootfd, w->path, &st, 0) == 0 && S_ISREG(st.st_mode);
+        } else {
+            w->path[w->path_len] = '\0';
+            rc = add_item(w, w->path, w->path_len);
+            if (rc < 0)
+                pipe__store_set_error(w->s, "list %s: stat %s: %s", w->prefix, w->path,
+                                      pipe_strerror(rc));
+        }
+        w->path_len = base;
+    }
+out:
+    pipe_free(ents);
+    pipe_buf_cleanup(&arena);
+    return rc;
+}
+
+static int fs_list(struct pipe_store *s, const char *prefix, const char *start_after,
+                   size_t max_keys, struct pipe_store_list *out)
+{
+    struct fs_store *fs = s->priv;
+    struct fs_walk w = {
+        .s = s, .rootfd = fs->rootfd, .prefix = prefix, .after = start_after,
+        .plen = strlen(prefix), .alen = strlen(start_after), .max_keys = max_keys, .out = out,
+    };
+    /* Start in the deepest directory the prefix names. If that part of the
+     * prefix is not a valid key, no valid key can start with it. */
+    const char *slash = strrchr(prefix, '/');
+    if (slash) {
+        w.path_len = (size_t)(slash - prefix) + 1;
+        memcpy(w.path, prefix, w.path_len - 1);
+        w.path[w.path_len - 1] = '\0';
+        if (!pipe_store_key_valid(w.path))
+            return 0;
+        w.path[w.path_len - 1] = '/';
+    }
+    int rc = walk_dir(&w);
+    if (rc < 0) {
+        pipe_store_list_cleanup(out);
+        return rc;
+    }
+    out->truncated = rc == 1;
+    if (out->count > 0)
+        out->next_marker = pipe_strdup(out->items[out->count - 1].key);
+    return 0;
+}
+
+const struct pipe_store_ops pipe__store_fs_ops = {
+    .scheme = "file",
+    .caps = PIPE_STORE_CAP_ATOMIC_PUT | PIPE_STORE_CAP_MTIME | PIPE_STORE_CAP_FSYNC,
+    .open = fs_open,
+    .close = fs_close,
+    .put = fs_put,
+    .get = fs_get,
+    .stat = fs_stat,
+    .del = fs_del,
+    .list = fs_list,
+};

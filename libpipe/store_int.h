@@ -1,0 +1,55 @@
+/* store_int — the contract between the store front end (store.c) and its
+ * backends (store_fs.c, store_fault.c, store_s3.c). Not for stages.
+ *
+ * Each backend is one `const struct pipe_store_ops` filled with designated
+ * initialisers. Only store.c calls these functions, and it has already
+ * validated keys and arguments and counts requests and errors, so a backend
+ * only does the I/O. A backend reports detail with pipe__store_set_error();
+ * if it fails without doing so the front end writes a generic message. */
+#ifndef PIPE_STORE_INT_H
+#define PIPE_STORE_INT_H
+
+#include <stdatomic.h>
+
+#include "libpipe/store.h"
+
+struct pipe_store_ops {
+    const char *scheme; /* URL scheme without ':' ("file", "s3", "fault") */
+    unsigned caps;      /* PIPE_STORE_CAP_* copied to s->caps before open */
+    /* open — parses url (the whole URL, scheme included), sets s->priv and
+     * may adjust s->caps. On failure close is not called, so open releases
+     * what it allocated. PIPE_ECONFIG for a malformed URL. */
+    int (*open)(struct pipe_store *s, const char *url);
+    void (*close)(struct pipe_store *s);
+    int (*put)(struct pipe_store *s, const char *key, const void *data, size_t len);
+    /* get — appends to out; restores out->len on failure. */
+    int (*get)(struct pipe_store *s, const char *key, struct pipe_buf *out);
+    /* stat — info->key is left to the front end. */
+    int (*stat)(struct pipe_store *s, const char *key, struct pipe_store_obj *info);
+    /* del — 0 when the key does not exist. */
+    int (*del)(struct pipe_store *s, const char *key);
+    /* list — prefix and start_after are never NULL (maybe ""), max_keys >= 1.
+     * Fills a zeroed *out; on failure releases what it put there. */
+    int (*list)(struct pipe_store *s, const char *prefix, const char *start_after,
+                size_t max_keys, struct pipe_store_list *out);
+};
+
+struct pipe_store {
+    const struct pipe_store_ops *ops;
+    void *priv;     /* backend state; must be safe for concurrent use */
+    char *url;      /* redacted copy, for logs */
+    unsigned caps;  /* PIPE_STORE_CAP_* */
+    uint64_t id;    /* unique per process; keys the thread-local last error */
+    atomic_uint_least64_t requests[PIPE_STORE_OP__COUNT];
+    atomic_uint_least64_t errors[PIPE_STORE_OP__COUNT];
+};
+
+/* pipe__store_set_error — records the calling thread's failure detail for s
+ * (printf format; arguments may point into the current message). */
+void pipe__store_set_error(struct pipe_store *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+extern const struct pipe_store_ops pipe__store_fs_ops;
+extern const struct pipe_store_ops pipe__store_fault_ops;
+
+#endif

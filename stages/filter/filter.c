@@ -1,0 +1,449 @@
+/* filter — the ingest stage: HTTP endpoint with durable acknowledgement.
+ *
+ * Requests that arrive within one flush window join one batch; the batch is
+ * written to the store on a worker thread and only then is every request in
+ * it answered (200 after the write, 503 if the store failed). One batch is in
+ * flight at a time while the next one fills, which is what makes the commit
+ * a group commit. Memory is bounded by max_pending: past it, 503. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "libpipe/clock.h"
+#include "libpipe/codec.h"
+#include "libpipe/err.h"
+#include "libpipe/httpd.h"
+#include "libpipe/keys.h"
+#include "libpipe/log.h"
+#include "libpipe/mem.h"
+#include "libpipe/metrics.h"
+#include "stages/filter/filter.h"
+
+#define OPT(field) offsetof(struct filter_cfg, field)
+
+static const struct pipe_conf_opt filter_opts[] = {
+    {"listen", PIPE_CONF_STR, "127.0.0.1:8080", OPT(listen), "ingest endpoint address", 0, 0,
+     "ADDR"},
+    {"input", PIPE_CONF_STR, NULL, OPT(input),
+     "filter one local NDJSON or JSON-array file (- for stdin), then exit", 0, 0, "FILE"},
+    {"input_channel", PIPE_CONF_STR, "batch", OPT(input_channel),
+     "channel recorded for --input and raw/ events", 0, 0, "NAME"},
+    {"flush_bytes", PIPE_CONF_SIZE, "8MiB", OPT(flush_bytes),
+     "write a batch once it holds this many uncompressed bytes", 4096, 1LL << 32, NULL},
+    {"flush_age", PIPE_CONF_DURATION, "1s", OPT(flush_age_ms),
+     "write a batch at the latest this long after its first event", 1, 60000, NULL},
+    {"max_pending", PIPE_CONF_SIZE, "256MiB", OPT(max_pending),
+     "unacknowledged data held at most; past it requests get 503", 1 << 20, 1LL << 40, NULL},
+    {"max_body", PIPE_CONF_SIZE, "16MiB", OPT(max_body), "largest request body (413 beyond)",
+     1024, 1LL << 32, NULL},
+    {"max_decoded", PIPE_CONF_SIZE, "64MiB", OPT(max_decoded),
+     "largest body after zstd decoding (413 beyond)", 1024, 1LL << 32, NULL},
+    {"max_event", PIPE_CONF_SIZE, "64KiB", OPT(max_event),
+     "largest single event (rejected as too_large beyond)", 256, 16 << 20, NULL},
+    {"max_depth", PIPE_CONF_INT, "32", OPT(max_depth), "deepest nesting inside an event", 2, 512,
+     "N"},
+    {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of written objects",
+     -5, 19, "N"},
+    {"api_keys", PIPE_CONF_JSON, NULL, OPT(api_keys),
+     "object mapping X-Api-Key values to channels, e.g. {\"k1\":\"web\"}", 0, 0, "JSON"},
+    {"default_channel", PIPE_CONF_STR, "server", OPT(default_channel),
+     "channel of events on an open endpoint (no api_keys)", 0, 0, "NAME"},
+    {"open", PIPE_CONF_BOOL, "false", OPT(open),
+     "allow an endpoint without api_keys on a non-loopback address", 0, 0, NULL},
+    {"raw", PIPE_CONF_BOOL, "true", OPT(raw), "also filter objects landed under raw/", 0, 0,
+     NULL},
+    {"raw_poll", PIPE_CONF_DURATION, "10s", OPT(raw_poll_ms), "how often raw/ is listed", 100,
+     86400000, NULL},
+    {"max_raw", PIPE_CONF_SIZE, "256MiB", OPT(max_raw),
+     "largest raw/ object or --input file, decoded", 1024, 1LL << 36, NULL},
+    {"idle_timeout", PIPE_CONF_DURATION, "60s", OPT(idle_timeout_ms),
+     "close keep-alive connections idle this long", 100, 3600000, NULL},
+    {"request_timeout", PIPE_CONF_DURATION, "30s", OPT(request_timeout_ms),
+     "a request must arrive whole within this (slow clients get 408)", 100, 3600000, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+
+static bool is_loopback(const char *addr)
+{
+    return strncmp(addr, "127.", 4) == 0 || strncmp(addr, "[::1]", 5) == 0 ||
+           strncmp(addr, "localhost:", 10) == 0;
+}
+
+static int filter_validate(void *cfgp, char *err, size_t errlen)
+{
+    const struct filter_cfg *c = cfgp;
+    if (c->api_keys != NULL) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(c->api_keys)) {
+            snprintf(err, errlen, "api_keys must be a JSON object {\"key\": \"channel\"}");
+            return -1;
+        }
+        json_object_foreach(c->api_keys, k, v) {
+            if (!json_is_string(v) || !pipe_keys_instance_valid(json_string_value(v))) {
+                snprintf(err, errlen, "api_keys: the channel of key '%.8s...' must be a name "
+                         "like \"web\" ([A-Za-z0-9_.-])", k);
+                return -1;
+            }
+        }
+    }
+    bool keys = c->api_keys && json_object_size(c->api_keys) > 0;
+    if (!keys && !c->open && c->input == NULL && !is_loopback(c->listen)) {
+        snprintf(err, errlen, "listening on %s without api_keys would accept events from "
+                 "anyone: configure api_keys, listen on loopback, or set --open", c->listen);
+        return -1;
+    }
+    if (c->flush_bytes > c->max_pending / 2) {
+        snprintf(err, errlen, "max_pending must be at least twice flush_bytes (one batch "
+                 "fills while the previous one is written)");
+        return -1;
+    }
+    if (c->max_event > c->flush_bytes) {
+        snprintf(err, errlen, "max_event must not exceed flush_bytes");
+        return -1;
+    }
+    return 0;
+}
+
+static void register_metrics(struct filter *f)
+{
+    struct pipe_metrics *reg = pipe_stage_metrics(f->st);
+    static const double lat[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75,
+                                 1, 1.5, 2, 3, 5, 10};
+    f->m.accepted = pipe_metrics_counter(reg, "sluice_filter_events_accepted_total",
+                                         "Events accepted and durably written.", NULL);
+    for (int r = 1; r < PIPE_REASON__COUNT; r++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "reason=\"%s\"", pipe_reason_code((enum pipe_reason)r));
+        f->m.rejected[r] = pipe_metrics_counter(reg, "sluice_filter_events_rejected_total",
+                                                "Events rejected, by reason.", labels);
+    }
+    static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    for (int i = 0; i < 6; i++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "code=\"%s\"", classes[i]);
+        f->m.requests[i] = pipe_metrics_counter(reg, "sluice_filter_requests_total",
+                                                "Ingest requests answered, by status class.",
+                                                labels);
+    }
+    f->m.bytes_in = pipe_metrics_counter(reg, "sluice_filter_bytes_in_total",
+                                         "Request body bytes received (as sent).", NULL);
+    f->m.flushes = pipe_metrics_counter(reg, "sluice_filter_flushes_total",
+                                        "Batches written to the store.", NULL);
+    f->m.flush_errors = pipe_metrics_counter(reg, "sluice_filter_flush_errors_total",
+                                             "Batches whose write failed (answered 503).", NULL);
+    f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
+                                            "raw/ objects filtered.", NULL);
+    f->m.ack_latency = pipe_metrics_histogram(reg, "sluice_filter_ack_seconds",
+                                              "Time from a request's arrival to its answer.",
+                                              NULL, lat, sizeof lat / sizeof lat[0]);
+    f->m.flush_latency = pipe_metrics_histogram(reg, "sluice_filter_flush_seconds",
+                                                "Time to compress and store one batch.", NULL,
+                                                lat, sizeof lat / sizeof lat[0]);
+}
+
+static void respond(struct filter *f, struct pipe_http_request *req, int status,
+                    const char *body, const char *extra)
+{
+    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
+    pipe_httpd_respond(req, status, "application/json", body, strlen(body), extra);
+}
+
+static void respond_error(struct filter *f, struct pipe_http_request *req, int status,
+                          const char *code, const char *message)
+{
+    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
+    char *s = json_dumps(o, JSON_COMPACT);
+    respond(f, req, status, s ? s : "{}", status == 503 ? "Retry-After: 1\r\n" : NULL);
+    free(s);
+    json_decref(o);
+}
+
+static double pending_bytes_value(void *arg)
+{
+    return (double)((struct filter *)arg)->pending_bytes;
+}
+
+/* ---- flushing ---- */
+
+static void answer_waiters(struct filter *f, struct filter_batch *b)
+{
+    int64_t now = pipe_clock_mono_ms();
+    struct filter_waiter *w = b->waiters;
+    while (w) {
+        struct filter_waiter *next = w->next;
+        if (b->rc == 0) {
+            char body[80];
+            snprintf(body, sizeof body, "{\"accepted\":%u,\"rejected\":%u}", w->accepted,
+                     w->rejected);
+            respond(f, w->req, 200, body, NULL);
+        } else {
+            respond_error(f, w->req, 503, "store_unavailable",
+                          "the events could not be stored; retry with the same ids");
+        }
+        pipe_histogram_observe(f->m.ack_latency, (double)(now - w->start_mono_ms) / 1000.0);
+        pipe_free(w);
+        w = next;
+    }
+    b->waiters = NULL;
+}
+
+static void flush_work(uv_work_t *w)
+{
+    struct filter_batch *b = w->data;
+    b->rc = filter_batch_write(b->f, b);
+}
+
+static void flush_done(uv_work_t *w, int status)
+{
+    struct filter_batch *b = w->data;
+    struct filter *f = b->f;
+    if (status != 0)
+        b->rc = PIPE_ESHUTDOWN;
+    double secs = (double)(pipe_clock_mono_ms() - b->opened_mono_ms) / 1000.0;
+    pipe_histogram_observe(f->m.flush_latency, secs);
+    if (b->rc == 0) {
+        pipe_counter_inc(f->m.flushes);
+        pipe_counter_add(f->m.accepted, b->n_accepted);
+    } else {
+        pipe_counter_inc(f->m.flush_errors);
+        /* Fail fast for a moment rather than queue more work for a store
+         * that is down; the next batch after that probes it again. */
+        f->store_down_until_mono = pipe_clock_mono_ms() + 1000;
+    }
+    answer_waiters(f, b);
+    f->inflight = NULL;
+    filter_batch_free(b);
+    /* What is pending now is the open batch alone. */
+    f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
+    if (f->cur && (f->stopping ||
+                   f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
+                   pipe_clock_mono_ms() - f->cur->opened_mono_ms >= f->cfg->flush_age_ms))
+        filter_flush(f);
+    filter_maybe_done(f);
+}
+
+void filter_maybe_done(struct filter *f)
+{
+    if (f->stopping && f->cur == NULL && f->inflight == NULL && !f->raw_busy)
+        pipe_stage_done(f->st, 0);
+}
+
+void filter_flush(struct filter *f)
+{
+    if (f->inflight != NULL || f->cur == NULL)
+        return; /* flush_done picks the open batch up when the write ends */
+    uv_timer_stop(&f->age_timer);
+    struct filter_batch *b = f->cur;
+    f->cur = NULL;
+    f->inflight = b;
+    b->work.data = b;
+    uv_queue_work(pipe_stage_loop(f->st), &b->work, flush_work, flush_done);
+}
+
+static void age_timer_cb(uv_timer_t *t)
+{
+    filter_flush(t->data);
+}
+
+/* open_batch — the batch new events join; opens one named by this
+ * instance and a sequence number (HTTP objects are not replayable inputs,
+ * so their names need only be unique, not deterministic). */
+static struct filter_batch *open_batch(struct filter *f)
+{
+    if (f->cur)
+        return f->cur;
+    struct pipe_buf name;
+    pipe_buf_init(&name, 512);
+    pipe_keys_http_name(&name, (unsigned)f->cfg->common.generation, f->cfg->common.instance,
+                        f->start_ms, ++f->seq);
+    /* The batch may grow past flush_bytes while a write is in flight; the
+     * pending-bytes check in front of it keeps the total bounded. */
+    f->cur = filter_batch_new(f, pipe_clock_now_ms(), name.data, f->cfg->max_pending);
+    pipe_buf_cleanup(&name);
+    uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)f->cfg->flush_age_ms, 0);
+    return f->cur;
+}
+
+/* ---- requests ---- */
+
+static const char *channel_for(struct filter *f, struct pipe_http_request *req)
+{
+    const json_t *keys = f->cfg->api_keys;
+    if (keys == NULL || json_object_size(keys) == 0)
+        return f->cfg->default_channel;
+    const char *key = pipe_http_request_header(req, "X-Api-Key");
+    if (key == NULL)
+        return NULL;
+    return json_string_value(json_object_get(keys, key));
+}
+
+static void handle_events(struct filter *f, struct pipe_http_request *req)
+{
+    const char *channel = channel_for(f, req);
+    if (channel == NULL) {
+        respond_error(f, req, 401, "bad_api_key", "a valid X-Api-Key header is required");
+        return;
+    }
+    if (f->stopping) {
+        respond_error(f, req, 503, "stopping", "the filter is shutting down; retry");
+        return;
+    }
+    if (pipe_clock_mono_ms() < f->store_down_until_mono) {
+        respond_error(f, req, 503, "store_unavailable", "the store is unavailable; retry");
+        return;
+    }
+    if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
+        respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
+        return;
+    }
+    pipe_counter_add(f->m.bytes_in, req->body_len);
+
+    const char *body = req->body;
+    size_t len = req->body_len;
+    struct pipe_buf decoded;
+    pipe_buf_init(&decoded, f->cfg->max_decoded);
+    const char *enc = pipe_http_request_header(req, "Content-Encoding");
+    if (enc && strcasecmp(enc, "identity") != 0) {
+        int rc = strcasecmp(enc, "zstd") == 0 ? pipe_codec_decompress(body, len, &decoded)
+                                              : PIPE_EUNSUPP;
+        if (rc < 0) {
+            pipe_buf_cleanup(&decoded);
+            if (rc == PIPE_ETOOBIG)
+                respond_error(f, req, 413, "too_large", "the decoded body is over the limit");
+            else if (rc == PIPE_EUNSUPP)
+                respond_error(f, req, 415, "bad_encoding", "Content-Encoding must be zstd");
+            else
+                respond_error(f, req, 400, "bad_encoding", "the zstd body could not be decoded");
+            return;
+        }
+        body = decoded.data ? decoded.data : "";
+        len = decoded.len;
+    }
+    const char *ctype = pipe_http_request_header(req, "Content-Type");
+    bool ndjson = ctype && strstr(ctype, "ndjson") != NULL;
+
+    struct filter_batch *b = open_batch(f);
+    struct filter_waiter *w = pipe_calloc(1, sizeof *w);
+    w->req = req;
+    w->start_mono_ms = pipe_clock_mono_ms();
+    char msg[200];
+    size_t before = b->accepted.len + b->rejected.len;
+    int rc = filter_ingest(f->cfg, &f->m, b, body, len, ndjson, channel, pipe_clock_now_ms(),
+                           "http", &w->accepted, &w->rejected, msg, sizeof msg);
+    pipe_buf_cleanup(&decoded);
+    if (rc < 0) {
+        pipe_free(w);
+        if (rc == PIPE_EPARSE)
+            respond_error(f, req, 400, "not_json", msg);
+        else
+            respond_error(f, req, 503, "busy", "the batch is full; retry shortly");
+        return;
+    }
+    f->pending_bytes += b->accepted.len + b->rejected.len - before;
+    *b->tail = w;
+    b->tail = &w->next;
+    if (b->accepted.len + b->rejected.len >= f->cfg->flush_bytes)
+        filter_flush(f);
+}
+
+static void http_handler(struct pipe_http_request *req, void *arg)
+{
+    struct filter *f = arg;
+    if (strcmp(req->path, "/v1/events") == 0) {
+        if (strcmp(req->method, "POST") == 0)
+            handle_events(f, req);
+        else
+            respond_error(f, req, 405, "method_not_allowed", "use POST");
+    } else if (!pipe_stage_serve_admin(f->st, req)) {
+        respond_error(f, req, 404, "not_found", "no such endpoint; events go to /v1/events");
+    }
+}
+
+/* ---- the stage ---- */
+
+static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
+{
+    const struct filter_cfg *cfg = cfgp;
+    struct filter *f = pipe_calloc(1, sizeof *f);
+    f->st = st;
+    f->cfg = cfg;
+    f->start_ms = pipe_clock_now_ms();
+    register_metrics(f);
+    pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_pending_bytes",
+                          "Bytes received but not yet acknowledged.", NULL, pending_bytes_value,
+                          f);
+    uv_timer_init(pipe_stage_loop(st), &f->age_timer);
+    f->age_timer.data = f;
+    *state = f;
+
+    if (cfg->input) {
+        int rc = filter_input_file(f, cfg->input);
+        pipe_stage_done(st, rc);
+        return 0;
+    }
+    if (cfg->common.once) {
+        int rc = filter_raw_run_once(f);
+        pipe_stage_done(st, rc);
+        return 0;
+    }
+    struct pipe_httpd_config hc;
+    pipe_httpd_config_defaults(&hc);
+    hc.listen = cfg->listen;
+    hc.max_body_bytes = cfg->max_body;
+    hc.idle_timeout_ms = cfg->idle_timeout_ms;
+    hc.request_timeout_ms = cfg->request_timeout_ms;
+    int rc = pipe_httpd_new(pipe_stage_loop(st), &hc, http_handler, f, &f->httpd);
+    if (rc < 0) {
+        pipe_log_error("cannot listen", "addr=%s err=\"%s\"", cfg->listen, pipe_strerror(rc));
+        return rc;
+    }
+    pipe_log_info("ingest listening", "addr=%s port=%d", cfg->listen, pipe_httpd_port(f->httpd));
+    if (cfg->raw) {
+        rc = filter_raw_start(f);
+        if (rc < 0)
+            return rc;
+    }
+    pipe_stage_set_ready(st, true);
+    return 0;
+}
+
+/* filter_stop — SIGTERM: stop accepting, write what is buffered, answer
+ * every pending request, then let the runtime exit. */
+static void filter_stop(struct pipe_stage *st, void *state)
+{
+    struct filter *f = state;
+    (void)st;
+    f->stopping = true;
+    pipe_stage_set_ready(f->st, false);
+    if (f->httpd)
+        pipe_httpd_stop_accepting(f->httpd);
+    filter_raw_stop(f);
+    filter_flush(f);
+    filter_maybe_done(f);
+}
+
+static void filter_exit(struct pipe_stage *st, void *state)
+{
+    struct filter *f = state;
+    (void)st;
+    if (f->httpd)
+        pipe_httpd_close(f->httpd, NULL, NULL);
+    filter_batch_free(f->cur);
+    filter_raw_stop(f);
+    pipe_free(f);
+}
+
+const struct pipe_stage_desc filter_stage = {
+    .name = "filter",
+    .summary = "Ingest endpoint and validator: accepts event batches over HTTP (POST "
+               "/v1/events), validates and enriches every event, and acknowledges a request "
+               "only after its events are durably stored under filtered/ (accepted) and "
+               "rejected/ (with a reason). Also filters objects landed under raw/.",
+    .opts = filter_opts,
+    .cfg_size = sizeof(struct filter_cfg),
+    .validate = filter_validate,
+    .init = filter_init,
+    .stop = filter_stop,
+    .exit = filter_exit,
+};

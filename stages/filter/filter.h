@@ -1,0 +1,147 @@
+/* filter — internal declarations shared by the filter stage's files:
+ * filter.c (descriptor, configuration, HTTP ingest), filter_batch.c (group
+ * commit of accepted and rejected events), filter_raw.c (the raw/ source
+ * and --input backfills). */
+#ifndef SLUICE_FILTER_H
+#define SLUICE_FILTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "libpipe/buf.h"
+#include "libpipe/event.h"
+#include "libpipe/stage.h"
+
+struct pipe_counter;
+struct pipe_histogram;
+struct pipe_http_request;
+struct pipe_httpd;
+struct pipe_zwriter;
+
+struct filter_cfg {
+    struct pipe_stage_common common; /* must come first */
+    char *listen;
+    char *input;
+    char *input_channel;
+    uint64_t flush_bytes;
+    int64_t flush_age_ms;
+    uint64_t max_pending;
+    uint64_t max_body;
+    uint64_t max_decoded;
+    uint64_t max_event;
+    int64_t max_depth;
+    int64_t zstd_level;
+    json_t *api_keys;
+    char *default_channel;
+    bool open;
+    bool raw;
+    int64_t raw_poll_ms;
+    uint64_t max_raw;
+    int64_t idle_timeout_ms;
+    int64_t request_timeout_ms;
+};
+
+/* One event's fate, counted per reason for /metrics. */
+struct filter_metrics {
+    struct pipe_counter *accepted;
+    struct pipe_counter *rejected[PIPE_REASON__COUNT];
+    struct pipe_counter *requests[6]; /* by status class: 0 other, 2xx .. 5xx */
+    struct pipe_counter *bytes_in;
+    struct pipe_counter *flushes;
+    struct pipe_counter *flush_errors;
+    struct pipe_counter *raw_objects;
+    struct pipe_histogram *ack_latency;
+    struct pipe_histogram *flush_latency;
+};
+
+/* A client request waiting for the batch that holds its events to be
+ * durable; answered 200 or 503 when the flush ends. */
+struct filter_waiter {
+    struct pipe_http_request *req;
+    uint32_t accepted, rejected;
+    int64_t start_mono_ms;
+    struct filter_waiter *next;
+};
+
+/* A group-commit batch: what one filtered/ object and one rejected/ object
+ * will hold. Built on the loop thread, written on a worker thread. */
+struct filter_batch {
+    struct filter *f;
+    struct pipe_buf accepted; /* NDJSON, uncompressed */
+    struct pipe_buf rejected;
+    uint64_t n_accepted, n_rejected;
+    int64_t time_ms;          /* names the dt=/hr= partition */
+    char *name;               /* object name inside the partition */
+    struct filter_waiter *waiters, **tail;
+    int64_t opened_mono_ms;
+    uv_work_t work;
+    int rc;                   /* result of the write */
+};
+
+struct filter {
+    struct pipe_stage *st;
+    const struct filter_cfg *cfg;
+    struct filter_metrics m;
+    struct pipe_httpd *httpd;
+    uv_timer_t age_timer;
+    struct filter_batch *cur;      /* open for new events */
+    struct filter_batch *inflight; /* being written */
+    uint64_t pending_bytes;        /* bodies and batches not yet answered */
+    uint64_t seq;
+    int64_t start_ms;
+    int64_t store_down_until_mono; /* answer 503 at once until then */
+    bool stopping;
+    /* raw/ source */
+    uv_timer_t raw_timer;
+    uv_work_t raw_work;
+    bool raw_busy;
+    void *raw_done;                /* set of raw objects already filtered */
+};
+
+/* ---- filter_batch.c ---- */
+
+/* filter_batch_new — an empty batch for the dt=/hr= partition of time_ms,
+ * whose objects will be called name; each buffer may grow to cap bytes. */
+struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const char *name,
+                                     size_t cap);
+void filter_batch_free(struct filter_batch *b);
+/* filter_batch_write — compresses and stores the batch (rejected/ first,
+ * then filtered/, whose presence marks the batch done); any thread. */
+int filter_batch_write(struct filter *f, struct filter_batch *b);
+
+/* filter_reject — appends one line of rejected/: the original text (as a
+ * JSON string, or base64 when it is not UTF-8; NULL rec for none), the
+ * reason code, a human message, where it came from and when. */
+int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_reason reason,
+                  const char *message, const char *channel, const char *received_at,
+                  const char *source);
+
+/* filter_ingest — validates every record of body and appends accepted
+ * events and rejection lines to b. *n_acc and *n_rej count them. Returns 0,
+ * or PIPE_EPARSE when the body is not JSON at all (msg says why; b is left
+ * as it was), or PIPE_ETOOBIG when the batch is full (b as it was). */
+int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct filter_batch *b,
+                  const char *body, size_t len, bool ndjson, const char *channel,
+                  int64_t received_ms, const char *source, uint32_t *n_acc, uint32_t *n_rej,
+                  char *msg, size_t msglen);
+
+/* ---- filter.c: the HTTP side ---- */
+
+/* filter_flush — hands the open batch to a worker if none is in flight. */
+void filter_flush(struct filter *f);
+/* filter_maybe_done — once stopping and nothing is left in hand, tells the
+ * runtime the stage is done. */
+void filter_maybe_done(struct filter *f);
+
+/* ---- filter_raw.c ---- */
+
+int filter_raw_start(struct filter *f);
+void filter_raw_stop(struct filter *f);
+/* filter_raw_run_once — filters every pending raw/ object (blocking). */
+int filter_raw_run_once(struct filter *f);
+/* filter_input_file — --input: filters one local file or stdin (blocking). */
+int filter_input_file(struct filter *f, const char *path);
+
+#endif

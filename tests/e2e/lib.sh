@@ -1,0 +1,72 @@
+# lib.sh — shared helpers for the end-to-end tests: a scratch directory,
+# starting and stopping the real programs on loopback ports they pick
+# themselves, and TAP-like result lines that tests/run.sh counts.
+set -uo pipefail
+BIN=${BIN:-bin}
+BIN=$(cd "$BIN" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=${SLUICE_TEST_ROOT:-/tmp}
+T=$(mktemp -d "$ROOT/e2e.$(basename "$0" .sh).XXXXXX")
+PIDS=()
+FAILS=0
+
+ok() { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; FAILS=$((FAILS + 1)); }
+# check NAME CMD... — runs CMD, reports NAME.
+check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
+note() { echo "# $*"; }
+
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "$FAILS" -eq 0 ]; then rm -rf "$T"; else echo "# scratch kept in $T"; fi
+}
+trap cleanup EXIT
+
+# wait_log FILE PATTERN [SECONDS] — waits until FILE has a line matching PATTERN.
+wait_log() {
+  local file=$1 pat=$2 limit=${3:-10} i
+  for ((i = 0; i < limit * 20; i++)); do
+    grep -q -- "$pat" "$file" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "# timed out waiting for '$pat' in $file" >&2
+  tail -5 "$file" >&2
+  return 1
+}
+
+# start_filter NAME ARGS... — starts sluice-filter on an ephemeral port with
+# its log in $T/NAME.log; sets FILTER_PID and FILTER_URL.
+start_filter() {
+  local name=$1; shift
+  "$BIN/sluice-filter" --listen 127.0.0.1:0 --admin off --raw=false "$@" >"$T/$name.log" 2>&1 &
+  FILTER_PID=$!
+  PIDS+=("$FILTER_PID")
+  wait_log "$T/$name.log" 'msg="ingest listening"' 10 || return 1
+  local port
+  port=$(sed -n 's/.*msg="ingest listening".* port=\([0-9]*\).*/\1/p' "$T/$name.log" | tail -1)
+  FILTER_URL="http://127.0.0.1:$port"
+}
+
+# stop_pid PID [SECONDS] — SIGTERM, then waits; returns the exit status.
+stop_pid() {
+  local pid=$1 limit=${2:-20} i
+  kill -TERM "$pid" 2>/dev/null
+  for ((i = 0; i < limit * 20; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  wait "$pid"
+}
+
+# post PATH ARGS... — curl to the filter; prints "STATUS BODY".
+post() {
+  local path=$1; shift
+  curl -s -o "$T/resp.body" -w '%{http_code}' -X POST "$FILTER_URL$path" "$@" \
+    >"$T/resp.code" 2>/dev/null
+  echo "$(cat "$T/resp.code") $(cat "$T/resp.body" 2>/dev/null)"
+}
+
+finish() {
+  [ "$FAILS" -eq 0 ]
+}

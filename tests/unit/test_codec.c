@@ -1,0 +1,504 @@
+/* Unit tests for codec: zstd writer, whole-buffer decoder, line reader. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "libpipe/buf.h"
+#include "libpipe/codec.h"
+#include "libpipe/err.h"
+#include "libpipe/mem.h"
+
+#define MB (1024 * 1024)
+
+/* Compresses n bytes into a new frame appended to out. */
+static void compress_into(const void *p, size_t n, struct pipe_buf *out)
+{
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(PIPE_CODEC_LEVEL_DEFAULT, out, &w), 0);
+    assert_int_equal(pipe_zwriter_write(w, p, n), 0);
+    assert_int_equal(pipe_zwriter_finish(w), 0);
+    assert_int_equal(pipe_zwriter_bytes_in(w), n);
+    pipe_zwriter_free(w);
+}
+
+static void assert_round_trip(const void *p, size_t n)
+{
+    struct pipe_buf z, back;
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_init(&back, 64 * MB);
+    compress_into(p, n, &z);
+    assert_true(pipe_codec_is_zstd(z.data, z.len));
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), 0);
+    assert_int_equal(back.len, n);
+    if (n)
+        assert_memory_equal(back.data, p, n);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+/* Deterministic pseudo-random bytes (xorshift), NULs included. */
+static void fill_random(unsigned char *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed | 1;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        p[i] = (unsigned char)x;
+    }
+}
+
+/* "{"i":0}\n{"i":1}\n..." */
+static void make_lines(struct pipe_buf *b, int count)
+{
+    for (int i = 0; i < count; i++)
+        assert_int_equal(pipe_buf_printf(b, "{\"event\":\"e%d\",\"i\":%d}\n", i % 7, i), 0);
+}
+
+static void test_codec_round_trips_empty_one_line_and_100k_lines(void **state)
+{
+    (void)state;
+    assert_round_trip("", 0);
+    assert_round_trip("{\"a\":1}\n", 8);
+    struct pipe_buf lines;
+    pipe_buf_init(&lines, 64 * MB);
+    make_lines(&lines, 100000);
+    assert_round_trip(lines.data, lines.len);
+    pipe_buf_cleanup(&lines);
+}
+
+static void test_codec_round_trips_binary_content(void **state)
+{
+    (void)state;
+    size_t n = 3 * MB + 17;
+    unsigned char *p = pipe_malloc(n);
+    fill_random(p, n, 42);
+    assert_round_trip(p, n);
+    pipe_free(p);
+}
+
+static void test_codec_many_tiny_writes_equal_one_big_write(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z, back;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_init(&back, 64 * MB);
+    make_lines(&lines, 50000);
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(1, &z, &w), 0);
+    for (size_t i = 0; i < lines.len; i++)
+        assert_int_equal(pipe_zwriter_write(w, lines.data + i, 1), 0);
+    assert_int_equal(pipe_zwriter_bytes_in(w), lines.len);
+    assert_int_equal(pipe_zwriter_finish(w), 0);
+    pipe_zwriter_free(w);
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), 0);
+    assert_int_equal(back.len, lines.len);
+    assert_memory_equal(back.data, lines.data, lines.len);
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+static void test_codec_writer_records_checksum_and_content_size(void **state)
+{
+    (void)state;
+    struct pipe_buf z;
+    pipe_buf_init(&z, MB);
+    compress_into("hello\n", 6, &z);
+    assert_int_equal(ZSTD_getFrameContentSize(z.data, z.len), 6);
+    /* Frame header descriptor, byte 4: bit 2 is the checksum flag. */
+    assert_true((unsigned char)z.data[4] & 0x04);
+    pipe_buf_cleanup(&z);
+}
+
+static void test_codec_writer_rejects_bad_level_and_write_after_finish(void **state)
+{
+    (void)state;
+    struct pipe_buf z;
+    pipe_buf_init(&z, MB);
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(ZSTD_maxCLevel() + 1, &z, &w), PIPE_EINVAL);
+    assert_null(w);
+    assert_int_equal(pipe_zwriter_new(0, &z, &w), 0);
+    assert_int_equal(pipe_zwriter_finish(w), 0);
+    assert_int_equal(pipe_zwriter_write(w, "x", 1), PIPE_EINVAL);
+    pipe_zwriter_free(w);
+    pipe_zwriter_free(NULL);
+    pipe_buf_cleanup(&z);
+}
+
+static void test_codec_writer_hits_output_cap_and_reset_recovers(void **state)
+{
+    (void)state;
+    size_t n = MB;
+    unsigned char *p = pipe_malloc(n);
+    fill_random(p, n, 7); /* incompressible: output ~ input */
+    struct pipe_buf small, big, back;
+    pipe_buf_init(&small, 64 * 1024);
+    pipe_buf_init(&big, 2 * MB);
+    pipe_buf_init(&back, 2 * MB);
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(1, &small, &w), 0);
+    int rc = pipe_zwriter_write(w, p, n);
+    if (rc == 0)
+        rc = pipe_zwriter_finish(w);
+    assert_int_equal(rc, PIPE_ETOOBIG);
+    assert_true(small.len <= small.max);
+    assert_int_equal(pipe_zwriter_write(w, "x", 1), PIPE_ETOOBIG); /* sticky */
+    /* The same context writes a whole new frame into another buffer. */
+    assert_int_equal(pipe_zwriter_reset(w, &big), 0);
+    assert_int_equal(pipe_zwriter_write(w, p, n), 0);
+    assert_int_equal(pipe_zwriter_finish(w), 0);
+    assert_int_equal(pipe_zwriter_bytes_in(w), n);
+    pipe_zwriter_free(w);
+    assert_int_equal(pipe_codec_decompress(big.data, big.len, &back), 0);
+    assert_int_equal(back.len, n);
+    assert_memory_equal(back.data, p, n);
+    pipe_free(p);
+    pipe_buf_cleanup(&small);
+    pipe_buf_cleanup(&big);
+    pipe_buf_cleanup(&back);
+}
+
+/* A skippable frame: magic 0x184D2A5?, 4-byte size, payload. */
+static void append_skippable(struct pipe_buf *b, const char *payload)
+{
+    uint32_t n = (uint32_t)strlen(payload);
+    unsigned char hdr[8] = {0x53, 0x2A, 0x4D, 0x18, (unsigned char)n, 0, 0, 0};
+    assert_int_equal(pipe_buf_append(b, hdr, sizeof hdr), 0);
+    assert_int_equal(pipe_buf_append(b, payload, n), 0);
+}
+
+static void test_codec_decodes_concatenated_and_skippable_frames(void **state)
+{
+    (void)state;
+    struct pipe_buf z, back;
+    pipe_buf_init(&z, MB);
+    pipe_buf_init(&back, MB);
+    append_skippable(&z, "leading metadata");
+    compress_into("{\"a\":1}\n{\"b\"", 12, &z);
+    append_skippable(&z, "xyz");
+    compress_into(":2}\n", 4, &z);
+    compress_into("", 0, &z);
+    compress_into("{\"c\":3}", 7, &z);
+    assert_true(pipe_codec_is_zstd(z.data, z.len));
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), 0);
+    assert_string_equal(back.data, "{\"a\":1}\n{\"b\":2}\n{\"c\":3}");
+
+    /* The line reader joins a line split across frames. */
+    struct pipe_line_reader *r = NULL;
+    const char *line;
+    size_t len;
+    assert_int_equal(pipe_line_reader_new(z.data, z.len, 100, &r), 0);
+    const char *want[] = {"{\"a\":1}", "{\"b\":2}", "{\"c\":3}"};
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+        assert_int_equal(len, strlen(want[i]));
+        assert_memory_equal(line, want[i], len);
+    }
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 0);
+    assert_int_equal(pipe_line_reader_line_no(r), 3);
+    pipe_line_reader_free(r);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+static void test_codec_plain_input_passes_through(void **state)
+{
+    (void)state;
+    const char *plain = "[{\"event\":\"x\"}]\n";
+    struct pipe_buf back;
+    pipe_buf_init(&back, 10);
+    assert_false(pipe_codec_is_zstd(plain, strlen(plain)));
+    assert_false(pipe_codec_is_zstd("\x28\xb5", 2));
+    assert_int_equal(pipe_codec_decompress(plain, strlen(plain), &back), PIPE_ETOOBIG);
+    assert_int_equal(back.len, 0);
+    back.max = 100;
+    assert_int_equal(pipe_codec_decompress(plain, strlen(plain), &back), 0);
+    assert_string_equal(back.data, plain);
+    pipe_buf_cleanup(&back);
+}
+
+static void test_codec_truncated_frame_is_corrupt(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z, back;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_init(&back, 64 * MB);
+    make_lines(&lines, 20000);
+    compress_into(lines.data, lines.len, &z);
+    assert_int_equal(pipe_buf_append_str(&back, "keep"), 0);
+    size_t cuts[] = {z.len - 1, z.len - 4, z.len - 5, z.len / 2, 7, 5};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        assert_int_equal(pipe_codec_decompress(z.data, cuts[i], &back), PIPE_ECORRUPT);
+        assert_int_equal(back.len, 4); /* restored */
+        assert_string_equal(back.data, "keep");
+    }
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+static void test_codec_flipped_byte_fails_checksum(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z, back;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_init(&back, 64 * MB);
+    make_lines(&lines, 20000);
+    compress_into(lines.data, lines.len, &z);
+    /* The last four bytes are the content checksum: data decodes, check fails. */
+    z.data[z.len - 2] ^= 0x01;
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), PIPE_ECORRUPT);
+    z.data[z.len - 2] ^= 0x01;
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), 0);
+    pipe_buf_reset(&back);
+    /* A flip in the middle of the blocks is caught by decoding or checksum. */
+    z.data[z.len / 2] ^= 0x40;
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), PIPE_ECORRUPT);
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+static void test_codec_zip_bomb_stops_at_cap(void **state)
+{
+    (void)state;
+    /* 200 MB of zeros, compressed without ever holding them. */
+    static const char zeros[64 * 1024];
+    struct pipe_buf z, back;
+    pipe_buf_init(&z, MB);
+    pipe_buf_init(&back, MB);
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(1, &z, &w), 0);
+    for (int i = 0; i < 200 * 16; i++)
+        assert_int_equal(pipe_zwriter_write(w, zeros, sizeof zeros), 0);
+    assert_int_equal(pipe_zwriter_finish(w), 0);
+    pipe_zwriter_free(w);
+    assert_true(z.len < 100 * 1024);
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), PIPE_ETOOBIG);
+    assert_int_equal(back.len, 0);
+    assert_true(back.cap <= MB); /* never grew past the cap */
+
+    /* The line reader hits its line cap just as fast. */
+    struct pipe_line_reader *r = NULL;
+    const char *line;
+    size_t len;
+    assert_int_equal(pipe_line_reader_new(z.data, z.len, MB, &r), 0);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), PIPE_ETOOBIG);
+    pipe_line_reader_free(r);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+/* A hand-made frame: 8-byte declared content size, 1 KiB window (or a
+ * single-segment frame whose window is the declared size), one raw block. */
+static size_t hostile_frame(unsigned char *f, uint64_t declared, bool single_segment)
+{
+    size_t n = 0;
+    const unsigned char magic[4] = {0x28, 0xB5, 0x2F, 0xFD};
+    memcpy(f, magic, 4);
+    n = 4;
+    f[n++] = single_segment ? 0xE0 : 0xC0; /* FCS 8 bytes, no checksum */
+    if (!single_segment)
+        f[n++] = 0x00; /* window 1 KiB */
+    for (int i = 0; i < 8; i++)
+        f[n++] = (unsigned char)(declared >> (8 * i));
+    f[n++] = 0x29; /* last block, raw, 5 bytes */
+    f[n++] = 0x00;
+    f[n++] = 0x00;
+    memcpy(f + n, "hello", 5);
+    return n + 5;
+}
+
+static void test_codec_ignores_declared_content_size(void **state)
+{
+    (void)state;
+    unsigned char f[64];
+    struct pipe_buf back;
+    pipe_buf_init(&back, MB);
+    /* Sanity: the hand-made frame is valid when it tells the truth. */
+    size_t n = hostile_frame(f, 5, false);
+    assert_int_equal(pipe_codec_decompress(f, n, &back), 0);
+    assert_string_equal(back.data, "hello");
+    pipe_buf_reset(&back);
+    n = hostile_frame(f, UINT64_C(1) << 40, false);
+    assert_int_equal(pipe_codec_decompress(f, n, &back), PIPE_ECORRUPT);
+    n = hostile_frame(f, UINT64_C(1) << 40, true);
+    assert_int_equal(pipe_codec_decompress(f, n, &back), PIPE_ECORRUPT);
+    assert_int_equal(back.len, 0);
+    assert_true(back.cap <= MB);
+    pipe_buf_cleanup(&back);
+}
+
+/* Reads every line of in and checks it against want[]. */
+static void assert_lines(const void *in, size_t n, size_t max_line, const char **want,
+                         const size_t *want_len, size_t count)
+{
+    struct pipe_line_reader *r = NULL;
+    const char *line;
+    size_t len;
+    assert_int_equal(pipe_line_reader_new(in, n, max_line, &r), 0);
+    for (size_t i = 0; i < count; i++) {
+        assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+        assert_int_equal(len, want_len[i]);
+        if (len)
+            assert_memory_equal(line, want[i], len);
+        assert_int_equal(pipe_line_reader_line_no(r), i + 1);
+    }
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 0);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 0);
+    pipe_line_reader_free(r);
+}
+
+static void test_line_reader_handles_crlf_empty_lines_and_missing_final_newline(void **state)
+{
+    (void)state;
+    const char *text = "a\r\n\nbb\r\n\r\nccc";
+    const char *want[] = {"a", "", "bb", "", "ccc"};
+    const size_t want_len[] = {1, 0, 2, 0, 3};
+    assert_lines(text, strlen(text), 10, want, want_len, 5);
+    struct pipe_buf z;
+    pipe_buf_init(&z, MB);
+    compress_into(text, strlen(text), &z);
+    assert_lines(z.data, z.len, 10, want, want_len, 5);
+    pipe_buf_reset(&z);
+    compress_into("x\n", 2, &z); /* a trailing '\n' adds no empty line */
+    const char *x[] = {"x"};
+    assert_lines(z.data, z.len, 10, x, (size_t[]){1}, 1);
+    assert_lines("", 0, 10, NULL, NULL, 0);
+    pipe_buf_cleanup(&z);
+}
+
+static void test_line_reader_joins_lines_longer_than_a_chunk(void **state)
+{
+    (void)state;
+    size_t chunk = ZSTD_DStreamOutSize();
+    size_t lens[] = {0, 1, chunk - 1, chunk, chunk + 1, 300000, 5, 2 * chunk + 3, 17};
+    size_t count = sizeof lens / sizeof lens[0];
+    struct pipe_buf text, z;
+    pipe_buf_init(&text, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    const char *want[sizeof lens / sizeof lens[0]];
+    size_t offs[sizeof lens / sizeof lens[0]];
+    for (size_t i = 0; i < count; i++) {
+        offs[i] = text.len;
+        for (size_t j = 0; j < lens[i]; j++)
+            assert_int_equal(pipe_buf_append_char(&text, (char)('a' + (i + j * 7) % 26)), 0);
+        assert_int_equal(pipe_buf_append_char(&text, '\n'), 0);
+    }
+    for (size_t i = 0; i < count; i++)
+        want[i] = text.data + offs[i];
+    compress_into(text.data, text.len, &z);
+    assert_lines(z.data, z.len, MB, want, lens, count);
+    assert_lines(text.data, text.len, MB, want, lens, count);
+    pipe_buf_cleanup(&text);
+    pipe_buf_cleanup(&z);
+}
+
+/* Expects: "short" ok, long line ETOOBIG, "after" ok, exact-cap line ok,
+ * cap+1 line ETOOBIG, "end" ok, then the end. */
+static void check_line_cap(const void *in, size_t n, size_t cap)
+{
+    struct pipe_line_reader *r = NULL;
+    const char *line;
+    size_t len;
+    assert_int_equal(pipe_line_reader_new(in, n, cap, &r), 0);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_int_equal(len, 5);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), PIPE_ETOOBIG);
+    assert_int_equal(pipe_line_reader_line_no(r), 2);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_memory_equal(line, "after", 5);
+    assert_int_equal(pipe_line_reader_line_no(r), 3);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_int_equal(len, cap);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), PIPE_ETOOBIG);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_int_equal(len, 3);
+    assert_memory_equal(line, "end", 3);
+    assert_int_equal(pipe_line_reader_line_no(r), 6);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 0);
+    pipe_line_reader_free(r);
+}
+
+static void test_line_reader_reports_over_long_lines_and_continues(void **state)
+{
+    (void)state;
+    size_t cap = 1000;
+    struct pipe_buf text, z;
+    pipe_buf_init(&text, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_append_str(&text, "short\n");
+    for (size_t i = 0; i < 500000; i++) /* spans several chunks */
+        pipe_buf_append_char(&text, 'x');
+    pipe_buf_append_str(&text, "\nafter\n");
+    for (size_t i = 0; i < cap; i++)
+        pipe_buf_append_char(&text, 'y');
+    pipe_buf_append_str(&text, "\r\n"); /* the '\r' does not count */
+    for (size_t i = 0; i < cap + 1; i++)
+        pipe_buf_append_char(&text, 'z');
+    pipe_buf_append_str(&text, "\r\nend");
+    check_line_cap(text.data, text.len, cap);
+    compress_into(text.data, text.len, &z);
+    check_line_cap(z.data, z.len, cap);
+    pipe_buf_cleanup(&text);
+    pipe_buf_cleanup(&z);
+}
+
+static void test_line_reader_truncated_input_is_sticky_corrupt(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    make_lines(&lines, 50000);
+    compress_into(lines.data, lines.len, &z);
+    struct pipe_line_reader *r = NULL;
+    const char *line;
+    size_t len;
+    assert_int_equal(pipe_line_reader_new(z.data, z.len - 10, 1000, &r), 0);
+    int rc;
+    uint64_t got = 0;
+    while ((rc = pipe_line_reader_next(r, &line, &len)) == 1)
+        got++;
+    assert_int_equal(rc, PIPE_ECORRUPT);
+    assert_true(got < 50000);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), PIPE_ECORRUPT);
+    pipe_line_reader_free(r);
+    pipe_line_reader_free(NULL);
+    assert_int_equal(pipe_line_reader_new("x", 1, 0, &r), PIPE_EINVAL);
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_codec_round_trips_empty_one_line_and_100k_lines),
+        cmocka_unit_test(test_codec_round_trips_binary_content),
+        cmocka_unit_test(test_codec_many_tiny_writes_equal_one_big_write),
+        cmocka_unit_test(test_codec_writer_records_checksum_and_content_size),
+        cmocka_unit_test(test_codec_writer_rejects_bad_level_and_write_after_finish),
+        cmocka_unit_test(test_codec_writer_hits_output_cap_and_reset_recovers),
+        cmocka_unit_test(test_codec_decodes_concatenated_and_skippable_frames),
+        cmocka_unit_test(test_codec_plain_input_passes_through),
+        cmocka_unit_test(test_codec_truncated_frame_is_corrupt),
+        cmocka_unit_test(test_codec_flipped_byte_fails_checksum),
+        cmocka_unit_test(test_codec_zip_bomb_stops_at_cap),
+        cmocka_unit_test(test_codec_ignores_declared_content_size),
+        cmocka_unit_test(test_line_reader_handles_crlf_empty_lines_and_missing_final_newline),
+        cmocka_unit_test(test_line_reader_joins_lines_longer_than_a_chunk),
+        cmocka_unit_test(test_line_reader_reports_over_long_lines_and_continues),
+        cmocka_unit_test(test_line_reader_truncated_input_is_sticky_corrupt),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,77 @@
+/* sluicectl — the operator tool. This file only dispatches: each command
+ * lives in its own file and is one line in the table below (plus its
+ * declaration in ctl.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libpipe/err.h"
+#include "tools/sluicectl/ctl.h"
+
+static const struct ctl_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cmds[] = {
+    {"gen", ctl_gen_main, "generate seeded synthetic events as NDJSON on stdout"},
+    {"send", ctl_send_main, "POST NDJSON events to the filter, with retries"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: sluicectl COMMAND [FLAGS] [ARGS]\n"
+            "       sluicectl COMMAND --help\n"
+            "       sluicectl --version\n\n"
+            "Operator tool for the sluice event pipeline.\n\n"
+            "commands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].summary);
+    fprintf(f, "\nexit status: 0 ok, 1 failure, 2 usage error\n");
+}
+
+int ctl_exit_from_conf(int rc)
+{
+    return rc == PIPE_EHELP ? CTL_EXIT_OK : CTL_EXIT_USAGE;
+}
+
+int ctl_parse_rate(const char *cmd, const char *flag, const char *s, double *out)
+{
+    if (s == NULL)
+        return 0;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0 || v > 1) {
+        fprintf(stderr, "sluicectl %s: --%s: \"%s\" is not a fraction between 0 and 1\n", cmd,
+                flag, s);
+        return PIPE_ECONFIG;
+    }
+    *out = v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return CTL_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0 || strcmp(name, "help") == 0) {
+        usage(stdout);
+        return CTL_EXIT_OK;
+    }
+    if (strcmp(name, "--version") == 0) {
+        printf("sluicectl %s\n", SLUICE_VERSION);
+        return CTL_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(name, cmds[i].name) == 0)
+            return cmds[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "sluicectl: unknown command \"%s\" (see sluicectl --help)\n", name);
+    return CTL_EXIT_USAGE;
+}
