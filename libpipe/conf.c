@@ -19,8 +19,8 @@
 #include "libpipe/mem.h"
 
 #define CONF_MAX_FILE (1u << 20) /* a config file bigger than this is a mistake */
-#define CONF_MAX_KEY 64
-#define ENV_PREFIX "SLUICE_"
+#define CONF_MAX_KEY  64
+#define ENV_PREFIX    "SLUICE_"
 
 /* One load in progress: where messages go and what the program is. */
 struct loader {
@@ -65,10 +65,13 @@ static int digits(const char **s, uint64_t *v)
 
 int pipe_conf_parse_size(const char *s, uint64_t *out)
 {
-    static const struct { const char *unit; int shift; } units[] = {
-        {"", 0},    {"b", 0},    {"k", 10},   {"kb", 10}, {"kib", 10}, {"m", 20},
-        {"mb", 20}, {"mib", 20}, {"g", 30},   {"gb", 30}, {"gib", 30}, {"t", 40},
-        {"tb", 40}, {"tib", 40}, {"p", 50},   {"pb", 50}, {"pib", 50},
+    static const struct {
+        const char *unit;
+        int shift;
+    } units[] = {
+        {"", 0},    {"b", 0},    {"k", 10}, {"kb", 10}, {"kib", 10}, {"m", 20},
+        {"mb", 20}, {"mib", 20}, {"g", 30}, {"gb", 30}, {"gib", 30}, {"t", 40},
+        {"tb", 40}, {"tib", 40}, {"p", 50}, {"pb", 50}, {"pib", 50},
     };
     uint64_t n;
     int rc = digits(&s, &n);
@@ -91,7 +94,10 @@ int pipe_conf_parse_size(const char *s, uint64_t *out)
  * size in ms, or 0 if there is none. */
 static int64_t duration_unit(const char *s, size_t *len)
 {
-    static const struct { const char *unit; int64_t ms; } units[] = {
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {
         /* "ms" before "m", so the longer unit wins */
         {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
     };
@@ -147,8 +153,14 @@ const char *pipe_conf_format_size(uint64_t bytes, char *buf, size_t len)
 
 const char *pipe_conf_format_duration(int64_t ms, char *buf, size_t len)
 {
-    static const struct { const char *unit; int64_t ms; } units[] = {
-        {"d", 86400000}, {"h", 3600000}, {"m", 60000}, {"s", 1000},
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {
+        {"d", 86400000},
+        {"h", 3600000},
+        {"m", 60000},
+        {"s", 1000},
     };
     const char *unit = "ms";
     int64_t n = ms;
@@ -165,9 +177,9 @@ const char *pipe_conf_format_duration(int64_t ms, char *buf, size_t len)
 
 /* ---- tables -------------------------------------------------------------- */
 
-#define FOREACH_OPT(p, o)                                                    \
-    for (const struct pipe_conf_opt *const *t_ = (p)->tables; *t_; t_++)    \
-        for (const struct pipe_conf_opt *o = *t_; o->key; o++)
+/* Every option of every table is visited with two nested loops:
+ *   for (const struct pipe_conf_opt *const *t = p->tables; *t; t++)
+ *       for (const struct pipe_conf_opt *o = *t; o->key; o++) */
 
 static void *field(void *cfg, const struct pipe_conf_opt *o)
 {
@@ -179,21 +191,23 @@ static void *field(void *cfg, const struct pipe_conf_opt *o)
 static const struct pipe_conf_opt *find_opt(const struct pipe_conf_program *p, const char *key,
                                             size_t n, bool dashes)
 {
-    FOREACH_OPT(p, o) {
-        if (strlen(o->key) != n)
-            continue;
-        size_t i;
-        for (i = 0; i < n; i++) {
-            char c = key[i];
-            if (dashes && c == '-')
-                c = '_';
-            else if (dashes && c == '_')
-                break; /* --flush_bytes is not a flag spelling */
-            if (c != o->key[i])
-                break;
+    for (const struct pipe_conf_opt *const *t = p->tables; *t; t++) {
+        for (const struct pipe_conf_opt *o = *t; o->key; o++) {
+            if (strlen(o->key) != n)
+                continue;
+            size_t i;
+            for (i = 0; i < n; i++) {
+                char c = key[i];
+                if (dashes && c == '-')
+                    c = '_';
+                else if (dashes && c == '_')
+                    break; /* --flush_bytes is not a flag spelling */
+                if (c != o->key[i])
+                    break;
+            }
+            if (i == n)
+                return o;
         }
-        if (i == n)
-            return o;
     }
     return NULL;
 }
@@ -202,20 +216,22 @@ static const struct pipe_conf_opt *find_opt(const struct pipe_conf_program *p, c
  * input is looked at: malformed keys, a key defined twice, reserved names. */
 static int check_tables(struct loader *l)
 {
-    FOREACH_OPT(l->p, o) {
-        size_t n = strlen(o->key);
-        bool ok = n > 0 && n < CONF_MAX_KEY && o->type <= PIPE_CONF_JSON;
-        for (size_t i = 0; ok && i < n; i++)
-            ok = islower((unsigned char)o->key[i]) || isdigit((unsigned char)o->key[i]) ||
-                 o->key[i] == '_';
-        if (!ok || strcmp(o->key, "config") == 0 || strcmp(o->key, "help") == 0 ||
-            strcmp(o->key, "version") == 0) {
-            fail(l, "internal error: bad option key '%s'", o->key);
-            return PIPE_ECONFIG;
-        }
-        if (find_opt(l->p, o->key, n, false) != o) {
-            fail(l, "internal error: option '%s' is defined twice", o->key);
-            return PIPE_ECONFIG;
+    for (const struct pipe_conf_opt *const *t = l->p->tables; *t; t++) {
+        for (const struct pipe_conf_opt *o = *t; o->key; o++) {
+            size_t n = strlen(o->key);
+            bool ok = n > 0 && n < CONF_MAX_KEY && o->type <= PIPE_CONF_JSON;
+            for (size_t i = 0; ok && i < n; i++)
+                ok = islower((unsigned char)o->key[i]) || isdigit((unsigned char)o->key[i]) ||
+                     o->key[i] == '_';
+            if (!ok || strcmp(o->key, "config") == 0 || strcmp(o->key, "help") == 0 ||
+                strcmp(o->key, "version") == 0) {
+                fail(l, "internal error: bad option key '%s'", o->key);
+                return PIPE_ECONFIG;
+            }
+            if (find_opt(l->p, o->key, n, false) != o) {
+                fail(l, "internal error: option '%s' is defined twice", o->key);
+                return PIPE_ECONFIG;
+            }
         }
     }
     return PIPE_OK;
@@ -279,12 +295,18 @@ static int range_check(struct loader *l, const struct pipe_conf_opt *o, const ch
 static const char *type_example(enum pipe_conf_type t)
 {
     switch (t) {
-    case PIPE_CONF_INT: return "an integer";
-    case PIPE_CONF_BOOL: return "a boolean (true or false)";
-    case PIPE_CONF_SIZE: return "a size (e.g. 8MiB)";
-    case PIPE_CONF_DURATION: return "a duration (e.g. 250ms, 30s, 5m)";
-    case PIPE_CONF_JSON: return "JSON";
-    case PIPE_CONF_STR: break;
+    case PIPE_CONF_INT:
+        return "an integer";
+    case PIPE_CONF_BOOL:
+        return "a boolean (true or false)";
+    case PIPE_CONF_SIZE:
+        return "a size (e.g. 8MiB)";
+    case PIPE_CONF_DURATION:
+        return "a duration (e.g. 250ms, 30s, 5m)";
+    case PIPE_CONF_JSON:
+        return "JSON";
+    case PIPE_CONF_STR:
+        break;
     }
     return "a string";
 }
@@ -335,8 +357,7 @@ static int apply_text(struct loader *l, const struct pipe_conf_opt *o, const cha
         json_error_t je;
         json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (j == NULL) {
-            fail(l, "%s: '%s' is not valid JSON (%s at column %d)", src, text, je.text,
-                 je.column);
+            fail(l, "%s: '%s' is not valid JSON (%s at column %d)", src, text, je.text, je.column);
             return PIPE_ECONFIG;
         }
         json_decref(*(json_t **)f);
@@ -354,8 +375,7 @@ static int apply_text(struct loader *l, const struct pipe_conf_opt *o, const cha
 /* apply_json — a config file value: JSON options take it as is, strings
  * must be strings, and other scalars go through the text parser so that
  * "8MiB" and 8388608 mean the same in a file as on the command line. */
-static int apply_json(struct loader *l, const struct pipe_conf_opt *o, const char *src,
-                      json_t *v)
+static int apply_json(struct loader *l, const struct pipe_conf_opt *o, const char *src, json_t *v)
 {
     char num[64];
     if (o->type == PIPE_CONF_JSON) {
@@ -388,31 +408,32 @@ static int apply_json(struct loader *l, const struct pipe_conf_opt *o, const cha
 
 /* ---- suggestions ------------------------------------------------------------ */
 
-/* distance — Levenshtein distance, for "did you mean"; long strings are
- * simply "far". */
+/* distance — edit distance counting a swap of two neighbours as one edit
+ * (optimal string alignment), for "did you mean"; long strings are "far". */
 static size_t distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     if (la >= CONF_MAX_KEY || lb >= CONF_MAX_KEY)
         return SIZE_MAX;
-    size_t row[CONF_MAX_KEY + 1];
+    size_t rows[3][CONF_MAX_KEY + 1]; /* rows i-2, i-1, i, used round-robin */
     for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
+        rows[0][j] = j;
     for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
+        size_t *cur = rows[i % 3], *prev = rows[(i - 1) % 3], *prev2 = rows[(i + 1) % 3];
+        cur[0] = i;
         for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
+            size_t best = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            if (prev[j] + 1 < best)
+                best = prev[j] + 1;
+            if (cur[j - 1] + 1 < best)
+                best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < best)
+                best = prev2[j - 2] + 1;
+            cur[j] = best;
         }
     }
-    return row[lb];
+    return rows[la % 3][lb];
 }
 
 /* nearest — the known key closest to key (compared in underscore spelling),
@@ -425,14 +446,16 @@ static const char *nearest(const struct pipe_conf_program *p, const char *key)
         return NULL;
     for (size_t i = 0; i <= n; i++)
         k[i] = key[i] == '-' ? '_' : key[i];
-    /* a typo is a letter or two: allow 1 edit in short keys, up to 3 in long */
-    size_t bestd = n <= 4 ? 2 : n <= 8 ? 3 : 4;
+    /* a typo is a letter or two: accept 1 edit in short keys, up to 3 in long */
+    size_t bestd = n <= 4 ? 2 : n <= 8 ? 3 : 4; /* exclusive bound */
     const char *best = NULL;
-    FOREACH_OPT(p, o) {
-        size_t d = distance(k, o->key);
-        if (d < bestd) {
-            bestd = d;
-            best = o->key;
+    for (const struct pipe_conf_opt *const *t = p->tables; *t; t++) {
+        for (const struct pipe_conf_opt *o = *t; o->key; o++) {
+            size_t d = distance(k, o->key);
+            if (d < bestd) {
+                bestd = d;
+                best = o->key;
+            }
         }
     }
     return best;
@@ -482,10 +505,10 @@ static bool is_annotation(const char *key)
  * sections, skipped: one file can serve every stage. */
 static int apply_object(struct loader *l, const char *path, json_t *obj, bool top)
 {
-    const char *key;
-    json_t *v;
     char src[512];
-    json_object_foreach(obj, key, v) {
+    for (void *it = json_object_iter(obj); it; it = json_object_iter_next(obj, it)) {
+        const char *key = json_object_iter_key(it);
+        json_t *v = json_object_iter_value(it);
         if (is_annotation(key))
             continue;
         const struct pipe_conf_opt *o = find_opt(l->p, key, strlen(key), false);
@@ -544,15 +567,17 @@ out:
 static int apply_env(struct loader *l)
 {
     char name[sizeof ENV_PREFIX + CONF_MAX_KEY];
-    FOREACH_OPT(l->p, o) {
-        size_t n = strlen(ENV_PREFIX);
-        memcpy(name, ENV_PREFIX, n);
-        for (const char *k = o->key; *k; k++)
-            name[n++] = (char)toupper((unsigned char)*k);
-        name[n] = '\0';
-        const char *v = getenv(name);
-        if (v && *v && apply_text(l, o, name, v) < 0)
-            return PIPE_ECONFIG;
+    for (const struct pipe_conf_opt *const *t = l->p->tables; *t; t++) {
+        for (const struct pipe_conf_opt *o = *t; o->key; o++) {
+            size_t n = strlen(ENV_PREFIX);
+            memcpy(name, ENV_PREFIX, n);
+            for (const char *k = o->key; *k; k++)
+                name[n++] = (char)toupper((unsigned char)*k);
+            name[n] = '\0';
+            const char *v = getenv(name);
+            if (v && *v && apply_text(l, o, name, v) < 0)
+                return PIPE_ECONFIG;
+        }
     }
     return PIPE_OK;
 }
@@ -639,8 +664,8 @@ static int parse_flag(struct loader *l, int argc, char **argv, int *i, struct fl
 
 /* parse_argv — collects flags into fv (*nfv of them) and moves positional
  * arguments to the end of argv; *first_arg is where they start. */
-static int parse_argv(struct loader *l, int argc, char **argv, struct flag_value *fv,
-                      int *nfv, const char **config, int *first_arg)
+static int parse_argv(struct loader *l, int argc, char **argv, struct flag_value *fv, int *nfv,
+                      const char **config, int *first_arg)
 {
     char **pos = pipe_calloc((size_t)argc + 1, sizeof *pos);
     char **flags = pipe_calloc((size_t)argc + 1, sizeof *flags);
@@ -680,12 +705,14 @@ out:
 static int apply_defaults(struct loader *l)
 {
     char src[CONF_MAX_KEY + 32];
-    FOREACH_OPT(l->p, o) {
-        if (o->def == NULL)
-            continue;
-        snprintf(src, sizeof src, "internal error: default of %s", o->key);
-        if (apply_text(l, o, src, o->def) < 0)
-            return PIPE_ECONFIG;
+    for (const struct pipe_conf_opt *const *t = l->p->tables; *t; t++) {
+        for (const struct pipe_conf_opt *o = *t; o->key; o++) {
+            if (o->def == NULL)
+                continue;
+            snprintf(src, sizeof src, "internal error: default of %s", o->key);
+            if (apply_text(l, o, src, o->def) < 0)
+                return PIPE_ECONFIG;
+        }
     }
     return PIPE_OK;
 }
@@ -740,13 +767,15 @@ int pipe_conf_load(const struct pipe_conf_program *p, void *cfg, int argc, char 
 
 void pipe_conf_cleanup(const struct pipe_conf_program *p, void *cfg)
 {
-    FOREACH_OPT(p, o) {
-        if (o->type == PIPE_CONF_STR) {
-            pipe_free(*(char **)field(cfg, o));
-            *(char **)field(cfg, o) = NULL;
-        } else if (o->type == PIPE_CONF_JSON) {
-            json_decref(*(json_t **)field(cfg, o));
-            *(json_t **)field(cfg, o) = NULL;
+    for (const struct pipe_conf_opt *const *t = p->tables; *t; t++) {
+        for (const struct pipe_conf_opt *o = *t; o->key; o++) {
+            if (o->type == PIPE_CONF_STR) {
+                pipe_free(*(char **)field(cfg, o));
+                *(char **)field(cfg, o) = NULL;
+            } else if (o->type == PIPE_CONF_JSON) {
+                json_decref(*(json_t **)field(cfg, o));
+                *(json_t **)field(cfg, o) = NULL;
+            }
         }
     }
 }
@@ -756,8 +785,12 @@ void pipe_conf_cleanup(const struct pipe_conf_program *p, void *cfg)
 static const char *metavar(const struct pipe_conf_opt *o)
 {
     static const char *names[] = {
-        [PIPE_CONF_STR] = "TEXT", [PIPE_CONF_INT] = "N",          [PIPE_CONF_BOOL] = "",
-        [PIPE_CONF_SIZE] = "SIZE", [PIPE_CONF_DURATION] = "DURATION", [PIPE_CONF_JSON] = "JSON",
+        [PIPE_CONF_STR] = "TEXT",
+        [PIPE_CONF_INT] = "N",
+        [PIPE_CONF_BOOL] = "",
+        [PIPE_CONF_SIZE] = "SIZE",
+        [PIPE_CONF_DURATION] = "DURATION",
+        [PIPE_CONF_JSON] = "JSON",
     };
     return o->metavar ? o->metavar : names[o->type];
 }
@@ -796,8 +829,9 @@ void pipe_conf_print_help(const struct pipe_conf_program *p, FILE *f)
                "config file,\nwhich overrides the defaults.\n\noptions:\n");
     fprintf(f, "  -c, --config FILE\n        configuration file (JSON)\n"
                "        env: " ENV_PREFIX "CONFIG\n");
-    FOREACH_OPT(p, o)
-        print_opt(f, o);
+    for (const struct pipe_conf_opt *const *t = p->tables; *t; t++)
+        for (const struct pipe_conf_opt *o = *t; o->key; o++)
+            print_opt(f, o);
     fprintf(f, "  -h, --help\n        print this help and exit\n"
                "  --version\n        print the version and exit\n");
     fflush(f);

@@ -24,7 +24,7 @@ enum pipe_conf_type {
 /* One configuration key. key "flush_bytes" gives the flag --flush-bytes, the
  * environment variable SLUICE_FLUSH_BYTES and the file key "flush_bytes". */
 struct pipe_conf_opt {
-    const char *key;     /* [a-z0-9_]; NULL ends a table */
+    const char *key; /* [a-z0-9_]; NULL ends a table */
     enum pipe_conf_type type;
     const char *def;     /* default, as text parsed like any source; NULL = unset/0/false */
     size_t offset;       /* offsetof(struct my_cfg, field) */

@@ -207,8 +207,13 @@ static int req_publish_headers(struct httpd_req *rq, const http_parser *p)
     rq->headers_done = true;
     rq->hdrs = pipe_calloc(rq->nhdr ? rq->nhdr : 1, sizeof *rq->hdrs);
     for (size_t i = 0; i < rq->nhdr; i++) {
+        char *value = rq->head.data + rq->offs[i * 2 + 1];
+        /* http_parser drops leading whitespace but keeps trailing */
+        size_t n = strlen(value);
+        while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+            value[--n] = '\0';
         rq->hdrs[i].name = rq->head.data + rq->offs[i * 2];
-        rq->hdrs[i].value = rq->head.data + rq->offs[i * 2 + 1];
+        rq->hdrs[i].value = value;
     }
     rq->pub.headers = rq->hdrs;
     rq->pub.header_count = rq->nhdr;

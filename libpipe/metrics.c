@@ -30,7 +30,7 @@ enum family_type { FAM_COUNTER, FAM_GAUGE, FAM_HISTOGRAM };
 
 struct series {
     struct series *next;
-    char *labels; /* "" when there are none */
+    char *labels;             /* "" when there are none */
     pipe_metrics_value_fn fn; /* set for values computed at scrape time */
     void *arg;
 };
@@ -291,15 +291,21 @@ static struct series *series_get(struct pipe_metrics *m, struct spec *sp)
 struct pipe_counter *pipe_metrics_counter(struct pipe_metrics *m, const char *name,
                                           const char *help, const char *labels)
 {
-    struct spec sp = {.name = name, .help = help, .labels = labels, .type = FAM_COUNTER,
+    struct spec sp = {.name = name,
+                      .help = help,
+                      .labels = labels,
+                      .type = FAM_COUNTER,
                       .size = sizeof(struct pipe_counter)};
     return (struct pipe_counter *)series_get(m, &sp);
 }
 
-struct pipe_gauge *pipe_metrics_gauge(struct pipe_metrics *m, const char *name,
-                                      const char *help, const char *labels)
+struct pipe_gauge *pipe_metrics_gauge(struct pipe_metrics *m, const char *name, const char *help,
+                                      const char *labels)
 {
-    struct spec sp = {.name = name, .help = help, .labels = labels, .type = FAM_GAUGE,
+    struct spec sp = {.name = name,
+                      .help = help,
+                      .labels = labels,
+                      .type = FAM_GAUGE,
                       .size = sizeof(struct pipe_gauge)};
     return (struct pipe_gauge *)series_get(m, &sp);
 }
@@ -308,26 +314,40 @@ struct pipe_histogram *pipe_metrics_histogram(struct pipe_metrics *m, const char
                                               const char *help, const char *labels,
                                               const double *bounds, size_t nbounds)
 {
-    struct spec sp = {.name = name, .help = help, .labels = labels, .type = FAM_HISTOGRAM,
-                      .bounds = bounds, .nbounds = nbounds,
-                      .size = sizeof(struct pipe_histogram) +
-                              (nbounds + 1) * sizeof(_Atomic uint64_t)};
+    struct spec sp = {.name = name,
+                      .help = help,
+                      .labels = labels,
+                      .type = FAM_HISTOGRAM,
+                      .bounds = bounds,
+                      .nbounds = nbounds,
+                      .size =
+                          sizeof(struct pipe_histogram) + (nbounds + 1) * sizeof(_Atomic uint64_t)};
     return (struct pipe_histogram *)series_get(m, &sp);
 }
 
 void pipe_metrics_gauge_fn(struct pipe_metrics *m, const char *name, const char *help,
                            const char *labels, pipe_metrics_value_fn fn, void *arg)
 {
-    struct spec sp = {.name = name, .help = help, .labels = labels, .type = FAM_GAUGE,
-                      .size = sizeof(struct series), .fn = fn, .arg = arg};
+    struct spec sp = {.name = name,
+                      .help = help,
+                      .labels = labels,
+                      .type = FAM_GAUGE,
+                      .size = sizeof(struct series),
+                      .fn = fn,
+                      .arg = arg};
     series_get(m, &sp);
 }
 
 void pipe_metrics_counter_fn(struct pipe_metrics *m, const char *name, const char *help,
                              const char *labels, pipe_metrics_value_fn fn, void *arg)
 {
-    struct spec sp = {.name = name, .help = help, .labels = labels, .type = FAM_COUNTER,
-                      .size = sizeof(struct series), .fn = fn, .arg = arg};
+    struct spec sp = {.name = name,
+                      .help = help,
+                      .labels = labels,
+                      .type = FAM_COUNTER,
+                      .size = sizeof(struct series),
+                      .fn = fn,
+                      .arg = arg};
     series_get(m, &sp);
 }
 

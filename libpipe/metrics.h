@@ -46,8 +46,8 @@ void pipe_metrics_free(struct pipe_metrics *m);
  * NULL is returned only when the family is full (PIPE_METRICS_MAX_SERIES). */
 struct pipe_counter *pipe_metrics_counter(struct pipe_metrics *m, const char *name,
                                           const char *help, const char *labels);
-struct pipe_gauge *pipe_metrics_gauge(struct pipe_metrics *m, const char *name,
-                                      const char *help, const char *labels);
+struct pipe_gauge *pipe_metrics_gauge(struct pipe_metrics *m, const char *name, const char *help,
+                                      const char *labels);
 /* bounds: nbounds finite upper bounds, strictly increasing, at most
  * PIPE_METRICS_MAX_BOUNDS; copied. The label name "le" is reserved. */
 struct pipe_histogram *pipe_metrics_histogram(struct pipe_metrics *m, const char *name,

@@ -554,13 +554,12 @@ int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts
     res->kept = s.kept;
     res->end = rc == 0 ? (size_t)(p - s.start) : res->offset;
     res->out_len = rc == 0 && out ? (size_t)(o - s.obase) : 0;
-    if (rc < 0)
-        return PIPE_EPARSE;
     if (out) {
+        /* The scan wrote past len; keep the buffer's NUL promise either way. */
         out->len += res->out_len;
         out->data[out->len] = '\0';
     }
-    return 0;
+    return rc < 0 ? PIPE_EPARSE : 0;
 }
 
 static void put_utf8(char **dst, unsigned cp)

@@ -228,8 +228,10 @@ int pipe_store_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
     if (rc == 0) {
         size_t len0 = out->len;
         rc = s->ops->get(s, key, out);
-        if (rc < 0)
+        if (rc < 0 && out->len != len0) {
             out->len = len0; /* the backend promises this; make it so regardless */
+            out->data[len0] = '\0';
+        }
     }
     return finish(s, PIPE_STORE_OP_GET, key, seq, rc);
 }

@@ -8,7 +8,8 @@
  * (with "a" stored, put "a/b" fails with -ENOTDIR, and the reverse with
  * -EISDIR), and delete is not fsynced (a delete lost in a crash is redone by
  * the next sweep). Temp files of a crashed writer stay as ".tmp.*" files,
- * which list never shows. */
+ * which list never shows. The etag is "<mtime ns>-<size>-<inode>" in hex:
+ * each put renames a new inode into place, so it changes on every rewrite. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -187,6 +188,8 @@ static int fs_create_tmp(struct pipe_store *s, const char *key, char *tmp)
         if (rc < 0)
             break;
     }
+    if (rc == 0) /* out of attempts, every directory we made pruned again */
+        rc = PIPE_EIO;
     pipe__store_set_error(s, "put %s: create temp in %s/%s: %s", key, fs->root, dir,
                           pipe_strerror(rc));
     return rc;

@@ -32,10 +32,9 @@ struct tcfg {
 static const struct pipe_conf_opt common_opts[] = {
     {"store", PIPE_CONF_STR, "file://./sluice-data", offsetof(struct tcfg, store),
      "object store URL", 0, 0, "URL"},
-    {"once", PIPE_CONF_BOOL, NULL, offsetof(struct tcfg, once), "process pending work, exit",
-     0, 0, NULL},
-    {"workers", PIPE_CONF_INT, "4", offsetof(struct tcfg, workers), "worker threads", 1, 64,
+    {"once", PIPE_CONF_BOOL, NULL, offsetof(struct tcfg, once), "process pending work, exit", 0, 0,
      NULL},
+    {"workers", PIPE_CONF_INT, "4", offsetof(struct tcfg, workers), "worker threads", 1, 64, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -44,12 +43,12 @@ static const struct pipe_conf_opt prog_opts[] = {
      "flush a buffer at this size", 1024, 1 << 30, NULL},
     {"flush_after", PIPE_CONF_DURATION, "30s", offsetof(struct tcfg, flush_after),
      "flush a buffer this old", 1000, 3600000, NULL},
-    {"keys", PIPE_CONF_JSON, NULL, offsetof(struct tcfg, keys), "API key to channel map", 0,
-     0, NULL},
+    {"keys", PIPE_CONF_JSON, NULL, offsetof(struct tcfg, keys), "API key to channel map", 0, 0,
+     NULL},
     {"retention", PIPE_CONF_JSON, "{\"raw\":\"7d\"}", offsetof(struct tcfg, retention),
      "TTL per prefix", 0, 0, NULL},
-    {"listen", PIPE_CONF_STR, "127.0.0.1:8080", offsetof(struct tcfg, listen),
-     "ingest endpoint", 0, 0, "ADDR"},
+    {"listen", PIPE_CONF_STR, "127.0.0.1:8080", offsetof(struct tcfg, listen), "ingest endpoint", 0,
+     0, "ADDR"},
     {"dedup_window", PIPE_CONF_DURATION, "24h", offsetof(struct tcfg, dedup_window),
      "de-duplication window", 0, 0, NULL},
     {"replay_horizon", PIPE_CONF_DURATION, "12h", offsetof(struct tcfg, replay_horizon),
@@ -61,8 +60,9 @@ static int validate_tcfg(void *cfg, char *err, size_t errlen)
 {
     const struct tcfg *c = cfg;
     if (c->dedup_window < c->replay_horizon) {
-        snprintf(err, errlen, "dedup_window is shorter than replay_horizon: replays would "
-                              "duplicate events");
+        snprintf(err, errlen,
+                 "dedup_window is shorter than replay_horizon: replays would "
+                 "duplicate events");
         return -1;
     }
     return 0;
@@ -78,8 +78,8 @@ static const struct pipe_conf_program prog = {
 };
 
 static const char *env_names[] = {
-    "SLUICE_STORE", "SLUICE_ONCE", "SLUICE_WORKERS", "SLUICE_FLUSH_BYTES",
-    "SLUICE_FLUSH_AFTER", "SLUICE_KEYS", "SLUICE_RETENTION", "SLUICE_LISTEN",
+    "SLUICE_STORE",        "SLUICE_ONCE",           "SLUICE_WORKERS",   "SLUICE_FLUSH_BYTES",
+    "SLUICE_FLUSH_AFTER",  "SLUICE_KEYS",           "SLUICE_RETENTION", "SLUICE_LISTEN",
     "SLUICE_DEDUP_WINDOW", "SLUICE_REPLAY_HORIZON", "SLUICE_CONFIG",
 };
 
@@ -183,9 +183,19 @@ static void test_conf_flag_beats_env_beats_file_beats_default(void **state)
     char *path = write_conf("p.json", "{\"store\":\"file:///f\",\"once\":false,\"workers\":5,"
                                       "\"flush_bytes\":2048,\"flush_after\":\"2s\","
                                       "\"keys\":{\"k\":\"file\"},\"listen\":\"f:1\"}");
-    const char *flags[] = {"-c", path, "--store", "file:///flag", "--once", "--workers=7",
-                           "--flush-bytes", "4KiB", "--flush-after", "4s",
-                           "--keys", "{\"k\":\"flag\"}", NULL};
+    const char *flags[] = {"-c",
+                           path,
+                           "--store",
+                           "file:///flag",
+                           "--once",
+                           "--workers=7",
+                           "--flush-bytes",
+                           "4KiB",
+                           "--flush-after",
+                           "4s",
+                           "--keys",
+                           "{\"k\":\"flag\"}",
+                           NULL};
     setenv("SLUICE_STORE", "file:///env", 1);
     setenv("SLUICE_ONCE", "no", 1);
     setenv("SLUICE_WORKERS", "6", 1);
@@ -272,8 +282,7 @@ static void test_conf_positional_args_mixed_with_flags_move_to_the_end(void **st
 {
     (void)state;
     struct run r;
-    load(&r, (const char *[]){"a.json", "--workers", "3", "-", "--once", "b", "--", "--x",
-                              NULL});
+    load(&r, (const char *[]){"a.json", "--workers", "3", "-", "--once", "b", "--", "--x", NULL});
     assert_int_equal(r.rc, 0);
     assert_int_equal(r.cfg.workers, 3);
     assert_true(r.cfg.once);
@@ -375,6 +384,8 @@ static void test_conf_unknown_flag_suggests_nearest(void **state)
                  "tprog: unknown option --flush-byte (did you mean --flush-bytes?)\n");
     expect_error((const char *[]){"--wrokers=1", NULL},
                  "tprog: unknown option --wrokers (did you mean --workers?)\n");
+    expect_error((const char *[]){"--onec", NULL},
+                 "tprog: unknown option --onec (did you mean --once?)\n");
     expect_error((const char *[]){"--completely-different", NULL},
                  "tprog: unknown option --completely-different\n");
     expect_error((const char *[]){"-x", NULL}, "tprog: unknown option -x\n");
@@ -402,8 +413,8 @@ static void test_conf_file_errors_are_clear(void **state)
     pipe_free(missing);
 
     char *path = write_conf("typo.json", "{\"flush_byte\": 1024}");
-    msg = pipe_asprintf("tprog: %s: unknown key 'flush_byte' (did you mean 'flush_bytes'?)\n",
-                        path);
+    msg =
+        pipe_asprintf("tprog: %s: unknown key 'flush_byte' (did you mean 'flush_bytes'?)\n", path);
     expect_error((const char *[]){"-c", path, NULL}, msg);
     pipe_free(msg);
     pipe_free(path);
@@ -525,19 +536,31 @@ static void test_conf_help_lists_every_key_default_and_env(void **state)
 static void test_conf_parse_size_units_and_overflow(void **state)
 {
     (void)state;
-    static const struct { const char *in; uint64_t out; } ok[] = {
-        {"0", 0},          {"1048576", 1048576},   {"512k", 512 << 10}, {"512K", 512 << 10},
-        {"8MiB", 8 << 20}, {"8 MB", 8 << 20},       {"8mib", 8 << 20},   {"1GiB", 1 << 30},
-        {"3b", 3},         {"2TiB", 2ull << 40},    {"1PiB", 1ull << 50},
-        {"18446744073709551615", UINT64_MAX},       {"16383PiB", 16383ull << 50},
+    static const struct {
+        const char *in;
+        uint64_t out;
+    } ok[] = {
+        {"0", 0},
+        {"1048576", 1048576},
+        {"512k", 512 << 10},
+        {"512K", 512 << 10},
+        {"8MiB", 8 << 20},
+        {"8 MB", 8 << 20},
+        {"8mib", 8 << 20},
+        {"1GiB", 1 << 30},
+        {"3b", 3},
+        {"2TiB", 2ull << 40},
+        {"1PiB", 1ull << 50},
+        {"18446744073709551615", UINT64_MAX},
+        {"16383PiB", 16383ull << 50},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         uint64_t v = 7;
         assert_int_equal(pipe_conf_parse_size(ok[i].in, &v), 0);
         assert_true(v == ok[i].out);
     }
-    static const char *bad[] = {"", "k", "-1", "1.5MiB", "8XB", "8 ", " 8", "8  MiB", "8MiBs",
-                                "0x10", "1e3"};
+    static const char *bad[] = {"",   "k",      "-1",    "1.5MiB", "8XB", "8 ",
+                                " 8", "8  MiB", "8MiBs", "0x10",   "1e3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint64_t v = 7;
         assert_int_equal(pipe_conf_parse_size(bad[i], &v), PIPE_EINVAL);
@@ -552,10 +575,20 @@ static void test_conf_parse_size_units_and_overflow(void **state)
 static void test_conf_parse_duration_units_and_overflow(void **state)
 {
     (void)state;
-    static const struct { const char *in; int64_t out; } ok[] = {
-        {"0", 0},          {"250ms", 250},       {"1s", 1000},           {"5m", 300000},
-        {"2h", 7200000},   {"7d", 604800000},    {"1h30m", 5400000},     {"1m500ms", 60500},
-        {"0s", 0},         {"9223372036854775807ms", INT64_MAX},
+    static const struct {
+        const char *in;
+        int64_t out;
+    } ok[] = {
+        {"0", 0},
+        {"250ms", 250},
+        {"1s", 1000},
+        {"5m", 300000},
+        {"2h", 7200000},
+        {"7d", 604800000},
+        {"1h30m", 5400000},
+        {"1m500ms", 60500},
+        {"0s", 0},
+        {"9223372036854775807ms", INT64_MAX},
         {"106751991167d", 106751991167 * 86400000LL},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -563,8 +596,8 @@ static void test_conf_parse_duration_units_and_overflow(void **state)
         assert_int_equal(pipe_conf_parse_duration(ok[i].in, &v), 0);
         assert_true(v == ok[i].out);
     }
-    static const char *bad[] = {"", "30", "s", "-1s", "1.5s", "5M", "1sec", "1 s", "1h30",
-                                "ms", "1y"};
+    static const char *bad[] = {"",     "30",  "s",    "-1s", "1.5s", "5M",
+                                "1sec", "1 s", "1h30", "ms",  "1y"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t v = 7;
         assert_int_equal(pipe_conf_parse_duration(bad[i], &v), PIPE_EINVAL);
@@ -594,29 +627,23 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_conf_defaults_fill_every_type, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conf_flag_beats_env_beats_file_beats_default,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conf_file_named_by_env_when_no_flag, setup,
+        cmocka_unit_test_setup_teardown(test_conf_flag_beats_env_beats_file_beats_default, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_conf_file_named_by_env_when_no_flag, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_boolean_flag_spellings, setup, teardown),
-        cmocka_unit_test_setup_teardown(
-            test_conf_positional_args_mixed_with_flags_move_to_the_end, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conf_json_option_from_flag_and_file, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(
-            test_conf_program_section_overrides_and_other_sections_are_skipped, setup,
-            teardown),
-        cmocka_unit_test_setup_teardown(test_conf_bad_values_name_the_flag_and_an_example,
+        cmocka_unit_test_setup_teardown(test_conf_positional_args_mixed_with_flags_move_to_the_end,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conf_json_option_from_flag_and_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_conf_program_section_overrides_and_other_sections_are_skipped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conf_bad_values_name_the_flag_and_an_example, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_conf_out_of_range_reports_bounds_in_units, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_conf_unknown_flag_suggests_nearest, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_conf_env_errors_name_the_variable, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_conf_unknown_flag_suggests_nearest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conf_env_errors_name_the_variable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_file_errors_are_clear, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_conf_validate_refuses_contradictions, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_conf_validate_refuses_contradictions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_key_defined_in_two_tables_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_conf_help_lists_every_key_default_and_env, setup,

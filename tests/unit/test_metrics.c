@@ -45,8 +45,8 @@ static void test_metrics_render_matches_exposition_format(void **state)
     struct pipe_metrics *m = pipe_metrics_new();
     static const double bounds[] = {0.1, 0.5, 1};
     double age = 12.25, requests = 7;
-    struct pipe_counter *in_f = pipe_metrics_counter(m, "sluice_events_in_total",
-                                                     "Events received.", "stage=\"filter\"");
+    struct pipe_counter *in_f =
+        pipe_metrics_counter(m, "sluice_events_in_total", "Events received.", "stage=\"filter\"");
     struct pipe_counter *in_c =
         pipe_metrics_counter(m, "sluice_events_in_total", "ignored", "stage=\"combiner\"");
     struct pipe_gauge *g = pipe_metrics_gauge(m, "sluice_inflight", "In flight.", NULL);
@@ -67,28 +67,27 @@ static void test_metrics_render_matches_exposition_format(void **state)
     pipe_histogram_observe(h, 3);
 
     char *text = render(m);
-    assert_string_equal(text,
-                        "# HELP sluice_events_in_total Events received.\n"
-                        "# TYPE sluice_events_in_total counter\n"
-                        "sluice_events_in_total{stage=\"filter\"} 3\n"
-                        "sluice_events_in_total{stage=\"combiner\"} 1\n"
-                        "# HELP sluice_inflight In flight.\n"
-                        "# TYPE sluice_inflight gauge\n"
-                        "sluice_inflight 1.5\n"
-                        "# HELP sluice_put_seconds Put latency.\n"
-                        "# TYPE sluice_put_seconds histogram\n"
-                        "sluice_put_seconds_bucket{op=\"put\",le=\"0.1\"} 0\n"
-                        "sluice_put_seconds_bucket{op=\"put\",le=\"0.5\"} 2\n"
-                        "sluice_put_seconds_bucket{op=\"put\",le=\"1\"} 3\n"
-                        "sluice_put_seconds_bucket{op=\"put\",le=\"+Inf\"} 4\n"
-                        "sluice_put_seconds_sum{op=\"put\"} 4.5\n"
-                        "sluice_put_seconds_count{op=\"put\"} 4\n"
-                        "# HELP sluice_oldest_age_seconds Age of the oldest input.\n"
-                        "# TYPE sluice_oldest_age_seconds gauge\n"
-                        "sluice_oldest_age_seconds 12.25\n"
-                        "# HELP sluice_store_requests_total Store requests.\n"
-                        "# TYPE sluice_store_requests_total counter\n"
-                        "sluice_store_requests_total{op=\"get\"} 7\n");
+    assert_string_equal(text, "# HELP sluice_events_in_total Events received.\n"
+                              "# TYPE sluice_events_in_total counter\n"
+                              "sluice_events_in_total{stage=\"filter\"} 3\n"
+                              "sluice_events_in_total{stage=\"combiner\"} 1\n"
+                              "# HELP sluice_inflight In flight.\n"
+                              "# TYPE sluice_inflight gauge\n"
+                              "sluice_inflight 1.5\n"
+                              "# HELP sluice_put_seconds Put latency.\n"
+                              "# TYPE sluice_put_seconds histogram\n"
+                              "sluice_put_seconds_bucket{op=\"put\",le=\"0.1\"} 0\n"
+                              "sluice_put_seconds_bucket{op=\"put\",le=\"0.5\"} 2\n"
+                              "sluice_put_seconds_bucket{op=\"put\",le=\"1\"} 3\n"
+                              "sluice_put_seconds_bucket{op=\"put\",le=\"+Inf\"} 4\n"
+                              "sluice_put_seconds_sum{op=\"put\"} 4.5\n"
+                              "sluice_put_seconds_count{op=\"put\"} 4\n"
+                              "# HELP sluice_oldest_age_seconds Age of the oldest input.\n"
+                              "# TYPE sluice_oldest_age_seconds gauge\n"
+                              "sluice_oldest_age_seconds 12.25\n"
+                              "# HELP sluice_store_requests_total Store requests.\n"
+                              "# TYPE sluice_store_requests_total counter\n"
+                              "sluice_store_requests_total{op=\"get\"} 7\n");
     pipe_free(text);
     pipe_metrics_free(m);
 }
@@ -115,9 +114,12 @@ static void test_metrics_values_are_formatted_so_prometheus_parses_them(void **s
 {
     (void)state;
     struct pipe_metrics *m = pipe_metrics_new();
-    static const struct { double v; const char *text; } cases[] = {
-        {0.1, "0.1"},   {-2, "-2"},       {1e21, "1e+21"},     {1.0 / 3, "0.33333333333333331"},
-        {NAN, "NaN"},   {INFINITY, "+Inf"}, {-INFINITY, "-Inf"}, {0, "0"},
+    static const struct {
+        double v;
+        const char *text;
+    } cases[] = {
+        {0.1, "0.1"}, {-2, "-2"},         {1e21, "1e+21"},     {1.0 / 3, "0.33333333333333331"},
+        {NAN, "NaN"}, {INFINITY, "+Inf"}, {-INFINITY, "-Inf"}, {0, "0"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char labels[32];
@@ -134,7 +136,7 @@ static void test_metrics_values_are_formatted_so_prometheus_parses_them(void **s
     pipe_metrics_free(m);
 }
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 100000
 
 struct hot {
@@ -298,19 +300,39 @@ static void test_metrics_render_past_buffer_cap_fails(void **state)
 /* ---- programming errors abort ---- */
 
 enum misuse_case {
-    BAD_NAME, BAD_LABELS, UNTERMINATED, RESERVED_LABEL, LE_LABEL, TYPE_CLASH, BOUNDS_CLASH,
-    BAD_BOUNDS, FN_TWICE, FN_THEN_HANDLE, TRAILING_COMMA, NCASES
+    BAD_NAME,
+    BAD_LABELS,
+    UNTERMINATED,
+    RESERVED_LABEL,
+    LE_LABEL,
+    TYPE_CLASH,
+    BOUNDS_CLASH,
+    BAD_BOUNDS,
+    FN_TWICE,
+    FN_THEN_HANDLE,
+    TRAILING_COMMA,
+    NCASES
 };
 
 static void misuse(struct pipe_metrics *m, enum misuse_case c)
 {
     static const double b1[] = {1, 2}, b2[] = {1, 3}, bad[] = {2, 1};
     switch (c) {
-    case BAD_NAME: pipe_metrics_counter(m, "1bad", "", NULL); break;
-    case BAD_LABELS: pipe_metrics_counter(m, "ok", "", "a=b"); break;
-    case UNTERMINATED: pipe_metrics_counter(m, "ok", "", "a=\"b"); break;
-    case RESERVED_LABEL: pipe_metrics_counter(m, "ok", "", "__name__=\"x\""); break;
-    case LE_LABEL: pipe_metrics_histogram(m, "h", "", "le=\"1\"", b1, 2); break;
+    case BAD_NAME:
+        pipe_metrics_counter(m, "1bad", "", NULL);
+        break;
+    case BAD_LABELS:
+        pipe_metrics_counter(m, "ok", "", "a=b");
+        break;
+    case UNTERMINATED:
+        pipe_metrics_counter(m, "ok", "", "a=\"b");
+        break;
+    case RESERVED_LABEL:
+        pipe_metrics_counter(m, "ok", "", "__name__=\"x\"");
+        break;
+    case LE_LABEL:
+        pipe_metrics_histogram(m, "h", "", "le=\"1\"", b1, 2);
+        break;
     case TYPE_CLASH:
         pipe_metrics_counter(m, "x", "", NULL);
         pipe_metrics_gauge(m, "x", "", "a=\"1\"");
@@ -319,7 +341,9 @@ static void misuse(struct pipe_metrics *m, enum misuse_case c)
         pipe_metrics_histogram(m, "h", "", NULL, b1, 2);
         pipe_metrics_histogram(m, "h", "", "a=\"1\"", b2, 2);
         break;
-    case BAD_BOUNDS: pipe_metrics_histogram(m, "h", "", NULL, bad, 2); break;
+    case BAD_BOUNDS:
+        pipe_metrics_histogram(m, "h", "", NULL, bad, 2);
+        break;
     case FN_TWICE:
         pipe_metrics_gauge_fn(m, "f", "", NULL, value_of, NULL);
         pipe_metrics_gauge_fn(m, "f", "", NULL, value_of, NULL);
@@ -328,8 +352,11 @@ static void misuse(struct pipe_metrics *m, enum misuse_case c)
         pipe_metrics_counter_fn(m, "f_total", "", "a=\"1\"", value_of, NULL);
         pipe_metrics_counter(m, "f_total", "", "a=\"1\"");
         break;
-    case TRAILING_COMMA: pipe_metrics_counter(m, "ok", "", "a=\"1\","); break;
-    case NCASES: break;
+    case TRAILING_COMMA:
+        pipe_metrics_counter(m, "ok", "", "a=\"1\",");
+        break;
+    case NCASES:
+        break;
     }
 }
 
