@@ -66,17 +66,23 @@ static enum field classify(const char *k, size_t n, bool escaped)
         n = pipe_json_unescape(k, n, tmp);
         k = tmp;
     }
-    for (int f = 0; f < F_OTHER; f++)
-        if (strlen(field_names[f]) == n && memcmp(field_names[f], k, n) == 0)
-            return (enum field)f;
-    return F_OTHER;
+    enum field f;
+    switch (n) {
+    case 2: f = k[0] == 'i' ? F_ID : F_TS; break;
+    case 5: f = F_EVENT; break;
+    case 7: f = F_CHANNEL; break;
+    case 11: f = F_RECEIVED_AT; break;
+    default: return F_OTHER;
+    }
+    return memcmp(field_names[f], k, n) == 0 ? f : F_OTHER;
 }
 
 static bool on_member(void *arg, const struct pipe_json_member *m)
 {
     struct envelope *env = arg;
     /* Cheap filter first: every envelope name starts with one of these. */
-    if (m->key_len == 0 || (!m->key_escaped && !strchr("eitrc", m->key[0])))
+    if (!m->key_escaped && m->key_len != 2 && m->key_len != 5 && m->key_len != 7 &&
+        m->key_len != 11)
         return false;
     enum field f = classify(m->key, m->key_len, m->key_escaped);
     if (f == F_RECEIVED_AT || f == F_CHANNEL)
@@ -268,7 +274,14 @@ static int enrich(struct pipe_buf *out, size_t base, size_t olen, size_t kept, b
         o += 39;
         *o++ = ',';
     }
-    pipe_clock_format_rfc3339(ctx->received_ms, ts);
+    /* A batch shares one receive time: format it once per thread. */
+    static _Thread_local int64_t cached_ms = INT64_MIN;
+    static _Thread_local char cached[PIPE_CLOCK_RFC3339_LEN + 1];
+    if (cached_ms != ctx->received_ms) {
+        pipe_clock_format_rfc3339(ctx->received_ms, cached);
+        cached_ms = ctx->received_ms;
+    }
+    memcpy(ts, cached, sizeof ts);
     memcpy(o, "\"received_at\":\"", 15);
     memcpy(o + 15, ts, PIPE_CLOCK_RFC3339_LEN);
     o += 15 + PIPE_CLOCK_RFC3339_LEN;

@@ -43,7 +43,10 @@ typedef void (*pipe_httpd_handler)(struct pipe_http_request *req, void *arg);
 
 struct pipe_httpd_config {
     const char *listen;         /* "127.0.0.1:8080", "0.0.0.0:0", "[::1]:0"; copied */
-    size_t max_header_bytes;    /* request line + headers, default 16 KiB; 431 */
+    size_t max_header_bytes;    /* URL + header names and values as stored, default
+                                   16 KiB; 431 (414 for the URL alone). http_parser
+                                   also refuses more than 80 KiB of raw header
+                                   bytes, whatever this says */
     size_t max_body_bytes;      /* default 16 MiB; 413, decided from Content-Length
                                    before the body is read, or while chunks arrive */
     size_t max_pipeline_bytes;  /* bytes buffered behind a request awaiting its
@@ -59,7 +62,7 @@ struct pipe_httpd_config {
 
 /* Counters for /metrics. Gauges are "now"; the rest count since _new. */
 struct pipe_httpd_counters {
-    uint64_t connections_open;     /* gauge */
+    uint64_t connections_open; /* gauge */
     uint64_t connections_accepted;
     uint64_t connections_rejected; /* closed at once: over max_connections */
     uint64_t requests;             /* complete requests handed to the handler */
@@ -68,7 +71,8 @@ struct pipe_httpd_counters {
     uint64_t responses[6];         /* by class: [2] = 2xx ... [5] = 5xx; [1] and [0]
                                       unused. Includes the server's own errors
                                       (400, 408, 413, 431, ...) */
-    uint64_t responses_dropped;    /* answered after the client had gone */
+    uint64_t responses_dropped;    /* the client went away while the handler held
+                                      its request: the answer goes nowhere */
     uint64_t timeouts;             /* idle, request (408) and write timeouts */
     uint64_t bytes_in;
     uint64_t bytes_out;
@@ -84,8 +88,8 @@ void pipe_httpd_config_defaults(struct pipe_httpd_config *c);
  * their defaults. Returns 0 and *out, PIPE_ECONFIG for a bad address or
  * setting, or -errno when the socket cannot be bound (e.g. -EADDRINUSE).
  * Free with pipe_httpd_close(). */
-int pipe_httpd_new(uv_loop_t *loop, const struct pipe_httpd_config *c,
-                   pipe_httpd_handler h, void *arg, struct pipe_httpd **out);
+int pipe_httpd_new(uv_loop_t *loop, const struct pipe_httpd_config *c, pipe_httpd_handler h,
+                   void *arg, struct pipe_httpd **out);
 
 /* pipe_httpd_port — the bound port (useful after listening on ":0"). */
 int pipe_httpd_port(const struct pipe_httpd *h);

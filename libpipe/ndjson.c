@@ -46,8 +46,16 @@ struct scan {
     uint64_t stack[PIPE_JSON_DEPTH_LIMIT / 64];
 };
 
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end);
+
+/* Records the first error. A syntax error on a byte that is not UTF-8 is
+ * reported as bad UTF-8: the more useful message, and what jansson says. */
 static int fail(struct scan *s, enum pipe_json_error e, const unsigned char *at, const char *what)
 {
+    if (e == PIPE_JSON_ESYNTAX && at < s->end && *at >= 0x80 && utf8_seq(at, s->end) == 0) {
+        e = PIPE_JSON_EUTF8;
+        what = "invalid UTF-8";
+    }
     s->err = e;
     s->at = at;
     s->what = what;
@@ -64,14 +72,16 @@ static ALWAYS_INLINE bool is_digit(unsigned c)
     return c - '0' < 10u;
 }
 
-/* True when any of the eight bytes in x is a quote, a backslash, a control
- * character or non-ASCII: the plain-string loop must look closer. */
-static ALWAYS_INLINE bool swar_special(uint64_t x)
+/* A mask with the high bit set in (at least) the first byte of x that is a
+ * quote, a backslash, a control character or non-ASCII: the bytes the
+ * plain-string loop must look at. Bits above the first such byte may be
+ * spurious (borrows), so only the lowest set bit is meaningful. */
+static ALWAYS_INLINE uint64_t swar_special(uint64_t x)
 {
     const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
     uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
     uint64_t lt20 = (x - ones * 0x20) & ~x;
-    return ((lt20 | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high) != 0;
+    return (lt20 | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
 }
 
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0 for an
@@ -113,6 +123,15 @@ static int hex4(const unsigned char *p)
     return v;
 }
 
+/* The first byte of p[0..4) that is not a hex digit (or the end). */
+static const unsigned char *bad_hex(const unsigned char *p, const unsigned char *end)
+{
+    for (int i = 0; i < 4 && p < end; i++, p++)
+        if (!is_digit(*p) && (unsigned)((*p | 0x20) - 'a') >= 6u)
+            return p;
+    return p;
+}
+
 /* A backslash escape at *pp; copied to the output unchanged. */
 static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool emit)
 {
@@ -128,13 +147,18 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
         int cp = s->end - p >= 6 ? hex4(p + 2) : -1;
         n = 6;
         if (cp < 0)
-            return fail(s, PIPE_JSON_ESYNTAX, p, "invalid \\u escape");
+            return fail(s, PIPE_JSON_ESYNTAX, bad_hex(p + 2, s->end), "invalid \\u escape");
         if (cp == 0 && strict)
             return fail(s, PIPE_JSON_ESTRING, p, "\\u0000 in string");
         if (cp >= 0xD800 && cp <= 0xDBFF) {
-            int lo = s->end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
+            bool esc_u = s->end - p >= 8 && p[6] == '\\' && p[7] == 'u';
+            int lo = esc_u && s->end - p >= 12 ? hex4(p + 8) : -1;
             if (lo >= 0xDC00 && lo <= 0xDFFF)
                 n = 12;
+            else if (esc_u && lo < 0) /* what follows is broken in itself */
+                return fail(s, PIPE_JSON_ESYNTAX, bad_hex(p + 8, s->end), "invalid \\u escape");
+            else if (s->end - p <= 6)
+                return fail(s, PIPE_JSON_ESYNTAX, s->end, "unterminated string");
             else if (strict)
                 return fail(s, PIPE_JSON_ESTRING, p, "unpaired surrogate escape");
         } else if (cp >= 0xDC00 && cp <= 0xDFFF && strict) {
@@ -143,7 +167,7 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
         break;
     }
     default:
-        return fail(s, PIPE_JSON_ESYNTAX, p, "invalid escape");
+        return fail(s, PIPE_JSON_ESYNTAX, p + 1, "invalid escape");
     }
     if (emit) {
         memcpy(*op, p, n);
@@ -163,24 +187,32 @@ static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, c
     if (emit)
         *o++ = '"';
     for (;;) {
-        while (end - p >= 8) {
-            uint64_t x;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (end - p >= 8) {
+            /* Eight bytes at a time; copy them all (the caller reserved
+             * slack) and advance to the first one that needs a look. */
+            uint64_t x, m;
             memcpy(&x, p, 8);
-            if (swar_special(x))
-                break;
-            if (emit) {
-                memcpy(o, &x, 8); /* the caller reserved 16 bytes of slack */
-                o += 8;
-            }
-            p += 8;
-        }
-        while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            m = swar_special(x);
             if (emit)
-                *o++ = (char)*p;
-            p++;
+                memcpy(o, &x, 8);
+            size_t k = m ? (size_t)__builtin_ctzll(m) >> 3 : 8;
+            p += k;
+            if (emit)
+                o += k;
+            if (k == 8)
+                continue;
+        } else
+#endif
+        {
+            while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+                if (emit)
+                    *o++ = (char)*p;
+                p++;
+            }
+            if (p >= end)
+                return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
         }
-        if (p >= end)
-            return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
         unsigned c = *p;
         if (c == '"')
             break;

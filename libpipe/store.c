@@ -32,9 +32,8 @@ static _Thread_local struct {
 static atomic_uint_least64_t next_store_id = 1;
 
 static const char *const op_names[PIPE_STORE_OP__COUNT] = {
-    [PIPE_STORE_OP_PUT] = "put",       [PIPE_STORE_OP_GET] = "get",
-    [PIPE_STORE_OP_STAT] = "stat",     [PIPE_STORE_OP_DELETE] = "delete",
-    [PIPE_STORE_OP_LIST] = "list",
+    [PIPE_STORE_OP_PUT] = "put",       [PIPE_STORE_OP_GET] = "get",   [PIPE_STORE_OP_STAT] = "stat",
+    [PIPE_STORE_OP_DELETE] = "delete", [PIPE_STORE_OP_LIST] = "list",
 };
 
 static void set_error_id(uint64_t id, const char *fmt, va_list ap)
@@ -98,8 +97,8 @@ bool pipe_store_key_valid(const char *key)
  * secret. Only for display; it need not be a perfect URL parser. */
 static char *redact_url(const char *url)
 {
-    static const char *const secret_words[] = {"secret", "token", "password", "passwd",
-                                               "signature", "credential"};
+    static const char *const secret_words[] = {"secret", "token",     "password",
+                                               "passwd", "signature", "credential"};
     struct pipe_buf b;
     pipe_buf_init(&b, SIZE_MAX);
     const char *p = url;
@@ -197,8 +196,8 @@ static int finish(struct pipe_store *s, enum pipe_store_op op, const char *key, 
     if (rc < 0 && rc != PIPE_ENOTFOUND)
         atomic_fetch_add_explicit(&s->errors[op], 1, memory_order_relaxed);
     if (rc < 0 && (last_err.seq == seq || last_err.store_id != s->id))
-        pipe__store_set_error(s, "%s %.*s: %s", op_names[op], PIPE_STORE_KEY_MAX,
-                              key ? key : "", pipe_strerror(rc));
+        pipe__store_set_error(s, "%s %.*s: %s", op_names[op], PIPE_STORE_KEY_MAX, key ? key : "",
+                              pipe_strerror(rc));
     return rc;
 }
 
@@ -272,8 +271,7 @@ int pipe_store_list(struct pipe_store *s, const char *prefix, const char *start_
     start_after = start_after ? start_after : "";
     if (max_keys == 0 || strnlen(prefix, PIPE_STORE_KEY_MAX + 1) > PIPE_STORE_KEY_MAX ||
         strnlen(start_after, PIPE_STORE_KEY_MAX + 1) > PIPE_STORE_KEY_MAX) {
-        pipe__store_set_error(s, "list %.200s: max_keys is 0 or prefix/marker too long",
-                              prefix);
+        pipe__store_set_error(s, "list %.200s: max_keys is 0 or prefix/marker too long", prefix);
         rc = PIPE_EINVAL;
         goto out;
     }

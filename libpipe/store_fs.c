@@ -92,8 +92,8 @@ static int fs_parse_url(const char *url, const char **path)
     p += 2;
     if (strncmp(p, "localhost/", 10) == 0)
         p += 9;
-    bool rel = p[0] == '.' && (p[1] == '/' || p[1] == '\0' ||
-                               (p[1] == '.' && (p[2] == '/' || p[2] == '\0')));
+    bool rel = p[0] == '.' &&
+               (p[1] == '/' || p[1] == '\0' || (p[1] == '.' && (p[2] == '/' || p[2] == '\0')));
     if (p[0] != '/' && !rel)
         return PIPE_ECONFIG;
     if (strlen(p) >= PATH_MAX - 1)
@@ -168,7 +168,8 @@ static int fs_create_tmp(struct pipe_store *s, const char *key, char *tmp)
     char dir[PIPE_STORE_KEY_MAX + 1];
     snprintf(dir, sizeof dir, "%.*s", dlen, key);
     int rc = 0;
-    for (int attempt = 0; attempt < FS_PUT_ATTEMPTS; attempt++) {
+    int attempt = 0;
+    for (; attempt < FS_PUT_ATTEMPTS; attempt++) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         unsigned long long n = atomic_fetch_add(&tmp_counter, 1);
@@ -185,10 +186,10 @@ static int fs_create_tmp(struct pipe_store *s, const char *key, char *tmp)
         /* The directory is missing, or a concurrent delete pruned it after
          * we created it: (re)create and try again. */
         rc = make_dirs(fs->rootfd, dir);
-        if (rc < 0)
+        if (rc < 0 && rc != -ENOENT) /* ENOENT: pruned again while we made it */
             break;
     }
-    if (rc == 0) /* out of attempts, every directory we made pruned again */
+    if (attempt == FS_PUT_ATTEMPTS) /* directories pruned under us every time */
         rc = PIPE_EIO;
     pipe__store_set_error(s, "put %s: create temp in %s/%s: %s", key, fs->root, dir,
                           pipe_strerror(rc));
@@ -222,6 +223,8 @@ static int fs_put(struct pipe_store *s, const char *key, const void *data, size_
     }
     what = "fsync dir";
     rc = fsync_parent(fs->rootfd, key);
+    if (rc == -ENOENT) /* a concurrent delete of key pruned the directory: it ran after us */
+        rc = 0;
 out:
     if (rc < 0)
         pipe__store_set_error(s, "put %s: %s %s/%s: %s", key, what, fs->root, tmp,
@@ -555,8 +558,14 @@ static int fs_list(struct pipe_store *s, const char *prefix, const char *start_a
 {
     struct fs_store *fs = s->priv;
     struct fs_walk w = {
-        .s = s, .rootfd = fs->rootfd, .prefix = prefix, .after = start_after,
-        .plen = strlen(prefix), .alen = strlen(start_after), .max_keys = max_keys, .out = out,
+        .s = s,
+        .rootfd = fs->rootfd,
+        .prefix = prefix,
+        .after = start_after,
+        .plen = strlen(prefix),
+        .alen = strlen(start_after),
+        .max_keys = max_keys,
+        .out = out,
     };
     /* Start in the deepest directory the prefix names. If that part of the
      * prefix is not a valid key, no valid key can start with it. */

@@ -30,16 +30,16 @@ struct pipe_store_ops {
     int (*del)(struct pipe_store *s, const char *key);
     /* list — prefix and start_after are never NULL (maybe ""), max_keys >= 1.
      * Fills a zeroed *out; on failure releases what it put there. */
-    int (*list)(struct pipe_store *s, const char *prefix, const char *start_after,
-                size_t max_keys, struct pipe_store_list *out);
+    int (*list)(struct pipe_store *s, const char *prefix, const char *start_after, size_t max_keys,
+                struct pipe_store_list *out);
 };
 
 struct pipe_store {
     const struct pipe_store_ops *ops;
-    void *priv;     /* backend state; must be safe for concurrent use */
-    char *url;      /* redacted copy, for logs */
-    unsigned caps;  /* PIPE_STORE_CAP_* */
-    uint64_t id;    /* unique per process; keys the thread-local last error */
+    void *priv;    /* backend state; must be safe for concurrent use */
+    char *url;     /* redacted copy, for logs */
+    unsigned caps; /* PIPE_STORE_CAP_* */
+    uint64_t id;   /* unique per process; keys the thread-local last error */
     atomic_uint_least64_t requests[PIPE_STORE_OP__COUNT];
     atomic_uint_least64_t errors[PIPE_STORE_OP__COUNT];
 };

@@ -4,6 +4,8 @@
 set -uo pipefail
 BIN=${BIN:-bin}
 BIN=$(cd "$BIN" && pwd)
+# The system python starts fast; a pyenv shim can take seconds on a busy machine.
+PY=${PYTHON3:-/usr/bin/python3}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=${SLUICE_TEST_ROOT:-/tmp}
 T=$(mktemp -d "$ROOT/e2e.$(basename "$0" .sh).XXXXXX")

@@ -6,6 +6,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-bin}
 CTL=$BIN/sluicectl
+# The system interpreter when there is one: version-manager shims can take
+# seconds to start on a loaded machine, and this script starts many.
+PY=${PYTHON3:-$(command -v /usr/bin/python3 || command -v python3)}
 tmp=$(mktemp -d "${SLUICE_TEST_ROOT:-/tmp}/ctl-gen.XXXXXX")
 stub_pid=
 cleanup() {
@@ -33,6 +36,11 @@ exit_is() { # exit_is CODE COMMAND...
   [ "$got" -eq "$want" ] || { echo "exit $got, want $want"; return 1; }
 }
 
+if [ ! -x "$CTL" ]; then
+  echo "not ok - $CTL is built"
+  exit 1
+fi
+
 END=2024-05-01T12:00:00Z
 gen() { "$CTL" gen --end "$END" "$@"; }
 
@@ -40,13 +48,13 @@ gen() { "$CTL" gen --end "$END" "$@"; }
 gen --seed 7 --count 2000 >"$tmp/a1"
 gen --seed 7 --count 2000 >"$tmp/a2"
 gen --seed 8 --count 2000 >"$tmp/b"
-check "gen: same seed gives byte-identical output" cmp -s "$tmp/a1" "$tmp/a2"
+check "gen: same seed gives byte-identical output" bash -c "test -s '$tmp/a1' && cmp -s '$tmp/a1' '$tmp/a2'"
 check "gen: a different seed gives different output" bash -c "! cmp -s '$tmp/a1' '$tmp/b'"
 check "gen: --count sets the number of lines" test "$(wc -l <"$tmp/a1")" -eq 2000
 check "gen: --count 0 writes nothing" test "$(gen --count 0 | wc -c)" -eq 0
 
 check "gen: good events are JSON objects with event, unique id and ts in range" \
-  python3 - "$tmp/a1" <<'EOF'
+  "$PY" - "$tmp/a1" <<'EOF'
 import json, sys, datetime, collections
 ids, types = set(), collections.Counter()
 end = datetime.datetime(2024, 5, 1, 12, tzinfo=datetime.timezone.utc).timestamp() * 1000
@@ -65,7 +73,7 @@ top = types.most_common()
 assert top[0][1] > 5 * top[-1][1], top  # skewed, not uniform
 EOF
 
-check "gen: average line size follows --size" python3 - "$tmp/a1" <<EOF
+check "gen: average line size follows --size" "$PY" - "$tmp/a1" <<EOF
 import subprocess, sys
 sizes = [len(l) for l in open(sys.argv[1], "rb")]
 avg = sum(sizes) / len(sizes)
@@ -75,7 +83,7 @@ avg = len(big) / big.count(b"\n")
 assert 2800 <= avg <= 3200, avg
 EOF
 
-check "gen: --types limits the distinct event types" python3 -c "
+check "gen: --types limits the distinct event types" "$PY" -c "
 import json, subprocess
 out = subprocess.run(['$CTL', 'gen', '--count', '3000', '--types', '5'], capture_output=True, check=True).stdout
 types = {json.loads(l)['event'] for l in out.splitlines()}
@@ -85,7 +93,7 @@ assert len(types) == 5, types
 # ---- rates and the manifest ----
 gen --seed 3 --count 20000 --dup-rate 0.1 --bad-rate 0.05 --no-id-rate 0.02 \
   --manifest "$tmp/m.tsv" >"$tmp/mix"
-check "gen: the manifest has one row per line, numbered in order" python3 - "$tmp/mix" "$tmp/m.tsv" <<'EOF'
+check "gen: the manifest has one row per line, numbered in order" "$PY" - "$tmp/mix" "$tmp/m.tsv" <<'EOF'
 import sys
 lines = open(sys.argv[1], "rb").read().count(b"\n")
 rows = [r.rstrip("\n").split("\t") for r in open(sys.argv[2])]
@@ -96,7 +104,7 @@ for i, r in enumerate(rows, 1):
 EOF
 
 check "gen: --dup-rate, --bad-rate and --no-id-rate give about the asked fractions" \
-  python3 - "$tmp/mix" "$tmp/m.tsv" <<'EOF'
+  "$PY" - "$tmp/mix" "$tmp/m.tsv" <<'EOF'
 import json, sys
 lines = open(sys.argv[1], "rb").read().split(b"\n")[:-1]
 rows = [r.rstrip("\n").split("\t") for r in open(sys.argv[2])]
@@ -119,7 +127,7 @@ assert 0.01 <= noid / good <= 0.03, ("no id", noid / good)
 EOF
 
 check "gen: accepted rows are valid JSON with the manifest's event and id; repeats keep them" \
-  python3 - "$tmp/mix" "$tmp/m.tsv" <<'EOF'
+  "$PY" - "$tmp/mix" "$tmp/m.tsv" <<'EOF'
 import json, sys
 lines = open(sys.argv[1], "rb").read().split(b"\n")[:-1]
 rows = [r.rstrip("\n").split("\t") for r in open(sys.argv[2])]
@@ -134,7 +142,7 @@ for line, r in zip(lines, rows):
 EOF
 
 gen --seed 4 --count 48 --bad-rate 1 --manifest "$tmp/bad.tsv" >"$tmp/bad"
-check "gen: --bad-rate 1 cycles through every rejection reason" python3 - "$tmp/bad.tsv" <<'EOF'
+check "gen: --bad-rate 1 cycles through every rejection reason" "$PY" - "$tmp/bad.tsv" <<'EOF'
 import sys
 want = {"not_json", "not_object", "missing_event", "bad_event_type", "bad_id", "bad_ts",
         "invalid_utf8", "too_deep", "bad_number", "bad_string", "duplicate_field", "too_large"}
@@ -144,7 +152,7 @@ got = {r[4] for r in rows}
 assert got == want, got ^ want
 EOF
 
-check "gen: each malformed line has the defect its reason names" python3 - "$tmp/bad" "$tmp/bad.tsv" <<'EOF'
+check "gen: each malformed line has the defect its reason names" "$PY" - "$tmp/bad" "$tmp/bad.tsv" <<'EOF'
 import json, re, sys
 lines = open(sys.argv[1], "rb").read().split(b"\n")[:-1]
 rows = [r.rstrip("\n").split("\t") for r in open(sys.argv[2])]
@@ -230,7 +238,7 @@ EOF
 start_stub() { # start_stub FAIL_FIRST STATUS: sets stub_pid and port
   [ -n "$stub_pid" ] && kill "$stub_pid" 2>/dev/null && wait "$stub_pid" 2>/dev/null
   : >"$tmp/req.log"
-  coproc STUB { exec python3 "$tmp/stub.py" "$1" "$2" "$tmp/req.log"; }
+  coproc STUB { exec "$PY" "$tmp/stub.py" "$1" "$2" "$tmp/req.log"; }
   stub_pid=$STUB_PID
   read -r port <&"${STUB[0]}"
 }
@@ -241,7 +249,7 @@ start_stub 2 503
   --stats "$tmp/stats.json" --acked "$tmp/acked.tsv" 2>"$tmp/send.err"
 rc=$?
 check "send: exits 0 once every batch is acknowledged after 503s" test "$rc" -eq 0
-check "send: retries resend the same bytes to /v1/events as NDJSON" python3 - "$tmp/req.log" <<'EOF'
+check "send: retries resend the same bytes to /v1/events as NDJSON" "$PY" - "$tmp/req.log" <<'EOF'
 import sys
 reqs = [l.split() for l in open(sys.argv[1])]
 assert len(reqs) == 5, reqs  # 2 x 503, then 3 batches
@@ -249,7 +257,7 @@ assert all(r[0] == "/v1/events" and r[1] == "application/x-ndjson" for r in reqs
 assert reqs[0][2] == reqs[1][2] == reqs[2][2], "retried body differs"
 assert len({r[2] for r in reqs[2:]}) == 3
 EOF
-check "send: --stats counts batches, events, accepted and retries" python3 - "$tmp/stats.json" <<'EOF'
+check "send: --stats counts batches, events, accepted and retries" "$PY" - "$tmp/stats.json" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert (s["batches"], s["events"], s["accepted"], s["retries"], s["failures"]) == (3, 250, 250, 2, 0), s
@@ -262,7 +270,7 @@ start_stub 1 400
 "$CTL" send "$tmp/send.ndjson" --url "http://127.0.0.1:$port" --batch 100 --concurrency 2 \
   --stats "$tmp/stats400.json" 2>"$tmp/send400.err"
 rc=$?
-check "send: a 400 fails its batch without retrying, and the exit is 1" python3 - "$rc" "$tmp/req.log" "$tmp/stats400.json" <<'EOF'
+check "send: a 400 fails its batch without retrying, and the exit is 1" "$PY" - "$rc" "$tmp/req.log" "$tmp/stats400.json" <<'EOF'
 import json, sys
 assert sys.argv[1] == "1", sys.argv[1]
 assert len(open(sys.argv[2]).readlines()) == 3
@@ -273,7 +281,7 @@ EOF
 start_stub 0 200
 "$CTL" send --url "http://127.0.0.1:$port" --zstd --batch 1000 <"$tmp/send.ndjson" 2>/dev/null
 rc=$?
-check "send: --zstd reads stdin and sends one zstd frame of the input" python3 - "$rc" "$tmp/req.log" <<'EOF'
+check "send: --zstd reads stdin and sends one zstd frame of the input" "$PY" - "$rc" "$tmp/req.log" <<'EOF'
 import sys
 assert sys.argv[1] == "0", sys.argv[1]
 reqs = [l.split() for l in open(sys.argv[2])]

@@ -14,8 +14,8 @@ ok "filter starts on an ephemeral port"
 "$BIN/sluicectl" send "$T/gen.ndjson" --url "$FILTER_URL" --batch 200 --concurrency 4 \
   --stats "$T/send.json" 2>"$T/send.log"
 check "send gets every batch acknowledged" test $? -eq 0
-acc=$(python3 -c "import json;print(json.load(open('$T/send.json'))['accepted'])")
-rej=$(python3 -c "import json;print(json.load(open('$T/send.json'))['rejected'])")
+acc=$("$PY" -c "import json;print(json.load(open('$T/send.json'))['accepted'])")
+rej=$("$PY" -c "import json;print(json.load(open('$T/send.json'))['rejected'])")
 want_acc=$(grep -c $'\taccepted\t' "$T/gen.tsv")
 want_rej=$(grep -c $'\trejected\t' "$T/gen.tsv")
 check "response counts agree with the expected outcome ($acc/$rej vs $want_acc/$want_rej)" \
@@ -25,7 +25,7 @@ check "response counts agree with the expected outcome ($acc/$rej vs $want_acc/$
 stop_pid "$FILTER_PID"
 check "SIGTERM exits 0" test $? -eq 0
 check "every accepted event is in filtered/ exactly once, every rejection has its reason" \
-  python3 "$HERE/verify.py" filtered "$store" "$T/gen.tsv"
+  "$PY" "$HERE/verify.py" filtered "$store" "$T/gen.tsv"
 
 # A second filter, on its own store, for the hand-made requests.
 store=$T/store2
@@ -58,7 +58,7 @@ r=$(post /v1/events --data-binary @"$T/big")
 check "a body over the limit gets 413 ($r)" bash -c "[[ '$r' == 413* ]]"
 
 # --- hostile events: each rejected with its reason, neighbours accepted ---
-python3 - "$T/hostile.ndjson" <<'PY'
+"$PY" - "$T/hostile.ndjson" <<'PY'
 import sys
 deep = '{"a":' * 100 + '1' + '}' * 100
 lines = [
@@ -79,7 +79,7 @@ open(sys.argv[1], 'wb').write(b'\n'.join(lines) + b'\n')
 PY
 r=$(post /v1/events -H 'Content-Type: application/x-ndjson' --data-binary @"$T/hostile.ndjson")
 check "hostile events are rejected one by one ($r)" test "$r" = '200 {"accepted":1,"rejected":11}'
-slow=$(timeout 10 python3 - "${FILTER_URL##*:}" <<'PY'
+slow=$(timeout 10 "$PY" - "${FILTER_URL##*:}" <<'PY'
 import socket, sys
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 s.sendall(b'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"ev')
@@ -95,7 +95,7 @@ check "the filter is still up after hostile input" kill -0 "$FILTER_PID"
 
 
 stop_pid "$FILTER_PID"
-reasons=$(python3 "$HERE/verify.py" dump "$store" rejected | python3 -c "
+reasons=$("$PY" "$HERE/verify.py" dump "$store" rejected | "$PY" -c "
 import sys, json, collections
 c = collections.Counter(json.loads(l)['reason'] for l in sys.stdin)
 print(' '.join(f'{k}={c[k]}' for k in sorted(c)))")
@@ -118,7 +118,7 @@ sleep 1.1
 r=$(post /v1/events --data-binary '[{"event":"s","id":"s4"}]')
 check "store back, 200 again ($r)" test "$r" = '200 {"accepted":1,"rejected":0}'
 stop_pid "$FILTER_PID"
-ids=$(python3 "$HERE/verify.py" dump "$store" filtered | python3 -c "
+ids=$("$PY" "$HERE/verify.py" dump "$store" filtered | "$PY" -c "
 import sys, json; print(' '.join(sorted(json.loads(l)['id'] for l in sys.stdin)))")
 check "only acknowledged events were stored ($ids)" test "$ids" = "s1 s4"
 
@@ -138,7 +138,7 @@ rm -rf "$store/filtered" "$store/rejected"
 "$BIN/sluice-filter" --store "file://$store" --once --admin off >"$T/raw3.log" 2>&1
 (cd "$store" && find filtered rejected -type f | sort | xargs sha256sum) >"$T/raw3.sum"
 check "re-filtering raw/ rewrites the same keys byte for byte" cmp -s "$T/raw1.sum" "$T/raw3.sum"
-n=$(python3 "$HERE/verify.py" dump "$store" filtered | grep -c '"event":"arr"')
+n=$("$PY" "$HERE/verify.py" dump "$store" filtered | grep -c '"event":"arr"')
 check "a JSON-array raw object is filtered per element ($n)" test "$n" = 2
 
 # --- --input backfills a local file ---
@@ -147,7 +147,7 @@ store=$T/store5
 "$BIN/sluice-filter" --store "file://$store" --input "$T/in.ndjson" --admin off 2>"$T/in.log"
 check "--input exits 0" test $? -eq 0
 check "--input stores exactly the expected events" \
-  python3 "$HERE/verify.py" filtered "$store" "$T/in.tsv"
+  "$PY" "$HERE/verify.py" filtered "$store" "$T/in.tsv"
 "$BIN/sluice-filter" --store "file://$store" --input "$T/missing-file" --admin off 2>"$T/in2.log"
 check "--input of a missing file fails with a message" \
   bash -c "[ \$? -ne 0 ] || true; grep -q 'missing-file' '$T/in2.log'"

@@ -8,7 +8,7 @@
 rounds=${KILL_ROUNDS:-15}
 count=${KILL_EVENTS:-40000}
 store=$T/store
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 start_on_port() {
   "$BIN/sluice-filter" --store "file://$store" --listen "127.0.0.1:$port" --admin off \
@@ -44,5 +44,5 @@ stop_pid "$FILTER_PID"
 acked_lines=$(awk '{n += $2 - $1 + 1} END {print n + 0}' "$T/acked.txt")
 note "$acked_lines lines acknowledged"
 check "every acknowledged event is in the store" \
-  python3 "$HERE/verify.py" filtered "$store" "$T/gen.tsv" --acked "$T/acked.txt" --at-least
+  "$PY" "$HERE/verify.py" filtered "$store" "$T/gen.tsv" --acked "$T/acked.txt" --at-least
 finish

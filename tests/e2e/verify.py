@@ -73,7 +73,7 @@ def verify_filtered(store, manifest, acked_path=None, at_least=False):
     want_reasons = collections.Counter()
     for _, fate, event, eid, reason in rows:
         if fate == 'accepted':
-            if eid:
+            if eid and eid != '-':
                 want_ids[(event, eid)] += 1
             else:
                 want_noid[event] += 1

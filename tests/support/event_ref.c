@@ -48,28 +48,29 @@ size_t event_ref_strip_ws(const char *in, size_t len, char *out)
     return n;
 }
 
-static int depth_of(const json_t *j)
+/* Nesting depth counted on the text: jansson's DOM keeps only the last of
+ * duplicate keys, so a deep value under a repeated key would not show. The
+ * text is valid JSON here, so brackets outside strings are structure. */
+static int text_depth(const char *in, size_t len)
 {
-    int d = 0;
-    if (json_is_object(j)) {
-        const char *k;
-        json_t *v;
-        json_object_foreach((json_t *)j, k, v) {
-            int c = depth_of(v);
-            d = c > d ? c : d;
+    int d = 0, max = 0;
+    bool str = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = in[i];
+        if (str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                str = false;
+        } else if (c == '"') {
+            str = true;
+        } else if (c == '{' || c == '[') {
+            max = ++d > max ? d : max;
+        } else if (c == '}' || c == ']') {
+            d--;
         }
-        return d + 1;
     }
-    if (json_is_array(j)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(j, i, v) {
-            int c = depth_of(v);
-            d = c > d ? c : d;
-        }
-        return d + 1;
-    }
-    return 0;
+    return max;
 }
 
 static enum pipe_reason parse_reason(const json_error_t *e)
@@ -77,10 +78,13 @@ static enum pipe_reason parse_reason(const json_error_t *e)
     switch (json_error_code(e)) {
     case json_error_invalid_utf8: return PIPE_REASON_INVALID_UTF8;
     case json_error_null_character: return PIPE_REASON_BAD_STRING;
+    case json_error_null_byte_in_key: return PIPE_REASON_BAD_STRING;
     case json_error_numeric_overflow: return PIPE_REASON_BAD_NUMBER;
     case json_error_stack_overflow: return PIPE_REASON_TOO_DEEP;
     default:
+        /* jansson says "unexpected newline" for a raw \n inside a string. */
         if (strncmp(e->text, "control character", 17) == 0 ||
+            strncmp(e->text, "unexpected newline", 18) == 0 ||
             strncmp(e->text, "invalid Unicode", 15) == 0)
             return PIPE_REASON_BAD_STRING;
         return PIPE_REASON_NOT_JSON;
@@ -109,6 +113,10 @@ static size_t walk_members(const char *in, size_t len, struct member **out)
         struct member *x = &m[n++];
         x->kjson = json_loadb(p, (size_t)(end - p), JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK, &e);
         x->key = json_string_value(x->kjson);
+        if (!x->key) { /* cannot happen on text jansson accepted; stop rather than crash */
+            n--;
+            break;
+        }
         x->raw_key = p;
         x->raw_key_len = (size_t)e.position;
         p = skip(skip(p + e.position, end) + 1, end); /* ':' */
@@ -229,12 +237,20 @@ void event_ref_process(const char *in, size_t len, const struct pipe_event_ctx *
         res->reason = PIPE_REASON_TOO_LARGE;
         return;
     }
+    /* jansson 2.14 takes a raw NUL byte after a number or literal for the
+     * end of the token ({"a":7<NUL> } loads), so NULs are judged here: raw
+     * NUL is never valid JSON. */
+    if (memchr(in, '\0', len)) {
+        res->reason = PIPE_REASON_NOT_JSON;
+        return;
+    }
     root = json_loadb(in, len, JSON_DECODE_ANY | JSON_DECODE_INT_AS_REAL, &e);
     if (!root) {
         res->reason = parse_reason(&e);
         return;
     }
-    if (depth_of(root) > max_depth)
+    res->json_ok = 1;
+    if (text_depth(in, len) > max_depth)
         res->reason = PIPE_REASON_TOO_DEEP;
     else if (!json_is_object(root))
         res->reason = PIPE_REASON_NOT_OBJECT;

@@ -23,6 +23,8 @@ struct event_ref_result {
     enum pipe_reason reason;
     json_t *expected; /* on OK: the enriched object; caller json_decref()s */
     int64_t time_ms;  /* on OK */
+    int json_ok;      /* jansson accepted the text (the reason, if any, is
+                         then about depth, shape or envelope) */
 };
 
 /* event_ref_process — judges in[0..len) under ctx. */

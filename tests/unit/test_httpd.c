@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ struct fx {
     int delay_ms;                                /* for /slow */
     struct pipe_http_request *held[FX_MAX_HELD]; /* /hold requests */
     int nheld;
-    char log[2048]; /* "begin:/a;resp:/a;..." in the order the loop saw them */
+    char log[2048];                      /* "begin:/a;resp:/a;..." in the order the loop saw them */
     struct pipe_httpd_counters counters; /* snapshot taken when stopping */
     bool closed;                         /* pipe_httpd_close's done ran */
 };
@@ -377,6 +378,55 @@ static void test_httpd_get_and_post_round_trip(void **state)
     assert_null(strstr(r.head, "Content-Length: 0\r\n"));
     assert_int_equal(cl_read(c, &r), 0); /* must not have eaten the HEAD's "body" */
     assert_non_null(strstr(r.body, "GET /after "));
+
+    /* absolute-form, as sent to proxies */
+    cl_send(c, "GET http://example.com:80/abs/p?k=v#frag HTTP/1.1\r\nX-Test:\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_non_null(strstr(r.body, "GET /abs/p q=k=v x= len=0 "));
+    cl_free(c);
+    fx_stop(f);
+}
+
+static void test_httpd_request_trickled_byte_by_byte_is_reassembled(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start(NULL);
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    const char *req = "POST /trickle?a=b HTTP/1.1\r\nX-Test: split value\r\n"
+                      "Content-Length: 5\r\n\r\nbytes";
+    for (const char *p = req; *p; p++) {
+        cl_send_n(c, p, 1);
+        sleep_ms(1);
+    }
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "POST /trickle q=a=b x=split value len=5 "));
+    assert_non_null(strstr(r.body, "body=bytes"));
+    cl_free(c);
+    fx_stop(f);
+}
+
+static void test_httpd_large_body_arrives_whole(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start(NULL);
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    size_t n = 3 * 1024 * 1024 + 7;
+    char *body = pipe_malloc(n);
+    memset(body, 'z', n);
+    char head[128];
+    snprintf(head, sizeof head, "POST /big HTTP/1.1\r\nContent-Length: %zu\r\n\r\n", n);
+    cl_send(c, head);
+    cl_send_n(c, body, n);
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    snprintf(head, sizeof head, "POST /big len=%zu", n);
+    assert_string_equal(r.body, head);
+    pipe_free(body);
     cl_free(c);
     fx_stop(f);
 }
@@ -841,8 +891,8 @@ static void test_httpd_survives_random_bytes(void **state)
 static void test_httpd_new_rejects_bad_addresses_and_busy_ports(void **state)
 {
     (void)state;
-    static const char *bad[] = {"nonsense", "1.2.3.4",     "[::1",        "[::1]80",
-                                "1.2.3.4:", "1.2.3.4:x",   "1.2.3.4:99999", "localhost:80",
+    static const char *bad[] = {"nonsense",     "1.2.3.4",   "[::1",          "[::1]80",
+                                "1.2.3.4:",     "1.2.3.4:x", "1.2.3.4:99999", "localhost:80",
                                 "999.1.1.1:80", "[zz]:80"};
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -876,6 +926,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_httpd_get_and_post_round_trip),
+        cmocka_unit_test(test_httpd_request_trickled_byte_by_byte_is_reassembled),
+        cmocka_unit_test(test_httpd_large_body_arrives_whole),
         cmocka_unit_test(test_httpd_keep_alive_serves_three_requests_on_one_connection),
         cmocka_unit_test(test_httpd_pipelined_requests_are_answered_in_order_one_at_a_time),
         cmocka_unit_test(test_httpd_pipelined_bytes_beyond_cap_stop_reading_then_resume),

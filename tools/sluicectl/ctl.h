@@ -29,5 +29,8 @@ int ctl_parse_rate(const char *cmd, const char *flag, const char *s, double *out
 /* The commands. */
 int ctl_gen_main(int argc, char **argv);
 int ctl_send_main(int argc, char **argv);
+int ctl_ls_main(int argc, char **argv);
+int ctl_cat_main(int argc, char **argv);
+int ctl_status_main(int argc, char **argv);
 
 #endif

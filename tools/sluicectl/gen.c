@@ -20,12 +20,12 @@
 #include "libpipe/mem.h"
 #include "tools/sluicectl/ctl.h"
 
-#define GEN_MAX_TYPES 1000
-#define GEN_MAX_PROPS 8
-#define GEN_USERS 20000
-#define GEN_RECENT 4096         /* retries repeat one of the last N good events */
-#define GEN_LARGE_BYTES 70000   /* the oversized event: past the 64 KiB event cap */
-#define GEN_EVENT_ROOM (160 * 1024) /* worst-case bytes of one line */
+#define GEN_MAX_TYPES   1000
+#define GEN_MAX_PROPS   8
+#define GEN_USERS       20000
+#define GEN_RECENT      4096         /* retries repeat one of the last N good events */
+#define GEN_LARGE_BYTES 70000        /* the oversized event: past the 64 KiB event cap */
+#define GEN_EVENT_ROOM  (160 * 1024) /* worst-case bytes of one line */
 #define GEN_FLUSH_BYTES (1024 * 1024)
 
 struct gen_cfg {
@@ -47,11 +47,10 @@ static const struct pipe_conf_opt gen_opts[] = {
     {"seed", PIPE_CONF_INT, "1", offsetof(struct gen_cfg, seed),
      "random seed: the same flags give byte-identical output", 0, INT64_MAX, "N"},
     {"types", PIPE_CONF_INT, "40", offsetof(struct gen_cfg, types),
-     "distinct event types (Zipf-skewed; past 40 they are custom_event_N)", 1, GEN_MAX_TYPES,
-     "N"},
+     "distinct event types (Zipf-skewed; past 40 they are custom_event_N)", 1, GEN_MAX_TYPES, "N"},
     {"size", PIPE_CONF_SIZE, "600", offsetof(struct gen_cfg, size),
-     "average bytes per good event (an event is never cut below its natural ~600 bytes)", 0,
-     60000, "BYTES"},
+     "average bytes per good event (an event is never cut below its natural ~600 bytes)", 0, 60000,
+     "BYTES"},
     {"dup_rate", PIPE_CONF_STR, "0", offsetof(struct gen_cfg, dup_rate),
      "fraction of lines that repeat an earlier event exactly (a client retry)", 0, 0, "F"},
     {"bad_rate", PIPE_CONF_STR, "0", offsetof(struct gen_cfg, bad_rate),
@@ -59,8 +58,8 @@ static const struct pipe_conf_opt gen_opts[] = {
     {"no_id_rate", PIPE_CONF_STR, "0", offsetof(struct gen_cfg, no_id_rate),
      "fraction of good events without an id (the filter derives one)", 0, 0, "F"},
     {"end", PIPE_CONF_STR, "now", offsetof(struct gen_cfg, end),
-     "end of the ts range (RFC 3339, epoch ms, now, -1h, ...); fix it for repeatable output", 0,
-     0, "TIME"},
+     "end of the ts range (RFC 3339, epoch ms, now, -1h, ...); fix it for repeatable output", 0, 0,
+     "TIME"},
     {"span", PIPE_CONF_DURATION, "10m", offsetof(struct gen_cfg, span_ms),
      "length of the ts range ending at --end", 0, INT64_MAX, "DURATION"},
     {"manifest", PIPE_CONF_STR, NULL, offsetof(struct gen_cfg, manifest),
@@ -166,46 +165,55 @@ static const struct gen_type_spec {
 #define N_TYPE_SPECS (sizeof type_specs / sizeof type_specs[0])
 
 static const char *const words[] = {
-    "blue",     "running",  "shoes",   "summer",       "sale",        "wireless",
-    "headphones", "organic", "coffee", "beans",        "linen",       "shirt",
-    "gift",     "card",     "kids",    "backpack",     "waterproof",  "jacket",
-    "café",     "crème",    "brûlée",  "München",      "naïve",       "東京",
-    "ホテル",   "smart",    "watch",   "vintage",      "lamp",        "yoga",
-    "mat",      "garden",   "chair",   "espresso",     "machine",     "travel",
-    "mug",      "leather",  "wallet",  "desk",         "ergonomic",   "keyboard",
-    "pro",      "mini",     "max",     "starter",      "kit",         "señor",
+    "blue",       "running",  "shoes",   "summer",  "sale",   "wireless", "headphones", "organic",
+    "coffee",     "beans",    "linen",   "shirt",   "gift",   "card",     "kids",       "backpack",
+    "waterproof", "jacket",   "café",    "crème",   "brûlée", "München",  "naïve",      "東京",
+    "ホテル",     "smart",    "watch",   "vintage", "lamp",   "yoga",     "mat",        "garden",
+    "chair",      "espresso", "machine", "travel",  "mug",    "leather",  "wallet",     "desk",
+    "ergonomic",  "keyboard", "pro",     "mini",    "max",    "starter",  "kit",        "señor",
 };
 /* ASCII only, so padding can stop at any byte without splitting a character. */
 static const char *const pad_words[] = {
-    "lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit",
-    "sed",   "do",    "eiusmod", "tempor", "incididunt", "ut", "labore", "et",
+    "lorem", "ipsum", "dolor",   "sit",    "amet",       "consectetur", "adipiscing", "elit",
+    "sed",   "do",    "eiusmod", "tempor", "incididunt", "ut",          "labore",     "et",
 };
 static const char *const keywords[] = {
-    "home",     "search",   "product",  "cart",   "checkout", "account", "settings",
-    "feed",     "profile",  "email",    "google", "apple",    "facebook", "sms",
-    "banner",   "sidebar",  "inline",   "footer", "modal",    "standard", "premium",
-    "basic",    "annual",   "WELCOME10", "SPRING", "card",    "paypal",  "apple_pay",
-    "electronics", "apparel", "home_garden", "beauty", "toys", "sports", "books",
+    "home",        "search",  "product",     "cart",   "checkout", "account",  "settings",
+    "feed",        "profile", "email",       "google", "apple",    "facebook", "sms",
+    "banner",      "sidebar", "inline",      "footer", "modal",    "standard", "premium",
+    "basic",       "annual",  "WELCOME10",   "SPRING", "card",     "paypal",   "apple_pay",
+    "electronics", "apparel", "home_garden", "beauty", "toys",     "sports",   "books",
 };
 static const char *const paths[] = {
-    "/",           "/products",        "/products/shoes", "/cart",       "/checkout",
-    "/account",    "/search",          "/blog/how-to-choose-a-backpack", "/help/returns",
-    "/collections/summer", "/p/sku-18273", "/p/sku-99120", "/login",     "/signup",
+    "/",
+    "/products",
+    "/products/shoes",
+    "/cart",
+    "/checkout",
+    "/account",
+    "/search",
+    "/blog/how-to-choose-a-backpack",
+    "/help/returns",
+    "/collections/summer",
+    "/p/sku-18273",
+    "/p/sku-99120",
+    "/login",
+    "/signup",
 };
 static const char *const currencies[] = {"USD", "EUR", "GBP", "JPY", "CAD", "AUD", "BRL"};
 static const char *const locales[] = {"en-US", "en-GB", "de-DE", "fr-FR", "ja-JP",
                                       "pt-BR", "es-ES", "it-IT", "nl-NL", "ko-KR"};
 static const char *const timezones[] = {
-    "America/New_York", "America/Los_Angeles", "Europe/London", "Europe/Berlin",
+    "America/New_York", "America/Los_Angeles", "Europe/London",     "Europe/Berlin",
     "Europe/Paris",     "Asia/Tokyo",          "America/Sao_Paulo", "Australia/Sydney",
 };
 static const struct device {
     const char *manufacturer, *model, *os;
 } devices[] = {
-    {"Apple", "iPhone15,2", "iOS"},     {"Apple", "iPhone14,5", "iOS"},
-    {"Apple", "iPad13,1", "iPadOS"},    {"samsung", "SM-S911B", "Android"},
-    {"Google", "Pixel 8", "Android"},   {"Xiaomi", "2201117TG", "Android"},
-    {"OnePlus", "CPH2449", "Android"},  {"samsung", "SM-A536B", "Android"},
+    {"Apple", "iPhone15,2", "iOS"},    {"Apple", "iPhone14,5", "iOS"},
+    {"Apple", "iPad13,1", "iPadOS"},   {"samsung", "SM-S911B", "Android"},
+    {"Google", "Pixel 8", "Android"},  {"Xiaomi", "2201117TG", "Android"},
+    {"OnePlus", "CPH2449", "Android"}, {"samsung", "SM-A536B", "Android"},
 };
 static const char *const browsers[] = {
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -391,19 +399,28 @@ static char *put_product(char *p, struct rng *r)
 static char *write_prop(char *p, struct rng *r, const struct gen_prop *pr)
 {
     switch (pr->kind) {
-    case 't': return put_words(p, r, 1, 4);
-    case 'u': return put_qstr(p, PICK(r, paths));
-    case 'i': return put_u64(p, rng_below(r, pr->param));
-    case 'm': return put_fixed(p, 1 + rng_below(r, pr->param * 100), 2);
-    case 'f': return put_fixed(p, rng_below(r, 1001), 3);
-    case 'b': return rng_below(r, 2) ? PUT_LIT(p, "true") : PUT_LIT(p, "false");
-    case 'k': return put_qstr(p, PICK(r, keywords));
-    case 'c': return put_qstr(p, PICK(r, currencies));
+    case 't':
+        return put_words(p, r, 1, 4);
+    case 'u':
+        return put_qstr(p, PICK(r, paths));
+    case 'i':
+        return put_u64(p, rng_below(r, pr->param));
+    case 'm':
+        return put_fixed(p, 1 + rng_below(r, pr->param * 100), 2);
+    case 'f':
+        return put_fixed(p, rng_below(r, 1001), 3);
+    case 'b':
+        return rng_below(r, 2) ? PUT_LIT(p, "true") : PUT_LIT(p, "false");
+    case 'k':
+        return put_qstr(p, PICK(r, keywords));
+    case 'c':
+        return put_qstr(p, PICK(r, currencies));
     case 'h':
         p = PUT_LIT(p, "\"");
         p = put_hex(p, rng_next(r), 16);
         return PUT_LIT(p, "\"");
-    case 'p': return put_product(p, r);
+    case 'p':
+        return put_product(p, r);
     case 'a':
     case 'P': {
         int n = 1 + (int)rng_below(r, pr->kind == 'a' ? 4 : 3);
@@ -425,7 +442,8 @@ static char *write_prop(char *p, struct rng *r, const struct gen_prop *pr)
         p = put_fixed(p, rng_below(r, 1001), 3);
         *p++ = '}';
         return p;
-    default: return PUT_LIT(p, "null");
+    default:
+        return PUT_LIT(p, "null");
     }
 }
 
@@ -455,7 +473,8 @@ static char *write_context(char *p, const struct gen *g, struct rng *r, uint64_t
     uint64_t h2 = mix64(h);
     p = PUT_LIT(p, "\"context\":{");
     if (plat == PLAT_IOS || plat == PLAT_ANDROID) {
-        const struct device *d = &devices[(plat == PLAT_IOS ? 0 : 3) + h % (plat == PLAT_IOS ? 3 : 5)];
+        const struct device *d =
+            &devices[(plat == PLAT_IOS ? 0 : 3) + h % (plat == PLAT_IOS ? 3 : 5)];
         p = PUT_LIT(p, "\"app\":{\"name\":\"Shoply\",\"version\":");
         *p++ = '"';
         char *v = p;
@@ -578,8 +597,8 @@ static char *write_pad(char *p, const char *line, struct rng *r, uint32_t target
 
 /* write_event — event seq as one NDJSON line (with "\n") at p; returns the
  * end. Everything but ov and target is a function of the seed and seq. */
-static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t target,
-                         bool no_id, const struct gen_over *ov, struct gen_row *row)
+static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t target, bool no_id,
+                         const struct gen_over *ov, struct gen_row *row)
 {
     char *line = p;
     struct rng r = {mix64(g->seed ^ mix64(seq ^ 0xe7e7e7e7ULL))};
@@ -590,8 +609,10 @@ static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t ta
     uint64_t u = rng_below(&r, GEN_USERS);
     uint64_t uh = mix64(g->seed ^ mix64(u + 0x7777));
     uint32_t pl = (uint32_t)(uh >> 40) % 20;
-    enum platform plat = pl < 9 ? PLAT_WEB : pl < 14 ? PLAT_IOS : pl < 19 ? PLAT_ANDROID
-                                                                          : PLAT_SERVER;
+    enum platform plat = pl < 9    ? PLAT_WEB
+                         : pl < 14 ? PLAT_IOS
+                         : pl < 19 ? PLAT_ANDROID
+                                   : PLAT_SERVER;
     row->event = ty->name;
     row->id[0] = '\0';
     *p++ = '{';
@@ -641,15 +662,25 @@ static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t ta
 /* ---- malformed lines ------------------------------------------------- */
 
 enum bad_kind {
-    BAD_NOT_JSON, BAD_NOT_OBJECT, BAD_MISSING_EVENT, BAD_EVENT_TYPE, BAD_ID, BAD_TS,
-    BAD_UTF8, BAD_DEEP, BAD_NUMBER, BAD_STRING, BAD_DUP_FIELD, BAD_TOO_LARGE, BAD_KINDS
+    BAD_NOT_JSON,
+    BAD_NOT_OBJECT,
+    BAD_MISSING_EVENT,
+    BAD_EVENT_TYPE,
+    BAD_ID,
+    BAD_TS,
+    BAD_UTF8,
+    BAD_DEEP,
+    BAD_NUMBER,
+    BAD_STRING,
+    BAD_DUP_FIELD,
+    BAD_TOO_LARGE,
+    BAD_KINDS
 };
 
 /* The reason code the filter is expected to give each kind (SPEC §5.4). */
 static const char *const bad_reasons[BAD_KINDS] = {
-    "not_json",     "not_object", "missing_event", "bad_event_type",
-    "bad_id",       "bad_ts",     "invalid_utf8",  "too_deep",
-    "bad_number",   "bad_string", "duplicate_field", "too_large",
+    "not_json",     "not_object", "missing_event", "bad_event_type", "bad_id",          "bad_ts",
+    "invalid_utf8", "too_deep",   "bad_number",    "bad_string",     "duplicate_field", "too_large",
 };
 
 #define V(list) ((list)[v % (sizeof(list) / sizeof((list)[0]))])
@@ -663,15 +694,21 @@ static const char *const not_json[] = {
 };
 static const char *const not_object[] = {"\"page_view\"", "42", "null", "true"};
 static const char *const bad_types[] = {
-    "\"../../etc/passwd\"", "\"page/view\"", "\"ctl\\u0007char\"", "\"..hidden\"",
+    "\"../../etc/passwd\"",
+    "\"page/view\"",
+    "\"ctl\\u0007char\"",
+    "\"..hidden\"",
     NULL, /* 200 characters */
-    "\"has space\"",        "\"-dash-first\"",
+    "\"has space\"",
+    "\"-dash-first\"",
 };
 static const char *const bad_ids[] = {NULL /* 200 chars */, "12345", "\"\"", "{\"v\":1}"};
 static const char *const bad_ts[] = {"\"yesterday\"", "\"2024-13-45T25:61:00Z\"", "true",
                                      "\"12:00\"", "[2024]"};
 static const char *const bad_utf8[] = {
-    "\"comment\":\"caf\xc3\"", "\"comment\":\"\xff\xfe\"", "\"comment\":\"\xed\xa0\x80\"",
+    "\"comment\":\"caf\xc3\"",
+    "\"comment\":\"\xff\xfe\"",
+    "\"comment\":\"\xed\xa0\x80\"",
     "\"comment\":\"\xc0\xaf\"",
 };
 static const char *const bad_numbers[] = {"\"amount\":1e400", "\"amount\":-1e400",
@@ -710,15 +747,33 @@ static char *write_bad(struct gen *g, char *p, uint64_t seq, struct gen_row *row
         p += cut;
         *p++ = '\n';
         goto out_unknown;
-    case BAD_NOT_OBJECT: p = put_line(p, V(not_object)); goto out_unknown;
-    case BAD_MISSING_EVENT: ov.omit_event = true; break;
-    case BAD_EVENT_TYPE: ov.event_raw = V(bad_types) ? V(bad_types) : g->long_event; break;
-    case BAD_ID: ov.id_raw = V(bad_ids) ? V(bad_ids) : g->long_id; break;
-    case BAD_TS: ov.ts_raw = V(bad_ts); break;
-    case BAD_UTF8: ov.extra = V(bad_utf8); break;
-    case BAD_DEEP: ov.extra = g->deep[v % 2]; break;
-    case BAD_NUMBER: ov.extra = V(bad_numbers); break;
-    case BAD_STRING: ov.extra = V(bad_strings); break;
+    case BAD_NOT_OBJECT:
+        p = put_line(p, V(not_object));
+        goto out_unknown;
+    case BAD_MISSING_EVENT:
+        ov.omit_event = true;
+        break;
+    case BAD_EVENT_TYPE:
+        ov.event_raw = V(bad_types) ? V(bad_types) : g->long_event;
+        break;
+    case BAD_ID:
+        ov.id_raw = V(bad_ids) ? V(bad_ids) : g->long_id;
+        break;
+    case BAD_TS:
+        ov.ts_raw = V(bad_ts);
+        break;
+    case BAD_UTF8:
+        ov.extra = V(bad_utf8);
+        break;
+    case BAD_DEEP:
+        ov.extra = g->deep[v % 2];
+        break;
+    case BAD_NUMBER:
+        ov.extra = V(bad_numbers);
+        break;
+    case BAD_STRING:
+        ov.extra = V(bad_strings);
+        break;
     case BAD_DUP_FIELD: {
         char a[37], b[37];
         make_id(g, seq, a);
@@ -727,8 +782,11 @@ static char *write_bad(struct gen *g, char *p, uint64_t seq, struct gen_row *row
         ov.id_raw = dup;
         break;
     }
-    case BAD_TOO_LARGE: ov.extra = g->large; break;
-    default: break;
+    case BAD_TOO_LARGE:
+        ov.extra = g->large;
+        break;
+    default:
+        break;
     }
     ov.extra_len = ov.extra ? strlen(ov.extra) : 0;
     p = write_event(g, p, seq, 0, false, &ov, row);
@@ -890,7 +948,8 @@ static int gen_run(struct gen *g)
             end = write_bad(g, start, i, &row);
         } else if (x < g->bad_rate + g->dup_rate && g->nrecent > 0) {
             size_t n = g->nrecent < GEN_RECENT ? g->nrecent : GEN_RECENT;
-            const struct gen_recent *e = &g->recent[(g->nrecent - 1 - rng_below(&r, (uint32_t)n)) % GEN_RECENT];
+            const struct gen_recent *e =
+                &g->recent[(g->nrecent - 1 - rng_below(&r, (uint32_t)n)) % GEN_RECENT];
             struct gen_over ov = {0};
             end = write_event(g, start, e->seq, e->target, e->no_id, &ov, &row);
         } else {

@@ -68,7 +68,8 @@ static int ls_run(struct pipe_store *s, const char *prefix, const struct ls_cfg 
         rc = pipe_store_list(s, prefix, page.next_marker, want, &next);
         if (rc < 0) {
             const char *why = pipe_store_last_error(s);
-            fprintf(stderr, "sluicectl ls: cannot list \"%s\": %s\n", prefix,
+            fprintf(stderr, "sluicectl ls: cannot list %s%s%s: %s\n", prefix[0] ? "\"" : "",
+                    prefix[0] ? prefix : "the store", prefix[0] ? "\"" : "",
                     why[0] ? why : pipe_strerror(rc));
             goto out;
         }

@@ -17,16 +17,18 @@ static const struct ctl_cmd {
 } cmds[] = {
     {"gen", ctl_gen_main, "generate seeded synthetic events as NDJSON on stdout"},
     {"send", ctl_send_main, "POST NDJSON events to the filter, with retries"},
+    {"ls", ctl_ls_main, "list object keys under a prefix (--long: size and mtime)"},
+    {"cat", ctl_cat_main, "print objects, decompressed (--lines: count lines)"},
+    {"status", ctl_status_main, "objects, bytes and ages per key prefix (--json)"},
 };
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: sluicectl COMMAND [FLAGS] [ARGS]\n"
-            "       sluicectl COMMAND --help\n"
-            "       sluicectl --version\n\n"
-            "Operator tool for the sluice event pipeline.\n\n"
-            "commands:\n");
+    fprintf(f, "usage: sluicectl COMMAND [FLAGS] [ARGS]\n"
+               "       sluicectl COMMAND --help\n"
+               "       sluicectl --version\n\n"
+               "Operator tool for the sluice event pipeline.\n\n"
+               "commands:\n");
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
         fprintf(f, "  %-12s %s\n", cmds[i].name, cmds[i].summary);
     fprintf(f, "\nexit status: 0 ok, 1 failure, 2 usage error\n");
@@ -45,8 +47,8 @@ int ctl_parse_rate(const char *cmd, const char *flag, const char *s, double *out
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0 || v > 1) {
-        fprintf(stderr, "sluicectl %s: --%s: \"%s\" is not a fraction between 0 and 1\n", cmd,
-                flag, s);
+        fprintf(stderr, "sluicectl %s: --%s: \"%s\" is not a fraction between 0 and 1\n", cmd, flag,
+                s);
         return PIPE_ECONFIG;
     }
     *out = v;

@@ -26,12 +26,13 @@
 #include "libpipe/mem.h"
 #include "tools/sluicectl/ctl.h"
 
-#define SEND_MAX_WORKERS 256
-#define SEND_RESP_MAX (64 * 1024)  /* a reply is a small JSON object */
-#define SEND_BACKOFF_BASE_MS 100
-#define SEND_BACKOFF_CAP_MS 10000
+#define SEND_MAX_WORKERS        256
+#define SEND_RESP_MAX           (64 * 1024) /* a reply is a small JSON object */
+#define SEND_BACKOFF_BASE_MS    100
+#define SEND_BACKOFF_CAP_MS     10000
 #define SEND_RETRY_AFTER_CAP_MS 60000
-#define SEND_READ_CHUNK (64 * 1024)
+#define SEND_READ_CHUNK         (64 * 1024)
+#define SEND_FAILURES_SHOWN     10
 
 struct send_cfg {
     char *url;
@@ -58,8 +59,8 @@ static const struct pipe_conf_opt send_opts[] = {
      1024, INT64_C(1) << 32, "BYTES"},
     {"concurrency", PIPE_CONF_INT, "4", offsetof(struct send_cfg, concurrency),
      "requests in flight (one worker thread and connection each)", 1, SEND_MAX_WORKERS, "N"},
-    {"api_key", PIPE_CONF_STR, NULL, offsetof(struct send_cfg, api_key),
-     "sent as X-Api-Key", 0, 0, "KEY"},
+    {"api_key", PIPE_CONF_STR, NULL, offsetof(struct send_cfg, api_key), "sent as X-Api-Key", 0, 0,
+     "KEY"},
     {"zstd", PIPE_CONF_BOOL, "false", offsetof(struct send_cfg, zstd),
      "compress bodies (Content-Encoding: zstd)", 0, 0, NULL},
     {"retries", PIPE_CONF_INT, "20", offsetof(struct send_cfg, retries),
@@ -220,8 +221,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
         char *end;
         long secs = strtol(tmp, &end, 10);
         if (end != tmp && secs >= 0)
-            w->retry_after_ms = secs > SEND_RETRY_AFTER_CAP_MS / 1000 ? SEND_RETRY_AFTER_CAP_MS
-                                                                     : secs * 1000;
+            w->retry_after_ms =
+                secs > SEND_RETRY_AFTER_CAP_MS / 1000 ? SEND_RETRY_AFTER_CAP_MS : secs * 1000;
     }
     return len;
 }
@@ -350,19 +351,22 @@ static void record_ack(struct worker *w, const struct batch *b, size_t sent, int
     json_decref(j);
 }
 
-static void record_failure(struct worker *w, const struct batch *b, long status,
-                           const char *err)
+static void record_failure(struct worker *w, const struct batch *b, long status, const char *err)
 {
     struct sender *s = w->s;
     pthread_mutex_lock(&s->mu);
-    s->st.failures++;
+    uint64_t n = ++s->st.failures;
     s->st.failed_events += b->events;
-    if (status)
+    /* When the filter is down every batch fails the same way: say it a few
+     * times; the summary has the count. */
+    if (n <= SEND_FAILURES_SHOWN && status)
         fprintf(stderr, "sluicectl send: lines %" PRIu64 "-%" PRIu64 " failed: HTTP %ld: %.300s\n",
                 b->first_line, b->last_line, status, w->resp.data ? w->resp.data : "");
-    else
-        fprintf(stderr, "sluicectl send: lines %" PRIu64 "-%" PRIu64 " failed: %s\n",
-                b->first_line, b->last_line, err);
+    else if (n <= SEND_FAILURES_SHOWN)
+        fprintf(stderr, "sluicectl send: lines %" PRIu64 "-%" PRIu64 " failed: %s\n", b->first_line,
+                b->last_line, err);
+    if (n == SEND_FAILURES_SHOWN)
+        fprintf(stderr, "sluicectl send: (further failures are only counted)\n");
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -538,8 +542,9 @@ static void *progress_main(void *arg)
         }
         pthread_cond_timedwait(&s->done_cv, &s->mu, &until);
         double secs = (double)(now_us() - s->start_us) / 1e6;
-        fprintf(stderr, "\r\033[Ksent %" PRIu64 " batches, %" PRIu64 " events, %.0f events/s, %"
-                        PRIu64 " retries, %" PRIu64 " failures",
+        fprintf(stderr,
+                "\r\033[Ksent %" PRIu64 " batches, %" PRIu64 " events, %.0f events/s, %" PRIu64
+                " retries, %" PRIu64 " failures",
                 s->st.batches, s->st.events, secs > 0 ? (double)s->st.events / secs : 0.0,
                 s->st.retries, s->st.failures);
     }
@@ -565,13 +570,14 @@ static double percentile_ms(const struct send_stats *st, int pct)
 static int report(struct sender *s, double secs)
 {
     struct send_stats *st = &s->st;
-    qsort(st->lat_us, st->nlat, sizeof *st->lat_us, cmp_u64);
+    if (st->nlat > 0)
+        qsort(st->lat_us, st->nlat, sizeof *st->lat_us, cmp_u64);
     double rate = secs > 0 ? (double)st->events / secs : 0;
     double p50 = percentile_ms(st, 50), p99 = percentile_ms(st, 99);
     fprintf(stderr,
             "sluicectl send: %" PRIu64 " batches acknowledged, %" PRIu64 " failed\n"
-            "  events sent %" PRIu64 " (accepted %" PRIu64 ", rejected %" PRIu64 "), failed %"
-            PRIu64 "\n"
+            "  events sent %" PRIu64 " (accepted %" PRIu64 ", rejected %" PRIu64
+            "), failed %" PRIu64 "\n"
             "  retries %" PRIu64 ", elapsed %.3fs, %.0f events/s, ack latency p50 %.1fms p99 "
             "%.1fms\n",
             st->batches, st->failures, st->events, st->accepted, st->rejected, st->failed_events,
