@@ -40,7 +40,9 @@ TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(BENCH_SRC))
 
-.PHONY: all programs tests deps check test asan demo bench lint clean
+.PHONY: all programs tests deps check test asan demo bench chaos fuzz lint clean
+# Keep test objects: they are intermediate files of the pattern rules.
+.SECONDARY:
 all: programs tests
 
 programs: $(PROGRAMS)
@@ -95,6 +97,27 @@ bench:
 	@tools/install-deps.sh bench
 	@$(MAKE) --no-print-directory programs tests
 	@BIN=$(BIN) BUILD=$(BUILD) tests/bench/run.sh
+
+# chaos: the kill tests with many more kills and events than `make test`.
+chaos:
+	@tools/install-deps.sh test
+	@$(MAKE) --no-print-directory programs tests
+	@KILL_ROUNDS=$${KILL_ROUNDS:-80} KILL_EVENTS=$${KILL_EVENTS:-200000} TESTS=kill \
+	    BIN=$(BIN) BUILD=$(BUILD) tests/run.sh
+
+# fuzz: libFuzzer over the parsers (clang), FUZZ_SECONDS each. fuzz_event
+# is differential: it aborts when the fast path and jansson disagree.
+FUZZ_SECONDS ?= 60
+FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
+fuzz:
+	@tools/install-deps.sh fuzz
+	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_event.c tests/support/event_ref.c $(FUZZ_LIB) \
+	    -ljansson -lxxhash -o build/fuzz/fuzz_event
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_body.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_body
+	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
+	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
 
 lint:
 	@tools/install-deps.sh lint

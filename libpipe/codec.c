@@ -10,7 +10,7 @@
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
 
-#define ZSTD_MAGIC_LE 0xFD2FB528u
+#define ZSTD_MAGIC_LE  0xFD2FB528u
 #define SKIPPABLE_MASK 0xFFFFFFF0u
 /* Largest window a frame may ask the decoder to allocate: 128 MiB, zstd's
  * own default (ZSTD_WINDOWLOG_LIMIT_DEFAULT, a static-only symbol), which
@@ -23,13 +23,13 @@
 struct pipe_zwriter {
     ZSTD_CCtx *cctx;
     struct pipe_buf *out;
-    char *in;       /* uncompressed bytes waiting for a full chunk */
+    char *in; /* uncompressed bytes waiting for a full chunk */
     size_t in_len;
-    size_t in_cap;  /* ZSTD_CStreamInSize() */
-    char *stage;    /* compressed bytes before they are appended to out */
+    size_t in_cap; /* ZSTD_CStreamInSize() */
+    char *stage;   /* compressed bytes before they are appended to out */
     size_t stage_cap;
     uint64_t bytes_in;
-    int err;        /* sticky error of the current frame */
+    int err; /* sticky error of the current frame */
     bool finished;
 };
 
@@ -164,8 +164,8 @@ bool pipe_codec_is_zstd(const void *in, size_t n)
     if (!in || n < 4)
         return false;
     const unsigned char *b = in;
-    uint32_t magic = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24;
+    uint32_t magic =
+        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
     return magic == ZSTD_MAGIC_LE || (magic & SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
 }
 
@@ -312,8 +312,8 @@ static int reader_refill(struct pipe_line_reader *r)
 
 /* Hands out a completed line of len bytes at p, trimming a '\r' before the
  * '\n' and enforcing the cap. */
-static int reader_emit(struct pipe_line_reader *r, const char *p, size_t len,
-                       const char **line, size_t *out_len)
+static int reader_emit(struct pipe_line_reader *r, const char *p, size_t len, const char **line,
+                       size_t *out_len)
 {
     r->line_no++;
     if (len > 0 && p[len - 1] == '\r')

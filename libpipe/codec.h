@@ -72,8 +72,7 @@ struct pipe_line_reader;
  * can be read. in is borrowed and must outlive the reader. max_line (>= 1)
  * caps one line's length (excluding "\n" / "\r\n"). Free with
  * pipe_line_reader_free. 0 or PIPE_EINVAL / PIPE_EIO. */
-int pipe_line_reader_new(const void *in, size_t n, size_t max_line,
-                         struct pipe_line_reader **r);
+int pipe_line_reader_new(const void *in, size_t n, size_t max_line, struct pipe_line_reader **r);
 
 /* pipe_line_reader_next — the next line, without its "\n" or "\r\n"; a final
  * line without "\n" is still a line, an empty input has none. *line is not

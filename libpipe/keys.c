@@ -40,8 +40,7 @@ bool pipe_keys_event_valid(const char *event, size_t len)
 
 bool pipe_keys_name_valid(const char *name)
 {
-    return name && component_valid(name, strnlen(name, PIPE_KEYS_NAME_MAX + 1),
-                                   PIPE_KEYS_NAME_MAX);
+    return name && component_valid(name, strnlen(name, PIPE_KEYS_NAME_MAX + 1), PIPE_KEYS_NAME_MAX);
 }
 
 bool pipe_keys_instance_valid(const char *s)
@@ -81,16 +80,15 @@ static bool time_valid(int64_t ms)
 }
 
 /* "<prefix>/dt=YYYY-MM-DD/hr=HH/<name>.ndjson.zst" */
-static int data_key(struct pipe_buf *out, const char *prefix, const char *event,
-                    int64_t time_ms, const char *name)
+static int data_key(struct pipe_buf *out, const char *prefix, const char *event, int64_t time_ms,
+                    const char *name)
 {
     if (!time_valid(time_ms) || !pipe_keys_name_valid(name))
         return PIPE_EINVAL;
     char dt[11], hr[3];
     pipe_clock_partition(time_ms, dt, hr);
     if (event)
-        return key_set(out, "%s/%s/dt=%s/hr=%s/%s" PIPE_KEYS_SUFFIX, prefix, event, dt, hr,
-                       name);
+        return key_set(out, "%s/%s/dt=%s/hr=%s/%s" PIPE_KEYS_SUFFIX, prefix, event, dt, hr, name);
     return key_set(out, "%s/dt=%s/hr=%s/%s" PIPE_KEYS_SUFFIX, prefix, dt, hr, name);
 }
 
@@ -109,8 +107,7 @@ int pipe_keys_combined(struct pipe_buf *out, int64_t time_ms, const char *job_id
     return data_key(out, "combined", NULL, time_ms, job_id);
 }
 
-int pipe_keys_split(struct pipe_buf *out, const char *event, int64_t time_ms,
-                    const char *job_id)
+int pipe_keys_split(struct pipe_buf *out, const char *event, int64_t time_ms, const char *job_id)
 {
     if (!event || !pipe_keys_event_valid(event, strnlen(event, PIPE_KEYS_EVENT_MAX + 1)))
         return PIPE_EINVAL;
@@ -137,8 +134,7 @@ static bool data_prefix_valid(const char *prefix)
 {
     if (!prefix)
         return false;
-    if (!strcmp(prefix, "filtered") || !strcmp(prefix, "rejected") ||
-        !strcmp(prefix, "combined"))
+    if (!strcmp(prefix, "filtered") || !strcmp(prefix, "rejected") || !strcmp(prefix, "combined"))
         return true;
     if (strncmp(prefix, "split/", 6) != 0)
         return false;
@@ -160,8 +156,7 @@ int pipe_keys_http_name(struct pipe_buf *out, unsigned generation, const char *i
 {
     if (!pipe_keys_instance_valid(instance) || start_ms < 0)
         return PIPE_EINVAL;
-    return key_set(out, "g%u-%s-%013" PRId64 "-%08" PRIu64, generation, instance, start_ms,
-                   seq);
+    return key_set(out, "g%u-%s-%013" PRId64 "-%08" PRIu64, generation, instance, start_ms, seq);
 }
 
 int pipe_keys_raw_name(struct pipe_buf *out, unsigned generation, const char *raw_key,
@@ -196,8 +191,8 @@ static int read_digits(const char *s, size_t count)
  * the hour's start; false unless it is a real calendar hour. */
 static bool parse_partition(const char *s, int64_t *hour_ms)
 {
-    if (memcmp(s, "dt=", 3) != 0 || s[7] != '-' || s[10] != '-' ||
-        memcmp(s + 13, "/hr=", 4) != 0 || s[19] != '/')
+    if (memcmp(s, "dt=", 3) != 0 || s[7] != '-' || s[10] != '-' || memcmp(s + 13, "/hr=", 4) != 0 ||
+        s[19] != '/')
         return false;
     int y = read_digits(s + 3, 4), mo = read_digits(s + 8, 2), d = read_digits(s + 11, 2);
     int h = read_digits(s + 17, 2);

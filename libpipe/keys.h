@@ -11,10 +11,10 @@
 
 #include "libpipe/buf.h"
 
-#define PIPE_KEYS_SUFFIX ".ndjson.zst"
-#define PIPE_KEYS_NAME_MAX 200    /* longest <name> / <job-id> component */
-#define PIPE_KEYS_EVENT_MAX 128   /* longest event type */
-#define PIPE_KEYS_INSTANCE_MAX 64 /* longest filter instance id */
+#define PIPE_KEYS_SUFFIX       ".ndjson.zst"
+#define PIPE_KEYS_NAME_MAX     200 /* longest <name> / <job-id> component */
+#define PIPE_KEYS_EVENT_MAX    128 /* longest event type */
+#define PIPE_KEYS_INSTANCE_MAX 64  /* longest filter instance id */
 
 /* Builders. Each replaces out's contents with the key and returns 0;
  * PIPE_EINVAL (out unchanged) for a time outside years 1970..9999, an invalid
@@ -29,8 +29,7 @@ int pipe_keys_rejected(struct pipe_buf *out, int64_t time_ms, const char *name);
 /* pipe_keys_combined — "combined/dt=YYYY-MM-DD/hr=HH/<job-id>.ndjson.zst". */
 int pipe_keys_combined(struct pipe_buf *out, int64_t time_ms, const char *job_id);
 /* pipe_keys_split — "split/<event>/dt=YYYY-MM-DD/hr=HH/<job-id>.ndjson.zst". */
-int pipe_keys_split(struct pipe_buf *out, const char *event, int64_t time_ms,
-                    const char *job_id);
+int pipe_keys_split(struct pipe_buf *out, const char *event, int64_t time_ms, const char *job_id);
 /* pipe_keys_job — "jobs/combine/<job-id>.json". */
 int pipe_keys_job(struct pipe_buf *out, const char *job_id);
 /* pipe_keys_manifest — "manifests/<kind>/<job-id>.json"; kind is "combined"

@@ -298,10 +298,22 @@ static json_t *get(int *rc, const json_t *o, const char *k, bool (*is)(const jso
     return v;
 }
 
-static bool is_integer(const json_t *v) { return json_is_integer(v); }
-static bool is_string(const json_t *v) { return json_is_string(v); }
-static bool is_array(const json_t *v) { return json_is_array(v); }
-static bool is_object(const json_t *v) { return json_is_object(v); }
+static bool is_integer(const json_t *v)
+{
+    return json_is_integer(v);
+}
+static bool is_string(const json_t *v)
+{
+    return json_is_string(v);
+}
+static bool is_array(const json_t *v)
+{
+    return json_is_array(v);
+}
+static bool is_object(const json_t *v)
+{
+    return json_is_object(v);
+}
 
 static uint64_t get_u64(int *rc, const json_t *o, const char *k)
 {
@@ -365,13 +377,13 @@ static unsigned get_generation(int *rc, const json_t *o)
     return (unsigned)g;
 }
 
-static void get_objects(int *rc, const json_t *o, bool with_events,
-                        struct pipe_manifest_object **v, size_t *n)
+static void get_objects(int *rc, const json_t *o, bool with_events, struct pipe_manifest_object **v,
+                        size_t *n)
 {
     json_t *a = get(rc, o, "inputs", is_array);
     size_t i;
     json_t *e;
-    json_array_foreach(a, i, e) {
+    json_array_foreach (a, i, e) {
         if (*rc < 0)
             return;
         struct pipe_manifest_object *obj = objects_push(v, n);
@@ -429,8 +441,7 @@ static bool is_hex16(const char *s)
     return s[16] == '\0';
 }
 
-int pipe_manifest_combined_from_json(const char *json, size_t n,
-                                     struct pipe_manifest_combined *m)
+int pipe_manifest_combined_from_json(const char *json, size_t n, struct pipe_manifest_combined *m)
 {
     int rc = 0;
     struct pipe_manifest_combined t;
@@ -473,7 +484,7 @@ static void get_outputs(int *rc, const json_t *root, struct pipe_manifest_split 
     json_t *a = get(rc, root, "outputs", is_array);
     size_t i;
     json_t *e;
-    json_array_foreach(a, i, e) {
+    json_array_foreach (a, i, e) {
         if (*rc < 0)
             return;
         t->outputs = pipe_realloc(t->outputs, (t->n_outputs + 1) * sizeof *t->outputs);

@@ -79,7 +79,7 @@ struct pipe_manifest_split_output {
 struct pipe_manifest_split {
     char *job_id;
     unsigned generation;
-    char *input_key; /* the combined/ object */
+    char *input_key;  /* the combined/ object */
     char *url_prefix; /* required; "" gives entries with bare keys */
     uint64_t duplicates_dropped;
     struct pipe_manifest_split_output *outputs;
@@ -119,8 +119,7 @@ int pipe_manifest_split_to_json(const struct pipe_manifest_split *m, struct pipe
  * mistyped field, a negative count, an over-long string or one holding NUL,
  * a bad checksum/dt/hr/event, or entries that disagree with outputs. */
 int pipe_manifest_job_from_json(const char *json, size_t n, struct pipe_manifest_job *m);
-int pipe_manifest_combined_from_json(const char *json, size_t n,
-                                     struct pipe_manifest_combined *m);
+int pipe_manifest_combined_from_json(const char *json, size_t n, struct pipe_manifest_combined *m);
 int pipe_manifest_split_from_json(const char *json, size_t n, struct pipe_manifest_split *m);
 
 #endif

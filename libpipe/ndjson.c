@@ -551,7 +551,7 @@ int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts
     int rc = 0;
     if (out && (rc = pipe_buf_reserve(out, len + 16)) < 0)
         return rc;
-    s.start = (const unsigned char *)in;
+    s.start = (const unsigned char *)(in ? in : ""); /* NULL + 0 is undefined */
     s.end = s.start + len;
     s.obase = out ? out->data + out->len : NULL;
     s.flags = opts ? opts->flags : 0;

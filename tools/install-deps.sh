@@ -13,7 +13,8 @@ case "$purpose" in
   test)  want=("${build[@]}" curl zstd python3 procps) ;;
   bench) want=("${build[@]}" curl zstd python3 procps jq) ;;
   lint)  want=("${build[@]}" clang-format cppcheck) ;;
-  *) echo "install-deps.sh: unknown purpose '$purpose' (build|test|demo|bench|lint)" >&2; exit 2 ;;
+  fuzz)  want=("${build[@]}" clang libclang-rt-14-dev) ;;
+  *) echo "install-deps.sh: unknown purpose '$purpose' (build|test|demo|bench|lint|fuzz)" >&2; exit 2 ;;
 esac
 
 missing=()

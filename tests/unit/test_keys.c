@@ -13,7 +13,7 @@
 
 /* 2026-03-01T07:59:59.999Z and the next millisecond. */
 #define T_END_OF_HOUR (pipe_clock_from_civil(2026, 3, 1, 7, 59, 59, 999))
-#define T_NEXT_HOUR (pipe_clock_from_civil(2026, 3, 1, 8, 0, 0, 0))
+#define T_NEXT_HOUR   (pipe_clock_from_civil(2026, 3, 1, 8, 0, 0, 0))
 
 static void test_keys_builders_follow_spec_layout(void **state)
 {
@@ -47,11 +47,13 @@ static void test_keys_hour_boundaries_fall_in_the_right_partition(void **state)
     struct pipe_buf b;
     pipe_buf_init(&b, 1024);
     /* New Year and a leap day, at the edges of the hour. */
-    assert_int_equal(pipe_keys_filtered(&b, pipe_clock_from_civil(2024, 12, 31, 23, 59, 59, 999), "a"), 0);
+    assert_int_equal(
+        pipe_keys_filtered(&b, pipe_clock_from_civil(2024, 12, 31, 23, 59, 59, 999), "a"), 0);
     assert_string_equal(b.data, "filtered/dt=2024-12-31/hr=23/a.ndjson.zst");
     assert_int_equal(pipe_keys_filtered(&b, pipe_clock_from_civil(2025, 1, 1, 0, 0, 0, 0), "a"), 0);
     assert_string_equal(b.data, "filtered/dt=2025-01-01/hr=00/a.ndjson.zst");
-    assert_int_equal(pipe_keys_filtered(&b, pipe_clock_from_civil(2024, 2, 29, 12, 30, 0, 0), "a"), 0);
+    assert_int_equal(pipe_keys_filtered(&b, pipe_clock_from_civil(2024, 2, 29, 12, 30, 0, 0), "a"),
+                     0);
     assert_string_equal(b.data, "filtered/dt=2024-02-29/hr=12/a.ndjson.zst");
     assert_int_equal(pipe_keys_filtered(&b, 0, "a"), 0);
     assert_string_equal(b.data, "filtered/dt=1970-01-01/hr=00/a.ndjson.zst");
@@ -99,8 +101,9 @@ static void test_keys_event_guard_rejects_hostile_names(void **state)
     const char *good[] = {"a", "Z", "9", "page_view", "app.open", "sign-up", "a..b", long_ok};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         assert_true(pipe_keys_event_valid(good[i], strlen(good[i])));
-    const char *bad[] = {"../x", "a/b", "", ".x", "..", ".", "-a", "_a", "a\\b", "a b",
-                         "a\nb", "a\x01", "\xc3\xa9vent", "ev\xc3\xa9", long_bad, "a:b"};
+    const char *bad[] = {"../x",         "a/b",        "",       ".x",  "..",   ".",
+                         "-a",           "_a",         "a\\b",   "a b", "a\nb", "a\x01",
+                         "\xc3\xa9vent", "ev\xc3\xa9", long_bad, "a:b"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_false(pipe_keys_event_valid(bad[i], strlen(bad[i])));
     /* Length is explicit: an embedded NUL is not a terminator. */
@@ -174,8 +177,8 @@ static void test_keys_parse_round_trips_builders(void **state)
     assert_string_equal(p.name, "g1-job-3");
     assert_int_equal(p.hour_ms, hour);
 
-    int (*build[])(struct pipe_buf *, int64_t, const char *) = {
-        pipe_keys_filtered, pipe_keys_rejected, pipe_keys_combined};
+    int (*build[])(struct pipe_buf *, int64_t,
+                   const char *) = {pipe_keys_filtered, pipe_keys_rejected, pipe_keys_combined};
     const char *prefix[] = {"filtered", "rejected", "combined"};
     for (int i = 0; i < 3; i++) {
         assert_int_equal(build[i](&b, t, "n.1"), 0);

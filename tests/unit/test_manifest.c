@@ -179,8 +179,8 @@ static void test_manifest_rejects_malformed_documents(void **state)
     struct pipe_manifest_combined comb;
     struct pipe_manifest_split split;
     memset(&job, 0x5a, sizeof job);
-    const char *junk[] = {"", "null", "[]", "{", "{}", "\"x\"", "{\"version\":2}",
-                          "{\"version\":1}"};
+    const char *junk[] = {
+        "", "null", "[]", "{", "{}", "\"x\"", "{\"version\":2}", "{\"version\":1}"};
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         assert_int_equal(pipe_manifest_job_from_json(junk[i], strlen(junk[i]), &job), PIPE_EPARSE);
         assert_int_equal(pipe_manifest_combined_from_json(junk[i], strlen(junk[i]), &comb),
@@ -212,10 +212,8 @@ static void test_manifest_rejects_malformed_documents(void **state)
         pipe_free(doc);
     }
     const char *comb_bad[][2] = {
-        {"0123456789abcdef", "0123456789ABCDEF"},
-        {"0123456789abcdef", "0123456789abcde"},
-        {"\"events\":7", "\"events\":true"},
-        {"\"duplicates\":0", "\"dupes\":0"},
+        {"0123456789abcdef", "0123456789ABCDEF"}, {"0123456789abcdef", "0123456789abcde"},
+        {"\"events\":7", "\"events\":true"},      {"\"duplicates\":0", "\"dupes\":0"},
         {"\"ledger\":{", "\"ledger\":[{"},
     };
     for (size_t i = 0; i < sizeof comb_bad / sizeof comb_bad[0]; i++) {

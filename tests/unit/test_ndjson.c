@@ -303,6 +303,18 @@ static void test_json_scan_fails_cleanly_when_output_is_full(void **state)
     pipe_buf_cleanup(&b);
 }
 
+static void test_json_scan_and_body_accept_null_empty_input(void **state)
+{
+    (void)state;
+    struct pipe_json_result r;
+    struct pipe_body_iter it;
+    struct pipe_body_record rec;
+    assert_int_equal(pipe_json_scan(NULL, 0, NULL, NULL, &r), PIPE_EPARSE);
+    assert_int_equal(r.err, PIPE_JSON_ESYNTAX);
+    assert_int_equal(pipe_body_iter_init(&it, NULL, 0, PIPE_BODY_AUTO, 0, &r), 0);
+    assert_false(pipe_body_iter_next(&it, &rec));
+}
+
 static void test_json_unescape_decodes_escapes_and_surrogate_pairs(void **state)
 {
     (void)state;
@@ -504,6 +516,7 @@ int main(void)
         cmocka_unit_test(test_json_scan_drops_members_the_callback_rejects),
         cmocka_unit_test(test_json_scan_prefix_stops_after_first_value),
         cmocka_unit_test(test_json_scan_fails_cleanly_when_output_is_full),
+        cmocka_unit_test(test_json_scan_and_body_accept_null_empty_input),
         cmocka_unit_test(test_json_unescape_decodes_escapes_and_surrogate_pairs),
         cmocka_unit_test(test_body_ndjson_splits_lines_with_crlf_and_skips_blank_lines),
         cmocka_unit_test(test_body_ndjson_line_over_cap_is_too_large_and_next_line_goes_on),

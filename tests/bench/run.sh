@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# run.sh — `make bench`: filter throughput per core of filter CPU, MB/s and
+# acknowledgement latency over real HTTP, with same-run peers (the jansson
+# reference validator, the zstd CLI). Prints a table and rewrites the
+# figures section of docs/benchmarks.md. BENCH_RUNS (default 3) runs per
+# configuration; the median is reported. Figures, never assertions.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-bin}
+BUILD=${BUILD:-build}
+RUNS=${BENCH_RUNS:-3}
+PY=${PYTHON3:-/usr/bin/python3}
+work=$BUILD/bench
+mkdir -p "$work"
+corpus=$work/corpus-1m.ndjson
+tck=$(getconf CLK_TCK)
+filter_pid=
+trap '[ -n "$filter_pid" ] && kill -9 "$filter_pid" 2>/dev/null; true' EXIT
+
+if [ ! -s "$corpus" ]; then
+  echo "generating a 1M-event corpus (~600 bytes each) in $corpus"
+  "$BIN/sluicectl" gen --count 1000000 --seed 7 --end 2026-11-01T00:00:00Z >"$corpus"
+fi
+avg=$(awk '{n += length($0) + 1} END {printf "%d", n / NR}' "$corpus")
+echo "corpus: $(wc -l <"$corpus") events, $avg bytes on average"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# one_run BATCH FLUSH_AGE EVENTS — prints "events cpu_s wall_s p50_ms p99_ms"
+one_run() {
+  local batch=$1 age=$2 events=$3 store=$work/store log=$work/filter.log
+  rm -rf "$store"
+  "$BIN/sluice-filter" --store "file://$store" --listen 127.0.0.1:0 --admin off --raw=false \
+    --flush-age "$age" >"$log" 2>&1 &
+  filter_pid=$!
+  for _ in $(seq 100); do grep -q 'ingest listening' "$log" && break; sleep 0.05; done
+  local port
+  port=$(sed -n 's/.*ingest listening.* port=\([0-9]*\).*/\1/p' "$log")
+  local t0
+  t0=$(cpu_ticks "$filter_pid")
+  head -n "$events" "$corpus" | "$BIN/sluicectl" send - --url "http://127.0.0.1:$port" \
+    --batch "$batch" --concurrency 16 --stats "$work/stats.json" 2>/dev/null
+  local t1
+  t1=$(cpu_ticks "$filter_pid")
+  kill -TERM "$filter_pid"
+  wait "$filter_pid" || true
+  filter_pid=
+  "$PY" - "$work/stats.json" "$t0" "$t1" "$tck" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+cpu = (int(sys.argv[3]) - int(sys.argv[2])) / int(sys.argv[4])
+print(s['accepted'] + s['rejected'], cpu, s['elapsed_s'], s['latency_p50_ms'], s['latency_p99_ms'], s['bytes'])
+PY
+}
+
+median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+
+results=$work/results.txt
+: >"$results"
+# name batch flush_age events
+configs=(
+  "throughput-b100 100 20ms 400000"
+  "throughput-b500 500 20ms 1000000"
+  "latency-b100-default 100 1s 48000"
+  "latency-b500-default 500 1s 160000"
+)
+for c in "${configs[@]}"; do
+  read -r name batch age events <<<"$c"
+  : >"$work/$name.runs"
+  for r in $(seq "$RUNS"); do
+    one_run "$batch" "$age" "$events" >>"$work/$name.runs"
+  done
+  "$PY" - "$work/$name.runs" "$name" "$batch" "$age" >>"$results" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+def med(i): return statistics.median(r[i] for r in rows)
+per_core = statistics.median(r[0] / r[1] for r in rows if r[1] > 0)
+mb_core = statistics.median(r[5] / r[1] / 1e6 for r in rows if r[1] > 0)
+wall = statistics.median(r[0] / r[2] for r in rows)
+print(f"{sys.argv[2]}|{int(sys.argv[3])}|{sys.argv[4]}|{int(med(0))}|{per_core:,.0f}|{mb_core:,.1f}|{wall:,.0f}|{med(3):.1f}|{med(4):.1f}|{len(rows)}")
+PY
+  tail -1 "$results"
+done
+
+echo "peers on the same corpus (one core each)"
+peer_zstd=$("$PY" - "$corpus" <<'PY'
+import subprocess, sys, time
+t = time.process_time(); start = time.time()
+p = subprocess.run(['zstd', '-1', '-c', '-T1', sys.argv[1]], stdout=subprocess.DEVNULL)
+n = sum(1 for _ in open(sys.argv[1], 'rb'))
+print(f"{n / (time.time() - start):,.0f}")
+PY
+)
+echo "  zstd -1 CLI compression: $peer_zstd events/s"
+"$BUILD/tests/bench/bench_event" | tee "$work/bench_event.txt"
+
+{
+  echo "<!-- figures: written by tests/bench/run.sh -->"
+  echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m)), $RUNS runs per row, medians."
+  echo "Command: \`make bench\` (BENCH_RUNS=$RUNS). Corpus: 1M generated events, $avg bytes on average."
+  echo
+  echo "| configuration | batch | flush age | events | events/s per filter core | MB/s per filter core | events/s wall | ack p50 ms | ack p99 ms | runs |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  sed 's/^/| /; s/$/ |/; s/|/ | /g; s/  */ /g' "$results" | sed 's/^ | | /| /; s/ | |$/ |/'
+  echo
+  echo "Peers measured in the same run:"
+  echo
+  echo "- zstd -1 (CLI, one thread) compressing the corpus: $peer_zstd events/s"
+  sed 's/^/- /' "$work/bench_event.txt"
+  echo "<!-- /figures -->"
+} >"$work/figures.md"
+if [ -f docs/benchmarks.md ] && grep -q '<!-- figures' docs/benchmarks.md; then
+  "$PY" - docs/benchmarks.md "$work/figures.md" <<'PY'
+import re, sys
+doc = open(sys.argv[1]).read()
+new = open(sys.argv[2]).read().rstrip('\n')
+doc = re.sub(r'<!-- figures.*?<!-- /figures -->', lambda m: new, doc, flags=re.S)
+open(sys.argv[1], 'w').write(doc)
+PY
+  echo "updated docs/benchmarks.md"
+else
+  cat "$work/figures.md"
+fi
