@@ -305,8 +305,12 @@ static void handle_events(struct filter *f, struct pipe_http_request *req)
     pipe_buf_init(&decoded, f->cfg->max_decoded);
     const char *enc = pipe_http_request_header(req, "Content-Encoding");
     if (enc && strcasecmp(enc, "identity") != 0) {
-        int rc = strcasecmp(enc, "zstd") == 0 ? pipe_codec_decompress(body, len, &decoded)
-                                              : PIPE_EUNSUPP;
+        int rc = PIPE_EUNSUPP;
+        if (strcasecmp(enc, "zstd") == 0)
+            /* The decoder passes plain bytes through; a client that says
+             * zstd must have sent zstd. */
+            rc = pipe_codec_is_zstd(body, len) ? pipe_codec_decompress(body, len, &decoded)
+                                               : PIPE_ECORRUPT;
         if (rc < 0) {
             pipe_buf_cleanup(&decoded);
             if (rc == PIPE_ETOOBIG)
