@@ -291,15 +291,16 @@ static int open_backends(struct pipe_stage *st)
     struct pipe_stage_common *c = st->cfg;
     int rc = pipe_store_open(c->store, &st->store);
     if (rc < 0) {
-        pipe_log_error("cannot open the store", "url=\"%s\" err=\"%s\"", c->store,
-                       pipe_strerror(rc));
+        pipe_log_error("cannot open the store", "url=\"%s\" err=\"%s\" detail=\"%s\"",
+                       c->store, pipe_strerror(rc), pipe_store_last_error(NULL));
         return rc;
     }
     if (st->desc->needs_leases) {
         rc = pipe_leases_open(c->leases, NULL, &st->leases);
         if (rc < 0) {
-            pipe_log_error("cannot open the lease backend", "url=\"%s\" err=\"%s\"", c->leases,
-                           pipe_strerror(rc));
+            pipe_log_error("cannot open the lease backend",
+                           "url=\"%s\" err=\"%s\" detail=\"%s\"", c->leases,
+                           pipe_strerror(rc), pipe_leases_last_error(NULL));
             return rc;
         }
     }

@@ -213,7 +213,10 @@ static void flush_done(uv_work_t *w, int status)
     }
     answer_waiters(f, b);
     f->inflight = NULL;
-    filter_batch_free(b);
+    if (f->spare == NULL)
+        f->spare = b;
+    else
+        filter_batch_free(b);
     /* What is pending now is the open batch alone. */
     f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
     if (f->cur && (f->stopping ||
@@ -257,9 +260,15 @@ static struct filter_batch *open_batch(struct filter *f)
     pipe_buf_init(&name, 512);
     pipe_keys_http_name(&name, (unsigned)f->cfg->common.generation, f->cfg->common.instance,
                         f->start_ms, ++f->seq);
-    /* The batch may grow past flush_bytes while a write is in flight; the
-     * pending-bytes check in front of it keeps the total bounded. */
-    f->cur = filter_batch_new(f, pipe_clock_now_ms(), name.data, f->cfg->max_pending);
+    if (f->spare) {
+        f->cur = f->spare;
+        f->spare = NULL;
+        filter_batch_recycle(f->cur, pipe_clock_now_ms(), name.data);
+    } else {
+        /* The batch may grow past flush_bytes while a write is in flight;
+         * the pending-bytes check in front of it keeps the total bounded. */
+        f->cur = filter_batch_new(f, pipe_clock_now_ms(), name.data, f->cfg->max_pending);
+    }
     pipe_buf_cleanup(&name);
     uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)f->cfg->flush_age_ms, 0);
     return f->cur;
@@ -434,6 +443,7 @@ static void filter_exit(struct pipe_stage *st, void *state)
     if (f->httpd)
         pipe_httpd_close(f->httpd, NULL, NULL);
     filter_batch_free(f->cur);
+    filter_batch_free(f->spare);
     filter_raw_stop(f);
     pipe_free(f);
 }

@@ -78,6 +78,11 @@ struct filter_batch {
     int64_t opened_mono_ms;
     uv_work_t work;
     int rc;                   /* result of the write */
+    /* Kept with the batch so a recycled batch reuses them: fresh multi-MB
+     * buffers and compression contexts per flush cost more in page faults
+     * than validating the events. */
+    struct pipe_buf z;
+    struct pipe_zwriter *zw;
 };
 
 struct filter {
@@ -88,6 +93,7 @@ struct filter {
     uv_timer_t age_timer;
     struct filter_batch *cur;      /* open for new events */
     struct filter_batch *inflight; /* being written */
+    struct filter_batch *spare;    /* written, kept for reuse */
     uint64_t pending_bytes;        /* bodies and batches not yet answered */
     uint64_t seq;
     int64_t start_ms;
@@ -107,6 +113,9 @@ struct filter {
 struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const char *name,
                                      size_t cap);
 void filter_batch_free(struct filter_batch *b);
+/* filter_batch_recycle — empties b for reuse (keeping its allocations) as
+ * a batch for time_ms and name. */
+void filter_batch_recycle(struct filter_batch *b, int64_t time_ms, const char *name);
 /* filter_batch_write — compresses and stores the batch (rejected/ first,
  * then filtered/, whose presence marks the batch done); any thread. */
 int filter_batch_write(struct filter *f, struct filter_batch *b);

@@ -28,7 +28,23 @@ struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const c
     b->name = pipe_strdup(name);
     b->tail = &b->waiters;
     b->opened_mono_ms = pipe_clock_mono_ms();
+    pipe_buf_init(&b->z, SIZE_MAX);
     return b;
+}
+
+void filter_batch_recycle(struct filter_batch *b, int64_t time_ms, const char *name)
+{
+    pipe_buf_reset(&b->accepted);
+    pipe_buf_reset(&b->rejected);
+    pipe_buf_reset(&b->z);
+    b->n_accepted = b->n_rejected = 0;
+    b->time_ms = time_ms;
+    pipe_free(b->name);
+    b->name = pipe_strdup(name);
+    b->waiters = NULL;
+    b->tail = &b->waiters;
+    b->opened_mono_ms = pipe_clock_mono_ms();
+    b->rc = 0;
 }
 
 void filter_batch_free(struct filter_batch *b)
@@ -37,28 +53,28 @@ void filter_batch_free(struct filter_batch *b)
         return;
     pipe_buf_cleanup(&b->accepted);
     pipe_buf_cleanup(&b->rejected);
+    pipe_buf_cleanup(&b->z);
+    pipe_zwriter_free(b->zw);
     pipe_free(b->name);
     pipe_free(b);
 }
 
 /* put_compressed — compresses data into one zstd frame and stores it. */
-static int put_compressed(struct filter *f, const char *key, const struct pipe_buf *data)
+static int put_compressed(struct filter *f, struct filter_batch *b, const char *key,
+                          const struct pipe_buf *data)
 {
-    struct pipe_buf z;
-    struct pipe_zwriter *w = NULL;
-    pipe_buf_init(&z, SIZE_MAX);
-    int rc = pipe_zwriter_new((int)f->cfg->zstd_level, &z, &w);
+    pipe_buf_reset(&b->z);
+    int rc = b->zw ? pipe_zwriter_reset(b->zw, &b->z)
+                   : pipe_zwriter_new((int)f->cfg->zstd_level, &b->z, &b->zw);
     if (rc == 0 && data->len)
-        rc = pipe_zwriter_write(w, data->data, data->len);
+        rc = pipe_zwriter_write(b->zw, data->data, data->len);
     if (rc == 0)
-        rc = pipe_zwriter_finish(w);
+        rc = pipe_zwriter_finish(b->zw);
     if (rc == 0)
-        rc = pipe_store_put(pipe_stage_store(f->st), key, z.data, z.len);
+        rc = pipe_store_put(pipe_stage_store(f->st), key, b->z.data, b->z.len);
     if (rc < 0)
         pipe_log_warn("store put failed", "key=%s err=\"%s\" detail=\"%s\"", key,
                       pipe_strerror(rc), pipe_store_last_error(pipe_stage_store(f->st)));
-    pipe_zwriter_free(w);
-    pipe_buf_cleanup(&z);
     return rc;
 }
 
@@ -73,13 +89,13 @@ int filter_batch_write(struct filter *f, struct filter_batch *b)
     if (b->rejected.len) {
         rc = pipe_keys_rejected(&key, b->time_ms, b->name);
         if (rc == 0)
-            rc = put_compressed(f, key.data, &b->rejected);
+            rc = put_compressed(f, b, key.data, &b->rejected);
     }
     if (rc == 0) {
         pipe_buf_reset(&key);
         rc = pipe_keys_filtered(&key, b->time_ms, b->name);
         if (rc == 0)
-            rc = put_compressed(f, key.data, &b->accepted);
+            rc = put_compressed(f, b, key.data, &b->accepted);
     }
     pipe_buf_cleanup(&key);
     return rc;
@@ -185,6 +201,10 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
     if (rc < 0) {
         b->accepted.len = acc_len;
         b->rejected.len = rej_len;
+        if (b->accepted.data)
+            b->accepted.data[acc_len] = '\0';
+        if (b->rejected.data)
+            b->rejected.data[rej_len] = '\0';
         return rc == PIPE_EPARSE ? rc : PIPE_ETOOBIG;
     }
     b->n_accepted += acc;

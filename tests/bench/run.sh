@@ -10,7 +10,7 @@ BIN=${BIN:-bin}
 BUILD=${BUILD:-build}
 RUNS=${BENCH_RUNS:-3}
 PY=${PYTHON3:-/usr/bin/python3}
-work=$BUILD/bench
+work=$PWD/$BUILD/bench
 mkdir -p "$work"
 corpus=$work/corpus-1m.ndjson
 tck=$(getconf CLK_TCK)
