@@ -13,10 +13,10 @@
 #include <stddef.h>
 
 struct pipe_buf {
-    char *data;  /* NULL until the first write */
-    size_t len;  /* bytes in use */
-    size_t cap;  /* bytes allocated (excluding the NUL slot) */
-    size_t max;  /* hard cap on len; SIZE_MAX for "trusted, unbounded" */
+    char *data; /* NULL until the first write */
+    size_t len; /* bytes in use */
+    size_t cap; /* bytes allocated (excluding the NUL slot) */
+    size_t max; /* hard cap on len; SIZE_MAX for "trusted, unbounded" */
 };
 
 /* pipe_buf_init — an empty buffer that may grow to max bytes. */
@@ -31,8 +31,7 @@ int pipe_buf_reserve(struct pipe_buf *b, size_t extra);
 int pipe_buf_append(struct pipe_buf *b, const void *p, size_t n);
 int pipe_buf_append_str(struct pipe_buf *b, const char *s);
 int pipe_buf_append_char(struct pipe_buf *b, char c);
-int pipe_buf_printf(struct pipe_buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int pipe_buf_printf(struct pipe_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int pipe_buf_vprintf(struct pipe_buf *b, const char *fmt, va_list ap)
     __attribute__((format(printf, 2, 0)));
 /* pipe_buf_consume — drops the first n bytes (n <= len), moving the rest. */

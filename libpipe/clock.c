@@ -118,14 +118,13 @@ static int days_in_month(int y, int m)
 int pipe_clock_parse_rfc3339(const char *s, size_t n, int64_t *ms)
 {
     int y, mo, d, h, mi, sec, msec = 0;
-    if (digits(s, n, 0, 4, &y) || n < 19 || s[4] != '-' || digits(s, n, 5, 2, &mo) ||
-        s[7] != '-' || digits(s, n, 8, 2, &d) ||
-        (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || digits(s, n, 11, 2, &h) ||
-        s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' ||
+    if (digits(s, n, 0, 4, &y) || n < 19 || s[4] != '-' || digits(s, n, 5, 2, &mo) || s[7] != '-' ||
+        digits(s, n, 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+        digits(s, n, 11, 2, &h) || s[13] != ':' || digits(s, n, 14, 2, &mi) || s[16] != ':' ||
         digits(s, n, 17, 2, &sec))
         return PIPE_EINVAL;
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 ||
-        mi > 59 || sec > 60)
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        sec > 60)
         return PIPE_EINVAL;
     if (sec == 60)
         sec = 59; /* a leap second folds into the second before it */
@@ -171,8 +170,11 @@ int pipe_clock_parse_time(const char *s, int64_t now_ms, int64_t *ms)
     }
     if (s[0] == '-' && n >= 3) {
         long long v = strtoll(s + 1, &end, 10);
-        int64_t unit = *end == 's' ? 1000 : *end == 'm' ? 60000 : *end == 'h' ? 3600000
-                     : *end == 'd' ? 86400000 : 0;
+        int64_t unit = *end == 's'   ? 1000
+                       : *end == 'm' ? 60000
+                       : *end == 'h' ? 3600000
+                       : *end == 'd' ? 86400000
+                                     : 0;
         if (v < 0 || end == s + 1 || unit == 0 || end[1] != '\0')
             return PIPE_EINVAL;
         *ms = now_ms - v * unit;

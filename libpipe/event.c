@@ -68,11 +68,20 @@ static enum field classify(const char *k, size_t n, bool escaped)
     }
     enum field f;
     switch (n) {
-    case 2: f = k[0] == 'i' ? F_ID : F_TS; break;
-    case 5: f = F_EVENT; break;
-    case 7: f = F_CHANNEL; break;
-    case 11: f = F_RECEIVED_AT; break;
-    default: return F_OTHER;
+    case 2:
+        f = k[0] == 'i' ? F_ID : F_TS;
+        break;
+    case 5:
+        f = F_EVENT;
+        break;
+    case 7:
+        f = F_CHANNEL;
+        break;
+    case 11:
+        f = F_RECEIVED_AT;
+        break;
+    default:
+        return F_OTHER;
     }
     return memcmp(field_names[f], k, n) == 0 ? f : F_OTHER;
 }
@@ -105,12 +114,18 @@ static bool on_member(void *arg, const struct pipe_json_member *m)
 static enum pipe_reason reason_of(enum pipe_json_error e)
 {
     switch (e) {
-    case PIPE_JSON_EUTF8: return PIPE_REASON_INVALID_UTF8;
-    case PIPE_JSON_EDEPTH: return PIPE_REASON_TOO_DEEP;
-    case PIPE_JSON_ENUMBER: return PIPE_REASON_BAD_NUMBER;
-    case PIPE_JSON_ESTRING: return PIPE_REASON_BAD_STRING;
-    case PIPE_JSON_ETOOLARGE: return PIPE_REASON_TOO_LARGE;
-    default: return PIPE_REASON_NOT_JSON;
+    case PIPE_JSON_EUTF8:
+        return PIPE_REASON_INVALID_UTF8;
+    case PIPE_JSON_EDEPTH:
+        return PIPE_REASON_TOO_DEEP;
+    case PIPE_JSON_ENUMBER:
+        return PIPE_REASON_BAD_NUMBER;
+    case PIPE_JSON_ESTRING:
+        return PIPE_REASON_BAD_STRING;
+    case PIPE_JSON_ETOOLARGE:
+        return PIPE_REASON_TOO_LARGE;
+    default:
+        return PIPE_REASON_NOT_JSON;
     }
 }
 
@@ -180,7 +195,8 @@ static enum pipe_reason check_envelope(const struct envelope *env, const char *d
         snprintf(msg, cap, "no \"event\" member");
         return PIPE_REASON_MISSING_EVENT;
     }
-    if (ev->type != PIPE_JSON_STRING || ev->esc || !event_type_ok(data + ev->off + 1, ev->len - 2)) {
+    if (ev->type != PIPE_JSON_STRING || ev->esc ||
+        !event_type_ok(data + ev->off + 1, ev->len - 2)) {
         snprintf(msg, cap, "\"event\" must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ (at byte %zu)",
                  ev->in_off);
         return PIPE_REASON_BAD_EVENT_TYPE;
@@ -203,8 +219,10 @@ static enum pipe_reason check_envelope(const struct envelope *env, const char *d
                       ? ts_from_string(data + ts->off + 1, ts->len - 2, ts->esc, &res->time_ms)
                       : false;
         if (!ok) {
-            snprintf(msg, cap, "\"ts\" must be an RFC 3339 time or epoch milliseconds "
-                               "in 1970..9999 (at byte %zu)", ts->in_off);
+            snprintf(msg, cap,
+                     "\"ts\" must be an RFC 3339 time or epoch milliseconds "
+                     "in 1970..9999 (at byte %zu)",
+                     ts->in_off);
             return PIPE_REASON_BAD_TS;
         }
     }
@@ -253,7 +271,8 @@ static void derive_id(const char *channel, const char *obj, size_t n, char hexid
 /* Replaces the closing brace of the compacted object at out->data + base
  * (olen bytes, kept members) with the filter's members and "}\n". */
 static int enrich(struct pipe_buf *out, size_t base, size_t olen, size_t kept, bool derive,
-                  const struct pipe_event_ctx *ctx, const char *channel, struct pipe_event_result *res)
+                  const struct pipe_event_ctx *ctx, const char *channel,
+                  struct pipe_event_result *res)
 {
     char hexid[33], ts[PIPE_CLOCK_RFC3339_LEN + 1];
     size_t need = 64 + 32 + PIPE_CLOCK_RFC3339_LEN + 6 * strlen(channel);
@@ -316,8 +335,8 @@ int pipe_event_process(const char *in, size_t len, const struct pipe_event_ctx *
     if ((rc = pipe_buf_reserve(out, len + 16 + 96 + 6 * strlen(channel))) < 0)
         return rc;
     env.data = out->data;
-    struct pipe_json_opts opts = {ctx->max_depth > 0 ? ctx->max_depth : PIPE_EVENT_MAX_DEPTH_DEFAULT,
-                                  0, on_member, &env};
+    struct pipe_json_opts opts = {
+        ctx->max_depth > 0 ? ctx->max_depth : PIPE_EVENT_MAX_DEPTH_DEFAULT, 0, on_member, &env};
     rc = pipe_json_scan(in, len, &opts, out, &jr);
     if (rc == PIPE_EPARSE) {
         r.reason = reason_of(jr.err);

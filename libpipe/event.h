@@ -33,9 +33,9 @@ enum pipe_reason {
 
 #define PIPE_EVENT_MAX_BYTES_DEFAULT 65536
 #define PIPE_EVENT_MAX_DEPTH_DEFAULT 32
-#define PIPE_EVENT_TYPE_MAX 128 /* bytes in an event type */
-#define PIPE_EVENT_ID_MAX 128   /* bytes in an id (decoded) */
-#define PIPE_EVENT_TS_MAX INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
+#define PIPE_EVENT_TYPE_MAX          128                      /* bytes in an event type */
+#define PIPE_EVENT_ID_MAX            128                      /* bytes in an id (decoded) */
+#define PIPE_EVENT_TS_MAX            INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
 /* pipe_reason_code — the stable snake_case code ("not_json", "too_deep",
  * ...; "ok" for PIPE_REASON_OK, "unknown" out of range). Never NULL. */
@@ -55,10 +55,10 @@ struct pipe_event_result {
      * out next grows: */
     const char *event; /* the event type, raw (it never holds escapes) */
     size_t event_len;
-    const char *id;    /* the id string's contents as written (JSON-escaped
-                          form if the client escaped it; 32 hex digits if derived) */
+    const char *id; /* the id string's contents as written (JSON-escaped
+                       form if the client escaped it; 32 hex digits if derived) */
     size_t id_len;
-    int64_t time_ms;   /* ts if given, else ctx->received_ms */
+    int64_t time_ms; /* ts if given, else ctx->received_ms */
 };
 
 /* pipe_event_process — validates the event in in[0..len) and on success

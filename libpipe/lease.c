@@ -49,7 +49,7 @@ const char *pipe_leases_last_error(const struct pipe_leases *ls)
 {
     /* A per-thread copy, so another thread's failure cannot rewrite the text
      * while the caller is still formatting it into a log line. */
-    static _Thread_local char copy[sizeof ls->err];
+    static _Thread_local char copy[sizeof((struct pipe_leases *)NULL)->err];
     if (!ls)
         return "";
     struct pipe_leases *mut = (struct pipe_leases *)ls; /* the mutex only */

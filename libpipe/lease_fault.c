@@ -75,16 +75,16 @@ static int fault_acquire(struct pipe_leases *ls, const char *name, const char *t
     return rc < 0 ? rc : pass(ls, in->ops->acquire(in, name, token, now_ms, ttl_ms, fence));
 }
 
-static int fault_renew(struct pipe_leases *ls, const char *name, const char *token,
-                       uint64_t fence, int64_t now_ms, int64_t ttl_ms)
+static int fault_renew(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
+                       int64_t now_ms, int64_t ttl_ms)
 {
     struct pipe_leases *in = ((struct fault *)ls->impl)->inner;
     int rc = gate(ls);
     return rc < 0 ? rc : pass(ls, in->ops->renew(in, name, token, fence, now_ms, ttl_ms));
 }
 
-static int fault_check(struct pipe_leases *ls, const char *name, const char *token,
-                       uint64_t fence, int64_t now_ms)
+static int fault_check(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
+                       int64_t now_ms)
 {
     struct pipe_leases *in = ((struct fault *)ls->impl)->inner;
     int rc = gate(ls);

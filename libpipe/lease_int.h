@@ -30,7 +30,7 @@
  * at once. Names and tokens arrive validated; now_ms is the caller's wall
  * clock (a remote backend may use its own clock for expiry instead). */
 struct pipe_lease_ops {
-    const char *name;     /* "local", "redis", "fault" */
+    const char *name;           /* "local", "redis", "fault" */
     const char *const *schemes; /* URL schemes, NULL-terminated: {"redis", "unix", NULL} */
 
     /* open — parses url (the whole string, scheme included) and sets ls->impl.

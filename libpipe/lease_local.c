@@ -125,8 +125,8 @@ static bool rec_parse(const char *buf, size_t n, struct rec *r)
                      "sluice-lease 1\nfence %" SCNu64 "\nowner %33s\npid %d\nstart %" SCNu64
                      "\npidns %" SCNu64 "\nexpires %" SCNd64 "\nname %zu:%n",
                      &r->fence, owner, &pid, &r->start, &r->pidns, &r->expires, &len, &pos);
-    if (got != 7 || pos < 0 || len == 0 || len > PIPE_LEASE_NAME_MAX ||
-        (size_t)pos + len >= n || buf[pos + len] != '\n')
+    if (got != 7 || pos < 0 || len == 0 || len > PIPE_LEASE_NAME_MAX || (size_t)pos + len >= n ||
+        buf[pos + len] != '\n')
         return false;
     memcpy(r->name, buf + pos, len);
     r->name[len] = '\0';
@@ -219,8 +219,7 @@ static int rec_write(struct pipe_leases *ls, int fd, const struct rec *r)
 
 static bool owned(const struct rec *r, const char *token, uint64_t fence, int64_t now_ms)
 {
-    return r->token[0] && strcmp(r->token, token) == 0 && r->fence == fence &&
-           r->expires > now_ms;
+    return r->token[0] && strcmp(r->token, token) == 0 && r->fence == fence && r->expires > now_ms;
 }
 
 /* This process's start time, so that a later reuse of our pid is told
@@ -248,8 +247,8 @@ static int local_acquire(struct pipe_leases *ls, const char *name, const char *t
             rc = PIPE_EBUSY;
             goto out;
         }
-        pipe_log_info("lease taken from a dead holder", "lease=\"%s\" pid=%d fence=%" PRIu64,
-                      name, (int)r.pid, r.fence);
+        pipe_log_info("lease taken from a dead holder", "lease=\"%s\" pid=%d fence=%" PRIu64, name,
+                      (int)r.pid, r.fence);
     }
     r.fence++;
     memcpy(r.token, token, sizeof r.token);
@@ -266,8 +265,8 @@ out:
     return rc;
 }
 
-static int local_renew(struct pipe_leases *ls, const char *name, const char *token,
-                       uint64_t fence, int64_t now_ms, int64_t ttl_ms)
+static int local_renew(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
+                       int64_t now_ms, int64_t ttl_ms)
 {
     struct rec r;
     int fd;
@@ -285,8 +284,8 @@ out:
     return rc;
 }
 
-static int local_check(struct pipe_leases *ls, const char *name, const char *token,
-                       uint64_t fence, int64_t now_ms)
+static int local_check(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
+                       int64_t now_ms)
 {
     struct rec r;
     int fd;

@@ -13,9 +13,9 @@
 
 #include "libpipe/clock.h"
 
-#define SITES 256
-#define BURST 20      /* lines a site may write at once */
-#define PER_SEC 5     /* then this many per second */
+#define SITES   256
+#define BURST   20 /* lines a site may write at once */
+#define PER_SEC 5  /* then this many per second */
 
 struct site {
     const char *file;
@@ -110,8 +110,8 @@ static void append_quoted(char *out, size_t cap, size_t *len, const char *s)
     *len = n;
 }
 
-void pipe__log(enum pipe_log_level level, const char *file, int line,
-               const char *msg, const char *kv, ...)
+void pipe__log(enum pipe_log_level level, const char *file, int line, const char *msg,
+               const char *kv, ...)
 {
     if (level < min_level || level >= PIPE_LOG_OFF)
         return;
@@ -125,8 +125,8 @@ void pipe__log(enum pipe_log_level level, const char *file, int line,
     char out[2048];
     char ts[PIPE_CLOCK_RFC3339_LEN + 1];
     pipe_clock_format_rfc3339(now, ts);
-    int w = snprintf(out, sizeof out, "ts=%s level=%s comp=%s msg=", ts,
-                     level_names[level], component);
+    int w =
+        snprintf(out, sizeof out, "ts=%s level=%s comp=%s msg=", ts, level_names[level], component);
     size_t len = w > 0 ? (size_t)w : 0;
     append_quoted(out, sizeof out - 2, &len, msg);
     if (kv && *kv && len + 2 < sizeof out) {

@@ -27,13 +27,12 @@ void pipe_log_set_fd(int fd);
 /* pipe__log — use the macros. msg is a constant human message (quoted for
  * you); kv, if not NULL, is a printf format of extra `key=value` pairs whose
  * values the caller quotes when they may hold spaces. */
-void pipe__log(enum pipe_log_level level, const char *file, int line,
-               const char *msg, const char *kv, ...)
-    __attribute__((format(printf, 5, 6)));
+void pipe__log(enum pipe_log_level level, const char *file, int line, const char *msg,
+               const char *kv, ...) __attribute__((format(printf, 5, 6)));
 
 #define pipe_log_debug(msg, ...) pipe__log(PIPE_LOG_DEBUG, __FILE__, __LINE__, msg, __VA_ARGS__)
-#define pipe_log_info(msg, ...) pipe__log(PIPE_LOG_INFO, __FILE__, __LINE__, msg, __VA_ARGS__)
-#define pipe_log_warn(msg, ...) pipe__log(PIPE_LOG_WARN, __FILE__, __LINE__, msg, __VA_ARGS__)
+#define pipe_log_info(msg, ...)  pipe__log(PIPE_LOG_INFO, __FILE__, __LINE__, msg, __VA_ARGS__)
+#define pipe_log_warn(msg, ...)  pipe__log(PIPE_LOG_WARN, __FILE__, __LINE__, msg, __VA_ARGS__)
 #define pipe_log_error(msg, ...) pipe__log(PIPE_LOG_ERROR, __FILE__, __LINE__, msg, __VA_ARGS__)
 
 #endif

@@ -140,7 +140,14 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
     if (s->end - p < 2)
         return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
     switch (p[1]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
         break;
     case 'u': {
         bool strict = !(s->flags & PIPE_JSON_LENIENT);
@@ -179,8 +186,8 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
 
 /* A string starting at the quote *pp; on success *pp is past the closing
  * quote and *esc tells whether it held an escape. */
-static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, char **op,
-                                     bool emit, bool *esc)
+static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, char **op, bool emit,
+                                     bool *esc)
 {
     const unsigned char *p = *pp + 1, *end = s->end;
     char *o = *op;
@@ -436,7 +443,9 @@ value:
             s->top_type = PIPE_JSON_STRING;
         }
         goto after;
-    case 't': case 'f': case 'n': {
+    case 't':
+    case 'f':
+    case 'n': {
         static const char *const lit[3] = {"true", "false", "null"};
         static const enum pipe_json_type lt[3] = {PIPE_JSON_TRUE, PIPE_JSON_FALSE, PIPE_JSON_NULL};
         int i = *p == 't' ? 0 : *p == 'f' ? 1 : 2;
@@ -547,7 +556,7 @@ static int scan_check(struct scan *s, const unsigned char **pp, char **op)
 int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts,
                    struct pipe_buf *out, struct pipe_json_result *res)
 {
-    struct scan s;
+    struct scan s = {0};
     int rc = 0;
     if (out && (rc = pipe_buf_reserve(out, len + 16)) < 0)
         return rc;
@@ -618,7 +627,7 @@ static void put_utf8(char **dst, unsigned cp)
 size_t pipe_json_unescape(const char *raw, size_t n, char *dst)
 {
     const unsigned char *p = (const unsigned char *)raw, *end = p + n;
-    char tmp[4], *d = dst;
+    char tmp[4] = {0}, *d = dst;
     size_t len = 0;
     while (p < end) {
         char *w = dst ? d : tmp;
@@ -657,13 +666,20 @@ size_t pipe_json_unescape(const char *raw, size_t n, char *dst)
 const char *pipe_json_error_name(enum pipe_json_error e)
 {
     switch (e) {
-    case PIPE_JSON_OK: return "ok";
-    case PIPE_JSON_ESYNTAX: return "syntax";
-    case PIPE_JSON_EUTF8: return "utf8";
-    case PIPE_JSON_EDEPTH: return "depth";
-    case PIPE_JSON_ENUMBER: return "number";
-    case PIPE_JSON_ESTRING: return "string";
-    case PIPE_JSON_ETOOLARGE: return "too_large";
+    case PIPE_JSON_OK:
+        return "ok";
+    case PIPE_JSON_ESYNTAX:
+        return "syntax";
+    case PIPE_JSON_EUTF8:
+        return "utf8";
+    case PIPE_JSON_EDEPTH:
+        return "depth";
+    case PIPE_JSON_ENUMBER:
+        return "number";
+    case PIPE_JSON_ESTRING:
+        return "string";
+    case PIPE_JSON_ETOOLARGE:
+        return "too_large";
     }
     return "unknown";
 }
@@ -759,8 +775,7 @@ static int body_fail(struct pipe_json_result *res, size_t at, const char *what)
 }
 
 int pipe_body_iter_init(struct pipe_body_iter *it, const char *body, size_t len,
-                        enum pipe_body_form hint, size_t max_record,
-                        struct pipe_json_result *res)
+                        enum pipe_body_form hint, size_t max_record, struct pipe_json_result *res)
 {
     struct wrapper_probe w = {NULL, 0, false};
     size_t pos = len >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;

@@ -41,23 +41,25 @@ enum pipe_json_type {
 };
 
 /* Scan flags. */
-#define PIPE_JSON_LENIENT 0x1u /* grammar + UTF-8 only: allow \u0000, lone
-                                  surrogate escapes and huge numbers */
-#define PIPE_JSON_PREFIX 0x2u  /* stop after the first value (and the
-                                  whitespace after it); bytes may follow */
+#define PIPE_JSON_LENIENT                                                                          \
+    0x1u /* grammar + UTF-8 only: allow \u0000, lone                                               \
+            surrogate escapes and huge numbers */
+#define PIPE_JSON_PREFIX                                                                           \
+    0x2u /* stop after the first value (and the                                                    \
+            whitespace after it); bytes may follow */
 
 /* One child of the top-level container, as seen by the member callback.
  * Pointers are into the output buffer when the scan writes one, else into
  * the input; they stay valid only until that buffer next grows. */
 struct pipe_json_member {
-    const char *key;          /* raw bytes between the key's quotes; NULL for array elements */
+    const char *key; /* raw bytes between the key's quotes; NULL for array elements */
     size_t key_len;
-    bool key_escaped;         /* the key holds a backslash escape */
-    const char *value;        /* the whole value, a string with its quotes */
+    bool key_escaped;  /* the key holds a backslash escape */
+    const char *value; /* the whole value, a string with its quotes */
     size_t value_len;
     enum pipe_json_type type;
-    bool value_escaped;       /* a string value holds a backslash escape */
-    size_t in_offset;         /* input offset of the value, for messages */
+    bool value_escaped; /* a string value holds a backslash escape */
+    size_t in_offset;   /* input offset of the value, for messages */
 };
 
 /* Called once per child of the top-level container, after its value has
@@ -150,8 +152,7 @@ struct pipe_body_iter {
  * longer than max_record bytes come out as records with err ETOOLARGE.
  * Returns 0 or PIPE_EPARSE; res is filled in either case. */
 int pipe_body_iter_init(struct pipe_body_iter *it, const char *body, size_t len,
-                        enum pipe_body_form hint, size_t max_record,
-                        struct pipe_json_result *res);
+                        enum pipe_body_form hint, size_t max_record, struct pipe_json_result *res);
 
 /* pipe_body_iter_next — the next record into *rec; false when there are no
  * more (rec untouched). */

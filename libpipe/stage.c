@@ -34,12 +34,11 @@ const struct pipe_conf_opt pipe_stage_common_opts[] = {
     {"log_level", PIPE_CONF_STR, "info", CFG(log_level), "debug, info, warn or error", 0, 0,
      "LEVEL"},
     {"generation", PIPE_CONF_INT, "1", CFG(generation),
-     "generation number written into every output name (raise it to re-process)", 1, 999999,
-     "N"},
+     "generation number written into every output name (raise it to re-process)", 1, 999999, "N"},
     {"instance", PIPE_CONF_STR, NULL, CFG(instance),
      "this process's name among its peers (default: the host name)", 0, 0, "NAME"},
-    {"poll", PIPE_CONF_DURATION, "1s", CFG(poll_ms), "how often an idle stage looks for work",
-     10, 3600000, NULL},
+    {"poll", PIPE_CONF_DURATION, "1s", CFG(poll_ms), "how often an idle stage looks for work", 10,
+     3600000, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -71,10 +70,22 @@ struct pipe_stage {
     atomic_bool ready;
 };
 
-uv_loop_t *pipe_stage_loop(struct pipe_stage *st) { return &st->loop; }
-struct pipe_store *pipe_stage_store(struct pipe_stage *st) { return st->store; }
-struct pipe_leases *pipe_stage_leases(struct pipe_stage *st) { return st->leases; }
-struct pipe_metrics *pipe_stage_metrics(struct pipe_stage *st) { return st->metrics; }
+uv_loop_t *pipe_stage_loop(struct pipe_stage *st)
+{
+    return &st->loop;
+}
+struct pipe_store *pipe_stage_store(struct pipe_stage *st)
+{
+    return st->store;
+}
+struct pipe_leases *pipe_stage_leases(struct pipe_stage *st)
+{
+    return st->leases;
+}
+struct pipe_metrics *pipe_stage_metrics(struct pipe_stage *st)
+{
+    return st->metrics;
+}
 
 const struct pipe_stage_common *pipe_stage_common(const struct pipe_stage *st)
 {
@@ -107,11 +118,10 @@ static void register_store_metrics(struct pipe_stage *st)
         for (int e = 0; e < 2; e++) {
             struct store_stat_ref *r = &st->store_refs[op * 2 + e];
             *r = (struct store_stat_ref){st, (enum pipe_store_op)op, e == 1};
-            pipe_metrics_counter_fn(st->metrics,
-                                    e ? "sluice_store_errors_total" : "sluice_store_requests_total",
-                                    e ? "Store requests that failed, by operation."
-                                      : "Store requests, by operation.",
-                                    labels, store_stat_value, r);
+            pipe_metrics_counter_fn(
+                st->metrics, e ? "sluice_store_errors_total" : "sluice_store_requests_total",
+                e ? "Store requests that failed, by operation." : "Store requests, by operation.",
+                labels, store_stat_value, r);
         }
     }
 }
@@ -291,16 +301,15 @@ static int open_backends(struct pipe_stage *st)
     struct pipe_stage_common *c = st->cfg;
     int rc = pipe_store_open(c->store, &st->store);
     if (rc < 0) {
-        pipe_log_error("cannot open the store", "url=\"%s\" err=\"%s\" detail=\"%s\"",
-                       c->store, pipe_strerror(rc), pipe_store_last_error(NULL));
+        pipe_log_error("cannot open the store", "url=\"%s\" err=\"%s\" detail=\"%s\"", c->store,
+                       pipe_strerror(rc), pipe_store_last_error(NULL));
         return rc;
     }
     if (st->desc->needs_leases) {
         rc = pipe_leases_open(c->leases, NULL, &st->leases);
         if (rc < 0) {
-            pipe_log_error("cannot open the lease backend",
-                           "url=\"%s\" err=\"%s\" detail=\"%s\"", c->leases,
-                           pipe_strerror(rc), pipe_leases_last_error(NULL));
+            pipe_log_error("cannot open the lease backend", "url=\"%s\" err=\"%s\" detail=\"%s\"",
+                           c->leases, pipe_strerror(rc), pipe_leases_last_error(NULL));
             return rc;
         }
     }

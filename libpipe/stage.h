@@ -51,7 +51,7 @@ struct pipe_stage_desc {
     const char *summary; /* for --help */
     const char *usage_args;
     const struct pipe_conf_opt *opts; /* the stage's own table, or NULL */
-    size_t cfg_size;     /* sizeof its config; starts with pipe_stage_common */
+    size_t cfg_size;                  /* sizeof its config; starts with pipe_stage_common */
     int (*validate)(void *cfg, char *err, size_t errlen);
     bool needs_leases;
     /* init — called once after the runtime is up; returns the stage's state

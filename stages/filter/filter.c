@@ -34,24 +34,23 @@ static const struct pipe_conf_opt filter_opts[] = {
      "write a batch at the latest this long after its first event", 1, 60000, NULL},
     {"max_pending", PIPE_CONF_SIZE, "256MiB", OPT(max_pending),
      "unacknowledged data held at most; past it requests get 503", 1 << 20, 1LL << 40, NULL},
-    {"max_body", PIPE_CONF_SIZE, "16MiB", OPT(max_body), "largest request body (413 beyond)",
-     1024, 1LL << 32, NULL},
+    {"max_body", PIPE_CONF_SIZE, "16MiB", OPT(max_body), "largest request body (413 beyond)", 1024,
+     1LL << 32, NULL},
     {"max_decoded", PIPE_CONF_SIZE, "64MiB", OPT(max_decoded),
      "largest body after zstd decoding (413 beyond)", 1024, 1LL << 32, NULL},
     {"max_event", PIPE_CONF_SIZE, "64KiB", OPT(max_event),
      "largest single event (rejected as too_large beyond)", 256, 16 << 20, NULL},
     {"max_depth", PIPE_CONF_INT, "32", OPT(max_depth), "deepest nesting inside an event", 2, 512,
      "N"},
-    {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of written objects",
-     -5, 19, "N"},
+    {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of written objects", -5,
+     19, "N"},
     {"api_keys", PIPE_CONF_JSON, NULL, OPT(api_keys),
      "object mapping X-Api-Key values to channels, e.g. {\"k1\":\"web\"}", 0, 0, "JSON"},
     {"default_channel", PIPE_CONF_STR, "server", OPT(default_channel),
      "channel of events on an open endpoint (no api_keys)", 0, 0, "NAME"},
     {"open", PIPE_CONF_BOOL, "false", OPT(open),
      "allow an endpoint without api_keys on a non-loopback address", 0, 0, NULL},
-    {"raw", PIPE_CONF_BOOL, "true", OPT(raw), "also filter objects landed under raw/", 0, 0,
-     NULL},
+    {"raw", PIPE_CONF_BOOL, "true", OPT(raw), "also filter objects landed under raw/", 0, 0, NULL},
     {"raw_poll", PIPE_CONF_DURATION, "10s", OPT(raw_poll_ms), "how often raw/ is listed", 100,
      86400000, NULL},
     {"max_raw", PIPE_CONF_SIZE, "256MiB", OPT(max_raw),
@@ -79,22 +78,27 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
             snprintf(err, errlen, "api_keys must be a JSON object {\"key\": \"channel\"}");
             return -1;
         }
-        json_object_foreach(c->api_keys, k, v) {
+        json_object_foreach (c->api_keys, k, v) {
             if (!json_is_string(v) || !pipe_keys_instance_valid(json_string_value(v))) {
-                snprintf(err, errlen, "api_keys: the channel of key '%.8s...' must be a name "
-                         "like \"web\" ([A-Za-z0-9_.-])", k);
+                snprintf(err, errlen,
+                         "api_keys: the channel of key '%.8s...' must be a name "
+                         "like \"web\" ([A-Za-z0-9_.-])",
+                         k);
                 return -1;
             }
         }
     }
     bool keys = c->api_keys && json_object_size(c->api_keys) > 0;
     if (!keys && !c->open && c->input == NULL && !is_loopback(c->listen)) {
-        snprintf(err, errlen, "listening on %s without api_keys would accept events from "
-                 "anyone: configure api_keys, listen on loopback, or set --open", c->listen);
+        snprintf(err, errlen,
+                 "listening on %s without api_keys would accept events from "
+                 "anyone: configure api_keys, listen on loopback, or set --open",
+                 c->listen);
         return -1;
     }
     if (c->flush_bytes > c->max_pending / 2) {
-        snprintf(err, errlen, "max_pending must be at least twice flush_bytes (one batch "
+        snprintf(err, errlen,
+                 "max_pending must be at least twice flush_bytes (one batch "
                  "fills while the previous one is written)");
         return -1;
     }
@@ -108,8 +112,6 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
 static void register_metrics(struct filter *f)
 {
     struct pipe_metrics *reg = pipe_stage_metrics(f->st);
-    static const double lat[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75,
-                                 1, 1.5, 2, 3, 5, 10};
     f->m.accepted = pipe_metrics_counter(reg, "sluice_filter_events_accepted_total",
                                          "Events accepted and durably written.", NULL);
     for (int r = 1; r < PIPE_REASON__COUNT; r++) {
@@ -122,9 +124,9 @@ static void register_metrics(struct filter *f)
     for (int i = 0; i < 6; i++) {
         char labels[32];
         snprintf(labels, sizeof labels, "code=\"%s\"", classes[i]);
-        f->m.requests[i] = pipe_metrics_counter(reg, "sluice_filter_requests_total",
-                                                "Ingest requests answered, by status class.",
-                                                labels);
+        f->m.requests[i] =
+            pipe_metrics_counter(reg, "sluice_filter_requests_total",
+                                 "Ingest requests answered, by status class.", labels);
     }
     f->m.bytes_in = pipe_metrics_counter(reg, "sluice_filter_bytes_in_total",
                                          "Request body bytes received (as sent).", NULL);
@@ -134,16 +136,16 @@ static void register_metrics(struct filter *f)
                                              "Batches whose write failed (answered 503).", NULL);
     f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
                                             "raw/ objects filtered.", NULL);
-    f->m.ack_latency = pipe_metrics_histogram(reg, "sluice_filter_ack_seconds",
-                                              "Time from a request's arrival to its answer.",
-                                              NULL, lat, sizeof lat / sizeof lat[0]);
-    f->m.flush_latency = pipe_metrics_histogram(reg, "sluice_filter_flush_seconds",
-                                                "Time to compress and store one batch.", NULL,
-                                                lat, sizeof lat / sizeof lat[0]);
+    f->m.ack_latency = pipe_metrics_histogram(
+        reg, "sluice_filter_ack_seconds", "Time from a request's arrival to its answer.", NULL,
+        pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
+    f->m.flush_latency = pipe_metrics_histogram(
+        reg, "sluice_filter_flush_seconds", "Time to compress and store one batch.", NULL,
+        pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
 }
 
-static void respond(struct filter *f, struct pipe_http_request *req, int status,
-                    const char *body, const char *extra)
+static void respond(struct filter *f, struct pipe_http_request *req, int status, const char *body,
+                    const char *extra)
 {
     pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
     pipe_httpd_respond(req, status, "application/json", body, strlen(body), extra);
@@ -200,7 +202,7 @@ static void flush_done(uv_work_t *w, int status)
     struct filter *f = b->f;
     if (status != 0)
         b->rc = PIPE_ESHUTDOWN;
-    double secs = (double)(pipe_clock_mono_ms() - b->opened_mono_ms) / 1000.0;
+    double secs = (double)(pipe_clock_mono_ms() - b->write_mono_ms) / 1000.0;
     pipe_histogram_observe(f->m.flush_latency, secs);
     if (b->rc == 0) {
         pipe_counter_inc(f->m.flushes);
@@ -219,9 +221,9 @@ static void flush_done(uv_work_t *w, int status)
         filter_batch_free(b);
     /* What is pending now is the open batch alone. */
     f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
-    if (f->cur && (f->stopping ||
-                   f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
-                   pipe_clock_mono_ms() - f->cur->opened_mono_ms >= f->cfg->flush_age_ms))
+    if (f->cur &&
+        (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
+         pipe_clock_mono_ms() - f->cur->opened_mono_ms >= f->cfg->flush_age_ms))
         filter_flush(f);
     filter_maybe_done(f);
 }
@@ -240,6 +242,7 @@ void filter_flush(struct filter *f)
     struct filter_batch *b = f->cur;
     f->cur = NULL;
     f->inflight = b;
+    b->write_mono_ms = pipe_clock_mono_ms();
     b->work.data = b;
     uv_queue_work(pipe_stage_loop(f->st), &b->work, flush_work, flush_done);
 }
@@ -384,8 +387,7 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     f->start_ms = pipe_clock_now_ms();
     register_metrics(f);
     pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_pending_bytes",
-                          "Bytes received but not yet acknowledged.", NULL, pending_bytes_value,
-                          f);
+                          "Bytes received but not yet acknowledged.", NULL, pending_bytes_value, f);
     uv_timer_init(pipe_stage_loop(st), &f->age_timer);
     f->age_timer.data = f;
     *state = f;

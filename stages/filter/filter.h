@@ -72,12 +72,13 @@ struct filter_batch {
     struct pipe_buf accepted; /* NDJSON, uncompressed */
     struct pipe_buf rejected;
     uint64_t n_accepted, n_rejected;
-    int64_t time_ms;          /* names the dt=/hr= partition */
-    char *name;               /* object name inside the partition */
+    int64_t time_ms; /* names the dt=/hr= partition */
+    char *name;      /* object name inside the partition */
     struct filter_waiter *waiters, **tail;
     int64_t opened_mono_ms;
+    int64_t write_mono_ms; /* when the write was handed to a worker */
     uv_work_t work;
-    int rc;                   /* result of the write */
+    int rc; /* result of the write */
     /* Kept with the batch so a recycled batch reuses them: fresh multi-MB
      * buffers and compression contexts per flush cost more in page faults
      * than validating the events. */
@@ -103,7 +104,7 @@ struct filter {
     uv_timer_t raw_timer;
     uv_work_t raw_work;
     bool raw_busy;
-    void *raw_done;                /* set of raw objects already filtered */
+    void *raw_done; /* set of raw objects already filtered */
 };
 
 /* ---- filter_batch.c ---- */
@@ -111,7 +112,7 @@ struct filter {
 /* filter_batch_new — an empty batch for the dt=/hr= partition of time_ms,
  * whose objects will be called name; each buffer may grow to cap bytes. */
 struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const char *name,
-                                     size_t cap);
+                                      size_t cap);
 void filter_batch_free(struct filter_batch *b);
 /* filter_batch_recycle — empties b for reuse (keeping its allocations) as
  * a batch for time_ms and name. */

@@ -18,7 +18,7 @@
 #include "stages/filter/filter.h"
 
 struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const char *name,
-                                     size_t cap)
+                                      size_t cap)
 {
     struct filter_batch *b = pipe_calloc(1, sizeof *b);
     b->f = f;
@@ -73,8 +73,8 @@ static int put_compressed(struct filter *f, struct filter_batch *b, const char *
     if (rc == 0)
         rc = pipe_store_put(pipe_stage_store(f->st), key, b->z.data, b->z.len);
     if (rc < 0)
-        pipe_log_warn("store put failed", "key=%s err=\"%s\" detail=\"%s\"", key,
-                      pipe_strerror(rc), pipe_store_last_error(pipe_stage_store(f->st)));
+        pipe_log_warn("store put failed", "key=%s err=\"%s\" detail=\"%s\"", key, pipe_strerror(rc),
+                      pipe_store_last_error(pipe_stage_store(f->st)));
     return rc;
 }
 
@@ -175,8 +175,10 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
         struct pipe_event_result res;
         if (rec.err == PIPE_JSON_ETOOLARGE) {
             res.reason = PIPE_REASON_TOO_LARGE;
-            snprintf(res.message, sizeof res.message, "record of %zu bytes is over the %llu-byte "
-                     "limit", rec.len, (unsigned long long)cfg->max_event);
+            snprintf(res.message, sizeof res.message,
+                     "record of %zu bytes is over the %llu-byte "
+                     "limit",
+                     rec.len, (unsigned long long)cfg->max_event);
         } else {
             rc = pipe_event_process(rec.data, rec.len, &ctx, &b->accepted, &res);
             if (rc < 0)
@@ -190,7 +192,7 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
         by_reason[res.reason]++;
         not_json += res.reason == PIPE_REASON_NOT_JSON;
         rc = filter_reject(&b->rejected, rec.data, rec.len, res.reason, res.message, channel,
-                              received_at, source);
+                           received_at, source);
     }
     if (rc == 0 && acc + rej > 0 && not_json == acc + rej) {
         /* Nothing in the body was JSON: the client sent something else

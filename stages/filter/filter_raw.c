@@ -78,13 +78,13 @@ static int filter_body_as_batch(struct filter *f, struct filter_batch *b, const 
     uint32_t acc = 0, rej = 0;
     char msg[200];
     const struct filter_cfg *cfg = f->cfg;
-    int rc = filter_ingest(cfg, &f->m, b, body, len, false, cfg->input_channel, received_ms,
-                           source, &acc, &rej, msg, sizeof msg);
+    int rc = filter_ingest(cfg, &f->m, b, body, len, false, cfg->input_channel, received_ms, source,
+                           &acc, &rej, msg, sizeof msg);
     if (rc == PIPE_EPARSE) {
         char at[PIPE_CLOCK_RFC3339_LEN + 1];
         pipe_clock_format_rfc3339(received_ms, at);
-        rc = filter_reject(&b->rejected, body, len, PIPE_REASON_NOT_JSON, msg,
-                           cfg->input_channel, at, source);
+        rc = filter_reject(&b->rejected, body, len, PIPE_REASON_NOT_JSON, msg, cfg->input_channel,
+                           at, source);
         pipe_counter_inc(f->m.rejected[PIPE_REASON_NOT_JSON]);
         b->n_rejected++;
     }
@@ -126,8 +126,8 @@ static int raw_one(struct filter *f, const struct pipe_store_obj *o)
         rc = filter_reject(&b->rejected, NULL, 0, why, msg, cfg->input_channel, at, source);
         pipe_counter_inc(f->m.rejected[why]);
     } else if (rc == 0) {
-        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
-                                  o->mtime_ms, source);
+        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len, o->mtime_ms,
+                                  source);
     }
     if (rc == 0)
         rc = filter_batch_write(f, b);
@@ -173,8 +173,8 @@ static int raw_pass(struct filter *f)
     } while (rc == 0 && marker && !f->stopping);
     pipe_free(marker);
     if (rc < 0)
-        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"",
-                      pipe_strerror(rc), pipe_store_last_error(store));
+        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
+                      pipe_store_last_error(store));
     return rc;
 }
 
@@ -266,8 +266,8 @@ int filter_input_file(struct filter *f, const char *path)
     if (rc == 0)
         rc = pipe_codec_decompress(data.data ? data.data : "", data.len, &decoded);
     if (rc == 0)
-        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len, now,
-                                  "input");
+        rc =
+            filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len, now, "input");
     if (rc == 0)
         rc = filter_batch_write(f, b);
     if (rc == 0) {

@@ -101,12 +101,16 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
   echo
   echo "| configuration | batch | flush age | events | events/s per filter core | MB/s per filter core | events/s wall | ack p50 ms | ack p99 ms | runs |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
-  sed 's/^/| /; s/$/ |/; s/|/ | /g; s/  */ /g' "$results" | sed 's/^ | | /| /; s/ | |$/ |/'
+  awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$results"
   echo
   echo "Peers measured in the same run:"
   echo
   echo "- zstd -1 (CLI, one thread) compressing the corpus: $peer_zstd events/s"
-  sed 's/^/- /' "$work/bench_event.txt"
+  echo "- the validating fast path against jansson (\`$BUILD/tests/bench/bench_event\`):"
+  echo
+  echo '```'
+  cat "$work/bench_event.txt"
+  echo '```'
   echo "<!-- /figures -->"
 } >"$work/figures.md"
 if [ -f docs/benchmarks.md ] && grep -q '<!-- figures' docs/benchmarks.md; then
