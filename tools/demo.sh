@@ -30,9 +30,9 @@ say "generating $COUNT events (2% client retries, 1% malformed, 2% without id)"
   --no-id-rate 0.02 >"$work/events.ndjson"
 ls -lh "$work/events.ndjson" | awk '{print "  " $5 " of NDJSON"}'
 
-say "sending them over HTTP: batches of 500, 8 connections"
+say "sending them over HTTP: batches of 500, 32 connections"
 "$BIN/sluicectl" send "$work/events.ndjson" --url "http://127.0.0.1:$port" --batch 500 \
-  --concurrency 8
+  --concurrency 32
 
 say "what the filter counted (/metrics)"
 curl -s "http://127.0.0.1:$admin/metrics" \
@@ -49,10 +49,10 @@ say "what is in the store"
 say "rejections by reason"
 "$BIN/sluicectl" ls rejected/ --store "file://$data" \
   | xargs -r "$BIN/sluicectl" cat --store "file://$data" \
-  | grep -o '"reason":"[a-z_]*"' | sort | uniq -c | sort -rn | sed 's/"reason"://; s/^/  /'
+  | grep -a -o '"reason":"[a-z_0-9]*"' | sort | uniq -c | sort -rn | sed 's/"reason"://; s/^/  /'
 
 say "one accepted event, as stored"
 first=$("$BIN/sluicectl" ls filtered/ --store "file://$data" | head -1)
-"$BIN/sluicectl" cat "$first" --store "file://$data" | head -1 | cut -c1-400
+"$BIN/sluicectl" cat "$first" --store "file://$data" | awk 'NR == 1 { print substr($0, 1, 400) "..." }'
 echo
 echo "The files are under $data (browse with: bin/sluicectl ls --store file://$data)."
