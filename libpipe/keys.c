@@ -121,6 +121,42 @@ int pipe_keys_job(struct pipe_buf *out, const char *job_id)
     return key_set(out, "jobs/combine/%s.json", job_id);
 }
 
+int pipe_keys_split_job(struct pipe_buf *out, const char *job_id)
+{
+    if (!pipe_keys_name_valid(job_id))
+        return PIPE_EINVAL;
+    return key_set(out, "jobs/split/%s.json", job_id);
+}
+
+int pipe_keys_combine_done(struct pipe_buf *out, int64_t hour_ms, const char *name)
+{
+    if (!time_valid(hour_ms) || !pipe_keys_name_valid(name))
+        return PIPE_EINVAL;
+    char dt[11], hr[3];
+    pipe_clock_partition(hour_ms, dt, hr);
+    return key_set(out, "state/combine/dt=%s/hr=%s/%s", dt, hr, name);
+}
+
+int pipe_keys_dedup_index(struct pipe_buf *out, int64_t hour_ms, const char *job_id)
+{
+    if (!time_valid(hour_ms) || !pipe_keys_name_valid(job_id))
+        return PIPE_EINVAL;
+    char dt[11], hr[3];
+    pipe_clock_partition(hour_ms, dt, hr);
+    return key_set(out, "state/dedup/dt=%s/hr=%s/%s.idx", dt, hr, job_id);
+}
+
+int pipe_keys_job_id(struct pipe_buf *out, unsigned generation, int64_t hour_ms, uint64_t hash)
+{
+    if (!time_valid(hour_ms))
+        return PIPE_EINVAL;
+    char dt[11], hr[3];
+    pipe_clock_partition(hour_ms, dt, hr);
+    /* g1-2026112217-<16 hex>: sortable by hour, unique by the inputs' hash. */
+    return key_set(out, "g%u-%.4s%.2s%.2s%s-%016" PRIx64, generation, dt, dt + 5, dt + 8, hr,
+                   hash);
+}
+
 int pipe_keys_manifest(struct pipe_buf *out, const char *kind, const char *job_id)
 {
     if (!kind || (strcmp(kind, "combined") != 0 && strcmp(kind, "split") != 0) ||
@@ -134,7 +170,9 @@ static bool data_prefix_valid(const char *prefix)
 {
     if (!prefix)
         return false;
-    if (!strcmp(prefix, "filtered") || !strcmp(prefix, "rejected") || !strcmp(prefix, "combined"))
+    if (!strcmp(prefix, "filtered") || !strcmp(prefix, "rejected") ||
+        !strcmp(prefix, "combined") || !strcmp(prefix, "state/combine") ||
+        !strcmp(prefix, "state/dedup"))
         return true;
     if (strncmp(prefix, "split/", 6) != 0)
         return false;

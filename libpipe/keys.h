@@ -36,8 +36,26 @@ int pipe_keys_job(struct pipe_buf *out, const char *job_id);
  * or "split" (anything else: PIPE_EINVAL). */
 int pipe_keys_manifest(struct pipe_buf *out, const char *kind, const char *job_id);
 
+/* pipe_keys_split_job — "jobs/split/<job-id>.json": a combined object that
+ * waits to be split (written by the combiner when it commits). */
+int pipe_keys_split_job(struct pipe_buf *out, const char *job_id);
+
+/* pipe_keys_combine_done — "state/combine/dt=YYYY-MM-DD/hr=HH/<name>": the
+ * durable record that filtered/dt=.../hr=.../<name>.ndjson.zst is combined
+ * (content: the job id). name is the filtered object's name without suffix. */
+int pipe_keys_combine_done(struct pipe_buf *out, int64_t hour_ms, const char *name);
+
+/* pipe_keys_dedup_index — "state/dedup/dt=YYYY-MM-DD/hr=HH/<job-id>.idx": the
+ * de-duplication keys one split job claimed, for the hour of hour_ms. */
+int pipe_keys_dedup_index(struct pipe_buf *out, int64_t hour_ms, const char *job_id);
+
+/* pipe_keys_job_id — "g<generation>-YYYYMMDDHH-<16 hex of hash>": a job id
+ * naming the hour of its inputs and a hash of them (so the same inputs give
+ * the same id). */
+int pipe_keys_job_id(struct pipe_buf *out, unsigned generation, int64_t hour_ms, uint64_t hash);
+
 /* pipe_keys_hour_prefix — "<prefix>/dt=YYYY-MM-DD/hr=HH/" for listing one
- * hour partition. prefix is "filtered", "rejected", "combined" or
+ * hour partition. prefix is "filtered", "rejected", "combined", "state/combine", "state/dedup" or
  * "split/<event>". */
 int pipe_keys_hour_prefix(struct pipe_buf *out, const char *prefix, int64_t hour_ms);
 

@@ -159,6 +159,29 @@ static void test_keys_names_are_deterministic_and_sortable(void **state)
     pipe_buf_cleanup(&b);
 }
 
+static void test_keys_pipeline_state_keys_follow_the_compaction_layout(void **state)
+{
+    (void)state;
+    struct pipe_buf b;
+    pipe_buf_init(&b, 4096);
+    assert_int_equal(pipe_keys_split_job(&b, "g1-2026030107-00000000000000ff"), 0);
+    assert_string_equal(b.data, "jobs/split/g1-2026030107-00000000000000ff.json");
+    assert_int_equal(pipe_keys_combine_done(&b, T_END_OF_HOUR, "g1-web-1-00000001"), 0);
+    assert_string_equal(b.data, "state/combine/dt=2026-03-01/hr=07/g1-web-1-00000001");
+    assert_int_equal(pipe_keys_dedup_index(&b, T_NEXT_HOUR, "g2-x"), 0);
+    assert_string_equal(b.data, "state/dedup/dt=2026-03-01/hr=08/g2-x.idx");
+    assert_int_equal(pipe_keys_job_id(&b, 3, T_END_OF_HOUR, 0xabcULL), 0);
+    assert_string_equal(b.data, "g3-2026030107-0000000000000abc");
+    assert_true(pipe_keys_name_valid(b.data));
+    assert_int_equal(pipe_keys_hour_prefix(&b, "state/combine", T_NEXT_HOUR), 0);
+    assert_string_equal(b.data, "state/combine/dt=2026-03-01/hr=08/");
+    assert_int_equal(pipe_keys_split_job(&b, "../x"), PIPE_EINVAL);
+    assert_int_equal(pipe_keys_combine_done(&b, -1, "x"), PIPE_EINVAL);
+    assert_int_equal(pipe_keys_dedup_index(&b, T_NEXT_HOUR, "a/b"), PIPE_EINVAL);
+    assert_int_equal(pipe_keys_hour_prefix(&b, "state/other", T_NEXT_HOUR), PIPE_EINVAL);
+    pipe_buf_cleanup(&b);
+}
+
 static void test_keys_parse_round_trips_builders(void **state)
 {
     (void)state;
@@ -234,6 +257,7 @@ int main(void)
         cmocka_unit_test(test_keys_event_guard_rejects_hostile_names),
         cmocka_unit_test(test_keys_instance_rule),
         cmocka_unit_test(test_keys_names_are_deterministic_and_sortable),
+        cmocka_unit_test(test_keys_pipeline_state_keys_follow_the_compaction_layout),
         cmocka_unit_test(test_keys_parse_round_trips_builders),
         cmocka_unit_test(test_keys_parse_rejects_malformed_keys),
     };
