@@ -122,6 +122,23 @@ ids=$("$PY" "$HERE/verify.py" dump "$store" filtered | "$PY" -c "
 import sys, json; print(' '.join(sorted(json.loads(l)['id'] for l in sys.stdin)))")
 check "only acknowledged events were stored ($ids)" test "$ids" = "s1 s4"
 
+# --- bounded memory: past max_pending, 503 with Retry-After ---
+store=$T/store6
+start_filter f6 --store "file://$store" --max-pending 8MiB --flush-bytes 4MiB \
+  || { not_ok "small-buffer filter starts"; exit 1; }
+"$PY" -c "
+import sys
+line = b'{\"event\":\"big\",\"id\":\"%d\",\"pad\":\"' + b'x' * 900 + b'\"}\n'
+sys.stdout.buffer.write(b''.join(line.replace(b'%d', str(i).encode()) for i in range(10000)))
+" >"$T/ten-mb.ndjson"
+code=$(curl -s -D "$T/h503" -o /dev/null -w '%{http_code}' -X POST "$FILTER_URL/v1/events" \
+  -H 'Content-Type: application/x-ndjson' --data-binary @"$T/ten-mb.ndjson")
+check "a body that would pass max_pending gets 503 ($code)" test "$code" = 503
+check "the 503 carries Retry-After" grep -qi '^Retry-After: ' "$T/h503"
+r=$(post /v1/events --data-binary '[{"event":"small","id":"ok1"}]')
+check "a small request still fits ($r)" test "$r" = '200 {"accepted":1,"rejected":0}'
+stop_pid "$FILTER_PID"
+
 # --- raw/ objects are filtered once, to deterministic names ---
 store=$T/store4
 mkdir -p "$store/raw/firehose"
