@@ -62,4 +62,9 @@ int pipe_dedup_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, 
 void pipe_dedup_counters(const struct pipe_dedup *d, uint64_t *fresh, uint64_t *mine,
                          uint64_t *dups);
 
+/* pipe_dedup_memory — for /metrics: keys the backend holds in this process
+ * and the bytes of its tables (both 0 for a backend that keeps none). Either
+ * pointer may be NULL. May be called while another thread claims. */
+void pipe_dedup_memory(const struct pipe_dedup *d, uint64_t *keys, uint64_t *bytes);
+
 #endif

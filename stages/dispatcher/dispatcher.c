@@ -1,0 +1,436 @@
+/* dispatcher — cuts the filtered/ objects that no job holds yet into combine
+ * jobs (docs/compaction.md). One dispatcher is active at a time, under the
+ * lease "dispatcher"; each pass lists pending descriptors, then done
+ * markers, then filtered/ objects (in that order, so an input being
+ * committed is always seen in one of the first two), and writes a
+ * descriptor per job. The same inputs always give the same job id and the
+ * same descriptor bytes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "libpipe/clock.h"
+#include "libpipe/err.h"
+#include "libpipe/keys.h"
+#include "libpipe/log.h"
+#include "libpipe/manifest.h"
+#include "libpipe/mem.h"
+#include "libpipe/metrics.h"
+#include "libpipe/store.h"
+#include "stages/dispatcher/dispatcher.h"
+
+#define OPT(field) offsetof(struct dispatcher_cfg, field)
+#define LEASE_NAME "dispatcher"
+
+static const struct pipe_conf_opt dispatcher_opts[] = {
+    {"lookback", PIPE_CONF_DURATION, "3h", OPT(lookback_ms),
+     "hour partitions this far back are listed on every pass", 0, 30LL * 86400000, NULL},
+    {"full_scan", PIPE_CONF_DURATION, "10m", OPT(full_scan_ms),
+     "how often every partition under filtered/ is listed (bounds how late a late object is "
+     "found)",
+     1000, 7LL * 86400000, NULL},
+    {"job_bytes", PIPE_CONF_SIZE, "128MiB", OPT(job_bytes),
+     "most compressed input bytes in one combine job", 1024, 1LL << 40, NULL},
+    {"job_objects", PIPE_CONF_INT, "1000", OPT(job_objects), "most input objects in one combine job",
+     1, 100000, "N"},
+    {"max_wait", PIPE_CONF_DURATION, "2s", OPT(max_wait_ms),
+     "a job smaller than the limits is written once its oldest input is this old", 0,
+     86400000, NULL},
+    {"lease_ttl", PIPE_CONF_DURATION, "10s", OPT(lease_ttl_ms),
+     "TTL of the dispatcher lease (a dead dispatcher is replaced within it)", 100, 3600000, NULL},
+    {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+
+/* What one pass saw, for the gauges. */
+struct pass {
+    int64_t now_ms;
+    bool once;
+    uint64_t backlog_objects, backlog_bytes; /* eligible when listed */
+    int64_t oldest_unassigned_ms;            /* mtime; 0 = none left */
+    uint64_t jobs_written;
+};
+
+static int dispatcher_validate(void *cfgp, char *err, size_t errlen)
+{
+    const struct dispatcher_cfg *c = cfgp;
+    if (c->lease_ttl_ms < 4 * c->common.poll_ms) {
+        snprintf(err, errlen,
+                 "lease_ttl must be at least 4 x poll: the lease is renewed once per pass, and "
+                 "a shorter TTL lets it expire between passes");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- the lease --------------------------------------------------------- */
+
+static void lease_lost(struct dispatcher *d, int rc)
+{
+    pipe_counter_inc(d->m.lease_lost);
+    pipe_log_warn("dispatcher lease lost; writing stops", "err=\"%s\"", pipe_strerror(rc));
+    pipe_lease_cleanup(&d->lease);
+    d->held = false;
+}
+
+/* hold_lease — renews the lease, or takes it if nobody holds it.
+ * 0, PIPE_EBUSY (another dispatcher is active) or a backend error. */
+static int hold_lease(struct dispatcher *d)
+{
+    struct pipe_leases *ls = pipe_stage_leases(d->st);
+    int rc;
+    if (d->held) {
+        rc = pipe_lease_renew(ls, &d->lease, d->cfg->lease_ttl_ms);
+        if (rc == 0) {
+            d->renewed_mono_ms = pipe_clock_mono_ms();
+            return 0;
+        }
+        if (rc != PIPE_ELOST)
+            return rc;
+        lease_lost(d, rc);
+    }
+    rc = pipe_lease_acquire(ls, LEASE_NAME, d->cfg->lease_ttl_ms, &d->lease);
+    if (rc < 0)
+        return rc;
+    d->held = true;
+    d->renewed_mono_ms = pipe_clock_mono_ms();
+    /* A new holder does not know what its predecessor scanned. */
+    d->last_full_scan_mono = 0;
+    pipe_counter_inc(d->m.lease_acquired);
+    pipe_log_info("dispatcher lease acquired", "fence=%llu", (unsigned long long)d->lease.fence);
+    return 0;
+}
+
+/* keep_lease — right before a write: renews the lease once half its TTL
+ * has passed, then checks it. Anything but 0 means "do not write". */
+static int keep_lease(struct dispatcher *d)
+{
+    struct pipe_leases *ls = pipe_stage_leases(d->st);
+    if (!d->held)
+        return PIPE_ELOST;
+    int rc = 0;
+    if (pipe_clock_mono_ms() - d->renewed_mono_ms >= d->cfg->lease_ttl_ms / 2) {
+        rc = pipe_lease_renew(ls, &d->lease, d->cfg->lease_ttl_ms);
+        if (rc == 0)
+            d->renewed_mono_ms = pipe_clock_mono_ms();
+    }
+    if (rc == 0 || rc != PIPE_ELOST)
+        rc = pipe_lease_check(ls, &d->lease);
+    if (rc == PIPE_ELOST)
+        lease_lost(d, rc);
+    return rc;
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+/* write_job — writes the descriptor of one job: the inputs objs[0..n) of
+ * the partition hour, in key order. */
+static int write_job(struct dispatcher *d, int64_t hour, const struct disp_obj *const *objs,
+                     size_t n)
+{
+    struct pipe_buf h, id, out_key, key, json;
+    struct pipe_manifest_job job;
+    pipe_buf_init(&h, n * (PIPE_STORE_KEY_MAX + 80));
+    pipe_buf_init(&id, PIPE_KEYS_NAME_MAX);
+    pipe_buf_init(&out_key, PIPE_STORE_KEY_MAX);
+    pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
+    pipe_buf_init(&json, 64u << 20);
+    pipe_manifest_job_init(&job);
+    int rc = 0;
+    /* The id hashes "key NUL etag NUL" for each input in key order: the same
+     * object versions always make the same job. */
+    int64_t newest = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        rc = pipe_buf_append(&h, objs[i]->key, strlen(objs[i]->key) + 1);
+        if (rc == 0)
+            rc = pipe_buf_append(&h, objs[i]->etag, strlen(objs[i]->etag) + 1);
+        if (objs[i]->mtime_ms > newest)
+            newest = objs[i]->mtime_ms;
+    }
+    if (rc == 0)
+        rc = pipe_keys_job_id(&id, (unsigned)d->cfg->common.generation, hour,
+                              XXH3_64bits(h.data, h.len));
+    if (rc == 0)
+        rc = pipe_keys_combined(&out_key, hour, id.data);
+    if (rc == 0)
+        rc = pipe_keys_job(&key, id.data);
+    if (rc < 0)
+        goto out;
+    job.job_id = pipe_strdup(id.data);
+    job.generation = (unsigned)d->cfg->common.generation;
+    job.created_ms = newest; /* not the clock: a re-run writes the same bytes */
+    job.output_key = pipe_strdup(out_key.data);
+    for (size_t i = 0; i < n; i++)
+        pipe_manifest_job_add_input(&job, objs[i]->key, objs[i]->size, objs[i]->etag);
+    rc = pipe_manifest_job_to_json(&job, &json);
+    if (rc == 0)
+        rc = keep_lease(d);
+    if (rc == 0)
+        rc = pipe_store_put(pipe_stage_store(d->st), key.data, json.data, json.len);
+    if (rc < 0)
+        goto out;
+    disp_cache_add(d, id.data, objs, n);
+    pipe_counter_inc(d->m.jobs);
+    pipe_counter_add(d->m.inputs, n);
+    pipe_log_info("job written", "job=%s inputs=%zu", id.data, n);
+out:
+    if (rc < 0 && rc != PIPE_ELOST)
+        pipe_log_error("cannot write a job descriptor", "job=%s err=\"%s\" detail=\"%s\"",
+                       id.data ? id.data : "-", pipe_strerror(rc),
+                       pipe_store_last_error(pipe_stage_store(d->st)));
+    pipe_manifest_job_cleanup(&job);
+    pipe_buf_cleanup(&json);
+    pipe_buf_cleanup(&key);
+    pipe_buf_cleanup(&out_key);
+    pipe_buf_cleanup(&id);
+    pipe_buf_cleanup(&h);
+    return rc;
+}
+
+/* cut_jobs — the eligible objects of one partition, in key order, into jobs
+ * of at most job_bytes and job_objects. The last group, when it is not
+ * full, waits for max_wait after its oldest object (or the end of the hour)
+ * so that jobs are big at high volume and latency stays low at low volume. */
+static int cut_jobs(struct dispatcher *d, int64_t hour, const struct disp_obj *const *elig,
+                    size_t n, struct pass *p)
+{
+    const struct dispatcher_cfg *c = d->cfg;
+    size_t start = 0;
+    while (start < n) {
+        size_t end = start;
+        uint64_t bytes = 0;
+        int64_t oldest = INT64_MAX;
+        while (end < n && end - start < (size_t)c->job_objects &&
+               (end == start || bytes + elig[end]->size <= c->job_bytes)) {
+            bytes += elig[end]->size;
+            if (elig[end]->mtime_ms < oldest)
+                oldest = elig[end]->mtime_ms;
+            end++;
+        }
+        bool full = end < n || end - start >= (size_t)c->job_objects || bytes >= c->job_bytes;
+        bool ready = full || p->once || oldest <= p->now_ms - c->max_wait_ms ||
+                     hour + DISP_HOUR_MS <= p->now_ms;
+        if (!ready) {
+            if (p->oldest_unassigned_ms == 0 || oldest < p->oldest_unassigned_ms)
+                p->oldest_unassigned_ms = oldest;
+            break;
+        }
+        int rc = write_job(d, hour, elig + start, end - start);
+        if (rc < 0)
+            return rc;
+        p->jobs_written++;
+        start = end;
+    }
+    return 0;
+}
+
+static int key_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* done_has — whether done (keys "<plen bytes of prefix><name>", sorted)
+ * holds name. */
+static bool done_has(const struct disp_objs *done, size_t plen, const char *name)
+{
+    size_t lo = 0, hi = done->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(done->v[mid].key + plen, name);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* dispatch_partition — done markers, then filtered/ objects of one hour;
+ * eligible = filtered - done - pending, cut into jobs. */
+static int dispatch_partition(struct dispatcher *d, int64_t hour, const char **pending,
+                              size_t n_pending, struct pass *p)
+{
+    struct pipe_store *s = pipe_stage_store(d->st);
+    struct disp_objs done = {0}, filtered = {0};
+    const struct disp_obj **elig = NULL;
+    size_t n_elig = 0, plen = 0;
+    struct pipe_buf prefix;
+    pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
+    int rc = pipe_keys_hour_prefix(&prefix, "state/combine", hour);
+    if (rc == 0) {
+        plen = prefix.len;
+        rc = disp_list(s, prefix.data, &done);
+    }
+    if (rc == 0)
+        rc = pipe_keys_hour_prefix(&prefix, "filtered", hour);
+    if (rc == 0)
+        rc = disp_list(s, prefix.data, &filtered);
+    if (rc < 0)
+        goto out;
+    elig = pipe_malloc((filtered.n ? filtered.n : 1) * sizeof *elig);
+    for (size_t i = 0; i < filtered.n; i++) {
+        const struct disp_obj *o = &filtered.v[i];
+        struct pipe_key_parts parts;
+        if (pipe_keys_parse(o->key, &parts) < 0 || parts.hour_ms != hour) {
+            pipe_log_warn("ignoring a key under filtered/ that is not a data object", "key=%s",
+                          o->key);
+            continue;
+        }
+        if (done_has(&done, plen, parts.name))
+            continue;
+        const char *k = o->key;
+        if (n_pending && bsearch(&k, pending, n_pending, sizeof *pending, key_ptr_cmp))
+            continue;
+        elig[n_elig++] = o;
+        p->backlog_objects++;
+        p->backlog_bytes += o->size;
+    }
+    rc = cut_jobs(d, hour, elig, n_elig, p);
+out:
+    if (rc < 0 && rc != PIPE_ELOST)
+        pipe_log_error("cannot list a partition", "prefix=%s err=\"%s\" detail=\"%s\"",
+                       prefix.data ? prefix.data : "-", pipe_strerror(rc),
+                       pipe_store_last_error(s));
+    pipe_free(elig);
+    disp_objs_cleanup(&filtered);
+    disp_objs_cleanup(&done);
+    pipe_buf_cleanup(&prefix);
+    return rc;
+}
+
+/* ---- the pass ---------------------------------------------------------- */
+
+static bool full_scan_due(struct dispatcher *d, const struct pass *p)
+{
+    return p->once || d->last_full_scan_mono == 0 ||
+           pipe_clock_mono_ms() - d->last_full_scan_mono >= d->cfg->full_scan_ms;
+}
+
+static int run_pass(struct dispatcher *d, struct pass *p)
+{
+    const char **pending = NULL;
+    size_t n_pending = 0, n_hours = 0;
+    int64_t *hours = NULL;
+    bool full = full_scan_due(d, p);
+    /* Pending before done before filtered: see the file comment. */
+    int rc = disp_load_pending(d, &pending, &n_pending);
+    if (rc < 0) {
+        pipe_log_error("cannot read pending jobs", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
+                       pipe_store_last_error(pipe_stage_store(d->st)));
+        goto out;
+    }
+    rc = disp_partitions(d, p->now_ms, full, &hours, &n_hours);
+    if (rc < 0) {
+        pipe_log_error("cannot list filtered/ partitions", "err=\"%s\"", pipe_strerror(rc));
+        goto out;
+    }
+    for (size_t i = 0; i < n_hours && rc == 0; i++) {
+        if (pipe_stage_stopping(d->st))
+            break;
+        rc = dispatch_partition(d, hours[i], pending, n_pending, p);
+    }
+    if (rc == 0 && full)
+        d->last_full_scan_mono = pipe_clock_mono_ms();
+out:
+    pipe_free(hours);
+    pipe_free(pending);
+    return rc;
+}
+
+static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *state)
+{
+    struct dispatcher *d = state;
+    int rc = hold_lease(d);
+    if (rc == PIPE_EBUSY)
+        return PIPE_STAGE_IDLE; /* another dispatcher is active */
+    if (rc < 0) {
+        pipe_log_warn("cannot reach the lease backend", "err=\"%s\" detail=\"%s\"",
+                      pipe_strerror(rc), pipe_leases_last_error(pipe_stage_leases(st)));
+        return PIPE_STAGE_RETRY;
+    }
+    struct pass p = {
+        .now_ms = pipe_clock_now_ms(),
+        .once = pipe_stage_common(st)->once,
+    };
+    rc = run_pass(d, &p);
+    pipe_gauge_set(d->m.backlog_objects, (double)p.backlog_objects);
+    pipe_gauge_set(d->m.backlog_bytes, (double)p.backlog_bytes);
+    pipe_gauge_set(d->m.freshness,
+                   p.oldest_unassigned_ms ? (double)(p.now_ms - p.oldest_unassigned_ms) / 1000.0
+                                          : 0.0);
+    if (rc == PIPE_ELOST)
+        return p.jobs_written ? PIPE_STAGE_WORKED : PIPE_STAGE_IDLE;
+    if (rc < 0)
+        return PIPE_STAGE_RETRY;
+    return p.jobs_written ? PIPE_STAGE_WORKED : PIPE_STAGE_IDLE;
+}
+
+/* ---- the stage --------------------------------------------------------- */
+
+static void register_metrics(struct dispatcher *d)
+{
+    struct pipe_metrics *reg = pipe_stage_metrics(d->st);
+    struct disp_metrics *m = &d->m;
+    m->jobs = pipe_metrics_counter(reg, "sluice_dispatcher_jobs_total",
+                                   "Combine job descriptors written.", NULL);
+    m->inputs = pipe_metrics_counter(reg, "sluice_dispatcher_inputs_total",
+                                     "filtered/ objects assigned to a combine job.", NULL);
+    m->lease_acquired = pipe_metrics_counter(reg, "sluice_dispatcher_lease_acquired_total",
+                                             "Times this process became the active dispatcher.",
+                                             NULL);
+    m->lease_lost = pipe_metrics_counter(reg, "sluice_dispatcher_lease_lost_total",
+                                         "Times the dispatcher lease was lost while held.", NULL);
+    m->bad_descriptors =
+        pipe_metrics_counter(reg, "sluice_dispatcher_bad_descriptors_total",
+                             "Job descriptors under jobs/combine/ that did not parse.", NULL);
+    m->backlog_objects =
+        pipe_metrics_gauge(reg, "sluice_dispatcher_backlog_objects",
+                           "filtered/ objects in neither a job nor done, at the last pass.", NULL);
+    m->backlog_bytes =
+        pipe_metrics_gauge(reg, "sluice_dispatcher_backlog_bytes",
+                           "Bytes of those objects (compressed), at the last pass.", NULL);
+    m->pending_jobs = pipe_metrics_gauge(reg, "sluice_dispatcher_pending_jobs",
+                                         "Combine job descriptors waiting for a combiner.", NULL);
+    m->freshness = pipe_metrics_gauge(
+        reg, "sluice_dispatcher_freshness_seconds",
+        "Age of the oldest filtered/ object still in no job after the last pass (0: none).", NULL);
+}
+
+static int dispatcher_init(struct pipe_stage *st, void *cfgp, void **state)
+{
+    struct dispatcher *d = pipe_calloc(1, sizeof *d);
+    d->st = st;
+    d->cfg = cfgp;
+    register_metrics(d);
+    *state = d;
+    return 0;
+}
+
+static void dispatcher_exit(struct pipe_stage *st, void *state)
+{
+    struct dispatcher *d = state;
+    if (d->held) {
+        int rc = pipe_lease_release(pipe_stage_leases(st), &d->lease);
+        if (rc < 0)
+            pipe_log_warn("cannot release the dispatcher lease", "err=\"%s\"", pipe_strerror(rc));
+    }
+    pipe_lease_cleanup(&d->lease);
+    disp_cache_free(d);
+    pipe_free(d);
+}
+
+const struct pipe_stage_desc dispatcher_stage = {
+    .name = "dispatcher",
+    .summary = "Groups filtered/ objects that are not yet combined into combine jobs sized by "
+               "bytes and object count, and writes their descriptors to jobs/combine/. One "
+               "dispatcher is active at a time (lease \"dispatcher\"); others stand by.",
+    .opts = dispatcher_opts,
+    .cfg_size = sizeof(struct dispatcher_cfg),
+    .validate = dispatcher_validate,
+    .needs_leases = true,
+    .init = dispatcher_init,
+    .process = dispatcher_process,
+    .exit = dispatcher_exit,
+};

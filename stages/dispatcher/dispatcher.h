@@ -1,0 +1,98 @@
+/* dispatcher — internal declarations shared by the dispatcher's files:
+ * dispatcher.c (descriptor, options, the lease and one pass) and
+ * dispatcher_scan.c (listings: pending descriptors, partitions, objects). */
+#ifndef SLUICE_DISPATCHER_H
+#define SLUICE_DISPATCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libpipe/lease.h"
+#include "libpipe/stage.h"
+
+#define DISP_HOUR_MS INT64_C(3600000)
+
+struct pipe_counter;
+struct pipe_gauge;
+
+struct dispatcher_cfg {
+    struct pipe_stage_common common; /* must come first */
+    int64_t lookback_ms;
+    int64_t full_scan_ms;
+    uint64_t job_bytes;
+    int64_t job_objects;
+    int64_t max_wait_ms;
+    int64_t lease_ttl_ms;
+};
+
+/* An object as listed: what a job descriptor records about an input. */
+struct disp_obj {
+    char *key;
+    uint64_t size;
+    int64_t mtime_ms;
+    char etag[72];
+};
+
+/* A growable array of listed objects, in the store's key order. */
+struct disp_objs {
+    struct disp_obj *v;
+    size_t n, cap;
+};
+
+/* A pending combine job, cached by id: descriptors never change, so each
+ * is read once however many passes see it. */
+struct disp_job {
+    char *id;
+    char **keys; /* its inputs */
+    size_t n_keys;
+};
+
+struct disp_metrics {
+    struct pipe_counter *jobs;
+    struct pipe_counter *inputs;
+    struct pipe_counter *lease_acquired;
+    struct pipe_counter *lease_lost;
+    struct pipe_counter *bad_descriptors;
+    struct pipe_gauge *backlog_objects;
+    struct pipe_gauge *backlog_bytes;
+    struct pipe_gauge *pending_jobs;
+    struct pipe_gauge *freshness;
+};
+
+struct dispatcher {
+    struct pipe_stage *st;
+    const struct dispatcher_cfg *cfg;
+    struct pipe_lease lease;
+    bool held;                  /* lease is ours (as of the last renew/check) */
+    int64_t renewed_mono_ms;    /* when it was last acquired or renewed */
+    int64_t last_full_scan_mono; /* 0: never */
+    struct disp_job *cache;     /* sorted by id at the start of each pass */
+    size_t n_cache;
+    struct disp_metrics m;
+};
+
+/* disp_list — every object under prefix (all pages), appended to out.
+ * 0 or a store error (out then holds what was appended before it). */
+int disp_list(struct pipe_store *s, const char *prefix, struct disp_objs *out);
+void disp_objs_cleanup(struct disp_objs *o);
+
+/* disp_load_pending — lists jobs/combine/, refreshes d's descriptor cache
+ * (reading descriptors not seen before, dropping those that are gone) and
+ * returns in *keys a sorted array of every pending input key (borrowed from
+ * the cache, valid until the next call; free the array with pipe_free).
+ * 0 or a store error. */
+int disp_load_pending(struct dispatcher *d, const char ***keys, size_t *n);
+
+/* disp_partitions — the hour partitions this pass looks at, sorted and
+ * unique: the lookback window ending now and, when full is true, every
+ * partition that has an object under filtered/. *hours is freed with
+ * pipe_free. 0 or a store error. */
+int disp_partitions(struct dispatcher *d, int64_t now_ms, bool full, int64_t **hours, size_t *n);
+
+/* disp_cache_add — records a descriptor this process has just written. */
+void disp_cache_add(struct dispatcher *d, const char *id, const struct disp_obj *const *objs,
+                    size_t n);
+void disp_cache_free(struct dispatcher *d);
+
+#endif

@@ -1,0 +1,133 @@
+/* splitter — internal declarations shared by the splitter stage's files:
+ * splitter.c (descriptor, options, job discovery, lease and commit) and
+ * splitter_route.c (one pass over a combined object: parse, in-batch
+ * de-duplication, routing of events into per-(event, hour) outputs). */
+#ifndef SLUICE_SPLITTER_H
+#define SLUICE_SPLITTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libpipe/buf.h"
+#include "libpipe/dedup.h"
+#include "libpipe/stage.h"
+
+struct pipe_zwriter;
+
+struct splitter_cfg {
+    struct pipe_stage_common common; /* must come first */
+    int64_t lease_ttl_ms;
+    char *time_field; /* "received_at" or "ts" */
+    char *dedup;      /* de-duplication backend URL */
+    int64_t dedup_window_ms;
+    int64_t zstd_level;
+    char *url_prefix;
+    uint64_t max_line;
+    uint64_t max_input;
+};
+
+/* One output of a job: the events of one type in one hour, compressed as a
+ * sequence of zstd frames (each frame ends on a line boundary). */
+struct split_output {
+    char event[129]; /* NUL-terminated event type */
+    size_t event_len;
+    int64_t hour_ms;
+    uint64_t hash;        /* of (event, hour): the route table's key */
+    uint64_t rows;        /* lines in the output (staged or compressed) */
+    struct pipe_buf stage; /* uncompressed lines not yet in a frame */
+    struct pipe_buf z;     /* the compressed frames so far */
+};
+
+/* What one pass over a combined object found. */
+struct split_counts {
+    uint64_t in;        /* lines read (blank lines are not events: skipped) */
+    uint64_t rejected;  /* lines that are not an event with event and id */
+    uint64_t dup_batch; /* repeats of a key seen earlier in the same object */
+    uint64_t dup_cross; /* keys claimed by another job (set after the claim) */
+    uint64_t out;       /* rows in the outputs */
+};
+
+/* The routing state of one job. Reused between jobs (split_route_reset)
+ * so that its arrays and buffers are not allocated again for each. */
+struct split_route {
+    /* configuration */
+    bool use_ts;
+    int zstd_level;
+    size_t max_line;
+    size_t max_output; /* cap on one output's compressed bytes */
+    const char *job_id; /* borrowed, for log lines */
+
+    /* outputs, and an open-addressing index over them (u32 slots) */
+    struct split_output *outs;
+    size_t n_outs, cap_outs;
+    uint32_t *otab;
+    size_t otab_size; /* power of two */
+    size_t staged;    /* bytes allocated by every output's stage buffer */
+
+    /* distinct de-duplication keys in first-seen order, their verdicts,
+     * and a hash set of indexes into keys */
+    struct pipe_dedup_key *keys;
+    uint8_t *verdicts;
+    size_t n_keys, cap_keys;
+    uint32_t *ktab;
+    size_t ktab_size; /* power of two */
+
+    /* per input line: its output (or a SPLIT_LINE_* mark) and key index */
+    uint32_t *line_out;
+    uint32_t *line_key;
+    size_t n_lines, cap_lines;
+
+    /* the hour of the last time string parsed, keyed by its first 13
+     * bytes ("YYYY-MM-DDTHH"): most events of a batch share it */
+    char hour_prefix[13];
+    int64_t hour_ms_cached;
+    bool hour_valid;
+
+    struct pipe_zwriter *zw;
+    struct pipe_buf scratch;
+    struct split_counts c;
+};
+
+/* Called by split_route_pass every few thousand lines; a non-zero return
+ * aborts the pass with that code (used to renew the lease and to notice a
+ * stop request). */
+typedef int (*split_tick_fn)(void *arg);
+
+/* ---- splitter_route.c ---- */
+
+/* split_route_init — an empty router; level is the zstd level of outputs,
+ * max_line the longest line accepted, max_output the cap on one output's
+ * compressed size. 0 or a codec error. Release with split_route_cleanup. */
+int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_line,
+                     size_t max_output);
+void split_route_cleanup(struct split_route *r);
+
+/* split_route_reset — forgets the previous job, keeping allocations. */
+void split_route_reset(struct split_route *r, const char *job_id);
+
+/* split_route_pass — the first pass over a combined object (plain or zstd,
+ * data[0..n)): parses every line, drops in-batch duplicates, collects the
+ * distinct keys (r->keys) and writes every other event to its output.
+ * Returns 0, PIPE_ECORRUPT (the object cannot be decoded), PIPE_ETOOBIG (an
+ * output outgrew its cap, or a job has too many outputs), or what tick
+ * returned. */
+int split_route_pass(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
+                     void *arg);
+
+/* split_route_apply_verdicts — after the claim (r->verdicts filled): if any
+ * key is a cross-batch duplicate, rebuilds every output from data without
+ * those events (a second decode, no second parse). Sets r->c.dup_cross and
+ * r->c.out. Return codes as split_route_pass. */
+int split_route_apply_verdicts(struct split_route *r, const void *data, size_t n,
+                               split_tick_fn tick, void *arg);
+
+/* split_route_finish — ends the last frame of every output. 0 or
+ * PIPE_ETOOBIG. Afterwards outs[i].z holds each output's whole object. */
+int split_route_finish(struct split_route *r);
+
+/* split_route_sorted — the indexes of the non-empty outputs, ordered by
+ * (event, hour); the caller frees the array. *n receives the count. */
+size_t *split_route_sorted(const struct split_route *r, size_t *n);
+
+#endif
