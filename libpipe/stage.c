@@ -352,6 +352,12 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
         pipe_free(st->cfg);
         return rc == PIPE_EHELP ? 0 : 2;
     }
+    if (first_arg < argc && d->usage_args == NULL) {
+        fprintf(stderr, "%s: unexpected argument '%s' (see --help)\n", name, argv[first_arg]);
+        pipe_conf_cleanup(&prog, st->cfg);
+        pipe_free(st->cfg);
+        return 2;
+    }
     struct pipe_stage_common *c = st->cfg;
     int level = pipe_log_level_parse(c->log_level);
     pipe_log_init(d->name, level < 0 ? PIPE_LOG_INFO : (enum pipe_log_level)level);

@@ -146,6 +146,8 @@ static void test_stage_usage_errors_exit_2_and_help_exits_0(void **state)
     assert_int_equal(run(2, bad), 2);
     const char *unknown[] = {"--no-such-flag"};
     assert_int_equal(run(1, unknown), 2);
+    const char *stray[] = {"--once", "stray-argument"};
+    assert_int_equal(run(2, stray), 2);
     FILE *saved = stdout;
     stdout = fopen("/dev/null", "w");
     const char *help[] = {"--help"};
