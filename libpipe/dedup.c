@@ -219,9 +219,12 @@ int pipe__dedup_index_encode(const char *job_id, const struct pipe_dedup_key *ke
     struct pipe_buf tmp;
     pipe_buf_init(&tmp, out->max);
     size_t idlen = job_id ? strlen(job_id) : 0;
-    if (!job_id || !pipe_keys_name_valid(job_id) || n > PIPE__DEDUP_MAX_KEYS ||
-        (n && !keys)) {
+    if (!job_id || !pipe_keys_name_valid(job_id) || (n && !keys)) {
         rc = PIPE_EINVAL;
+        goto out;
+    }
+    if (n > PIPE__DEDUP_MAX_KEYS) {
+        rc = PIPE_ETOOBIG;
         goto out;
     }
     unsigned char hdr[PIPE__DEDUP_HEADER_LEN];
@@ -328,8 +331,8 @@ int pipe__dedup_index_get(struct pipe_store *s, const char *key, const char *exp
     int rc;
     struct pipe_buf b;
     /* zstd adds little to incompressible data; 1 MiB of slack is plenty. */
-    pipe_buf_init(&b, PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 +
-                          (1u << 20));
+    pipe_buf_init(&b,
+                  PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20));
     rc = pipe_store_get(s, key, &b);
     if (rc == PIPE_ETOOBIG)
         rc = PIPE_ECORRUPT;

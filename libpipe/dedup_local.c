@@ -19,8 +19,8 @@
 #include "libpipe/mem.h"
 #include "libpipe/store.h"
 
-#define TABLE_MIN   1024 /* slots */
-#define LIST_PAGE   1000
+#define TABLE_MIN    1024 /* slots */
+#define LIST_PAGE    1000
 #define SLEEP_MIN_MS 2
 #define SLEEP_MAX_MS 50
 
@@ -103,9 +103,10 @@ static void table_reserve(struct table *t, size_t extra)
 }
 
 /* The slot of key, claimed empty (hour1 == 0) when the key is new: the
- * caller fills it. Needs room reserved beforehand. */
+ * caller fills it. Grows the table first when a new key would pass 3/4. */
 static struct slot *table_insert(struct table *t, uint64_t hi, uint64_t lo)
 {
+    table_reserve(t, 1);
     size_t i = slot_of(t, hi, lo);
     for (;; i = (i + 1) & (t->cap - 1)) {
         struct slot *s = &t->slots[i];
@@ -157,8 +158,7 @@ static void publish_memory(struct pipe_dedup *d, const struct local *L)
 {
     atomic_store_explicit(&d->mem_keys, L->claims.used, memory_order_relaxed);
     atomic_store_explicit(&d->mem_bytes,
-                          (L->claims.cap + L->loaded.cap) * sizeof(struct slot) +
-                              L->verdicts_cap,
+                          (L->claims.cap + L->loaded.cap) * sizeof(struct slot) + L->verdicts_cap,
                           memory_order_relaxed);
 }
 
@@ -187,3 +187,345 @@ static void local_close(struct pipe_dedup *d)
     pipe_free(L);
     d->impl = NULL;
 }
+
+/* ---- learning the store's index objects ------------------------------------ */
+
+/* What one claim works with, computed once. */
+struct claim_ctx {
+    const char *job_id;
+    const char *own_key; /* the job's index object */
+    uint64_t job_h;
+    int64_t claim_hour; /* partition of the job's index */
+    int64_t lo_hour;    /* oldest partition inside the window */
+    int64_t hi_hour;    /* newest partition looked at: now + 1 h */
+};
+
+static uint64_t hash64(const char *s)
+{
+    return XXH3_64bits(s, strlen(s));
+}
+
+/* A claim counts if its partition is inside the window, or is the partition
+ * of the claim at hand (a replay of an old hour is checked against it too). */
+static bool relevant(const struct slot *s, const struct claim_ctx *c)
+{
+    int64_t h = (int64_t)s->hour1 - 1;
+    return h >= c->lo_hour || h == c->claim_hour;
+}
+
+/* Records that job_h claimed key in the partition hour1 - 1. With force the
+ * job takes the key (a claim just made); otherwise a key keeps the claim of
+ * the later partition, which stays in the window longer. */
+static void remember_key(struct local *L, const struct pipe_dedup_key *key, uint64_t job_h,
+                         uint32_t hour1, bool force)
+{
+    struct slot *s = table_insert(&L->claims, key->hi, key->lo);
+    if (force || s->hour1 < hour1) {
+        s->val = job_h;
+        s->hour1 = hour1;
+    }
+}
+
+/* The keys of one index object: job_h's, in the partition of hour. */
+static void remember(struct local *L, const struct pipe_dedup_key *keys, size_t n, uint64_t job_h,
+                     int64_t hour)
+{
+    for (size_t i = 0; i < n; i++)
+        remember_key(L, &keys[i], job_h, (uint32_t)(hour + 1), false);
+}
+
+static void remember_index(struct local *L, const char *key, uint64_t etag_h, int64_t hour)
+{
+    XXH128_hash_t k = XXH3_128bits(key, strlen(key));
+    struct slot *s = table_insert(&L->loaded, k.high64, k.low64);
+    s->val = etag_h;
+    s->hour1 = (uint32_t)(hour + 1);
+}
+
+/* Loads one listed index object unless it is the claiming job's own (read
+ * separately) or already loaded in this version. */
+static int load_index(struct pipe_dedup *d, struct local *L, const struct claim_ctx *c,
+                      const struct pipe_store_obj *obj, int64_t hour)
+{
+    int rc = 0;
+    char job[256];
+    struct pipe__dedup_index ix = {0};
+    if (strcmp(obj->key, c->own_key) == 0)
+        goto out;
+    if (!pipe__dedup_job_of_key(obj->key, job)) {
+        pipe_log_warn("unexpected object among dedup indexes", "key=\"%s\"", obj->key);
+        goto out;
+    }
+    /* Index objects only grow (a re-run adds to its job's), so a new etag
+     * means reading it again and adding what is new. */
+    uint64_t etag_h = hash64(obj->etag);
+    XXH128_hash_t k = XXH3_128bits(obj->key, strlen(obj->key));
+    const struct slot *seen = table_find(&L->loaded, k.high64, k.low64);
+    if (seen && seen->val == etag_h)
+        goto out;
+    rc = pipe__dedup_index_get(d->store, obj->key, job, &ix, NULL);
+    if (rc == PIPE_ENOTFOUND) {
+        rc = 0; /* deleted since the listing: a claim that was undone */
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    remember(L, ix.keys, ix.count, hash64(job), hour);
+    remember_index(L, obj->key, etag_h, hour);
+out:
+    pipe__dedup_index_cleanup(&ix);
+    return rc;
+}
+
+/* Loads every index object of one hour partition not loaded yet. */
+static int refresh_hour(struct pipe_dedup *d, struct local *L, const struct claim_ctx *c,
+                        int64_t hour)
+{
+    int rc;
+    struct pipe_buf prefix;
+    char *marker = NULL;
+    pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
+    if (pipe_keys_hour_prefix(&prefix, "state/dedup", hour * PIPE__DEDUP_HOUR_MS) < 0) {
+        rc = 0; /* past year 9999: nothing can be there */
+        goto out;
+    }
+    for (;;) {
+        struct pipe_store_list page = {0};
+        rc = pipe_store_list(d->store, prefix.data, marker, LIST_PAGE, &page);
+        if (rc < 0)
+            goto out;
+        for (size_t i = 0; i < page.count && rc == 0; i++)
+            rc = load_index(d, L, c, &page.items[i], hour);
+        bool more = rc == 0 && page.truncated && page.next_marker;
+        pipe_free(marker);
+        marker = more ? pipe_strdup(page.next_marker) : NULL;
+        pipe_store_list_cleanup(&page);
+        if (!more)
+            break;
+    }
+out:
+    pipe_free(marker);
+    pipe_buf_cleanup(&prefix);
+    return rc;
+}
+
+/* Every partition of the window, and the claim's own if it is older. */
+static int refresh(struct pipe_dedup *d, struct local *L, const struct claim_ctx *c)
+{
+    int rc = 0;
+    for (int64_t h = c->lo_hour; h <= c->hi_hour && rc == 0; h++)
+        rc = refresh_hour(d, L, c, h);
+    if (rc == 0 && (c->claim_hour < c->lo_hour || c->claim_hour > c->hi_hour))
+        rc = refresh_hour(d, L, c, c->claim_hour);
+    return rc;
+}
+
+/* Once per hour of window movement, forget what fell out of it — claims and
+ * the record of having loaded their index objects together, so that a later
+ * replay of such an hour loads them again. */
+static void purge_if_due(struct local *L, const struct claim_ctx *c)
+{
+    if (c->lo_hour <= L->purged_lo)
+        return;
+    size_t dropped = table_purge(&L->claims, c->lo_hour, c->claim_hour);
+    table_purge(&L->loaded, c->lo_hour, c->claim_hour);
+    L->purged_lo = c->lo_hour;
+    if (dropped)
+        pipe_log_info("dedup keys expired", "keys=%zu left=%zu", dropped, L->claims.used);
+}
+
+/* ---- claiming --------------------------------------------------------------- */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Takes the claim lease, waiting up to wait_ms while others hold it. */
+static int acquire_wait(struct pipe_dedup *d, struct pipe_lease *l)
+{
+    int64_t deadline = pipe_clock_mono_ms() + d->cfg.wait_ms;
+    int64_t pause = SLEEP_MIN_MS;
+    for (;;) {
+        int rc = pipe_lease_acquire(d->leases, PIPE__DEDUP_LEASE, d->cfg.lease_ttl_ms, l);
+        if (rc != PIPE_EBUSY)
+            return rc;
+        int64_t left = deadline - pipe_clock_mono_ms();
+        if (left <= 0)
+            return PIPE_EBUSY;
+        sleep_ms(pause < left ? pause : left);
+        pause = pause * 2 < SLEEP_MAX_MS ? pause * 2 : SLEEP_MAX_MS;
+    }
+}
+
+/* Decides each key's verdict into L->verdicts and returns, in *all and *m,
+ * the job's new index: its previous keys plus the NEW and MINE ones, sorted
+ * and distinct (caller frees *all). */
+static void classify(struct local *L, const struct claim_ctx *c,
+                     const struct pipe__dedup_index *prev, const struct pipe_dedup_key *keys,
+                     size_t n, struct pipe_dedup_key **all, size_t *m)
+{
+    struct pipe_dedup_key *out = pipe_malloc((prev->count + n) * sizeof *out);
+    size_t k = prev->count;
+    if (k)
+        memcpy(out, prev->keys, k * sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t v;
+        const struct slot *s;
+        if (prev->count &&
+            bsearch(&keys[i], prev->keys, prev->count, sizeof *keys, pipe__dedup_key_cmp)) {
+            L->verdicts[i] = PIPE_DEDUP_MINE; /* the job's own, whoever claimed it since */
+            continue;
+        }
+        s = table_find(&L->claims, keys[i].hi, keys[i].lo);
+        if (s && relevant(s, c))
+            v = s->val == c->job_h ? PIPE_DEDUP_MINE : PIPE_DEDUP_DUP;
+        else
+            v = PIPE_DEDUP_NEW;
+        L->verdicts[i] = v;
+        if (v != PIPE_DEDUP_DUP)
+            out[k++] = keys[i];
+    }
+    if (k > prev->count) {
+        qsort(out, k, sizeof *out, pipe__dedup_key_cmp);
+        size_t u = 1; /* keys should be distinct; the format insists */
+        for (size_t i = 1; i < k; i++)
+            if (pipe__dedup_key_cmp(&out[u - 1], &out[i]) != 0)
+                out[u++] = out[i];
+        k = u;
+    }
+    *all = out;
+    *m = k;
+}
+
+/* After the lease was lost: put back what the job's index held before (or
+ * remove it), so that nothing stays claimed that the caller was told was
+ * not. A failure here is logged; the claim fails either way. */
+static void undo_index(struct pipe_dedup *d, const char *key, bool existed,
+                       const struct pipe_buf *before)
+{
+    int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
+                     : pipe_store_delete(d->store, key);
+    if (rc < 0)
+        pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
+                       pipe_strerror(rc));
+}
+
+/* Under the lease: classify against memory and the job's previous index,
+ * write the new index, make sure the lease held throughout, then remember. */
+static int claim_locked(struct pipe_dedup *d, struct local *L, const struct claim_ctx *c,
+                        const struct pipe_lease *lease, const struct pipe_dedup_key *keys, size_t n)
+{
+    int rc;
+    struct pipe__dedup_index prev = {0};
+    struct pipe_dedup_key *all = NULL;
+    size_t m = 0;
+    struct pipe_buf before, enc;
+    size_t cap = PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20);
+    pipe_buf_init(&before, cap);
+    pipe_buf_init(&enc, cap);
+    rc = refresh(d, L, c);
+    if (rc < 0)
+        goto out;
+    rc = pipe__dedup_index_get(d->store, c->own_key, c->job_id, &prev, &before);
+    bool existed = rc == 0;
+    if (rc == PIPE_ENOTFOUND)
+        rc = 0;
+    if (rc < 0)
+        goto out;
+    classify(L, c, &prev, keys, n, &all, &m);
+    rc = pipe__dedup_index_encode(c->job_id, all, m, &enc);
+    if (rc < 0)
+        goto out;
+    bool write = !existed || before.len != enc.len || memcmp(before.data, enc.data, enc.len) != 0;
+    if (write) {
+        rc = pipe_store_put(d->store, c->own_key, enc.data, enc.len);
+        if (rc < 0)
+            goto out;
+    }
+    rc = pipe_lease_check(d->leases, lease);
+    if (rc < 0) {
+        pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", c->job_id,
+                      pipe_strerror(rc));
+        if (write)
+            undo_index(d, c->own_key, existed, &before);
+        goto out;
+    }
+    remember(L, prev.keys, prev.count, c->job_h, c->claim_hour);
+    for (size_t i = 0; i < n; i++)
+        if (L->verdicts[i] == PIPE_DEDUP_NEW)
+            remember_key(L, &keys[i], c->job_h, (uint32_t)(c->claim_hour + 1), true);
+    struct pipe_store_obj info;
+    if (write && pipe_store_stat(d->store, c->own_key, &info) == 0)
+        remember_index(L, c->own_key, hash64(info.etag), c->claim_hour);
+out:
+    pipe_free(all);
+    pipe__dedup_index_cleanup(&prev);
+    pipe_buf_cleanup(&enc);
+    pipe_buf_cleanup(&before);
+    return rc;
+}
+
+static int local_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, int64_t now_ms,
+                       const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts)
+{
+    int rc;
+    struct local *L = d->impl;
+    struct pipe_lease lease = {0};
+    bool held = false;
+    struct pipe_buf own;
+    pipe_buf_init(&own, PIPE_STORE_KEY_MAX);
+    rc = pipe_keys_dedup_index(&own, hour_ms, job_id);
+    if (rc < 0)
+        goto out;
+    int64_t lo_ms = now_ms - d->cfg.window_ms;
+    struct claim_ctx c = {
+        .job_id = job_id,
+        .own_key = own.data,
+        .job_h = hash64(job_id),
+        .claim_hour = pipe__dedup_hour(hour_ms),
+        .lo_hour = pipe__dedup_hour(lo_ms > 0 ? lo_ms : 0),
+        .hi_hour = pipe__dedup_hour(now_ms + PIPE__DEDUP_HOUR_MS),
+    };
+    if (n > L->verdicts_cap) {
+        pipe_free(L->verdicts);
+        L->verdicts = pipe_malloc(n);
+        L->verdicts_cap = n;
+    }
+    purge_if_due(L, &c);
+    /* The bulk of the loading (all of the window after a restart) happens
+     * before taking the lease, so other processes wait only for the delta. */
+    rc = refresh(d, L, &c);
+    if (rc < 0)
+        goto out;
+    rc = acquire_wait(d, &lease);
+    if (rc < 0)
+        goto out;
+    held = true;
+    rc = claim_locked(d, L, &c, &lease, keys, n);
+    if (rc == 0)
+        memcpy(verdicts, L->verdicts, n);
+out:
+    if (held) {
+        /* The claim is durable once checked; a failed release only makes
+         * the next claimant wait for the TTL. */
+        int r = pipe_lease_release(d->leases, &lease);
+        if (r < 0 && rc == 0)
+            pipe_log_warn("dedup lease release failed", "err=\"%s\"", pipe_strerror(r));
+    }
+    publish_memory(d, L);
+    pipe_buf_cleanup(&own);
+    return rc;
+}
+
+static const char *const local_schemes[] = {"local", NULL};
+
+const struct pipe_dedup_ops pipe__dedup_local_ops = {
+    .name = "local",
+    .schemes = local_schemes,
+    .open = local_open,
+    .close = local_close,
+    .claim = local_claim,
+};
