@@ -32,11 +32,11 @@ static const struct pipe_conf_opt dispatcher_opts[] = {
      1000, 7LL * 86400000, NULL},
     {"job_bytes", PIPE_CONF_SIZE, "128MiB", OPT(job_bytes),
      "most compressed input bytes in one combine job", 1024, 1LL << 40, NULL},
-    {"job_objects", PIPE_CONF_INT, "1000", OPT(job_objects), "most input objects in one combine job",
-     1, 100000, "N"},
+    {"job_objects", PIPE_CONF_INT, "1000", OPT(job_objects),
+     "most input objects in one combine job", 1, 100000, "N"},
     {"max_wait", PIPE_CONF_DURATION, "2s", OPT(max_wait_ms),
-     "a job smaller than the limits is written once its oldest input is this old", 0,
-     86400000, NULL},
+     "a job smaller than the limits is written once its oldest input is this old", 0, 86400000,
+     NULL},
     {"lease_ttl", PIPE_CONF_DURATION, "10s", OPT(lease_ttl_ms),
      "TTL of the dispatcher lease (a dead dispatcher is replaced within it)", 100, 3600000, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
@@ -101,8 +101,9 @@ static int hold_lease(struct dispatcher *d)
     return 0;
 }
 
-/* keep_lease — right before a write: renews the lease once half its TTL
- * has passed, then checks it. Anything but 0 means "do not write". */
+/* keep_lease — before each partition and right before each write: renews
+ * the lease once half its TTL has passed (a long pass must not let it
+ * lapse), then checks it. Anything but 0 means "do not write". */
 static int keep_lease(struct dispatcher *d)
 {
     struct pipe_leases *ls = pipe_stage_leases(d->st);
@@ -114,7 +115,7 @@ static int keep_lease(struct dispatcher *d)
         if (rc == 0)
             d->renewed_mono_ms = pipe_clock_mono_ms();
     }
-    if (rc == 0 || rc != PIPE_ELOST)
+    if (rc != PIPE_ELOST)
         rc = pipe_lease_check(ls, &d->lease);
     if (rc == PIPE_ELOST)
         lease_lost(d, rc);
@@ -329,7 +330,9 @@ static int run_pass(struct dispatcher *d, struct pass *p)
     for (size_t i = 0; i < n_hours && rc == 0; i++) {
         if (pipe_stage_stopping(d->st))
             break;
-        rc = dispatch_partition(d, hours[i], pending, n_pending, p);
+        rc = keep_lease(d);
+        if (rc == 0)
+            rc = dispatch_partition(d, hours[i], pending, n_pending, p);
     }
     if (rc == 0 && full)
         d->last_full_scan_mono = pipe_clock_mono_ms();
@@ -343,8 +346,16 @@ static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *st
 {
     struct dispatcher *d = state;
     int rc = hold_lease(d);
-    if (rc == PIPE_EBUSY)
-        return PIPE_STAGE_IDLE; /* another dispatcher is active */
+    pipe_gauge_set(d->m.active, rc == 0 ? 1.0 : 0.0);
+    if (rc == PIPE_EBUSY) {
+        /* Standby: the active dispatcher reports the backlog. */
+        pipe_gauge_set(d->m.backlog_objects, 0);
+        pipe_gauge_set(d->m.backlog_bytes, 0);
+        pipe_gauge_set(d->m.freshness, 0);
+        if (pipe_stage_common(st)->once)
+            pipe_log_info("another dispatcher is active; nothing to do", NULL);
+        return PIPE_STAGE_IDLE;
+    }
     if (rc < 0) {
         pipe_log_warn("cannot reach the lease backend", "err=\"%s\" detail=\"%s\"",
                       pipe_strerror(rc), pipe_leases_last_error(pipe_stage_leases(st)));
@@ -357,13 +368,12 @@ static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *st
     rc = run_pass(d, &p);
     pipe_gauge_set(d->m.backlog_objects, (double)p.backlog_objects);
     pipe_gauge_set(d->m.backlog_bytes, (double)p.backlog_bytes);
-    pipe_gauge_set(d->m.freshness,
-                   p.oldest_unassigned_ms ? (double)(p.now_ms - p.oldest_unassigned_ms) / 1000.0
-                                          : 0.0);
-    if (rc == PIPE_ELOST)
-        return p.jobs_written ? PIPE_STAGE_WORKED : PIPE_STAGE_IDLE;
-    if (rc < 0)
+    pipe_gauge_set(d->m.freshness, p.oldest_unassigned_ms
+                                       ? (double)(p.now_ms - p.oldest_unassigned_ms) / 1000.0
+                                       : 0.0);
+    if (rc < 0 && rc != PIPE_ELOST)
         return PIPE_STAGE_RETRY;
+    /* After a lost lease, the next round finds out who is active now. */
     return p.jobs_written ? PIPE_STAGE_WORKED : PIPE_STAGE_IDLE;
 }
 
@@ -377,9 +387,9 @@ static void register_metrics(struct dispatcher *d)
                                    "Combine job descriptors written.", NULL);
     m->inputs = pipe_metrics_counter(reg, "sluice_dispatcher_inputs_total",
                                      "filtered/ objects assigned to a combine job.", NULL);
-    m->lease_acquired = pipe_metrics_counter(reg, "sluice_dispatcher_lease_acquired_total",
-                                             "Times this process became the active dispatcher.",
-                                             NULL);
+    m->lease_acquired =
+        pipe_metrics_counter(reg, "sluice_dispatcher_lease_acquired_total",
+                             "Times this process became the active dispatcher.", NULL);
     m->lease_lost = pipe_metrics_counter(reg, "sluice_dispatcher_lease_lost_total",
                                          "Times the dispatcher lease was lost while held.", NULL);
     m->bad_descriptors =
@@ -393,6 +403,8 @@ static void register_metrics(struct dispatcher *d)
                            "Bytes of those objects (compressed), at the last pass.", NULL);
     m->pending_jobs = pipe_metrics_gauge(reg, "sluice_dispatcher_pending_jobs",
                                          "Combine job descriptors waiting for a combiner.", NULL);
+    m->active = pipe_metrics_gauge(reg, "sluice_dispatcher_active",
+                                   "1 while this process holds the dispatcher lease.", NULL);
     m->freshness = pipe_metrics_gauge(
         reg, "sluice_dispatcher_freshness_seconds",
         "Age of the oldest filtered/ object still in no job after the last pass (0: none).", NULL);

@@ -58,16 +58,17 @@ struct disp_metrics {
     struct pipe_gauge *backlog_bytes;
     struct pipe_gauge *pending_jobs;
     struct pipe_gauge *freshness;
+    struct pipe_gauge *active;
 };
 
 struct dispatcher {
     struct pipe_stage *st;
     const struct dispatcher_cfg *cfg;
     struct pipe_lease lease;
-    bool held;                  /* lease is ours (as of the last renew/check) */
-    int64_t renewed_mono_ms;    /* when it was last acquired or renewed */
+    bool held;                   /* lease is ours (as of the last renew/check) */
+    int64_t renewed_mono_ms;     /* when it was last acquired or renewed */
     int64_t last_full_scan_mono; /* 0: never */
-    struct disp_job *cache;     /* sorted by id at the start of each pass */
+    struct disp_job *cache;      /* sorted by id at the start of each pass */
     size_t n_cache;
     struct disp_metrics m;
 };

@@ -13,9 +13,9 @@
 #include "libpipe/store.h"
 #include "stages/dispatcher/dispatcher.h"
 
-#define JOBS_PREFIX     "jobs/combine/"
-#define DESCRIPTOR_MAX  (64u << 20) /* a 1000-input descriptor is ~200 KiB */
-#define LIST_PAGE       1000
+#define JOBS_PREFIX    "jobs/combine/"
+#define DESCRIPTOR_MAX (64u << 20) /* a 1000-input descriptor is ~200 KiB */
+#define LIST_PAGE      1000
 
 void disp_objs_cleanup(struct disp_objs *o)
 {
@@ -132,8 +132,8 @@ static int read_job(struct dispatcher *d, const char *key, const char *id, struc
     j->id = pipe_strdup(id);
     if (pipe_manifest_job_from_json(b.data, b.len, &m) < 0 || strcmp(m.job_id, id) != 0) {
         pipe_counter_inc(d->m.bad_descriptors);
-        pipe_log_error("job descriptor does not parse; its inputs count as not pending",
-                       "key=%s", key);
+        pipe_log_error("job descriptor does not parse; its inputs count as not pending", "key=%s",
+                       key);
         goto out;
     }
     j->keys = pipe_malloc((m.n_inputs ? m.n_inputs : 1) * sizeof *j->keys);
@@ -152,7 +152,8 @@ out:
  * over, new ones read. */
 static int refresh_cache(struct dispatcher *d, const struct disp_objs *listed)
 {
-    qsort(d->cache, d->n_cache, sizeof *d->cache, job_cmp);
+    if (d->n_cache)
+        qsort(d->cache, d->n_cache, sizeof *d->cache, job_cmp);
     struct disp_job *fresh = pipe_calloc(listed->n ? listed->n : 1, sizeof *fresh);
     size_t n = 0;
     int rc = 0;
@@ -164,9 +165,8 @@ static int refresh_cache(struct dispatcher *d, const struct disp_objs *listed)
             continue;
         }
         struct disp_job probe = {.id = id};
-        struct disp_job *old = d->n_cache
-                                   ? bsearch(&probe, d->cache, d->n_cache, sizeof *d->cache, job_cmp)
-                                   : NULL;
+        struct disp_job *old =
+            d->n_cache ? bsearch(&probe, d->cache, d->n_cache, sizeof *d->cache, job_cmp) : NULL;
         if (old) {
             /* Listed keys are unique, so each entry moves at most once; the
              * old id stays for bsearch. */

@@ -126,8 +126,8 @@ int split_route_apply_verdicts(struct split_route *r, const void *data, size_t n
  * PIPE_ETOOBIG. Afterwards outs[i].z holds each output's whole object. */
 int split_route_finish(struct split_route *r);
 
-/* split_route_sorted — the indexes of the non-empty outputs, ordered by
+/* split_route_sorted — the non-empty outputs, ordered by
  * (event, hour); the caller frees the array. *n receives the count. */
-size_t *split_route_sorted(const struct split_route *r, size_t *n);
+struct split_output **split_route_sorted(const struct split_route *r, size_t *n);
 
 #endif

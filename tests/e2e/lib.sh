@@ -72,3 +72,22 @@ post() {
 finish() {
   [ "$FAILS" -eq 0 ]
 }
+
+# start_stage NAME PROGRAM ARGS... — starts bin/sluice-PROGRAM as a daemon
+# with its log in $T/NAME.log; its pid goes to STAGE_PID and PIDS.
+start_stage() {
+  local name=$1 prog=$2; shift 2
+  "$BIN/sluice-$prog" --admin off "$@" >>"$T/$name.log" 2>&1 &
+  STAGE_PID=$!
+  PIDS+=("$STAGE_PID")
+}
+
+# wait_drained STORE [SECONDS] — until everything filtered is split.
+wait_drained() {
+  local store=$1 limit=${2:-60} i
+  for ((i = 0; i < limit * 4; i++)); do
+    "$PY" "$HERE/verify.py" drained "$store" && return 0
+    sleep 0.25
+  done
+  return 1
+}

@@ -9,6 +9,13 @@ it with what `sluicectl gen --manifest` says should be there.
       (line ranges of acknowledged batches), only acknowledged lines must be
       present, and nothing beyond what was sent may appear (--at-least).
   verify.py dump STORE PREFIX   prints every event line under PREFIX
+  verify.py drained STORE       exit 0 when every filtered object is combined,
+      no combine or split job is pending, and every combined object is split
+  verify.py split STORE GEN.NDJSON GEN.TSV
+      split/ holds exactly the de-duplicated accepted events of the generator
+      (ids as given; id-less events counted per type by distinct bytes), each
+      in the file of its event type and received_at hour, and every combined
+      and split manifest's ledger balances
 Prints a short report; exits 1 on any difference."""
 import collections, json, os, subprocess, sys
 
@@ -134,6 +141,79 @@ def verify_filtered(store, manifest, acked_path=None, at_least=False):
     return not problems
 
 
+def keys_under(store, prefix):
+    root = os.path.join(store, prefix)
+    out = []
+    for d, _, files in os.walk(root):
+        for f in files:
+            if not f.startswith('.'):
+                out.append(os.path.relpath(os.path.join(d, f), store))
+    return out
+
+
+def drained(store):
+    filtered = keys_under(store, 'filtered')
+    done = set(keys_under(store, 'state/combine'))
+    for k in filtered:
+        marker = 'state/combine/' + k[len('filtered/'):-len('.ndjson.zst')]
+        if marker not in done:
+            return False
+    if keys_under(store, 'jobs/combine') or keys_under(store, 'jobs/split'):
+        return False
+    combined = {os.path.basename(k) for k in keys_under(store, 'manifests/combined')}
+    split = {os.path.basename(k) for k in keys_under(store, 'manifests/split')}
+    return combined == split
+
+
+def verify_split(store, gen_ndjson, gen_tsv):
+    fates = {}
+    for row in load_manifest(gen_tsv):
+        fates[row[0]] = row
+    want = collections.Counter()
+    with open(gen_ndjson, 'rb') as f:
+        for no, line in enumerate(f, 1):
+            row = fates.get(no)
+            if not row or row[1] != 'accepted':
+                continue
+            _, _, event, eid, _ = row
+            key = (event, eid) if eid and eid != '-' else (event, 'bytes:' + line.rstrip(b'\n').hex())
+            want[key] = 1
+    want_ids = {k for k in want if not k[1].startswith('bytes:')}
+    want_noid = collections.Counter(k[0] for k in want if k[1].startswith('bytes:'))
+    got = collections.Counter()
+    misplaced = 0
+    for path, line in lines(store, 'split'):
+        ev = json.loads(line)
+        got[(ev['event'], ev['id'])] += 1
+        rel = os.path.relpath(path, store).split('/')
+        hour = ev['received_at'][:13]
+        if rel[1] != ev['event'] or rel[2] != 'dt=' + hour[:10] or rel[3] != 'hr=' + hour[11:13]:
+            misplaced += 1
+    problems = []
+    dups = sum(c - 1 for c in got.values() if c > 1)
+    if dups:
+        problems.append(f'{dups} duplicate events in split/')
+    got_ids = {k for k in got if k in want_ids}
+    missing = want_ids - got_ids
+    if missing:
+        problems.append(f'{len(missing)} events missing from split/, e.g. {sorted(missing)[:3]}')
+    got_noid = collections.Counter(k[0] for k in got if k not in want_ids)
+    if got_noid != want_noid:
+        problems.append(f'id-less events per type differ: want {dict(want_noid)} got {dict(got_noid)}')
+    if misplaced:
+        problems.append(f'{misplaced} events in the wrong event/hour file')
+    for kind in ('combined', 'split'):
+        for k in keys_under(store, 'manifests/' + kind):
+            m = json.load(open(os.path.join(store, k)))
+            l = m['ledger']
+            if l['in'] != l['out'] + l['rejected'] + l['duplicates']:
+                problems.append(f'unbalanced ledger in {k}: {l}')
+    print(f'# split: {sum(got.values())} events (expected {len(want)})')
+    for p in problems:
+        print('# ' + p)
+    return not problems
+
+
 def main():
     args = sys.argv[1:]
     if args and args[0] == 'filtered' and len(args) >= 3:
@@ -145,6 +225,10 @@ def main():
         for _, line in lines(args[1], args[2]):
             sys.stdout.buffer.write(line + b'\n')
         return
+    if args and args[0] == 'drained' and len(args) == 2:
+        sys.exit(0 if drained(args[1]) else 1)
+    if args and args[0] == 'split' and len(args) == 4:
+        sys.exit(0 if verify_split(args[1], args[2], args[3]) else 1)
     print(__doc__)
     sys.exit(2)
 

@@ -32,5 +32,8 @@ int ctl_send_main(int argc, char **argv);
 int ctl_ls_main(int argc, char **argv);
 int ctl_cat_main(int argc, char **argv);
 int ctl_status_main(int argc, char **argv);
+int ctl_replay_main(int argc, char **argv);
+int ctl_sweep_main(int argc, char **argv);
+int ctl_reconcile_main(int argc, char **argv);
 
 #endif

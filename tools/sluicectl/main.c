@@ -20,6 +20,9 @@ static const struct ctl_cmd {
     {"ls", ctl_ls_main, "list object keys under a prefix (--long: size and mtime)"},
     {"cat", ctl_cat_main, "print objects, decompressed (--lines: count lines)"},
     {"status", ctl_status_main, "objects, bytes and ages per key prefix (--json)"},
+    {"replay", ctl_replay_main, "re-run a stage over a time range (filter, combine, split)"},
+    {"sweep", ctl_sweep_main, "delete what retention allows and the next stage consumed"},
+    {"reconcile", ctl_reconcile_main, "check the ledgers and counts of a time range"},
 };
 
 static void usage(FILE *f)

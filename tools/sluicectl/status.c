@@ -3,7 +3,10 @@
  * newest objects are, as an aligned table or as JSON. Rows are gathered by
  * paging through one listing per prefix; what is printed comes from one
  * column table, so a new figure (backlog, freshness per stage) is a field in
- * struct status_row, the code that fills it, and one line in status_cols. */
+ * struct status_row, the code that fills it, and one line in status_cols.
+ * The BACKLOG columns show what waits for the next stage and how old the
+ * oldest of it is: filtered objects not yet combined, pending combine jobs,
+ * and (on combined/) pending split jobs. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -16,6 +19,8 @@
 #include "libpipe/clock.h"
 #include "libpipe/conf.h"
 #include "libpipe/err.h"
+#include "libpipe/keys.h"
+#include "libpipe/mem.h"
 #include "libpipe/store.h"
 #include "tools/sluicectl/ctl.h"
 
@@ -61,6 +66,19 @@ struct status_row {
     const char *prefix;
     uint64_t objects, bytes;
     int64_t oldest_ms, newest_ms; /* mtimes; meaningful when objects > 0 */
+    bool has_backlog;             /* the prefix feeds a stage */
+    uint64_t backlog;             /* objects or jobs waiting for it */
+    int64_t backlog_oldest_ms;    /* mtime; meaningful when backlog > 0 */
+};
+
+/* The state/combine/ markers of one hour partition, sorted: which filtered
+ * objects of that hour are combined. Loaded as the filtered/ listing
+ * enters the partition, so memory is one partition's names. */
+struct status_marks {
+    bool loaded;
+    int64_t hour_ms;
+    char **names;
+    size_t n, cap;
 };
 
 /* What every column may need besides its row. */
@@ -70,6 +88,8 @@ struct status_ctx {
     bool progress;   /* stderr is a terminal */
     bool progress_shown;
     uint64_t listed; /* keys listed so far, over all prefixes */
+    struct pipe_store *store;
+    struct status_marks marks;
 };
 
 /* ---- columns -------------------------------------------------------------- */
@@ -201,12 +221,51 @@ static json_t *json_newest_mtime(const struct status_row *r, const struct status
     return json_time(r, c, r->newest_ms);
 }
 
+static void text_backlog(const struct status_row *r, const struct status_ctx *c, char *buf,
+                         size_t n)
+{
+    (void)c;
+    if (r->has_backlog)
+        snprintf(buf, n, "%" PRIu64, r->backlog);
+    else
+        snprintf(buf, n, "-");
+}
+
+static json_t *json_backlog(const struct status_row *r, const struct status_ctx *c)
+{
+    (void)c;
+    return r->has_backlog ? json_integer((json_int_t)r->backlog) : json_null();
+}
+
+static bool status_has_backlog_age(const struct status_row *r, const struct status_ctx *c)
+{
+    return r->has_backlog && r->backlog > 0 && c->have_mtime;
+}
+
+static void text_backlog_age(const struct status_row *r, const struct status_ctx *c, char *buf,
+                             size_t n)
+{
+    if (status_has_backlog_age(r, c))
+        status_format_age(c->now_ms - r->backlog_oldest_ms, buf, n);
+    else
+        snprintf(buf, n, "-");
+}
+
+static json_t *json_backlog_age(const struct status_row *r, const struct status_ctx *c)
+{
+    if (!status_has_backlog_age(r, c))
+        return json_null();
+    return json_integer(c->now_ms > r->backlog_oldest_ms ? c->now_ms - r->backlog_oldest_ms : 0);
+}
+
 static const struct status_col status_cols[] = {
     {"PREFIX", "prefix", false, text_prefix, json_prefix},
     {"OBJECTS", "objects", true, text_objects, json_objects},
     {"BYTES", "bytes", true, text_bytes, json_bytes},
     {"OLDEST", "oldest_age_ms", true, text_oldest, json_oldest_age},
     {"NEWEST", "newest_age_ms", true, text_newest, json_newest_age},
+    {"BACKLOG", "backlog", true, text_backlog, json_backlog},
+    {"BACKLOG_AGE", "backlog_oldest_age_ms", true, text_backlog_age, json_backlog_age},
     {NULL, "oldest_mtime", false, NULL, json_oldest_mtime},
     {NULL, "newest_mtime", false, NULL, json_newest_mtime},
 };
@@ -222,6 +281,93 @@ static void status_add(struct status_row *r, const struct pipe_store_obj *o)
         r->newest_ms = o->mtime_ms;
     r->objects++;
     r->bytes += o->size;
+}
+
+static void status_backlog_add(struct status_row *r, int64_t mtime_ms)
+{
+    if (r->backlog == 0 || mtime_ms < r->backlog_oldest_ms)
+        r->backlog_oldest_ms = mtime_ms;
+    r->backlog++;
+}
+
+static void status_marks_clear(struct status_marks *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        pipe_free(m->names[i]);
+    m->n = 0;
+    m->loaded = false;
+}
+
+static void status_marks_cleanup(struct status_marks *m)
+{
+    status_marks_clear(m);
+    pipe_free(m->names);
+    m->names = NULL;
+    m->cap = 0;
+}
+
+/* Lists state/combine/<hour>/ into m (names after the prefix, in the
+ * listing's byte-wise order, which is what bsearch with strcmp needs). */
+static int status_marks_load(struct status_ctx *c, int64_t hour_ms)
+{
+    struct status_marks *m = &c->marks;
+    struct pipe_buf prefix;
+    struct pipe_store_list page = {0};
+    pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
+    status_marks_clear(m);
+    int rc = pipe_keys_hour_prefix(&prefix, "state/combine", hour_ms);
+    for (bool first = true; rc == 0 && (first || page.truncated); first = false) {
+        struct pipe_store_list next = {0};
+        rc = pipe_store_list(c->store, prefix.data, page.next_marker, STATUS_PAGE, &next);
+        if (rc < 0) {
+            const char *why = pipe_store_last_error(c->store);
+            fprintf(stderr, "sluicectl status: cannot list \"%s\": %s\n", prefix.data,
+                    why[0] ? why : pipe_strerror(rc));
+            break;
+        }
+        pipe_store_list_cleanup(&page);
+        page = next;
+        for (size_t i = 0; i < page.count; i++) {
+            if (m->n == m->cap) {
+                m->cap = m->cap ? 2 * m->cap : 256;
+                m->names = pipe_realloc(m->names, m->cap * sizeof *m->names);
+            }
+            m->names[m->n++] = pipe_strdup(page.items[i].key + prefix.len);
+        }
+        if (page.count == 0)
+            break;
+    }
+    if (rc == 0) {
+        m->loaded = true;
+        m->hour_ms = hour_ms;
+    }
+    pipe_store_list_cleanup(&page);
+    pipe_buf_cleanup(&prefix);
+    return rc;
+}
+
+static int status_name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Counts o into r's backlog when it is a filtered object without its
+ * done marker. Keys the pipeline did not write are not its backlog. */
+static int status_filtered_backlog(struct status_ctx *c, struct status_row *r,
+                                   const struct pipe_store_obj *o)
+{
+    struct pipe_key_parts p;
+    if (pipe_keys_parse(o->key, &p) < 0)
+        return 0;
+    if (!c->marks.loaded || c->marks.hour_ms != p.hour_ms) {
+        int rc = status_marks_load(c, p.hour_ms);
+        if (rc < 0)
+            return rc;
+    }
+    const char *name = p.name;
+    if (bsearch(&name, c->marks.names, c->marks.n, sizeof *c->marks.names, status_name_cmp) == NULL)
+        status_backlog_add(r, o->mtime_ms);
+    return 0;
 }
 
 /* Folds row into total (whose prefix is NULL). */
@@ -267,8 +413,13 @@ static int status_gather(struct pipe_store *s, struct status_ctx *c, struct stat
         }
         pipe_store_list_cleanup(&page);
         page = next;
-        for (size_t i = 0; i < page.count; i++)
+        for (size_t i = 0; i < page.count && rc == 0; i++) {
             status_add(r, &page.items[i]);
+            if (strcmp(r->prefix, "filtered/") == 0)
+                rc = status_filtered_backlog(c, r, &page.items[i]);
+        }
+        if (rc < 0)
+            goto out;
         status_progress(c, r->prefix, page.count);
         if (page.count == 0)
             break;
@@ -342,9 +493,33 @@ static int status_print_json(const struct status_row *rows, size_t nrows,
     return rc == 0 ? 0 : PIPE_EIO;
 }
 
+/* The backlog of the stage a prefix feeds: filtered/ (counted while it was
+ * gathered: objects without a done marker), jobs/combine/ (every pending
+ * job), combined/ (the pending split jobs under jobs/split/). */
+static int status_set_backlog(struct pipe_store *s, struct status_ctx *c, struct status_row *r)
+{
+    if (strcmp(r->prefix, "filtered/") == 0) {
+        r->has_backlog = true;
+    } else if (strcmp(r->prefix, "jobs/combine/") == 0) {
+        r->has_backlog = true;
+        r->backlog = r->objects;
+        r->backlog_oldest_ms = r->oldest_ms;
+    } else if (strcmp(r->prefix, "combined/") == 0) {
+        struct status_row jobs = {.prefix = "jobs/split/"};
+        int rc = status_gather(s, c, &jobs);
+        if (rc < 0)
+            return rc;
+        r->has_backlog = true;
+        r->backlog = jobs.objects;
+        r->backlog_oldest_ms = jobs.oldest_ms;
+    }
+    return 0;
+}
+
 int ctl_status_main(int argc, char **argv)
 {
     struct status_cfg cfg = {0};
+    struct status_ctx c = {0};
     struct pipe_store *s = NULL;
     int first_arg, exit_code = CTL_EXIT_USAGE;
     int rc = pipe_conf_load(&status_program, &cfg, argc, argv, &first_arg);
@@ -362,11 +537,10 @@ int ctl_status_main(int argc, char **argv)
                 why[0] ? why : pipe_strerror(rc));
         goto out;
     }
-    struct status_ctx c = {
-        .now_ms = pipe_clock_now_ms(),
-        .have_mtime = pipe_store_has(s, PIPE_STORE_CAP_MTIME),
-        .progress = isatty(STDERR_FILENO) == 1,
-    };
+    c.now_ms = pipe_clock_now_ms();
+    c.have_mtime = pipe_store_has(s, PIPE_STORE_CAP_MTIME);
+    c.progress = isatty(STDERR_FILENO) == 1;
+    c.store = s;
     struct status_row rows[STATUS_NPREFIX + 1] = {{0}};
     struct status_row *total = &rows[STATUS_NPREFIX];
     for (size_t i = 0; i < STATUS_NPREFIX; i++) {
@@ -374,6 +548,8 @@ int ctl_status_main(int argc, char **argv)
         if (status_gather(s, &c, &rows[i]) < 0)
             goto out;
         status_merge(total, &rows[i]);
+        if (status_set_backlog(s, &c, &rows[i]) < 0)
+            goto out;
     }
     if (c.progress_shown)
         fprintf(stderr, "\r\033[K");
@@ -387,6 +563,7 @@ int ctl_status_main(int argc, char **argv)
     }
     exit_code = CTL_EXIT_OK;
 out:
+    status_marks_cleanup(&c.marks);
     pipe_store_free(s);
     pipe_conf_cleanup(&status_program, &cfg);
     return exit_code;
