@@ -70,7 +70,7 @@ say "what is in the store"
 
 say "per event type: split files, rows, duplicates dropped, rejected"
 "$PY" - "$data" "$BIN" <<'PY'
-import collections, glob, json, os, subprocess, sys
+import collections, glob, json, os, re, subprocess, sys
 data, bin_ = sys.argv[1], sys.argv[2]
 files = collections.Counter(); rows = collections.Counter(); dups = 0
 for m in glob.glob(os.path.join(data, 'manifests/split/*.json')):
@@ -97,9 +97,10 @@ for key in objects('rejected/'):
         r = json.loads(line)
         try:
             ev = json.loads(r.get('raw', '')).get('event')
-            ev = ev if isinstance(ev, str) and len(ev) < 40 else '(invalid)'
+            if not isinstance(ev, str) or not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,127}', ev):
+                ev = '(invalid event type)'
         except Exception:
-            ev = '(not parsable)'
+            ev = '(not an event)'
         rejected[ev] += 1
 types = sorted(set(rows) | set(rejected), key=lambda t: (-rows[t], t))
 print(f"  {'event type':<26}{'files':>7}{'rows':>10}{'dups dropped':>14}{'rejected':>10}")
@@ -107,6 +108,9 @@ for t in types:
     print(f"  {t:<26}{files[t]:>7}{rows[t]:>10}{incoming[t] - rows[t]:>14}{rejected[t]:>10}")
 print(f"  {'total':<26}{sum(files.values()):>7}{sum(rows.values()):>10}{dups:>14}{sum(rejected.values()):>10}")
 PY
+
+say "the ledgers across stages (sluicectl reconcile)"
+"$BIN/sluicectl" reconcile --store "file://$data" --from -2h --to now 2>&1 | tail -1 | sed 's/^/  /'
 
 say "where the files are"
 echo "  split files:  $data/split/<event>/dt=YYYY-MM-DD/hr=HH/<job>.ndjson.zst"
