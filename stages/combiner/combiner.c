@@ -195,6 +195,9 @@ static void register_metrics(struct combiner *c)
                                          "Jobs abandoned because their lease was lost.", NULL);
     m->abandoned = pipe_metrics_counter(reg, "sluice_combiner_jobs_abandoned_total",
                                         "Jobs abandoned before commit on a stop signal.", NULL);
+    m->superseded = pipe_metrics_counter(
+        reg, "sluice_combiner_jobs_superseded_total",
+        "Jobs dropped because another job had already combined one of their inputs.", NULL);
     m->duration = pipe_metrics_histogram(reg, "sluice_combiner_job_seconds",
                                          "Time to run one job, lease to cleanup.", NULL,
                                          pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);

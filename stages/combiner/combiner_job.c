@@ -346,6 +346,51 @@ static int committed_before(struct run *r, bool *yes, struct pipe_store_obj *inf
     return rc;
 }
 
+/* Another job's done marker on one of our inputs means a second dispatcher
+ * (a paused one, or one that ran while the lease table was empty) grouped
+ * those inputs again. The first commit wins: *other names that job. */
+static int claimed_elsewhere(struct run *r, char *other, size_t other_len)
+{
+    struct pipe_store *s = pipe_stage_store(r->c->st);
+    struct pipe_buf key, mark;
+    pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
+    pipe_buf_init(&mark, PIPE_KEYS_NAME_MAX);
+    int rc = 0;
+    other[0] = '\0';
+    for (size_t i = 0; i < r->job.n_inputs && rc == 0 && !other[0]; i++) {
+        struct pipe_key_parts p;
+        rc = pipe_keys_parse(r->job.inputs[i].key, &p);
+        if (rc == 0)
+            rc = pipe_keys_combine_done(&key, p.hour_ms, p.name);
+        pipe_buf_reset(&mark);
+        if (rc == 0)
+            rc = pipe_store_get(s, key.data, &mark);
+        if (rc == 0 && (mark.len != strlen(r->id) || memcmp(mark.data, r->id, mark.len) != 0))
+            snprintf(other, other_len, "%.*s", (int)mark.len, mark.data);
+        if (rc == PIPE_ENOTFOUND)
+            rc = 0;
+    }
+    pipe_buf_cleanup(&mark);
+    pipe_buf_cleanup(&key);
+    return rc;
+}
+
+/* Drops a superseded job: its descriptor goes, so that the dispatcher hands
+ * out again whichever of its inputs no job has combined. */
+static int drop_superseded(struct run *r, const char *other)
+{
+    struct pipe_buf key;
+    pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
+    pipe_log_error("inputs already combined by another job; dropping this one",
+                   "job=%s other=%s", r->id, other);
+    pipe_counter_inc(r->c->m.superseded);
+    int rc = pipe_keys_job(&key, r->id);
+    if (rc == 0)
+        rc = pipe_store_delete(pipe_stage_store(r->c->st), key.data);
+    pipe_buf_cleanup(&key);
+    return rc;
+}
+
 static void count_done(struct run *r, int64_t start_mono, bool recovered)
 {
     struct comb_metrics *m = &r->c->m;
@@ -384,6 +429,13 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
     if (rc < 0 || recovered)
         goto commit;
     rc = merge(&r);
+    char other[PIPE_KEYS_NAME_MAX + 1];
+    if (rc == 0)
+        rc = claimed_elsewhere(&r, other, sizeof other);
+    if (rc == 0 && other[0]) {
+        rc = drop_superseded(&r, other);
+        goto out;
+    }
     /* The last moment to find out that another holder took over. */
     if (rc == 0)
         rc = pipe_lease_check(pipe_stage_leases(c->st), lease);
@@ -394,6 +446,7 @@ commit:
         rc = finish(&r, &info);
     if (rc == 0)
         count_done(&r, start, recovered);
+out:
     pipe_buf_cleanup(&key);
     pipe_manifest_combined_cleanup(&r.man);
     pipe_manifest_job_cleanup(&r.job);

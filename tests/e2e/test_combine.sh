@@ -209,6 +209,7 @@ dispatch
 "$BIN/sluice-combiner" "${COMMON[@]}" --once --zstd-level 19 >"$T/term.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
+wait_log "$T/term.log" 'msg="started"'
 sleep 0.3
 stop_pid "$pid"
 check "SIGTERM mid-job exits 0" test $? -eq 0
@@ -220,6 +221,7 @@ check "the abandonment is logged" grep -q "job abandoned before its commit" "$T/
 "$BIN/sluice-combiner" "${COMMON[@]}" --zstd-level 19 >"$T/kill.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
+wait_log "$T/kill.log" 'msg="started"'
 sleep 0.4
 { kill -9 "$pid"; wait "$pid"; } 2>/dev/null
 check "kill -9 mid-job leaves every descriptor" test "$(count_keys jobs/combine)" -eq 4
@@ -286,6 +288,26 @@ for p in "$d2_pid" "$c1_pid" "$c3_pid"; do
   check "daemon $p stops with exit 0 on SIGTERM" test $? -eq 0
 done
 check "no input in two manifests, every input combined" "$PY" "$T/check.py" "$store"
+# A second job over inputs another job already combined (a paused or
+# duplicated dispatcher): the first commit wins, the second job is dropped.
+first=$(ls "$store/manifests/combined" | head -1)
+"$PY" - "$store" "${first%.json}" <<'PY'
+import json, sys
+store, job = sys.argv[1], sys.argv[2]
+m = json.load(open(f"{store}/manifests/combined/{job}.json"))
+other = job[:-4] + ("0000" if not job.endswith("0000") else "1111")
+d = {"version": 1, "job_id": other, "generation": m["generation"], "created_ms": 0,
+     "output_key": m["output_key"].replace(job, other),
+     "inputs": [{"key": i["key"], "size": i["size"], "etag": i["etag"]} for i in m["inputs"]]}
+import os
+os.makedirs(f"{store}/jobs/combine", exist_ok=True)
+open(f"{store}/jobs/combine/{other}.json", "w").write(json.dumps(d))
+print(other)
+PY
+"$BIN/sluice-combiner" "${COMMON[@]}" --once >"$T/superseded.log" 2>&1
+check "a job over inputs combined by another job is dropped, not committed" \
+  sh -c "grep -q 'already combined by another job' '$T/superseded.log' && [ -z \"\$(ls '$store/jobs/combine' 2>/dev/null)\" ]"
+check "no input in two manifests after the superseded job" "$PY" "$T/check.py" "$store"
 check "no sanitizer reports in any log" \
   sh -c "! grep -rl --include='*.log' 'runtime error\|AddressSanitizer\|LeakSanitizer' $T"
 finish
