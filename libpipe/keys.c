@@ -157,6 +157,54 @@ int pipe_keys_job_id(struct pipe_buf *out, unsigned generation, int64_t hour_ms,
                    hash);
 }
 
+/* Reads count digits at *p, advancing it; -1 if one is not a digit. */
+static int take_digits(const char **p, int count)
+{
+    int v = 0;
+    for (int i = 0; i < count; i++, (*p)++) {
+        if (**p < '0' || **p > '9')
+            return -1;
+        v = v * 10 + (**p - '0');
+    }
+    return v;
+}
+
+bool pipe_keys_job_hour(const char *id, int64_t *hour_ms)
+{
+    const char *p = id;
+    if (p == NULL || *p++ != 'g')
+        return false;
+    int digits = 0;
+    while (*p >= '0' && *p <= '9' && digits < 7) {
+        p++;
+        digits++;
+    }
+    if (digits == 0 || digits > 6 || *p++ != '-')
+        return false;
+    int y = take_digits(&p, 4), mo = take_digits(&p, 2), d = take_digits(&p, 2);
+    int h = take_digits(&p, 2);
+    if (*p++ != '-' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23)
+        return false;
+    for (int j = 0; j < 16; j++, p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    if (*p != '\0')
+        return false;
+    *hour_ms = pipe_clock_from_civil(y, mo, d, h, 0, 0, 0);
+    return true;
+}
+
+bool pipe_keys_job_of(const char *key, const char *dir, char *id)
+{
+    size_t dl = strlen(dir), kl = strlen(key);
+    if (kl <= dl + 5 || strncmp(key, dir, dl) != 0 || strcmp(key + kl - 5, ".json") != 0 ||
+        kl - dl - 5 > PIPE_KEYS_NAME_MAX)
+        return false;
+    memcpy(id, key + dl, kl - dl - 5);
+    id[kl - dl - 5] = '\0';
+    return pipe_keys_name_valid(id);
+}
+
 int pipe_keys_manifest(struct pipe_buf *out, const char *kind, const char *job_id)
 {
     if (!kind || (strcmp(kind, "combined") != 0 && strcmp(kind, "split") != 0) ||

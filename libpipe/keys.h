@@ -54,6 +54,15 @@ int pipe_keys_dedup_index(struct pipe_buf *out, int64_t hour_ms, const char *job
  * the same id). */
 int pipe_keys_job_id(struct pipe_buf *out, unsigned generation, int64_t hour_ms, uint64_t hash);
 
+/* pipe_keys_job_hour — the hour named by a job id made by pipe_keys_job_id;
+ * false (hour_ms untouched) when id is not such an id. */
+bool pipe_keys_job_hour(const char *id, int64_t *hour_ms);
+
+/* pipe_keys_job_of — the job id of "<dir><id>.json" (e.g. dir
+ * "manifests/combined/") into id, which holds PIPE_KEYS_NAME_MAX + 1 bytes;
+ * false when key is not of that form or the id is not a valid name. */
+bool pipe_keys_job_of(const char *key, const char *dir, char *id);
+
 /* pipe_keys_hour_prefix — "<prefix>/dt=YYYY-MM-DD/hr=HH/" for listing one
  * hour partition. prefix is "filtered", "rejected", "combined", "state/combine", "state/dedup" or
  * "split/<event>". */

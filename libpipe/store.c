@@ -294,6 +294,24 @@ void pipe_store_list_cleanup(struct pipe_store_list *l)
     memset(l, 0, sizeof *l);
 }
 
+int pipe_store_walk(struct pipe_store *s, const char *prefix, const char *start_after,
+                    size_t page_keys, pipe_store_walk_fn fn, void *arg)
+{
+    struct pipe_store_list page = {0};
+    char *marker = start_after ? pipe_strdup(start_after) : NULL;
+    int rc = 0;
+    do {
+        rc = pipe_store_list(s, prefix, marker, page_keys ? page_keys : 1000, &page);
+        for (size_t i = 0; rc == 0 && i < page.count; i++)
+            rc = fn(arg, &page.items[i]);
+        pipe_free(marker);
+        marker = rc == 0 && page.truncated && page.next_marker ? pipe_strdup(page.next_marker)
+                                                               : NULL;
+        pipe_store_list_cleanup(&page);
+    } while (marker);
+    return rc;
+}
+
 bool pipe_store_has(const struct pipe_store *s, unsigned cap)
 {
     return (s->caps & cap) == cap;

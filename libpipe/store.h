@@ -95,6 +95,18 @@ int pipe_store_list(struct pipe_store *s, const char *prefix, const char *start_
 /* pipe_store_list_cleanup — frees the items, keys and marker; zeroes *l. */
 void pipe_store_list_cleanup(struct pipe_store_list *l);
 
+/* pipe_store_walk_fn — called for each object of a walk; return 0 to go on,
+ * a positive value to stop the walk early (walk returns it), or a negative
+ * error to stop it (walk returns the error). o is valid during the call. */
+typedef int (*pipe_store_walk_fn)(void *arg, const struct pipe_store_obj *o);
+
+/* pipe_store_walk — every object under prefix after start_after (may be
+ * NULL), in key order, page by page (page_keys per listing; 0 = 1000), so
+ * that a listing of any size needs memory for one page only. Returns 0
+ * after the last object, fn's non-zero result, or a listing error. */
+int pipe_store_walk(struct pipe_store *s, const char *prefix, const char *start_after,
+                    size_t page_keys, pipe_store_walk_fn fn, void *arg);
+
 /* pipe_store_has — true if the store has every capability bit in cap. */
 bool pipe_store_has(const struct pipe_store *s, unsigned cap);
 

@@ -148,34 +148,31 @@ out:
     return rc;
 }
 
-/* raw_pass — one listing of raw/, filtering what is new. Returns 0 or the
+static int raw_visit(void *arg, const struct pipe_store_obj *o)
+{
+    struct filter *f = arg;
+    struct done_set *done = f->raw_done;
+    if (f->stopping)
+        return 1;
+    uint64_t h = obj_hash(o);
+    if (done_has(done, h))
+        return 0;
+    int rc = raw_one(f, o);
+    if (rc == 0)
+        done_add(done, h);
+    return rc;
+}
+
+/* raw_pass — one walk over raw/, filtering what is new. Returns 0 or the
  * first error (after which the pass stops, to be retried next time). */
 static int raw_pass(struct filter *f)
 {
     struct pipe_store *store = pipe_stage_store(f->st);
-    struct done_set *done = f->raw_done;
-    char *marker = NULL;
-    int rc = 0;
-    do {
-        struct pipe_store_list l = {0};
-        rc = pipe_store_list(store, "raw/", marker, 1000, &l);
-        for (size_t i = 0; rc == 0 && i < l.count && !f->stopping; i++) {
-            uint64_t h = obj_hash(&l.items[i]);
-            if (done_has(done, h))
-                continue;
-            rc = raw_one(f, &l.items[i]);
-            if (rc == 0)
-                done_add(done, h);
-        }
-        pipe_free(marker);
-        marker = l.truncated && l.next_marker ? pipe_strdup(l.next_marker) : NULL;
-        pipe_store_list_cleanup(&l);
-    } while (rc == 0 && marker && !f->stopping);
-    pipe_free(marker);
+    int rc = pipe_store_walk(store, "raw/", NULL, 1000, raw_visit, f);
     if (rc < 0)
-        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
-                      pipe_store_last_error(store));
-    return rc;
+        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"",
+                      pipe_strerror(rc), pipe_store_last_error(store));
+    return rc < 0 ? rc : 0;
 }
 
 static void raw_work(uv_work_t *w)

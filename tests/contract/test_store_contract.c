@@ -304,6 +304,51 @@ static void test_store_list_orders_full_keys_bytewise(void **state)
     wipe(&c);
 }
 
+struct walk_seen {
+    struct pipe_buf keys;
+    int stop_after; /* stop the walk with 7 after this many objects; 0 = never */
+    int n;
+};
+
+static int walk_collect(void *arg, const struct pipe_store_obj *o)
+{
+    struct walk_seen *w = arg;
+    pipe_buf_printf(&w->keys, "%s\n", o->key);
+    return ++w->n == w->stop_after ? 7 : 0;
+}
+
+static void test_store_walk_visits_every_key_in_order_and_stops_on_request(void **state)
+{
+    struct ctx c = ctx_new(state, "walk");
+    for (int i = 0; i < 23; i++) {
+        char k[32];
+        snprintf(k, sizeof k, "w/%02d", i);
+        put_str(&c, k, "x");
+    }
+    char *prefix = key_at(&c, "w/");
+    struct walk_seen w = {.stop_after = 0};
+    pipe_buf_init(&w.keys, SIZE_MAX);
+    assert_int_equal(pipe_store_walk(c.s, prefix, NULL, 4, walk_collect, &w), 0);
+    assert_int_equal(w.n, 23);
+    char *first = key_at(&c, "w/00\n");
+    assert_int_equal(strncmp(w.keys.data, first, strlen(first)), 0);
+    pipe_buf_reset(&w.keys);
+    w.n = 0;
+    w.stop_after = 10;
+    assert_int_equal(pipe_store_walk(c.s, prefix, NULL, 3, walk_collect, &w), 7);
+    assert_int_equal(w.n, 10);
+    char *after = key_at(&c, "w/19");
+    w.n = 0;
+    w.stop_after = 0;
+    assert_int_equal(pipe_store_walk(c.s, prefix, after, 0, walk_collect, &w), 0);
+    assert_int_equal(w.n, 3); /* 20, 21, 22 */
+    pipe_free(after);
+    pipe_free(first);
+    pipe_buf_cleanup(&w.keys);
+    pipe_free(prefix);
+    wipe(&c);
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -527,6 +572,7 @@ static int run_suite(const char *url)
         cmocka_unit_test(test_store_delete_removes_object_and_missing_is_ok),
         cmocka_unit_test(test_store_list_orders_full_keys_bytewise),
         cmocka_unit_test(test_store_list_pagination_resumes_exactly_after_marker),
+        cmocka_unit_test(test_store_walk_visits_every_key_in_order_and_stops_on_request),
         cmocka_unit_test(test_store_rejects_invalid_keys),
         cmocka_unit_test(test_store_concurrent_puts_to_different_keys_all_land),
         cmocka_unit_test(test_store_concurrent_put_and_get_never_show_torn_object),

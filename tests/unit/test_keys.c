@@ -175,6 +175,18 @@ static void test_keys_pipeline_state_keys_follow_the_compaction_layout(void **st
     assert_true(pipe_keys_name_valid(b.data));
     assert_int_equal(pipe_keys_hour_prefix(&b, "state/combine", T_NEXT_HOUR), 0);
     assert_string_equal(b.data, "state/combine/dt=2026-03-01/hr=08/");
+    int64_t hour = 0;
+    assert_int_equal(pipe_keys_job_id(&b, 3, T_END_OF_HOUR, 0xabcULL), 0);
+    assert_true(pipe_keys_job_hour(b.data, &hour));
+    assert_int_equal(hour, T_NEXT_HOUR - 3600000);
+    assert_false(pipe_keys_job_hour("g1-2026130107-0000000000000abc", &hour));
+    assert_false(pipe_keys_job_hour("g1-2026030107-0000000000000abc-x", &hour));
+    assert_false(pipe_keys_job_hour("x1-2026030107-0000000000000abc", &hour));
+    char id[PIPE_KEYS_NAME_MAX + 1];
+    assert_true(pipe_keys_job_of("manifests/combined/g1-x.json", "manifests/combined/", id));
+    assert_string_equal(id, "g1-x");
+    assert_false(pipe_keys_job_of("manifests/combined/g1-x.txt", "manifests/combined/", id));
+    assert_false(pipe_keys_job_of("jobs/split/a/b.json", "jobs/split/", id));
     assert_int_equal(pipe_keys_split_job(&b, "../x"), PIPE_EINVAL);
     assert_int_equal(pipe_keys_combine_done(&b, -1, "x"), PIPE_EINVAL);
     assert_int_equal(pipe_keys_dedup_index(&b, T_NEXT_HOUR, "a/b"), PIPE_EINVAL);

@@ -115,75 +115,25 @@ static bool rec_in_range(const struct rec *r, int64_t hour_ms)
     return hour_ms >= r->from_ms && hour_ms < r->to_ms;
 }
 
-/* The hour of a job id "g<generation>-YYYYMMDDHH-<16 hex>" (see
- * pipe_keys_job_id); false when id is not one. */
-static bool rec_job_hour(const char *id, int64_t *hour_ms)
-{
-    const char *p = id;
-    if (*p++ != 'g')
-        return false;
-    int digits = 0;
-    while (*p >= '0' && *p <= '9' && digits < 7) {
-        p++;
-        digits++;
-    }
-    if (digits == 0 || digits > 6 || *p++ != '-')
-        return false;
-    int v[4] = {0};
-    static const int width[4] = {4, 2, 2, 2};
-    for (int i = 0; i < 4; i++) {
-        for (int j = 0; j < width[i]; j++, p++) {
-            if (*p < '0' || *p > '9')
-                return false;
-            v[i] = v[i] * 10 + (*p - '0');
-        }
-    }
-    if (*p++ != '-' || v[0] < 1970 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23)
-        return false;
-    for (int j = 0; j < 16; j++, p++) {
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    }
-    if (*p != '\0')
-        return false;
-    *hour_ms = pipe_clock_from_civil(v[0], v[1], v[2], v[3], 0, 0, 0);
-    return true;
-}
+struct rec_walk {
+    struct rec *r;
+    rec_fn fn;
+};
 
-/* The job id of "<dir><id>.json" into id (PIPE_KEYS_NAME_MAX + 1 bytes). */
-static bool rec_id_of(const char *key, const char *dir, char *id)
+static int rec_walk_one(void *arg, const struct pipe_store_obj *o)
 {
-    size_t dl = strlen(dir), kl = strlen(key);
-    if (kl <= dl + 5 || strncmp(key, dir, dl) != 0 || strcmp(key + kl - 5, ".json") != 0 ||
-        kl - dl - 5 > PIPE_KEYS_NAME_MAX)
-        return false;
-    memcpy(id, key + dl, kl - dl - 5);
-    id[kl - dl - 5] = '\0';
-    return pipe_keys_name_valid(id);
+    struct rec_walk *w = arg;
+    return w->fn(w->r, o);
 }
 
 static int rec_walk(struct rec *r, const char *prefix, rec_fn fn)
 {
-    struct pipe_store_list page = {0};
-    int rc = 0;
-    for (bool first = true; first || page.truncated; first = false) {
-        struct pipe_store_list next = {0};
-        rc = pipe_store_list(r->s, prefix, page.next_marker, REC_PAGE, &next);
-        if (rc < 0) {
-            const char *why = pipe_store_last_error(r->s);
-            fprintf(stderr, "sluicectl reconcile: cannot list %s: %s\n", prefix,
-                    why[0] ? why : pipe_strerror(rc));
-            goto out;
-        }
-        pipe_store_list_cleanup(&page);
-        page = next;
-        for (size_t i = 0; i < page.count && rc == 0; i++)
-            rc = fn(r, &page.items[i]);
-        if (rc < 0 || page.count == 0)
-            break;
+    struct rec_walk w = {r, fn};
+    int rc = pipe_store_walk(r->s, prefix, NULL, REC_PAGE, rec_walk_one, &w);
+    if (rc < 0) {
+        const char *why = pipe_store_last_error(r->s);
+        fprintf(stderr, "sluicectl reconcile: %s: %s\n", prefix, why[0] ? why : pipe_strerror(rc));
     }
-out:
-    pipe_store_list_cleanup(&page);
     return rc;
 }
 
@@ -252,7 +202,7 @@ static int rec_combined_one(struct rec *r, const struct pipe_store_obj *o)
 {
     char id[PIPE_KEYS_NAME_MAX + 1];
     int64_t hour;
-    if (!rec_id_of(o->key, "manifests/combined/", id) || !rec_job_hour(id, &hour) ||
+    if (!pipe_keys_job_of(o->key, "manifests/combined/", id) || !pipe_keys_job_hour(id, &hour) ||
         !rec_in_range(r, hour) || !rec_read(r, o->key))
         return 0;
     struct pipe_manifest_combined m;
@@ -381,7 +331,7 @@ static int rec_split_one(struct rec *r, const struct pipe_store_obj *o)
 {
     char id[PIPE_KEYS_NAME_MAX + 1];
     int64_t hour;
-    if (!rec_id_of(o->key, "manifests/split/", id) || !rec_job_hour(id, &hour) ||
+    if (!pipe_keys_job_of(o->key, "manifests/split/", id) || !pipe_keys_job_hour(id, &hour) ||
         !rec_in_range(r, hour) || !rec_read(r, o->key))
         return 0;
     struct pipe_manifest_split m;

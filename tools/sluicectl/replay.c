@@ -117,53 +117,6 @@ static int64_t replay_floor_hour(int64_t ms)
     return h > ms ? h - REPLAY_HOUR_MS : h;
 }
 
-/* The hour of a job id "g<generation>-YYYYMMDDHH-<16 hex>" (see
- * pipe_keys_job_id); false when id is not one. */
-static bool replay_job_hour(const char *id, int64_t *hour_ms)
-{
-    const char *p = id;
-    if (*p++ != 'g')
-        return false;
-    int digits = 0;
-    while (*p >= '0' && *p <= '9' && digits < 7) {
-        p++;
-        digits++;
-    }
-    if (digits == 0 || digits > 6 || *p++ != '-')
-        return false;
-    int v[4] = {0};
-    static const int width[4] = {4, 2, 2, 2};
-    for (int i = 0; i < 4; i++) {
-        for (int j = 0; j < width[i]; j++, p++) {
-            if (*p < '0' || *p > '9')
-                return false;
-            v[i] = v[i] * 10 + (*p - '0');
-        }
-    }
-    if (*p++ != '-' || v[0] < 1970 || v[1] < 1 || v[1] > 12 || v[2] < 1 || v[2] > 31 || v[3] > 23)
-        return false;
-    for (int j = 0; j < 16; j++, p++) {
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    }
-    if (*p != '\0')
-        return false;
-    *hour_ms = pipe_clock_from_civil(v[0], v[1], v[2], v[3], 0, 0, 0);
-    return true;
-}
-
-/* The job id of "<dir><id>.json" into id (PIPE_KEYS_NAME_MAX + 1 bytes). */
-static bool replay_id_of(const char *key, const char *dir, char *id)
-{
-    size_t dl = strlen(dir), kl = strlen(key);
-    if (kl <= dl + 5 || strncmp(key, dir, dl) != 0 || strcmp(key + kl - 5, ".json") != 0 ||
-        kl - dl - 5 > PIPE_KEYS_NAME_MAX)
-        return false;
-    memcpy(id, key + dl, kl - dl - 5);
-    id[kl - dl - 5] = '\0';
-    return pipe_keys_name_valid(id);
-}
-
 static void replay_progress(struct replay *r, size_t n)
 {
     uint64_t before = r->listed;
@@ -175,28 +128,25 @@ static void replay_progress(struct replay *r, size_t n)
     r->progress_shown = true;
 }
 
-/* Pages through prefix, calling fn for each object. */
+struct replay_walk {
+    struct replay *r;
+    replay_fn fn;
+};
+
+static int replay_walk_one(void *arg, const struct pipe_store_obj *o)
+{
+    struct replay_walk *w = arg;
+    replay_progress(w->r, 1);
+    return w->fn(w->r, o);
+}
+
+/* Walks prefix, calling fn for each object. */
 static int replay_walk(struct replay *r, const char *prefix, replay_fn fn)
 {
-    struct pipe_store_list page = {0};
-    int rc = 0;
-    for (bool first = true; first || page.truncated; first = false) {
-        struct pipe_store_list next = {0};
-        rc = pipe_store_list(r->s, prefix, page.next_marker, REPLAY_PAGE, &next);
-        if (rc < 0) {
-            replay_fail(r, "cannot list", prefix, rc);
-            goto out;
-        }
-        pipe_store_list_cleanup(&page);
-        page = next;
-        for (size_t i = 0; i < page.count && rc == 0; i++)
-            rc = fn(r, &page.items[i]);
-        if (rc < 0 || page.count == 0)
-            goto out;
-        replay_progress(r, page.count);
-    }
-out:
-    pipe_store_list_cleanup(&page);
+    struct replay_walk w = {r, fn};
+    int rc = pipe_store_walk(r->s, prefix, NULL, REPLAY_PAGE, replay_walk_one, &w);
+    if (rc < 0)
+        replay_fail(r, "cannot walk", prefix, rc);
     return rc;
 }
 
@@ -353,7 +303,7 @@ static int replay_combine_one(struct replay *r, const struct pipe_store_obj *o)
 {
     char id[PIPE_KEYS_NAME_MAX + 1];
     int64_t hour;
-    if (!replay_id_of(o->key, "manifests/combined/", id) || !replay_job_hour(id, &hour) ||
+    if (!pipe_keys_job_of(o->key, "manifests/combined/", id) || !pipe_keys_job_hour(id, &hour) ||
         !replay_hour_in_range(r, hour))
         return 0;
     r->items++;
