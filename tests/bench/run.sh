@@ -82,6 +82,24 @@ PY
   tail -1 "$results"
 done
 
+echo "whole pipeline, default settings (200k events, 16 connections, batches of 500)"
+: >"$work/pipeline.runs"
+for r in $(seq "$RUNS"); do
+  tests/bench/pipeline.sh 200000 >>"$work/pipeline.runs"
+done
+pipeline=$("$PY" - "$work/pipeline.runs" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+per_core = statistics.median(r[0] / r[1] for r in rows)
+print(f"| {int(rows[0][0])} | {per_core:,.0f} | {statistics.median(r[0] / r[2] for r in rows):,.0f} "
+      f"| {statistics.median(r[3] for r in rows):.1f} | {statistics.median(r[4] for r in rows):.1f} | {len(rows)} |")
+PY
+)
+echo "  $pipeline"
+
+echo "splitter (zstd in and out) and its peer"
+"$BUILD/tests/bench/bench_split" | tee "$work/bench_split.txt"
+
 echo "peers on the same corpus (one core each)"
 peer_zstd=$("$PY" - "$corpus" <<'PY'
 import subprocess, sys, time
@@ -102,6 +120,20 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
   echo "| configuration | batch | flush age | events | events/s per filter core | MB/s per filter core | events/s wall | ack p50 ms | ack p99 ms | runs |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$results"
+  echo
+  echo "Whole pipeline with default settings (four stages as daemons, \`tests/bench/pipeline.sh 200000\`):"
+  echo "events/s per core counts the CPU of all four stages; latency is from an event's"
+  echo "\`received_at\` to the write of the split file holding it."
+  echo
+  echo "| events | events/s per core (all stages) | events/s wall | latency p50 s | latency p99 s | runs |"
+  echo "|---|---|---|---|---|---|"
+  echo "$pipeline"
+  echo
+  echo "Splitter, zstd in and out (\`$BUILD/tests/bench/bench_split\`):"
+  echo
+  echo '```'
+  cat "$work/bench_split.txt"
+  echo '```'
   echo
   echo "Peers measured in the same run:"
   echo
