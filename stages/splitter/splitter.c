@@ -6,7 +6,15 @@
  * the de-duplication backend, and commits: the split files, then the
  * manifest, then the descriptor's deletion. Every write is deterministic, so
  * a holder that dies anywhere leaves work the next holder redoes with the
- * same bytes. */
+ * same bytes.
+ *
+ * Memory for one job: the combined object as stored (compressed, at most
+ * max_input), the outputs compressed (about as large again; each capped at
+ * max_input), at most 64 MiB of lines staged for compression, about 50
+ * bytes per event (its output and key index, the distinct keys, their
+ * verdicts and the hash set over them), one zstd context each way, and the
+ * de-duplication backend's own state. Buffers are kept for the next job,
+ * so a daemon holds the peak of its largest job. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,11 +30,11 @@
 #include "libpipe/store.h"
 #include "stages/splitter/splitter.h"
 
-#define OPT(field)       offsetof(struct splitter_cfg, field)
-#define JOBS_PREFIX      "jobs/split/"
-#define JOB_SUFFIX       ".json"
-#define DOC_MAX          (16u << 20) /* a descriptor or manifest */
-#define LIST_PAGE        1000
+#define OPT(field)  offsetof(struct splitter_cfg, field)
+#define JOBS_PREFIX "jobs/split/"
+#define JOB_SUFFIX  ".json"
+#define DOC_MAX     (16u << 20) /* a descriptor or manifest */
+#define LIST_PAGE   1000
 
 static const struct pipe_conf_opt splitter_opts[] = {
     {"lease_ttl", PIPE_CONF_DURATION, "60s", OPT(lease_ttl_ms),
@@ -37,13 +45,11 @@ static const struct pipe_conf_opt splitter_opts[] = {
      0, 0, "FIELD"},
     {"dedup", PIPE_CONF_STR, "local", OPT(dedup), "de-duplication backend", 0, 0, "URL"},
     {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
-     "an event repeated within this window of partitions is dropped", 60000, 90LL * 86400000,
-     NULL},
-    {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of split files", -5,
-     19, "N"},
+     "an event repeated within this window of partitions is dropped", 60000, 90LL * 86400000, NULL},
+    {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of split files", -5, 19,
+     "N"},
     {"url_prefix", PIPE_CONF_STR, "", OPT(url_prefix),
-     "prefix of the Redshift manifest URLs, e.g. s3://bucket/root/ (\"\": bare keys)", 0, 0,
-     "URL"},
+     "prefix of the Redshift manifest URLs, e.g. s3://bucket/root/ (\"\": bare keys)", 0, 0, "URL"},
     {"max_line", PIPE_CONF_SIZE, "1MiB", OPT(max_line),
      "longest event line read (keep it at least the filter's max_event)", 1024, 64 << 20, NULL},
     {"max_input", PIPE_CONF_SIZE, "1GiB", OPT(max_input),
@@ -70,6 +76,7 @@ struct splitter {
     size_t n_jobs, cursor;
     char **failed; /* jobs that cannot succeed; skipped until restart */
     size_t n_failed;
+    int stale_tries;           /* consecutive stale-etag retries (see load) */
     _Atomic int64_t oldest_ms; /* mtime of the oldest pending job, 0 for none */
     _Atomic uint64_t pending;
     struct splitter_metrics m;
@@ -86,6 +93,7 @@ struct job {
     struct pipe_manifest_job desc;
     int64_t hour_ms; /* the job's partition: where its dedup index lives */
     int64_t start_mono;
+    int64_t t_read, t_route, t_claim, t_write; /* mono ms at the end of each phase */
 };
 
 static int splitter_validate(void *cfgp, char *err, size_t errlen)
@@ -188,11 +196,13 @@ static enum job_result load(struct job *j)
     rc = pipe_store_stat(store, in->key, &info);
     if (rc == 0 && strcmp(info.etag, in->etag) != 0) {
         /* A combiner that redid its commit rewrote the object; it rewrites
-         * the descriptor next. */
+         * the descriptor next. A daemon waits for that; --once gives up. */
         pipe_log_warn("combined object changed since its split job was written; retrying",
                       "job=%s key=%s", j->id, in->key);
-        return JOB_RETRY;
+        bool give_up = pipe_stage_common(s->st)->once && ++s->stale_tries >= 5;
+        return give_up ? JOB_FAILED : JOB_RETRY;
     }
+    s->stale_tries = 0;
     pipe_buf_reset(&s->input);
     if (rc == 0)
         rc = pipe_store_get(store, in->key, &s->input);
@@ -202,6 +212,7 @@ static enum job_result load(struct job *j)
         return rc == PIPE_ENOTFOUND ? JOB_FAILED : classify(rc);
     }
     pipe_counter_add(s->m.bytes_in, s->input.len);
+    j->t_read = pipe_clock_mono_ms();
     return JOB_DONE;
 }
 
@@ -215,13 +226,14 @@ static enum job_result route(struct job *j)
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
     if (rc == 0)
         rc = keep_lease(j, true);
+    j->t_route = pipe_clock_mono_ms();
     if (rc == 0 && r->n_keys)
-        rc = pipe_dedup_claim(s->dedup, j->id, j->hour_ms, pipe_clock_now_ms(), r->keys,
-                              r->n_keys, r->verdicts);
+        rc = pipe_dedup_claim(s->dedup, j->id, j->hour_ms, pipe_clock_now_ms(), r->keys, r->n_keys,
+                              r->verdicts);
+    j->t_claim = pipe_clock_mono_ms();
     if (rc == 0)
-        rc = split_route_apply_verdicts(r, s->input.data, s->input.len, job_tick, j);
-    if (rc == 0)
-        rc = split_route_finish(r);
+        rc = split_route_write(r, s->input.data, s->input.len, job_tick, j);
+    j->t_write = pipe_clock_mono_ms();
     if (rc == 0)
         return JOB_DONE;
     if (rc == PIPE_ESHUTDOWN)
@@ -314,7 +326,8 @@ static void count_job(struct job *j)
 {
     struct splitter *s = j->s;
     const struct split_counts *c = &s->route.c;
-    double secs = (double)(pipe_clock_mono_ms() - j->start_mono) / 1000.0;
+    int64_t now = pipe_clock_mono_ms();
+    double secs = (double)(now - j->start_mono) / 1000.0;
     pipe_counter_add(s->m.events_in, c->in);
     pipe_counter_add(s->m.events_out, c->out);
     pipe_counter_add(s->m.rejected, c->rejected);
@@ -324,10 +337,14 @@ static void count_job(struct job *j)
     pipe_histogram_observe(s->m.job_seconds, secs);
     pipe_log_info("split job done",
                   "job=%s in=%llu out=%llu rejected=%llu dup_batch=%llu dup_cross=%llu "
-                  "outputs=%zu seconds=%.3f",
+                  "outputs=%zu seconds=%.3f read_ms=%lld route_ms=%lld claim_ms=%lld "
+                  "write_ms=%lld commit_ms=%lld",
                   j->id, (unsigned long long)c->in, (unsigned long long)c->out,
                   (unsigned long long)c->rejected, (unsigned long long)c->dup_batch,
-                  (unsigned long long)c->dup_cross, s->route.n_outs, secs);
+                  (unsigned long long)c->dup_cross, s->route.n_outs, secs,
+                  (long long)(j->t_read - j->start_mono), (long long)(j->t_route - j->t_read),
+                  (long long)(j->t_claim - j->t_route), (long long)(j->t_write - j->t_claim),
+                  (long long)(now - j->t_write));
 }
 
 /* run_job — one job under its lease (held by the caller). */
@@ -462,10 +479,14 @@ static enum job_result try_job(struct splitter *s, const char *id)
 static enum pipe_stage_status splitter_process(struct pipe_stage *st, void *state)
 {
     struct splitter *s = state;
-    for (int sweep = 0; sweep < 2; sweep++) {
-        if (sweep == 1 || s->cursor >= s->n_jobs) {
+    bool listed = false;
+    for (;;) {
+        if (s->cursor >= s->n_jobs) {
+            if (listed)
+                break;
             if (list_jobs(s) < 0)
                 return PIPE_STAGE_RETRY;
+            listed = true;
         }
         while (s->cursor < s->n_jobs && !pipe_stage_stopping(st)) {
             const char *id = s->jobs[s->cursor++];
@@ -520,14 +541,13 @@ static void register_metrics(struct splitter *s)
                                        "Compressed bytes of combined objects read.", NULL);
     m->bytes_out = pipe_metrics_counter(reg, "sluice_splitter_bytes_out_total",
                                         "Compressed bytes of split files written.", NULL);
-    m->jobs_done = pipe_metrics_counter(reg, "sluice_splitter_jobs_done_total",
-                                        "Split jobs committed.", NULL);
+    m->jobs_done =
+        pipe_metrics_counter(reg, "sluice_splitter_jobs_done_total", "Split jobs committed.", NULL);
     m->jobs_failed = pipe_metrics_counter(reg, "sluice_splitter_jobs_failed_total",
                                           "Split jobs that cannot succeed (left in place).", NULL);
-    m->job_seconds = pipe_metrics_histogram(reg, "sluice_splitter_job_seconds",
-                                            "Time to split and commit one job.", NULL,
-                                            pipe_metrics_seconds_bounds,
-                                            pipe_metrics_seconds_nbounds);
+    m->job_seconds = pipe_metrics_histogram(
+        reg, "sluice_splitter_job_seconds", "Time to split and commit one job.", NULL,
+        pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
     pipe_metrics_gauge_fn(reg, "sluice_splitter_freshness_seconds",
                           "Age of the oldest pending split job.", NULL, freshness, s);
     pipe_metrics_gauge_fn(reg, "sluice_splitter_pending_jobs",
@@ -551,8 +571,8 @@ static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
         /* A claim must not outwait the job's own lease. */
         .wait_ms = cfg->lease_ttl_ms / 3,
     };
-    int rc = pipe_dedup_open(cfg->dedup, pipe_stage_store(st), pipe_stage_leases(st), &dc,
-                             &s->dedup);
+    int rc =
+        pipe_dedup_open(cfg->dedup, pipe_stage_store(st), pipe_stage_leases(st), &dc, &s->dedup);
     if (rc < 0) {
         pipe_log_error("cannot open the de-duplication backend", "url=\"%s\" err=\"%s\"",
                        cfg->dedup, pipe_strerror(rc));

@@ -33,10 +33,15 @@ struct split_output {
     char event[129]; /* NUL-terminated event type */
     size_t event_len;
     int64_t hour_ms;
-    uint64_t hash;        /* of (event, hour): the route table's key */
-    uint64_t rows;        /* lines in the output (staged or compressed) */
+    uint64_t hash;         /* of (event, hour): the route table's key */
+    uint64_t rows;         /* lines in the output (staged or compressed) */
     struct pipe_buf stage; /* uncompressed lines not yet in a frame */
     struct pipe_buf z;     /* the compressed frames so far */
+};
+
+/* An output's buffers, kept between jobs. */
+struct split_buffers {
+    struct pipe_buf stage, z;
 };
 
 /* What one pass over a combined object found. */
@@ -55,7 +60,7 @@ struct split_route {
     bool use_ts;
     int zstd_level;
     size_t max_line;
-    size_t max_output; /* cap on one output's compressed bytes */
+    size_t max_output;  /* cap on one output's compressed bytes */
     const char *job_id; /* borrowed, for log lines */
 
     /* outputs, and an open-addressing index over them (u32 slots) */
@@ -63,14 +68,17 @@ struct split_route {
     size_t n_outs, cap_outs;
     uint32_t *otab;
     size_t otab_size; /* power of two */
-    size_t staged;    /* bytes allocated by every output's stage buffer */
+    size_t staged;    /* bytes staged in every output, not yet in a frame */
+    /* buffers of earlier jobs' outputs, for reuse */
+    struct split_buffers *pool;
+    size_t n_pool, cap_pool;
 
     /* distinct de-duplication keys in first-seen order, their verdicts,
      * and a hash set of indexes into keys */
     struct pipe_dedup_key *keys;
     uint8_t *verdicts;
     size_t n_keys, cap_keys;
-    uint32_t *ktab;
+    uint64_t *ktab;   /* slots: 32 bits of the key, index + 1 */
     size_t ktab_size; /* power of two */
 
     /* per input line: its output (or a SPLIT_LINE_* mark) and key index */
@@ -107,24 +115,21 @@ void split_route_cleanup(struct split_route *r);
 void split_route_reset(struct split_route *r, const char *job_id);
 
 /* split_route_pass — the first pass over a combined object (plain or zstd,
- * data[0..n)): parses every line, drops in-batch duplicates, collects the
- * distinct keys (r->keys) and writes every other event to its output.
- * Returns 0, PIPE_ECORRUPT (the object cannot be decoded), PIPE_ETOOBIG (an
- * output outgrew its cap, or a job has too many outputs), or what tick
- * returned. */
+ * data[0..n)): parses every line, drops in-batch duplicates, and records
+ * each line's output and key; r->keys holds the distinct keys in order of
+ * first appearance and r->verdicts is sized for them (all NEW). Returns 0,
+ * PIPE_ECORRUPT (the object cannot be decoded), PIPE_ETOOBIG (too many
+ * lines or outputs), or what tick returned. */
 int split_route_pass(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
                      void *arg);
 
-/* split_route_apply_verdicts — after the claim (r->verdicts filled): if any
- * key is a cross-batch duplicate, rebuilds every output from data without
- * those events (a second decode, no second parse). Sets r->c.dup_cross and
- * r->c.out. Return codes as split_route_pass. */
-int split_route_apply_verdicts(struct split_route *r, const void *data, size_t n,
-                               split_tick_fn tick, void *arg);
-
-/* split_route_finish — ends the last frame of every output. 0 or
- * PIPE_ETOOBIG. Afterwards outs[i].z holds each output's whole object. */
-int split_route_finish(struct split_route *r);
+/* split_route_write — after the claim (r->verdicts filled in): decodes
+ * data again and writes every kept line, in input order, to its output;
+ * afterwards outs[i].z holds each output's whole object and r->c is
+ * complete. Return codes as split_route_pass, plus PIPE_ETOOBIG for an
+ * output over its cap. */
+int split_route_write(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
+                      void *arg);
 
 /* split_route_sorted — the non-empty outputs, ordered by
  * (event, hour); the caller frees the array. *n receives the count. */

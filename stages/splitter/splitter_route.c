@@ -3,7 +3,9 @@
  * without building a DOM, drops repeats of a key within the object, and
  * appends every other line to the output of its (event, hour).
  *
- * Outputs are kept compressed. Lines are staged per output and compressed
+ * A first pass decides every line's fate; after the claim, a second pass
+ * decodes the object again and writes the kept lines. Outputs are kept
+ * compressed. Lines are staged per output and compressed
  * into an independent zstd frame whenever the stage holds SPLIT_FRAME_BYTES,
  * so one compression context serves every output and memory does not grow
  * with the number of outputs (a streaming context per output would cost
@@ -187,6 +189,25 @@ static void otab_grow(struct split_route *r)
     r->otab_size = size;
 }
 
+/* take_buffers — gives a new output the buffers of an output of an earlier
+ * job, if there are any: fresh multi-megabyte buffers cost more in page
+ * faults than compressing into them. */
+static void take_buffers(struct split_route *r, struct split_output *o)
+{
+    if (r->n_pool) {
+        struct split_buffers *b = &r->pool[--r->n_pool];
+        o->stage = b->stage;
+        o->z = b->z;
+    } else {
+        pipe_buf_init(&o->stage, 0);
+        pipe_buf_init(&o->z, 0);
+    }
+    pipe_buf_reset(&o->stage);
+    pipe_buf_reset(&o->z);
+    o->stage.max = SPLIT_FRAME_BYTES + r->max_line + 1;
+    o->z.max = r->max_output;
+}
+
 /* route_get — the output of (event, hour), created on first use. *out is
  * NULL (the line is rejected) for an event type or hour that cannot name a
  * key; PIPE_ETOOBIG past SPLIT_MAX_OUTPUTS. */
@@ -226,8 +247,7 @@ static int route_get(struct split_route *r, const char *event, size_t n, int64_t
     o->event_len = n;
     o->hour_ms = hour;
     o->hash = h;
-    pipe_buf_init(&o->stage, SPLIT_FRAME_BYTES + r->max_line + 1);
-    pipe_buf_init(&o->z, r->max_output);
+    take_buffers(r, o);
     if (r->n_outs * 2 > r->otab_size) {
         otab_grow(r);
     } else {
@@ -250,20 +270,22 @@ static int frame(struct split_route *r, struct split_output *o)
         rc = pipe_zwriter_write(r->zw, o->stage.data, o->stage.len);
     if (rc == 0)
         rc = pipe_zwriter_finish(r->zw);
+    r->staged -= o->stage.len;
     pipe_buf_reset(&o->stage);
     return rc;
 }
 
-/* evict — frames the output whose stage holds the most memory and frees
- * its stage, bringing the total back under the budget. */
+/* evict — frames the output with the most staged bytes and frees its
+ * stage, bringing the total back under the budget. The budget counts
+ * staged bytes, not allocations, so where frames end depends on the lines
+ * alone, whatever buffers earlier jobs left behind. */
 static int evict(struct split_route *r)
 {
-    struct split_output *big = NULL;
-    for (size_t i = 0; i < r->n_outs; i++)
-        if (big == NULL || r->outs[i].stage.cap > big->stage.cap)
+    struct split_output *big = &r->outs[0];
+    for (size_t i = 1; i < r->n_outs; i++)
+        if (r->outs[i].stage.len > big->stage.len)
             big = &r->outs[i];
     int rc = frame(r, big);
-    r->staged -= big->stage.cap;
     size_t max = big->stage.max;
     pipe_buf_cleanup(&big->stage);
     pipe_buf_init(&big->stage, max);
@@ -275,7 +297,6 @@ static int emit(struct split_route *r, struct split_output *o, const char *line,
     int rc = 0;
     if (o->stage.len && o->stage.len + len + 1 > SPLIT_FRAME_BYTES)
         rc = frame(r, o);
-    size_t cap0 = o->stage.cap;
     if (rc == 0)
         rc = pipe_buf_reserve(&o->stage, len + 1);
     if (rc < 0)
@@ -284,38 +305,31 @@ static int emit(struct split_route *r, struct split_output *o, const char *line,
     o->stage.len += len;
     o->stage.data[o->stage.len++] = '\n';
     o->rows++;
-    r->staged += o->stage.cap - cap0;
+    r->staged += len + 1;
     if (r->staged > SPLIT_STAGE_BUDGET)
         rc = evict(r);
     return rc;
 }
 
-/* reset_outputs — back to the state before the first line (keeping the
- * outputs themselves), so a second pass frames exactly as a first would. */
-static void reset_outputs(struct split_route *r)
-{
-    for (size_t i = 0; i < r->n_outs; i++) {
-        struct split_output *o = &r->outs[i];
-        size_t max = o->stage.max;
-        pipe_buf_cleanup(&o->stage);
-        pipe_buf_init(&o->stage, max);
-        pipe_buf_reset(&o->z);
-        o->rows = 0;
-    }
-    r->staged = 0;
-}
-
 /* ---- keys ---- */
+
+/* The key set's slots hold (index + 1) in the low 32 bits and 32 bits of
+ * the key above them, so probing rarely has to look at r->keys: inserting
+ * a new key costs one cache miss. */
+static uint64_t kslot(const struct pipe_dedup_key *k, size_t idx)
+{
+    return (k->hi & 0xffffffff00000000ULL) | ((uint64_t)idx + 1);
+}
 
 static void ktab_grow(struct split_route *r)
 {
     size_t size = r->ktab_size ? r->ktab_size * 2 : 1u << 16;
-    uint32_t *t = pipe_calloc(size, sizeof *t);
+    uint64_t *t = pipe_calloc(size, sizeof *t);
     for (size_t i = 0; i < r->n_keys; i++) {
         size_t j = r->keys[i].lo & (size - 1);
         while (t[j])
             j = (j + 1) & (size - 1);
-        t[j] = (uint32_t)i + 1;
+        t[j] = kslot(&r->keys[i], i);
     }
     pipe_free(r->ktab);
     r->ktab = t;
@@ -328,10 +342,13 @@ static bool key_insert(struct split_route *r, const struct pipe_dedup_key *k, ui
 {
     size_t mask = r->ktab_size - 1;
     size_t j = k->lo & mask;
-    for (; r->ktab[j]; j = (j + 1) & mask) {
-        const struct pipe_dedup_key *o = &r->keys[r->ktab[j] - 1];
-        if (o->lo == k->lo && o->hi == k->hi) {
-            *idx = r->ktab[j] - 1;
+    uint64_t tag = k->hi & 0xffffffff00000000ULL;
+    for (uint64_t slot; (slot = r->ktab[j]) != 0; j = (j + 1) & mask) {
+        if ((slot & 0xffffffff00000000ULL) != tag)
+            continue;
+        uint32_t i = (uint32_t)slot - 1;
+        if (r->keys[i].lo == k->lo && r->keys[i].hi == k->hi) {
+            *idx = i;
             return false;
         }
     }
@@ -341,7 +358,7 @@ static bool key_insert(struct split_route *r, const struct pipe_dedup_key *k, ui
     }
     *idx = (uint32_t)r->n_keys;
     r->keys[r->n_keys++] = *k;
-    r->ktab[j] = *idx + 1;
+    r->ktab[j] = kslot(k, *idx);
     if (r->n_keys * 2 > r->ktab_size)
         ktab_grow(r);
     return true;
@@ -371,8 +388,9 @@ static void reject(struct split_route *r, uint64_t line_no, const char *reason)
                   (unsigned long long)line_no, reason);
 }
 
-/* route_line — the fate of one non-blank line (pass 1). Returns 0 or a
- * fatal error; a bad line is counted and logged, never fatal. */
+/* route_line — the fate of one non-blank line (pass 1): its output and
+ * key, or a drop. Returns 0 or a fatal error; a bad line is counted and
+ * logged, never fatal. */
 static int route_line(struct split_route *r, size_t idx, const char *line, size_t len,
                       uint64_t line_no)
 {
@@ -418,12 +436,16 @@ static int route_line(struct split_route *r, size_t idx, const char *line, size_
     }
     r->line_out[idx] = (uint32_t)(o - r->outs);
     r->line_key[idx] = kidx;
-    return emit(r, o, line, len);
+    return 0;
 }
 
 /* ---- passes ---- */
 
-/* The handler of one line of a pass: pass 1 parses, pass 2 replays. */
+/* The handler of one line of a pass: pass 1 parses and decides, pass 2
+ * writes what was kept. Two passes (two decodes) rather than writing
+ * during the first: the claim's verdicts are only known after it, and a
+ * speculative write would have to be redone whenever one cross-batch
+ * duplicate turned up, which retried deliveries make common. */
 typedef int (*line_fn)(struct split_route *r, size_t idx, const char *line, size_t len,
                        uint64_t line_no, int rc_next);
 
@@ -495,19 +517,8 @@ int split_route_pass(struct split_route *r, const void *data, size_t n, split_ti
     return rc;
 }
 
-int split_route_apply_verdicts(struct split_route *r, const void *data, size_t n,
-                               split_tick_fn tick, void *arg)
-{
-    r->c.dup_cross = 0;
-    for (size_t i = 0; i < r->n_keys; i++)
-        r->c.dup_cross += r->verdicts[i] == PIPE_DEDUP_DUP;
-    if (r->c.dup_cross == 0)
-        return 0;
-    reset_outputs(r);
-    return run_pass(r, data, n, false, pass2_line, tick, arg);
-}
-
-int split_route_finish(struct split_route *r)
+/* finish — ends the last frame of every output. */
+static int split_route_finish(struct split_route *r)
 {
     r->c.out = 0;
     for (size_t i = 0; i < r->n_outs; i++) {
@@ -517,6 +528,18 @@ int split_route_finish(struct split_route *r)
         r->c.out += r->outs[i].rows;
     }
     return 0;
+}
+
+int split_route_write(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
+                      void *arg)
+{
+    r->c.dup_cross = 0;
+    for (size_t i = 0; i < r->n_keys; i++)
+        r->c.dup_cross += r->verdicts[i] == PIPE_DEDUP_DUP;
+    int rc = run_pass(r, data, n, false, pass2_line, tick, arg);
+    if (rc == 0)
+        rc = split_route_finish(r);
+    return rc;
 }
 
 static int cmp_outputs(const void *a, const void *b)
@@ -561,19 +584,22 @@ int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_l
     return 0;
 }
 
-static void free_outputs(struct split_route *r)
+/* pool_outputs — keeps the buffers of every output for the next job. */
+static void pool_outputs(struct split_route *r)
 {
-    for (size_t i = 0; i < r->n_outs; i++) {
-        pipe_buf_cleanup(&r->outs[i].stage);
-        pipe_buf_cleanup(&r->outs[i].z);
+    if (r->n_pool + r->n_outs > r->cap_pool) {
+        r->cap_pool = r->n_pool + r->n_outs;
+        r->pool = pipe_realloc(r->pool, r->cap_pool * sizeof *r->pool);
     }
+    for (size_t i = 0; i < r->n_outs; i++)
+        r->pool[r->n_pool++] = (struct split_buffers){r->outs[i].stage, r->outs[i].z};
     r->n_outs = 0;
     r->staged = 0;
 }
 
 void split_route_reset(struct split_route *r, const char *job_id)
 {
-    free_outputs(r);
+    pool_outputs(r);
     r->job_id = job_id;
     if (r->otab_size == 0)
         otab_grow(r);
@@ -589,7 +615,12 @@ void split_route_reset(struct split_route *r, const char *job_id)
 
 void split_route_cleanup(struct split_route *r)
 {
-    free_outputs(r);
+    pool_outputs(r);
+    for (size_t i = 0; i < r->n_pool; i++) {
+        pipe_buf_cleanup(&r->pool[i].stage);
+        pipe_buf_cleanup(&r->pool[i].z);
+    }
+    pipe_free(r->pool);
     pipe_free(r->outs);
     pipe_free(r->otab);
     pipe_free(r->keys);

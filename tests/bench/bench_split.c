@@ -23,35 +23,58 @@
 #include "libpipe/manifest.h"
 #include "libpipe/store.h"
 
-#define HOUR_MS 1793522400000LL /* 2026-11-01T10:00:00Z */
-#define JOB_ID  "g1-2026110110-00000000bench001"
 
 static const char *const names[] = {
     "page_view", "screen_view", "button_click", "add_to_cart", "order_completed", "search",
     "signup", "login", "app_open", "video_play", "share", "ad_impression"};
+static const char *const words[] = {
+    "shoes", "running", "summer", "wallet", "chair", "mug", "lamp", "desk", "pro", "mini",
+    "classic", "sport", "linen", "wool", "leather", "travel", "kids", "garden", "blue", "black"};
 
-/* make_event — one filtered event of ~650 bytes; every 20th repeats an
- * earlier id (a client retry the filter let through). */
-static size_t make_event(char *buf, size_t cap, unsigned i)
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t next_rand(void)
 {
-    unsigned id = i % 20 == 19 ? i / 2 : i;
-    unsigned t = (unsigned)((uint64_t)i * 3600000u / 4000000u) % 3600000u;
-    unsigned r = (id * 2654435761u) >> 20;
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* make_event — one filtered event of ~650 bytes with about the entropy of
+ * `sluicectl gen` output (zstd -1 ratio ~5); every 20th repeats an earlier
+ * id (a client retry the filter let through). hour_ms is its received_at
+ * hour, t its offset in it. */
+static size_t make_event(char *buf, size_t cap, unsigned i, int64_t hour_ms, unsigned t)
+{
+    unsigned id = i % 20 == 19 && i >= 100 ? i - 100 + (i % 7) : i;
+    uint64_t a = next_rand(), b = next_rand(), c = next_rand();
+    unsigned r = id * 2654435761u >> 20; /* a retry keeps its type */
     const char *name = names[r % 12 < 4 ? 0 : r % 12]; /* page_view a third of them */
+    char recv[PIPE_CLOCK_RFC3339_LEN + 1];
+    pipe_clock_format_rfc3339(hour_ms + t, recv);
     return (size_t)snprintf(
         buf, cap,
-        "{\"event\":\"%s\",\"id\":\"%08x-%04x-4%03x-a%03x-%012x\",\"ts\":\"2026-11-01T09:%02u:%02u.%03uZ\","
-        "\"anonymous_id\":\"0b0e5a8c%08x4c1e9d5b7f1d2c3b\",\"user_id\":\"usr_%u\","
-        "\"context\":{\"page\":{\"url\":\"https://shop.example.com/products/%u\",\"referrer\":"
-        "\"https://www.example.com/search?q=shoes&page=%u\"},\"user_agent\":\"Mozilla/5.0 "
-        "(Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/17.4 Safari/605.1.15\",\"library\":{\"name\":\"analytics.js\",\"version\":"
-        "\"4.1.%u\"},\"locale\":\"en-US\",\"ip\":\"203.0.113.%u\"},\"properties\":{\"price\":%u.%02u,"
-        "\"currency\":\"EUR\",\"quantity\":%u,\"tags\":[\"sale\",\"summer\"],\"title\":\"Running "
-        "shoes, size %u\"},\"received_at\":\"2026-11-01T10:%02u:%02u.%03uZ\",\"channel\":\"web\"}\n",
-        name, id, id & 0xffff, id & 0xfff, (id >> 3) & 0xfff, id * 7919u, id % 60, (id / 7) % 60,
-        id % 1000, id * 2246822519u, id % 100000, id % 5000, id % 20, id % 10, id % 254,
-        10 + id % 200, id % 100, 1 + id % 5, 36 + id % 12, t / 60000, t / 1000 % 60, t % 1000);
+        "{\"event\":\"%s\",\"id\":\"%08x-%04x-4%03x-a%03x-%012x\",\"ts\":\"%.14s%02u:%02u.%03uZ\","
+        "\"anonymous_id\":\"%016llx%016llx\",\"user_id\":\"usr_%012llx\","
+        "\"context\":{\"page\":{\"url\":\"https://shop.example.com/products/%s-%s-%u\",\"referrer\":"
+        "\"https://www.example.com/search?q=%s+%s&page=%u\"},\"user_agent\":\"Mozilla/5.0 "
+        "(Macintosh; Intel Mac OS X 10_15_%u) AppleWebKit/605.1.%u (KHTML, like Gecko) "
+        "Version/17.%u Safari/605.1.15\",\"library\":{\"name\":\"analytics.js\",\"version\":"
+        "\"4.1.%u\"},\"locale\":\"en-US\",\"ip\":\"203.0.%u.%u\"},\"properties\":{\"price\":%u.%02u,"
+        "\"currency\":\"EUR\",\"quantity\":%u,\"sku\":\"%010llx\",\"title\":\"%s %s %s, size %u\","
+        "\"note\":\"%s %s %s %s\"},\"received_at\":\"%s\",\"channel\":\"web\"}\n",
+        name, id, id & 0xffff, id & 0xfff, (id >> 3) & 0xfff, id * 7919u, recv,
+        (unsigned)(b % 60), (unsigned)(b >> 8) % 60, (unsigned)(b >> 16) % 1000,
+        (unsigned long long)a, (unsigned long long)b, (unsigned long long)(c & 0xffffffffffffULL),
+        words[a % 20], words[b % 20], (unsigned)(c >> 20) % 5000, words[c % 20],
+        words[(a >> 8) % 20], (unsigned)(b >> 30) % 20, (unsigned)(a >> 50) % 8,
+        (unsigned)(c >> 40) % 40, (unsigned)(b >> 40) % 5, (unsigned)(c >> 10) % 10,
+        (unsigned)(a >> 20) % 256, (unsigned)(b >> 20) % 256, 10 + (unsigned)(c >> 30) % 200,
+        (unsigned)(a >> 33) % 100, 1 + (unsigned)(b >> 50) % 5,
+        (unsigned long long)((a ^ c) & 0xffffffffffULL), words[(c >> 5) % 20],
+        words[(b >> 5) % 20], words[(a >> 5) % 20], 36 + (unsigned)(c >> 50) % 12,
+        words[(a >> 12) % 20], words[(b >> 12) % 20], words[(c >> 12) % 20],
+        words[(a >> 17) % 20], recv);
 }
 
 static double now_s(void)
@@ -61,9 +84,17 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* setup_store — a fresh file:// store holding the combined object and its
- * split job descriptor. */
-static int setup_store(const char *dir, const struct pipe_buf *z)
+/* One generated combined object and its job. */
+struct bench_job {
+    char id[64];
+    int64_t hour_ms;
+    unsigned events;
+    struct pipe_buf z;
+};
+
+/* setup_store — a fresh file:// store holding the combined objects of
+ * jobs[0..n) and their split job descriptors. */
+static int setup_store(const char *dir, const struct bench_job *jobs, size_t n)
 {
     char cmd[4200], url[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s/store' '%s/leases'", dir, dir);
@@ -74,28 +105,29 @@ static int setup_store(const char *dir, const struct pipe_buf *z)
     struct pipe_buf key, doc;
     pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
     pipe_buf_init(&doc, 1 << 20);
-    struct pipe_store_obj info;
-    struct pipe_manifest_job job;
-    pipe_manifest_job_init(&job);
     int rc = pipe_store_open(url, &s);
-    if (rc == 0)
-        rc = pipe_keys_combined(&key, HOUR_MS, JOB_ID);
-    if (rc == 0)
-        rc = pipe_store_put(s, key.data, z->data, z->len);
-    if (rc == 0)
-        rc = pipe_store_stat(s, key.data, &info);
-    if (rc == 0) {
-        job.job_id = strdup(JOB_ID);
-        job.generation = 1;
-        job.output_key = strdup(key.data);
-        pipe_manifest_job_add_input(&job, key.data, info.size, info.etag);
-        rc = pipe_manifest_job_to_json(&job, &doc);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct pipe_store_obj info;
+        struct pipe_manifest_job job;
+        pipe_manifest_job_init(&job);
+        rc = pipe_keys_combined(&key, jobs[i].hour_ms, jobs[i].id);
+        if (rc == 0)
+            rc = pipe_store_put(s, key.data, jobs[i].z.data, jobs[i].z.len);
+        if (rc == 0)
+            rc = pipe_store_stat(s, key.data, &info);
+        if (rc == 0) {
+            job.job_id = strdup(jobs[i].id);
+            job.generation = 1;
+            job.output_key = strdup(key.data);
+            pipe_manifest_job_add_input(&job, key.data, info.size, info.etag);
+            rc = pipe_manifest_job_to_json(&job, &doc);
+        }
+        if (rc == 0)
+            rc = pipe_keys_split_job(&key, jobs[i].id);
+        if (rc == 0)
+            rc = pipe_store_put(s, key.data, doc.data, doc.len);
+        pipe_manifest_job_cleanup(&job);
     }
-    if (rc == 0)
-        rc = pipe_keys_split_job(&key, JOB_ID);
-    if (rc == 0)
-        rc = pipe_store_put(s, key.data, doc.data, doc.len);
-    pipe_manifest_job_cleanup(&job);
     pipe_buf_cleanup(&key);
     pipe_buf_cleanup(&doc);
     pipe_store_free(s);
@@ -183,10 +215,34 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* measure — the median events/s per core (and wall) of RUNS runs of one
+ * splitter over jobs[0..n). */
+static int measure(const char *bin, const char *dir, const struct bench_job *jobs, size_t n,
+                   int runs, double *per_core, double *wall_rate)
+{
+    double rate[50], wrate[50];
+    unsigned events = 0;
+    for (size_t i = 0; i < n; i++)
+        events += jobs[i].events;
+    for (int i = 0; i < runs; i++) {
+        double wall = 0, cpu;
+        if (setup_store(dir, jobs, n) < 0 || (cpu = run_splitter(bin, dir, &wall)) <= 0)
+            return -1;
+        rate[i] = events / cpu;
+        wrate[i] = events / wall;
+    }
+    qsort(rate, (size_t)runs, sizeof *rate, cmp_double);
+    qsort(wrate, (size_t)runs, sizeof *wrate, cmp_double);
+    *per_core = rate[runs / 2];
+    *wall_rate = wrate[runs / 2];
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     unsigned n = argc > 1 ? (unsigned)strtoul(argv[1], NULL, 10) : 1000000;
     int runs = argc > 2 ? atoi(argv[2]) : 3;
+    size_t n_jobs = 4;
     const char *bin = getenv("BIN") ? getenv("BIN") : "bin";
     char abs_bin[4096];
     if (!realpath(bin, abs_bin)) {
@@ -194,47 +250,69 @@ int main(int argc, char **argv)
         return 1;
     }
     char dir[] = "/tmp/bench_split.XXXXXX";
-    if (!mkdtemp(dir) || runs < 1 || runs > 50)
+    if (n < n_jobs || !mkdtemp(dir) || runs < 1 || runs > 50)
         return 1;
 
-    struct pipe_buf plain, z;
+    /* n events in 4 jobs of consecutive hours; retries repeat an event
+     * up to 100 lines back, so a few cross a job boundary. */
+    struct bench_job jobs[4];
+    /* Recent hours: claims only count inside the de-duplication window. */
+    int64_t hour0 = pipe_clock_now_ms() / 3600000 * 3600000 - 6 * 3600000LL;
+    struct pipe_buf plain;
     pipe_buf_init(&plain, SIZE_MAX);
-    pipe_buf_init(&z, SIZE_MAX);
-    for (unsigned i = 0; i < n; i++) {
-        char buf[2048];
-        pipe_buf_append(&plain, buf, make_event(buf, sizeof buf, i));
+    for (size_t k = 0; k < n_jobs; k++) {
+        struct bench_job *j = &jobs[k];
+        struct pipe_buf id;
+        pipe_buf_init(&id, sizeof j->id - 1);
+        j->hour_ms = hour0 + (int64_t)k * 3600000;
+        pipe_keys_job_id(&id, 1, j->hour_ms, 0xbe9c4000u + k);
+        snprintf(j->id, sizeof j->id, "%s", id.data);
+        pipe_buf_cleanup(&id);
+        j->events = n / n_jobs;
+        size_t start = plain.len;
+        for (unsigned i = 0; i < j->events; i++) {
+            char buf[2048];
+            unsigned seq = (unsigned)k * j->events + i;
+            unsigned t = (unsigned)((uint64_t)i * 3599999u / j->events);
+            pipe_buf_append(&plain, buf, make_event(buf, sizeof buf, seq, j->hour_ms, t));
+        }
+        pipe_buf_init(&j->z, SIZE_MAX);
+        struct pipe_zwriter *zw = NULL;
+        if (pipe_zwriter_new(1, &j->z, &zw) < 0 ||
+            pipe_zwriter_write(zw, plain.data + start, plain.len - start) < 0 ||
+            pipe_zwriter_finish(zw) < 0)
+            return 1;
+        pipe_zwriter_free(zw);
     }
-    struct pipe_zwriter *zw = NULL;
-    if (pipe_zwriter_new(1, &z, &zw) < 0 || pipe_zwriter_write(zw, plain.data, plain.len) < 0 ||
-        pipe_zwriter_finish(zw) < 0)
-        return 1;
-    pipe_zwriter_free(zw);
-    printf("bench_split: %u events, mean %zu bytes, combined object %.1f MB zstd-1 (%.1f MB plain)\n",
-           n, plain.len / (n ? n : 1), (double)z.len / 1e6, (double)plain.len / 1e6);
+    size_t zlen = 0;
+    for (size_t k = 0; k < n_jobs; k++)
+        zlen += jobs[k].z.len;
+    printf("bench_split: %zu events in %zu jobs, mean %zu bytes, %.1f MB zstd-1 (x%.1f)\n",
+           n_jobs * jobs[0].events, n_jobs, plain.len / (n ? n : 1), (double)zlen / 1e6,
+           (double)plain.len / (double)zlen);
 
-    double rate[50], wall_rate[50];
-    int ok = 0;
-    for (int i = 0; i < runs; i++) {
-        double wall = 0, cpu;
-        if (setup_store(dir, &z) < 0 || (cpu = run_splitter(abs_bin, dir, &wall)) <= 0)
-            break;
-        rate[ok] = n / cpu;
-        wall_rate[ok++] = n / wall;
-    }
-    if (ok) {
-        qsort(rate, (size_t)ok, sizeof *rate, cmp_double);
-        qsort(wall_rate, (size_t)ok, sizeof *wall_rate, cmp_double);
-        printf("  sluice-splitter --once     %10.0f events/s/core  %7.1f MB/s/core  "
-               "(%.0f events/s wall; median of %d)\n",
-               rate[ok / 2], rate[ok / 2] * (double)plain.len / n / 1e6, wall_rate[ok / 2], ok);
-    }
+    double core = 0, wall = 0;
+    int rc = measure(abs_bin, dir, jobs, 1, runs, &core, &wall);
+    if (rc == 0)
+        printf("  sluice-splitter, 1 job      %10.0f events/s/core  %7.1f MB/s/core  (%.0f "
+               "events/s wall; a fresh process per job)\n",
+               core, core * (double)plain.len / n / 1e6, wall);
+    if (rc == 0)
+        rc = measure(abs_bin, dir, jobs, n_jobs, runs, &core, &wall);
+    if (rc == 0)
+        printf("  sluice-splitter, %zu jobs     %10.0f events/s/core  %7.1f MB/s/core  (%.0f "
+               "events/s wall; one process, buffers reused)\n",
+               n_jobs, core, core * (double)plain.len / n / 1e6, wall);
     python_peer_run(dir, &plain);
 
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
+    if (getenv("BENCH_KEEP")) /* for profiling: the store of the last run stays */
+        printf("  kept %s\n", dir);
+    else if (system(cmd) != 0)
         fprintf(stderr, "bench_split: could not remove %s\n", dir);
     pipe_buf_cleanup(&plain);
-    pipe_buf_cleanup(&z);
-    return ok == runs ? 0 : 1;
+    for (size_t k = 0; k < n_jobs; k++)
+        pipe_buf_cleanup(&jobs[k].z);
+    return rc == 0 ? 0 : 1;
 }
