@@ -98,7 +98,7 @@ PY
 echo "  $pipeline"
 
 echo "splitter (zstd in and out) and its peer"
-"$BUILD/tests/bench/bench_split" | tee "$work/bench_split.txt"
+BIN=$BIN "$BUILD/tests/bench/bench_split" 1000000 "$RUNS" | tee "$work/bench_split.txt"
 
 echo "peers on the same corpus (one core each)"
 peer_zstd=$("$PY" - "$corpus" <<'PY'
