@@ -16,14 +16,16 @@ start() {
   case $1 in
     filter) start_stage filter filter "${common[@]}" --listen "127.0.0.1:$port" --raw=false \
               --flush-age 100ms --flush-bytes 256KiB ;;
-    dispatcher) start_stage dispatcher dispatcher "${common[@]}" --max-wait 100ms --lease-ttl 2s ;;
+    dispatcher*) start_stage "$1" dispatcher "${common[@]}" --max-wait 100ms --lease-ttl 2s ;;
     combiner*) start_stage "$1" combiner "${common[@]}" --lease-ttl 3s ;;
     splitter*) start_stage "$1" splitter "${common[@]}" --lease-ttl 3s ;;
   esac
   pid[$1]=$STAGE_PID
 }
 
-stages=(filter dispatcher combiner1 combiner2 splitter1 splitter2)
+# Two dispatchers (one active), three combiners and two splitters share the
+# store, as in a scaled-out deployment.
+stages=(filter dispatcher1 dispatcher2 combiner1 combiner2 combiner3 splitter1 splitter2)
 for s in "${stages[@]}"; do start "$s"; done
 wait_log "$T/filter.log" 'ingest listening' 10 || { not_ok "filter starts"; exit 1; }
 

@@ -15,7 +15,8 @@ it with what `sluicectl gen --manifest` says should be there.
       split/ holds exactly the de-duplicated accepted events of the generator
       (ids as given; id-less events counted per type by distinct bytes), each
       in the file of its event type and received_at hour, and every combined
-      and split manifest's ledger balances
+      and split manifest's ledger balances; no filtered object is in two
+      combined manifests, and each split manifest splits its own job
 Prints a short report; exits 1 on any difference."""
 import collections, json, os, subprocess, sys
 
@@ -202,6 +203,17 @@ def verify_split(store, gen_ndjson, gen_tsv):
         problems.append(f'id-less events per type differ: want {dict(want_noid)} got {dict(got_noid)}')
     if misplaced:
         problems.append(f'{misplaced} events in the wrong event/hour file')
+    inputs = collections.Counter()
+    for k in keys_under(store, 'manifests/combined'):
+        for i in json.load(open(os.path.join(store, k)))['inputs']:
+            inputs[i['key']] += 1
+    twice = [k for k, n in inputs.items() if n > 1]
+    if twice:
+        problems.append(f'{len(twice)} filtered objects combined by two jobs, e.g. {twice[:2]}')
+    for k in keys_under(store, 'manifests/split'):
+        m = json.load(open(os.path.join(store, k)))
+        if os.path.basename(k)[:-5] not in m['input_key']:
+            problems.append(f'{k} splits {m["input_key"]}, not its own job')
     for kind in ('combined', 'split'):
         for k in keys_under(store, 'manifests/' + kind):
             m = json.load(open(os.path.join(store, k)))
