@@ -247,7 +247,8 @@ static int rec_filtered_one(struct rec *r, const struct pipe_store_obj *o)
     r->filtered_seen++;
     struct rec_input probe = {.key = o->key};
     struct rec_input *in =
-        bsearch(&probe, r->inputs, r->n_inputs, sizeof *r->inputs, rec_input_cmp);
+        r->n_inputs ? bsearch(&probe, r->inputs, r->n_inputs, sizeof *r->inputs, rec_input_cmp)
+                    : NULL;
     if (in == NULL) {
         rec_diff(r, "%s is in no combined manifest (not combined yet?)", o->key);
         return 0;
@@ -358,7 +359,8 @@ static int rec_rows_cmp(const void *a, const void *b)
 
 static void rec_print_rows(struct rec *r)
 {
-    qsort(r->rows, r->n_rows, sizeof *r->rows, rec_rows_cmp);
+    if (r->n_rows)
+        qsort(r->rows, r->n_rows, sizeof *r->rows, rec_rows_cmp);
     printf("%-32s %-10s %2s %12s\n", "EVENT", "DT", "HR", "ROWS");
     uint64_t total = 0;
     for (size_t i = 0; i < r->n_rows;) {
@@ -378,7 +380,8 @@ static int rec_run(struct rec *r)
 {
     int rc = rec_walk(r, "manifests/combined/", rec_combined_one);
     if (rc == 0) {
-        qsort(r->inputs, r->n_inputs, sizeof *r->inputs, rec_input_cmp);
+        if (r->n_inputs)
+            qsort(r->inputs, r->n_inputs, sizeof *r->inputs, rec_input_cmp);
         rc = rec_walk(r, "filtered/", rec_filtered_one);
     }
     if (rc == 0) {

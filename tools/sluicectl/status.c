@@ -365,7 +365,9 @@ static int status_filtered_backlog(struct status_ctx *c, struct status_row *r,
             return rc;
     }
     const char *name = p.name;
-    if (bsearch(&name, c->marks.names, c->marks.n, sizeof *c->marks.names, status_name_cmp) == NULL)
+    /* bsearch wants a real array even when it is empty. */
+    if (c->marks.n == 0 ||
+        bsearch(&name, c->marks.names, c->marks.n, sizeof *c->marks.names, status_name_cmp) == NULL)
         status_backlog_add(r, o->mtime_ms);
     return 0;
 }
