@@ -97,6 +97,9 @@ PY
 )
 echo "  $pipeline"
 
+echo "combiner, per mode"
+tests/bench/combine.sh | tee "$work/combine.txt"
+
 echo "splitter (zstd in and out) and its peer"
 BIN=$BIN "$BUILD/tests/bench/bench_split" 1000000 "$RUNS" | tee "$work/bench_split.txt"
 
@@ -128,6 +131,13 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
   echo "| events | events/s per core (all stages) | events/s wall | latency p50 s | latency p99 s | runs |"
   echo "|---|---|---|---|---|---|"
   echo "$pipeline"
+  echo
+  echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
+  echo "process; MB are uncompressed NDJSON."
+  echo
+  echo "| inputs | mode | CPU s | MB/s per core | output |"
+  echo "|---|---|---|---|---|"
+  cat "$work/combine.txt"
   echo
   echo "Splitter, zstd in and out (\`$BUILD/tests/bench/bench_split\`):"
   echo
