@@ -51,16 +51,14 @@ char *pipe_strndup(const char *s, size_t n)
 
 char *pipe_asprintf(const char *fmt, ...)
 {
+    /* vasprintf allocates with malloc, which pipe_free releases. */
+    char *s = NULL;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vasprintf(&s, fmt, ap);
     va_end(ap);
     if (n < 0)
-        return pipe_strdup("");
-    char *s = pipe_malloc((size_t)n + 1);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+        oom(strlen(fmt));
     return s;
 }
 

@@ -39,6 +39,18 @@ static const struct pipe_conf_opt dispatcher_opts[] = {
      NULL},
     {"lease_ttl", PIPE_CONF_DURATION, "10s", OPT(lease_ttl_ms),
      "TTL of the dispatcher lease (a dead dispatcher is replaced within it)", 100, 3600000, NULL},
+    {"sweep_every", PIPE_CONF_DURATION, "1h", OPT(sweep_every_ms),
+     "how often the active dispatcher runs the retention sweep (as `sluicectl sweep`); 0 never. "
+     "--once never sweeps",
+     0, 30LL * 86400000, NULL},
+    {"retention", PIPE_CONF_JSON, NULL, OPT(retention),
+     "retention per prefix for the sweep, a JSON object of durations overriding the defaults "
+     "{\"raw\":\"7d\",\"filtered\":\"7d\",\"rejected\":\"30d\",\"combined\":\"30d\","
+     "\"split\":\"90d\"}; filtered and combined at least 1h",
+     0, 0, "JSON"},
+    {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
+     "the splitters' de-duplication window: the sweep keeps state/dedup/ index objects this long",
+     1000, 365LL * 86400000, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -60,7 +72,7 @@ static int dispatcher_validate(void *cfgp, char *err, size_t errlen)
                  "a shorter TTL lets it expire between passes");
         return -1;
     }
-    return 0;
+    return disp_sweep_validate(c, err, errlen);
 }
 
 /* ---- the lease --------------------------------------------------------- */
@@ -94,17 +106,18 @@ static int hold_lease(struct dispatcher *d)
         return rc;
     d->held = true;
     d->renewed_mono_ms = pipe_clock_mono_ms();
-    /* A new holder does not know what its predecessor scanned. */
+    /* A new holder does not know what its predecessor scanned or swept. */
     d->last_full_scan_mono = 0;
+    d->last_sweep_mono = 0;
     pipe_counter_inc(d->m.lease_acquired);
     pipe_log_info("dispatcher lease acquired", "fence=%llu", (unsigned long long)d->lease.fence);
     return 0;
 }
 
-/* keep_lease — before each partition and right before each write: renews
- * the lease once half its TTL has passed (a long pass must not let it
- * lapse), then checks it. Anything but 0 means "do not write". */
-static int keep_lease(struct dispatcher *d)
+/* disp_keep_lease — before each partition, right before each write and
+ * during a sweep: renews the lease once half its TTL has passed (a long
+ * pass must not let it lapse), then checks it. */
+int disp_keep_lease(struct dispatcher *d)
 {
     struct pipe_leases *ls = pipe_stage_leases(d->st);
     if (!d->held)
@@ -165,7 +178,7 @@ static int write_job(struct dispatcher *d, int64_t hour, const struct disp_obj *
         pipe_manifest_job_add_input(&job, objs[i]->key, objs[i]->size, objs[i]->etag);
     rc = pipe_manifest_job_to_json(&job, &json);
     if (rc == 0)
-        rc = keep_lease(d);
+        rc = disp_keep_lease(d);
     if (rc == 0)
         rc = pipe_store_put(pipe_stage_store(d->st), key.data, json.data, json.len);
     if (rc < 0)
@@ -330,7 +343,7 @@ static int run_pass(struct dispatcher *d, struct pass *p)
     for (size_t i = 0; i < n_hours && rc == 0; i++) {
         if (pipe_stage_stopping(d->st))
             break;
-        rc = keep_lease(d);
+        rc = disp_keep_lease(d);
         if (rc == 0)
             rc = dispatch_partition(d, hours[i], pending, n_pending, p);
     }
@@ -371,6 +384,8 @@ static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *st
     pipe_gauge_set(d->m.freshness, p.oldest_unassigned_ms
                                        ? (double)(p.now_ms - p.oldest_unassigned_ms) / 1000.0
                                        : 0.0);
+    if (rc == 0 && !p.once && !pipe_stage_stopping(st))
+        rc = disp_sweep_maybe(d);
     if (rc < 0 && rc != PIPE_ELOST)
         return PIPE_STAGE_RETRY;
     /* After a lost lease, the next round finds out who is active now. */
@@ -416,6 +431,7 @@ static int dispatcher_init(struct pipe_stage *st, void *cfgp, void **state)
     d->st = st;
     d->cfg = cfgp;
     register_metrics(d);
+    disp_sweep_init(d);
     *state = d;
     return 0;
 }
@@ -437,7 +453,9 @@ const struct pipe_stage_desc dispatcher_stage = {
     .name = "dispatcher",
     .summary = "Groups filtered/ objects that are not yet combined into combine jobs sized by "
                "bytes and object count, and writes their descriptors to jobs/combine/. One "
-               "dispatcher is active at a time (lease \"dispatcher\"); others stand by.",
+               "dispatcher is active at a time (lease \"dispatcher\"); others stand by. The "
+               "active dispatcher also runs the retention sweep every --sweep-every (the rules "
+               "of `sluicectl sweep`; never with --once).",
     .opts = dispatcher_opts,
     .cfg_size = sizeof(struct dispatcher_cfg),
     .validate = dispatcher_validate,

@@ -1,6 +1,7 @@
 /* dispatcher — internal declarations shared by the dispatcher's files:
- * dispatcher.c (descriptor, options, the lease and one pass) and
- * dispatcher_scan.c (listings: pending descriptors, partitions, objects). */
+ * dispatcher.c (descriptor, options, the lease and one pass),
+ * dispatcher_scan.c (listings: pending descriptors, partitions, objects) and
+ * dispatcher_sweep.c (the periodic retention sweep). */
 #ifndef SLUICE_DISPATCHER_H
 #define SLUICE_DISPATCHER_H
 
@@ -9,12 +10,14 @@
 #include <stdint.h>
 
 #include "libpipe/lease.h"
+#include "libpipe/retention.h"
 #include "libpipe/stage.h"
 
 #define DISP_HOUR_MS INT64_C(3600000)
 
 struct pipe_counter;
 struct pipe_gauge;
+struct json_t;
 
 struct dispatcher_cfg {
     struct pipe_stage_common common; /* must come first */
@@ -24,6 +27,9 @@ struct dispatcher_cfg {
     int64_t job_objects;
     int64_t max_wait_ms;
     int64_t lease_ttl_ms;
+    int64_t sweep_every_ms; /* 0: no sweep */
+    struct json_t *retention;
+    int64_t dedup_window_ms;
 };
 
 /* An object as listed: what a job descriptor records about an input. */
@@ -59,6 +65,11 @@ struct disp_metrics {
     struct pipe_gauge *pending_jobs;
     struct pipe_gauge *freshness;
     struct pipe_gauge *active;
+    /* The sweep: deleted by prefix, in rule order, then the companions. */
+    struct pipe_counter *sweep_deleted[PIPE_RETENTION_NRULES];
+    struct pipe_counter *sweep_companions[PIPE_RETENTION_NRULES]; /* NULL: none */
+    struct pipe_counter *sweep_runs;
+    struct pipe_counter *sweep_errors;
 };
 
 struct dispatcher {
@@ -70,8 +81,29 @@ struct dispatcher {
     int64_t last_full_scan_mono; /* 0: never */
     struct disp_job *cache;      /* sorted by id at the start of each pass */
     size_t n_cache;
+    struct pipe_retention_config ret;
+    int64_t last_sweep_mono; /* end of the last sweep; 0: none since the lease was taken */
     struct disp_metrics m;
 };
+
+/* disp_keep_lease — renews the lease once half its TTL has passed, then
+ * checks it. Anything but 0 means "do not write". */
+int disp_keep_lease(struct dispatcher *d);
+
+/* disp_sweep_validate — the sweep options: the retention object parses, and
+ * filtered/ and combined/ are kept at least an hour. Non-zero with a
+ * message in err otherwise. */
+int disp_sweep_validate(const struct dispatcher_cfg *c, char *err, size_t errlen);
+
+/* disp_sweep_init — parses the retention into d->ret, logs the settings
+ * that keep objects forever, registers the sweep metrics. */
+void disp_sweep_init(struct dispatcher *d);
+
+/* disp_sweep_maybe — runs a sweep when sweep_every has passed since the
+ * last one (or none ran since the lease was taken). Only while the lease
+ * is held; the sweep stops if it is lost (PIPE_ELOST) or the stage stops.
+ * Store errors are counted and logged, not returned: 0 otherwise. */
+int disp_sweep_maybe(struct dispatcher *d);
 
 /* disp_list — every object under prefix (all pages), appended to out.
  * 0 or a store error (out then holds what was appended before it). */

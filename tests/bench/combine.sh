@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# combine.sh — combiner MB/s per core in each --mode over ~100 filtered
-# objects of ~1 MiB (and 1000 of ~14 KB), and the output size; called by
+# combine.sh — combiner MB/s per core in each --mode over 60 filtered
+# objects of ~1 MiB stored (and 1000 of ~3 KB), and the output size; called by
 # run.sh. Prints markdown table rows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -14,7 +14,8 @@ run() { # run OBJECTS LINES_EACH
   if [ ! -d "$src" ]; then
     mkdir -p "$work"
     for i in $(seq 0 $((objects - 1))); do
-      tail -n +$((i * each + 1)) "$corpus" | head -n "$each" >"$work/slice.ndjson"
+      sed -n "$((i * each + 1)),$(((i + 1) * each))p;$(((i + 1) * each))q" "$corpus" \
+        >"$work/slice.ndjson"
       "$BIN/sluice-filter" --store "file://$src" --admin off --instance "b$i" \
         --input "$work/slice.ndjson" 2>/dev/null
     done
@@ -35,9 +36,10 @@ cpu = ru.ru_utime + ru.ru_stime
 import json
 m = json.load(open(glob.glob(work + '/s/manifests/combined/*.json')[0]))
 mb = m['uncompressed_bytes'] / 1e6
-print(f"| {objects} × {mb / int(objects) * 1000:,.0f} KB | {mode} | {cpu:.2f} | {mb / cpu:,.0f} | {m['bytes'] / 1e6:.2f} MB |")
+stored = sum(i['size'] for i in m['inputs']) / int(objects) / 1000
+print(f"| {objects} × {mb / int(objects) * 1000:,.0f} KB ({stored:,.0f} KB stored) | {mode} | {cpu:.2f} | {mb / cpu:,.0f} | {m['bytes'] / 1e6:.2f} MB |")
 PY
   done
 }
-run 100 1700
+run 60 10000
 run 1000 22
