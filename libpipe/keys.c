@@ -153,8 +153,7 @@ int pipe_keys_job_id(struct pipe_buf *out, unsigned generation, int64_t hour_ms,
     char dt[11], hr[3];
     pipe_clock_partition(hour_ms, dt, hr);
     /* g1-2026112217-<16 hex>: sortable by hour, unique by the inputs' hash. */
-    return key_set(out, "g%u-%.4s%.2s%.2s%s-%016" PRIx64, generation, dt, dt + 5, dt + 8, hr,
-                   hash);
+    return key_set(out, "g%u-%.4s%.2s%.2s%s-%016" PRIx64, generation, dt, dt + 5, dt + 8, hr, hash);
 }
 
 /* Reads count digits at *p, advancing it; -1 if one is not a digit. */
@@ -218,9 +217,8 @@ static bool data_prefix_valid(const char *prefix)
 {
     if (!prefix)
         return false;
-    if (!strcmp(prefix, "filtered") || !strcmp(prefix, "rejected") ||
-        !strcmp(prefix, "combined") || !strcmp(prefix, "state/combine") ||
-        !strcmp(prefix, "state/dedup"))
+    if (!strcmp(prefix, "filtered") || !strcmp(prefix, "rejected") || !strcmp(prefix, "combined") ||
+        !strcmp(prefix, "state/combine") || !strcmp(prefix, "state/dedup"))
         return true;
     if (strncmp(prefix, "split/", 6) != 0)
         return false;

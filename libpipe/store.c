@@ -305,8 +305,8 @@ int pipe_store_walk(struct pipe_store *s, const char *prefix, const char *start_
         for (size_t i = 0; rc == 0 && i < page.count; i++)
             rc = fn(arg, &page.items[i]);
         pipe_free(marker);
-        marker = rc == 0 && page.truncated && page.next_marker ? pipe_strdup(page.next_marker)
-                                                               : NULL;
+        marker =
+            rc == 0 && page.truncated && page.next_marker ? pipe_strdup(page.next_marker) : NULL;
         pipe_store_list_cleanup(&page);
     } while (marker);
     return rc;

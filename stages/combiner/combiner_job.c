@@ -381,8 +381,8 @@ static int drop_superseded(struct run *r, const char *other)
 {
     struct pipe_buf key;
     pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
-    pipe_log_error("inputs already combined by another job; dropping this one",
-                   "job=%s other=%s", r->id, other);
+    pipe_log_error("inputs already combined by another job; dropping this one", "job=%s other=%s",
+                   r->id, other);
     pipe_counter_inc(r->c->m.superseded);
     int rc = pipe_keys_job(&key, r->id);
     if (rc == 0)

@@ -170,8 +170,8 @@ static int raw_pass(struct filter *f)
     struct pipe_store *store = pipe_stage_store(f->st);
     int rc = pipe_store_walk(store, "raw/", NULL, 1000, raw_visit, f);
     if (rc < 0)
-        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"",
-                      pipe_strerror(rc), pipe_store_last_error(store));
+        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
+                      pipe_store_last_error(store));
     return rc < 0 ? rc : 0;
 }
 
