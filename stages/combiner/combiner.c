@@ -49,42 +49,20 @@ static int combiner_validate(void *cfgp, char *err, size_t errlen)
     return 0;
 }
 
-/* The job id of "jobs/combine/<id>.json" into id; false otherwise. */
-static bool id_of_key(const char *key, char *id, size_t idlen)
+static int collect(void *arg, const struct pipe_store_obj *o)
 {
-    size_t plen = strlen(JOBS_PREFIX), klen = strlen(key);
-    if (klen <= plen + 5 || strcmp(key + klen - 5, ".json") != 0 || klen - plen - 5 >= idlen)
-        return false;
-    memcpy(id, key + plen, klen - plen - 5);
-    id[klen - plen - 5] = '\0';
-    return pipe_keys_name_valid(id);
+    struct pipe_store_list *all = arg;
+    all->items = pipe_realloc(all->items, (all->count + 1) * sizeof *all->items);
+    all->items[all->count] = *o;
+    all->items[all->count++].key = pipe_strdup(o->key);
+    return 0;
 }
 
 /* Pending descriptors, oldest first by key page; also sets the freshness
  * gauge from the oldest mtime. */
 static int list_jobs(struct combiner *c, struct pipe_store_list *all)
 {
-    struct pipe_store *s = pipe_stage_store(c->st);
-    char *marker = NULL;
-    int rc;
-    for (;;) {
-        struct pipe_store_list l = {0};
-        rc = pipe_store_list(s, JOBS_PREFIX, marker, LIST_PAGE, &l);
-        if (rc < 0)
-            break;
-        all->items = pipe_realloc(all->items, (all->count + l.count + 1) * sizeof *all->items);
-        if (l.count)
-            memcpy(all->items + all->count, l.items, l.count * sizeof *l.items);
-        all->count += l.count;
-        l.count = 0; /* the keys moved to all */
-        bool more = l.truncated && l.next_marker;
-        pipe_free(marker);
-        marker = more ? pipe_strdup(l.next_marker) : NULL;
-        pipe_store_list_cleanup(&l);
-        if (!more)
-            break;
-    }
-    pipe_free(marker);
+    int rc = pipe_store_walk(pipe_stage_store(c->st), JOBS_PREFIX, NULL, LIST_PAGE, collect, all);
     int64_t oldest = 0;
     for (size_t i = 0; i < all->count; i++)
         if (oldest == 0 || all->items[i].mtime_ms < oldest)
@@ -145,7 +123,7 @@ static enum pipe_stage_status combiner_process(struct pipe_stage *st, void *stat
         char id[PIPE_KEYS_NAME_MAX + 1];
         if (pipe_stage_stopping(st))
             break;
-        if (!id_of_key(jobs.items[i].key, id, sizeof id))
+        if (!pipe_keys_job_of(jobs.items[i].key, JOBS_PREFIX, id))
             continue;
         rc = try_job(c, id);
         if (rc == 0) {

@@ -25,36 +25,24 @@ void disp_objs_cleanup(struct disp_objs *o)
     memset(o, 0, sizeof *o);
 }
 
+static int disp_collect(void *arg, const struct pipe_store_obj *l)
+{
+    struct disp_objs *out = arg;
+    if (out->n == out->cap) {
+        out->cap = out->cap ? out->cap * 2 : 64;
+        out->v = pipe_realloc(out->v, out->cap * sizeof *out->v);
+    }
+    struct disp_obj *o = &out->v[out->n++];
+    o->key = pipe_strdup(l->key);
+    o->size = l->size;
+    o->mtime_ms = l->mtime_ms;
+    memcpy(o->etag, l->etag, sizeof o->etag);
+    return 0;
+}
+
 int disp_list(struct pipe_store *s, const char *prefix, struct disp_objs *out)
 {
-    char *marker = NULL;
-    int rc;
-    for (;;) {
-        struct pipe_store_list l = {0};
-        rc = pipe_store_list(s, prefix, marker, LIST_PAGE, &l);
-        if (rc < 0)
-            break;
-        for (size_t i = 0; i < l.count; i++) {
-            if (out->n == out->cap) {
-                out->cap = out->cap ? out->cap * 2 : 64;
-                out->v = pipe_realloc(out->v, out->cap * sizeof *out->v);
-            }
-            struct disp_obj *o = &out->v[out->n++];
-            o->key = l.items[i].key; /* taken from the list */
-            l.items[i].key = NULL;
-            o->size = l.items[i].size;
-            o->mtime_ms = l.items[i].mtime_ms;
-            memcpy(o->etag, l.items[i].etag, sizeof o->etag);
-        }
-        bool more = l.truncated && l.next_marker;
-        pipe_free(marker);
-        marker = more ? pipe_strdup(l.next_marker) : NULL;
-        pipe_store_list_cleanup(&l);
-        if (!more)
-            break;
-    }
-    pipe_free(marker);
-    return rc;
+    return pipe_store_walk(s, prefix, NULL, LIST_PAGE, disp_collect, out);
 }
 
 /* ---- the descriptor cache ---------------------------------------------- */
@@ -97,21 +85,6 @@ void disp_cache_add(struct dispatcher *d, const char *id, const struct disp_obj 
     j->n_keys = n;
     for (size_t i = 0; i < n; i++)
         j->keys[i] = pipe_strdup(objs[i]->key);
-}
-
-/* The job id of a descriptor key "jobs/combine/<id>.json", into id
- * (PIPE_KEYS_NAME_MAX + 1 bytes); false for anything else. */
-static bool id_of_key(const char *key, char *id)
-{
-    size_t plen = strlen(JOBS_PREFIX), klen = strlen(key);
-    if (klen <= plen + 5 || strcmp(key + klen - 5, ".json") != 0)
-        return false;
-    size_t n = klen - plen - 5;
-    if (n > PIPE_KEYS_NAME_MAX)
-        return false;
-    memcpy(id, key + plen, n);
-    id[n] = '\0';
-    return pipe_keys_name_valid(id);
 }
 
 /* Reads one descriptor into j. PIPE_ENOTFOUND when it was deleted since the
@@ -159,7 +132,7 @@ static int refresh_cache(struct dispatcher *d, const struct disp_objs *listed)
     int rc = 0;
     for (size_t i = 0; i < listed->n && rc == 0; i++) {
         char id[PIPE_KEYS_NAME_MAX + 1];
-        if (!id_of_key(listed->v[i].key, id)) {
+        if (!pipe_keys_job_of(listed->v[i].key, JOBS_PREFIX, id)) {
             pipe_log_warn("ignoring a key under jobs/combine/ that is not a descriptor", "key=%s",
                           listed->v[i].key);
             continue;

@@ -32,7 +32,6 @@
 
 #define OPT(field)  offsetof(struct splitter_cfg, field)
 #define JOBS_PREFIX "jobs/split/"
-#define JOB_SUFFIX  ".json"
 #define DOC_MAX     (16u << 20) /* a descriptor or manifest */
 #define LIST_PAGE   1000
 
@@ -384,24 +383,27 @@ static void free_jobs(struct splitter *s)
     s->n_jobs = s->cursor = 0;
 }
 
-static void add_job(struct splitter *s, const struct pipe_store_obj *o, size_t *cap,
-                    int64_t *oldest)
+struct job_list {
+    struct splitter *s;
+    size_t cap;
+    int64_t oldest;
+};
+
+static int add_job(void *arg, const struct pipe_store_obj *o)
 {
-    size_t plen = strlen(JOBS_PREFIX), slen = strlen(JOB_SUFFIX), n = strlen(o->key);
-    if (n <= plen + slen || strcmp(o->key + n - slen, JOB_SUFFIX) != 0)
-        return;
-    char *id = pipe_strndup(o->key + plen, n - plen - slen);
-    if (!pipe_keys_name_valid(id)) {
-        pipe_free(id);
-        return;
+    struct job_list *l = arg;
+    struct splitter *s = l->s;
+    char id[PIPE_KEYS_NAME_MAX + 1];
+    if (!pipe_keys_job_of(o->key, JOBS_PREFIX, id))
+        return 0;
+    if (s->n_jobs == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        s->jobs = pipe_realloc(s->jobs, l->cap * sizeof *s->jobs);
     }
-    if (s->n_jobs == *cap) {
-        *cap = *cap ? *cap * 2 : 64;
-        s->jobs = pipe_realloc(s->jobs, *cap * sizeof *s->jobs);
-    }
-    s->jobs[s->n_jobs++] = id;
-    if (*oldest == 0 || (o->mtime_ms && o->mtime_ms < *oldest))
-        *oldest = o->mtime_ms;
+    s->jobs[s->n_jobs++] = pipe_strdup(id);
+    if (l->oldest == 0 || (o->mtime_ms && o->mtime_ms < l->oldest))
+        l->oldest = o->mtime_ms;
+    return 0;
 }
 
 /* list_jobs — replaces the cached list with the descriptors now pending. */
@@ -409,30 +411,14 @@ static int list_jobs(struct splitter *s)
 {
     struct pipe_store *store = pipe_stage_store(s->st);
     free_jobs(s);
-    size_t cap = 0;
-    int64_t oldest = 0;
-    char *marker = NULL;
-    int rc;
-    for (;;) {
-        struct pipe_store_list l = {0};
-        rc = pipe_store_list(store, JOBS_PREFIX, marker, LIST_PAGE, &l);
-        if (rc < 0)
-            break;
-        for (size_t i = 0; i < l.count; i++)
-            add_job(s, &l.items[i], &cap, &oldest);
-        pipe_free(marker);
-        marker = l.truncated && l.next_marker ? pipe_strdup(l.next_marker) : NULL;
-        pipe_store_list_cleanup(&l);
-        if (marker == NULL)
-            break;
-    }
-    pipe_free(marker);
+    struct job_list l = {.s = s};
+    int rc = pipe_store_walk(store, JOBS_PREFIX, NULL, LIST_PAGE, add_job, &l);
     if (rc < 0) {
         pipe_log_warn("cannot list split jobs", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
                       pipe_store_last_error(store));
         return rc;
     }
-    atomic_store(&s->oldest_ms, oldest);
+    atomic_store(&s->oldest_ms, l.oldest);
     atomic_store(&s->pending, s->n_jobs);
     return 0;
 }
