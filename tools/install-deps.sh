@@ -9,7 +9,7 @@ build=(build-essential pkg-config libs3-dev libjansson-dev libzstd-dev libuv1-de
        libhiredis-dev libcmocka-dev libhttp-parser-dev libxxhash-dev libcurl4-openssl-dev)
 case "$purpose" in
   build) want=("${build[@]}") ;;
-  demo)  want=("${build[@]}" curl) ;;
+  demo)  want=("${build[@]}" curl python3) ;;
   test)  want=("${build[@]}" curl zstd python3 procps) ;;
   bench) want=("${build[@]}" curl zstd python3 procps jq) ;;
   lint)  want=("${build[@]}" clang-format cppcheck) ;;
