@@ -63,6 +63,15 @@ void pipe__leases_set_error(struct pipe_leases *ls, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 extern const struct pipe_lease_ops pipe__lease_local_ops;
+
+/* pipe__lease_local_prune — removes the files of `local` leases that have
+ * been free (released or expired) for at least free_for_ms; files in use are
+ * left. A pruned name starts again at fence 1, which is safe once
+ * free_for_ms exceeds the longest TTL (no holder can remain). The backend
+ * does this by itself hourly with a margin past PIPE_LEASE_TTL_MAX_MS;
+ * tests call it directly. 0 or -errno. */
+int pipe__lease_local_prune(struct pipe_leases *ls, int64_t now_ms, int64_t free_for_ms,
+                            size_t *removed);
 extern const struct pipe_lease_ops pipe__lease_fault_ops;
 
 #endif

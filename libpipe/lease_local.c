@@ -8,10 +8,12 @@
  * kills every holder along with the page cache. After one, a lease file may
  * come back older or empty, and its fence may start lower; nobody who held
  * the old fence is alive to be confused by it. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +35,15 @@
 
 struct local {
     int dirfd;
-    char *dir;      /* for messages */
-    uint64_t pidns; /* inode of our pid namespace; 0 if unknown */
+    char *dir;                 /* for messages */
+    uint64_t pidns;            /* inode of our pid namespace; 0 if unknown */
+    _Atomic int64_t pruned_ms; /* when free lease files were last pruned */
 };
+
+/* A lease file free for this long goes: longer than the longest TTL, so no
+ * holder can still believe it holds the name (see pipe__lease_local_prune). */
+#define PRUNE_FREE_MS  (PIPE_LEASE_TTL_MAX_MS + 3600 * 1000LL)
+#define PRUNE_EVERY_MS (3600 * 1000LL)
 
 /* One lease file, decoded. An all-zero rec is a lease never taken. */
 struct rec {
@@ -233,12 +241,15 @@ static uint64_t self_start(void)
     return start;
 }
 
+static void maybe_prune(struct pipe_leases *ls, int64_t now_ms);
+
 static int local_acquire(struct pipe_leases *ls, const char *name, const char *token,
                          int64_t now_ms, int64_t ttl_ms, uint64_t *fence)
 {
     struct local *lc = ls->impl;
     struct rec r;
     int fd;
+    maybe_prune(ls, now_ms);
     int rc = rec_open(ls, name, LOCK_EX, &fd, &r);
     if (rc < 0)
         return rc;
@@ -309,15 +320,86 @@ static int local_release(struct pipe_leases *ls, const char *name, const char *t
         rc = PIPE_ELOST;
         goto out;
     }
-    /* Keep the file and its fence: the next holder must get a larger one. */
+    /* Keep the file and its fence: the next holder must get a larger one.
+     * expires now records when the name became free, for pruning. */
     r.token[0] = '\0';
     r.pid = 0;
     r.start = 0;
-    r.expires = 0;
+    r.expires = now_ms;
     rc = rec_write(ls, fd, &r);
 out:
     close(fd);
     return rc;
+}
+
+/* prune_one — removes the lease file fname if it has been free (released
+ * or expired) for free_for_ms; a file someone holds locked is skipped. */
+static bool prune_one(struct local *lc, const char *fname, int64_t now_ms, int64_t free_for_ms)
+{
+    char buf[REC_SIZE + 1];
+    struct rec r;
+    struct stat locked, named;
+    bool removed = false;
+    int fd = openat(lc->dirfd, fname, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0 || fstat(fd, &locked) < 0 ||
+        fstatat(lc->dirfd, fname, &named, AT_SYMLINK_NOFOLLOW) < 0 ||
+        named.st_ino != locked.st_ino || named.st_dev != locked.st_dev)
+        goto out;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0)
+        goto out;
+    buf[n] = '\0';
+    /* Unlinking under the lock is safe: rec_open re-checks the inode after
+     * locking, so a process that opened the old file starts a new one. */
+    if (rec_parse(buf, (size_t)n, &r) && (r.token[0] == '\0' || r.expires <= now_ms) &&
+        now_ms - r.expires >= free_for_ms)
+        removed = unlinkat(lc->dirfd, fname, 0) == 0;
+out:
+    close(fd);
+    return removed;
+}
+
+int pipe__lease_local_prune(struct pipe_leases *ls, int64_t now_ms, int64_t free_for_ms,
+                            size_t *removed)
+{
+    struct local *lc = ls->impl;
+    size_t count = 0;
+    int dfd = dup(lc->dirfd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (d == NULL) {
+        if (dfd >= 0)
+            close(dfd);
+        return -errno;
+    }
+    rewinddir(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len == 38 && strcmp(e->d_name + 32, ".lease") == 0 &&
+            prune_one(lc, e->d_name, now_ms, free_for_ms))
+            count++;
+    }
+    closedir(d);
+    atomic_store(&lc->pruned_ms, now_ms);
+    if (removed)
+        *removed = count;
+    return 0;
+}
+
+/* Prunes at most once an hour per handle, from whichever thread acquires
+ * first after the hour is up. */
+static void maybe_prune(struct pipe_leases *ls, int64_t now_ms)
+{
+    struct local *lc = ls->impl;
+    int64_t last = atomic_load(&lc->pruned_ms);
+    if (now_ms - last < PRUNE_EVERY_MS ||
+        !atomic_compare_exchange_strong(&lc->pruned_ms, &last, now_ms))
+        return;
+    size_t n = 0;
+    if (pipe__lease_local_prune(ls, now_ms, PRUNE_FREE_MS, &n) == 0 && n > 0)
+        pipe_log_info("pruned free lease files", "dir=\"%s\" removed=%zu", lc->dir, n);
 }
 
 /* mkdir -p: parents that cannot be made are left for the final open to

@@ -20,6 +20,7 @@
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/lease.h"
+#include "libpipe/lease_int.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "tests/support/testutil.h"
@@ -232,9 +233,19 @@ static void test_lease_local_bad_urls_are_econfig(void **state)
     char *file = pipe_asprintf("%s/plain-file", fx->dir);
     assert_int_equal(tu_write_file(file, "x", 1), 0);
     const char *bad[] = {
-        "", "locals", "local:", "local:/tmp/x", "local://relative/dir", "local://host/dir",
-        "local:///tmp/x?opt=1", "ftp://host/x", "fault:", "fault:down_file=:local",
-        "fault:down_file=/tmp/x", "fault:down_file=/tmp/x:nonsense", not_dir,
+        "",
+        "locals",
+        "local:",
+        "local:/tmp/x",
+        "local://relative/dir",
+        "local://host/dir",
+        "local:///tmp/x?opt=1",
+        "ftp://host/x",
+        "fault:",
+        "fault:down_file=:local",
+        "fault:down_file=/tmp/x",
+        "fault:down_file=/tmp/x:nonsense",
+        not_dir,
         "local:///proc/sluice-cannot-be-made-here",
     };
     pipe_log_set_fd(-1); /* the failures log a warning each */
@@ -320,6 +331,37 @@ static void test_lease_local_file_of_another_name_is_ecorrupt(void **state)
     pipe_leases_free(ls);
 }
 
+static void test_lease_local_prunes_files_free_long_enough_and_keeps_held_ones(void **state)
+{
+    struct fixture *fx = *state;
+    struct pipe_leases *ls;
+    struct pipe_lease a, b, held;
+    assert_int_equal(pipe_leases_open(fx->url, NULL, &ls), 0);
+    assert_int_equal(pipe_lease_acquire(ls, "job/a", LONG_TTL, &a), 0);
+    assert_int_equal(pipe_lease_release(ls, &a), 0);
+    assert_int_equal(pipe_lease_acquire(ls, "job/b", 20, &b), 0); /* left to expire */
+    assert_int_equal(pipe_lease_acquire(ls, "job/held", LONG_TTL, &held), 0);
+    sleep_ms(60);
+    assert_int_equal(count_lease_files(fx->dir), 3);
+    size_t removed = 99;
+    /* Not free for long enough yet: nothing goes. */
+    assert_int_equal(pipe__lease_local_prune(ls, pipe_clock_now_ms(), 3600000, &removed), 0);
+    assert_int_equal(removed, 0);
+    assert_int_equal(count_lease_files(fx->dir), 3);
+    /* Free for 10 ms or more: the released and the expired go, the held stays. */
+    assert_int_equal(pipe__lease_local_prune(ls, pipe_clock_now_ms(), 10, &removed), 0);
+    assert_int_equal(removed, 2);
+    assert_int_equal(count_lease_files(fx->dir), 1);
+    assert_int_equal(pipe_lease_check(ls, &held), 0);
+    /* A pruned name can be taken again (its fence starts afresh). */
+    assert_int_equal(pipe_lease_acquire(ls, "job/a", LONG_TTL, &a), 0);
+    assert_int_equal(a.fence, 1);
+    pipe_lease_release(ls, &a);
+    pipe_lease_cleanup(&b);
+    pipe_lease_release(ls, &held);
+    pipe_leases_free(ls);
+}
+
 static void test_lease_fault_down_file_makes_every_op_unavailable(void **state)
 {
     struct fixture *fx = *state;
@@ -379,17 +421,28 @@ static void test_lease_fault_passes_inner_failure_detail(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_lease_local_killed_holder_frees_lease_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_local_zombie_holder_frees_lease, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_local_hung_holder_loses_lease_at_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_local_killed_holder_frees_lease_at_once, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_local_zombie_holder_frees_lease, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_local_hung_holder_loses_lease_at_ttl, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_lease_local_bare_url_uses_local_dir, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_local_null_dir_uses_private_tmp_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_local_null_dir_uses_private_tmp_dir, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_lease_local_bad_urls_are_econfig, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_local_two_handles_in_one_process_exclude_each_other, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_local_corrupt_file_is_reset_not_stuck, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_local_file_of_another_name_is_ecorrupt, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_fault_down_file_makes_every_op_unavailable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lease_fault_passes_inner_failure_detail, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_lease_local_two_handles_in_one_process_exclude_each_other, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_local_corrupt_file_is_reset_not_stuck, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_lease_local_file_of_another_name_is_ecorrupt, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            test_lease_local_prunes_files_free_long_enough_and_keeps_held_ones, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_fault_down_file_makes_every_op_unavailable,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lease_fault_passes_inner_failure_detail, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
