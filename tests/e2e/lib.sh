@@ -91,3 +91,16 @@ wait_drained() {
   done
   return 1
 }
+
+# Helpers for tests that build a file:// store by hand. put and the ages
+# count back from $now (set it before using them).
+hour_dir() { date -u -d "@$1" +'dt=%Y-%m-%d/hr=%H'; } # hour_dir EPOCH
+hour_id() { date -u -d "@$1" +'%Y%m%d%H'; }
+# put ROOT KEY AGE_SECONDS [CONTENT] — writes an object with that age.
+put() {
+  mkdir -p "$(dirname "$1/$2")"
+  printf '%s' "${4:-x}" >"$1/$2"
+  touch -d "@$((now - $3))" "$1/$2"
+}
+# tree DIR — the object keys under DIR (temp files excluded), sorted.
+tree() { (cd "$1" && find . -type f ! -name '.*' | sed 's|^\./||' | LC_ALL=C sort); }

@@ -11,7 +11,7 @@ store="file://$root"
 now=$(date +%s)
 
 # put KEY FILE — places FILE at KEY, with an mtime of $2 seconds ago (default 0).
-put() {
+put_file() {
   mkdir -p "$(dirname "$root/$1")"
   cp "$2" "$root/$1"
   touch -d "@$((now - ${3:-0}))" "$root/$1"
@@ -39,13 +39,13 @@ zstd -q -1 "$T/big.ndjson" -o "$T/big.zst"
 cat "$T/a.zst" "$T/b.zst" >"$T/ab.zst" # two concatenated frames
 cat "$T/a.ndjson" "$T/b.ndjson" >"$T/ab.ndjson"
 
-put raw/landed-1.ndjson "$T/raw.ndjson" 7200
-put filtered/dt=2026-11-22/hr=17/f-a.ndjson.zst "$T/a.zst" 3600
-put filtered/dt=2026-11-22/hr=17/f-b.ndjson.zst "$T/b.zst" 600
-put filtered/dt=2026-11-22/hr=18/f-ab.ndjson.zst "$T/ab.zst" 60
-put combined/dt=2026-11-22/hr=17/j1.ndjson.zst "$T/big.zst" 30
-put manifests/combined/j1.json "$T/manifest.json" 30
-put split/page_view/dt=2026-11-22/hr=17/j1.ndjson.zst "$T/a.zst" 10
+put_file raw/landed-1.ndjson "$T/raw.ndjson" 7200
+put_file filtered/dt=2026-11-22/hr=17/f-a.ndjson.zst "$T/a.zst" 3600
+put_file filtered/dt=2026-11-22/hr=17/f-b.ndjson.zst "$T/b.zst" 600
+put_file filtered/dt=2026-11-22/hr=18/f-ab.ndjson.zst "$T/ab.zst" 60
+put_file combined/dt=2026-11-22/hr=17/j1.ndjson.zst "$T/big.zst" 30
+put_file manifests/combined/j1.json "$T/manifest.json" 30
+put_file split/page_view/dt=2026-11-22/hr=17/j1.ndjson.zst "$T/a.zst" 10
 # More than one page (the listing asks for 1000 keys at a time).
 mkdir -p "$root/jobs/combine"
 for i in $(seq -w 1 2500); do echo "{\"job\":\"$i\"}" >"$root/jobs/combine/job-$i.json"; done
@@ -129,8 +129,8 @@ check "cat --lines counts decompressed lines (a last line without \\n counts)" \
 
 printf 'garbage' | cat "$T/a.zst" - >"$T/bad.zst"
 head -c -5 "$T/big.zst" >"$T/cut.zst"
-put corrupt/bad.ndjson.zst "$T/bad.zst"
-put corrupt/cut.ndjson.zst "$T/cut.zst"
+put_file corrupt/bad.ndjson.zst "$T/bad.zst"
+put_file corrupt/cut.ndjson.zst "$T/cut.zst"
 for k in bad cut; do
   "$ctl" cat --store "$store" corrupt/$k.ndjson.zst >/dev/null 2>"$T/cat.$k"
   rc=$?

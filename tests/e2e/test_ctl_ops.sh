@@ -9,16 +9,6 @@
 
 ctl="$BIN/sluicectl"
 now=$(date +%s)
-hour_dir() { date -u -d "@$1" +'dt=%Y-%m-%d/hr=%H'; } # hour_dir EPOCH
-hour_id() { date -u -d "@$1" +'%Y%m%d%H'; }
-
-# put ROOT KEY AGE_SECONDS [CONTENT] — writes an object with that age.
-put() {
-  mkdir -p "$(dirname "$1/$2")"
-  printf '%s' "${4:-x}" >"$1/$2"
-  touch -d "@$((now - $3))" "$1/$2"
-}
-tree() { (cd "$1" && find . -type f ! -name '.*' | sed 's|^\./||' | LC_ALL=C sort); }
 snapshot() { (cd "$1" && find . -type f ! -name '.*' -printf '%P %s %T@\n' | LC_ALL=C sort); }
 
 # ============================ part 1: sweep, status ============================

@@ -8,14 +8,6 @@
 
 now=$(date +%s)
 D=86400
-hour_dir() { date -u -d "@$1" +'dt=%Y-%m-%d/hr=%H'; }
-hour_id() { date -u -d "@$1" +'%Y%m%d%H'; }
-put() {
-  mkdir -p "$(dirname "$1/$2")"
-  printf '%s' "${4:-x}" >"$1/$2"
-  touch -d "@$((now - $3))" "$1/$2"
-}
-tree() { (cd "$1" && find . -type f ! -name '.*' | sed 's|^\./||' | LC_ALL=C sort); }
 
 root=$T/store
 store="file://$root"
