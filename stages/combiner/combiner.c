@@ -52,7 +52,10 @@ static int combiner_validate(void *cfgp, char *err, size_t errlen)
 static int collect(void *arg, const struct pipe_store_obj *o)
 {
     struct pipe_store_list *all = arg;
-    all->items = pipe_realloc(all->items, (all->count + 1) * sizeof *all->items);
+    /* Grow by doubling: count is a power of two exactly when full. */
+    if ((all->count & (all->count - 1)) == 0)
+        all->items =
+            pipe_realloc(all->items, (all->count ? all->count * 2 : 1) * sizeof *all->items);
     all->items[all->count] = *o;
     all->items[all->count++].key = pipe_strdup(o->key);
     return 0;

@@ -29,28 +29,19 @@
 static const char *g_url; /* backend under test */
 
 struct fx {
-    char *dir;       /* absolute temp dir */
-    char *store_url; /* file://<dir>/store */
-    char *lease_url; /* local://<dir>/leases */
+    struct tu_env *env;
     char *down_file; /* <dir>/down: the fault store fails while it exists */
-    struct pipe_store *store;
-    struct pipe_leases *leases;
 };
 
 static int setup(void **state)
 {
     struct fx *f = pipe_calloc(1, sizeof *f);
-    char *tmp = tu_tmpdir("dedup-contract");
-    f->dir = tmp ? realpath(tmp, NULL) : NULL;
-    free(tmp);
-    if (!f->dir)
+    f->env = tu_env_new("dedup-contract");
+    if (f->env == NULL) {
+        pipe_free(f);
         return -1;
-    f->store_url = pipe_asprintf("file://%s/store", f->dir);
-    f->lease_url = pipe_asprintf("local://%s/leases", f->dir);
-    f->down_file = pipe_asprintf("%s/down", f->dir);
-    if (pipe_store_open(f->store_url, &f->store) != 0 ||
-        pipe_leases_open(f->lease_url, NULL, &f->leases) != 0)
-        return -1;
+    }
+    f->down_file = pipe_asprintf("%s/down", f->env->dir);
     *state = f;
     return 0;
 }
@@ -58,12 +49,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    pipe_leases_free(f->leases);
-    pipe_store_free(f->store);
-    tu_rmrf(f->dir);
-    free(f->dir);
-    pipe_free(f->store_url);
-    pipe_free(f->lease_url);
+    tu_env_free(f->env);
     pipe_free(f->down_file);
     pipe_free(f);
     return 0;
@@ -118,7 +104,7 @@ static void claim_expect(struct pipe_dedup *d, const char *job, int64_t hour_ms,
 static void test_dedup_first_claim_is_new_and_same_job_again_is_mine(void **state)
 {
     struct fx *f = *state;
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, NULL);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, NULL);
     int64_t now = pipe_clock_now_ms();
     claim_expect(d, "g1-2026-aaaa", now, 0, 50, PIPE_DEDUP_NEW);
     claim_expect(d, "g1-2026-aaaa", now, 0, 50, PIPE_DEDUP_MINE);
@@ -138,7 +124,7 @@ static void test_dedup_first_claim_is_new_and_same_job_again_is_mine(void **stat
 static void test_dedup_other_job_gets_dup_for_overlap_and_new_for_rest(void **state)
 {
     struct fx *f = *state;
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, NULL);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, NULL);
     int64_t now = pipe_clock_now_ms();
     claim_expect(d, "job-a", now, 0, 100, PIPE_DEDUP_NEW);
     uint8_t *v = claim_range(d, "job-b", now, now, 50, 100, -1);
@@ -158,7 +144,7 @@ static void test_dedup_new_handle_sees_earlier_claims_from_store(void **state)
 {
     struct fx *f = *state;
     int64_t now = pipe_clock_now_ms();
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, NULL);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, NULL);
     claim_expect(d, "job-a", now, 0, 30, PIPE_DEDUP_NEW);
     claim_expect(d, "job-b", now - HOUR_MS, 30, 30, PIPE_DEDUP_NEW);
     pipe_dedup_free(d);
@@ -166,8 +152,8 @@ static void test_dedup_new_handle_sees_earlier_claims_from_store(void **state)
     /* A restart: empty memory, fresh store and lease handles too. */
     struct pipe_store *s2 = NULL;
     struct pipe_leases *l2 = NULL;
-    assert_int_equal(pipe_store_open(f->store_url, &s2), 0);
-    assert_int_equal(pipe_leases_open(f->lease_url, NULL, &l2), 0);
+    assert_int_equal(pipe_store_open(f->env->store_url, &s2), 0);
+    assert_int_equal(pipe_leases_open(f->env->lease_url, NULL, &l2), 0);
     struct pipe_dedup *e = open_dedup(s2, l2, NULL);
     claim_expect(e, "job-a", now, 0, 30, PIPE_DEDUP_MINE);
     claim_expect(e, "job-c", now, 0, 60, PIPE_DEDUP_DUP);
@@ -182,9 +168,9 @@ static void test_dedup_two_handles_see_each_others_claims(void **state)
     struct fx *f = *state;
     int64_t now = pipe_clock_now_ms();
     struct pipe_leases *l2 = NULL;
-    assert_int_equal(pipe_leases_open(f->lease_url, NULL, &l2), 0);
-    struct pipe_dedup *a = open_dedup(f->store, f->leases, NULL);
-    struct pipe_dedup *b = open_dedup(f->store, l2, NULL);
+    assert_int_equal(pipe_leases_open(f->env->lease_url, NULL, &l2), 0);
+    struct pipe_dedup *a = open_dedup(f->env->store, f->env->leases, NULL);
+    struct pipe_dedup *b = open_dedup(f->env->store, l2, NULL);
 
     claim_expect(a, "job-1", now, 0, 10, PIPE_DEDUP_NEW);
     uint8_t *v = claim_range(b, "job-2", now, now, 5, 10, -1); /* ids 5..14 */
@@ -208,14 +194,14 @@ static void test_dedup_claims_older_than_window_do_not_count(void **state)
     struct pipe_dedup_config cfg = {.window_ms = 24 * HOUR_MS};
     int64_t now = pipe_clock_now_ms();
     int64_t old = now - 48 * HOUR_MS;
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, &cfg);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, &cfg);
     /* Claimed two days ago, as it was then. */
     pipe_free(claim_range(d, "job-old", old, old, 0, 20, PIPE_DEDUP_NEW));
     /* Today those claims are out of the window: new for another job. */
     claim_expect(d, "job-new", now, 0, 20, PIPE_DEDUP_NEW);
     /* A restarted process agrees. */
     pipe_dedup_free(d);
-    d = open_dedup(f->store, f->leases, &cfg);
+    d = open_dedup(f->env->store, f->env->leases, &cfg);
     claim_expect(d, "job-new", now, 0, 20, PIPE_DEDUP_MINE);
     claim_expect(d, "job-third", now, 0, 20, PIPE_DEDUP_DUP);
     /* A replay into an hour outside the window claims there, not today. */
@@ -230,10 +216,10 @@ static void test_dedup_replay_of_old_hour_keeps_its_own_claims(void **state)
     struct pipe_dedup_config cfg = {.window_ms = 24 * HOUR_MS};
     int64_t now = pipe_clock_now_ms();
     int64_t old = now - 30 * HOUR_MS;
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, &cfg);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, &cfg);
     pipe_free(claim_range(d, "job-old", old, old, 0, 20, PIPE_DEDUP_NEW));
     pipe_dedup_free(d);
-    d = open_dedup(f->store, f->leases, &cfg);
+    d = open_dedup(f->env->store, f->env->leases, &cfg);
     /* Replayed now: its index lies outside the window, but it is its own. */
     claim_expect(d, "job-old", old, 0, 20, PIPE_DEDUP_MINE);
     pipe_dedup_free(d);
@@ -254,9 +240,9 @@ static void *race(void *arg)
     struct pipe_store *s = NULL;
     struct pipe_leases *ls = NULL;
     struct pipe_dedup *d = NULL;
-    r->rc = pipe_store_open(r->f->store_url, &s);
+    r->rc = pipe_store_open(r->f->env->store_url, &s);
     if (r->rc == 0)
-        r->rc = pipe_leases_open(r->f->lease_url, NULL, &ls);
+        r->rc = pipe_leases_open(r->f->env->lease_url, NULL, &ls);
     if (r->rc == 0)
         r->rc = pipe_dedup_open(g_url, s, ls, NULL, &d);
     char job[32];
@@ -310,11 +296,11 @@ static void test_dedup_racing_handles_claim_each_key_for_exactly_one_job(void **
 static void test_dedup_store_down_fails_claim_and_later_claim_succeeds(void **state)
 {
     struct fx *f = *state;
-    char *url = pipe_asprintf("fault:down_file=%s:%s", f->down_file, f->store_url);
+    char *url = pipe_asprintf("fault:down_file=%s:%s", f->down_file, f->env->store_url);
     struct pipe_store *s = NULL;
     assert_int_equal(pipe_store_open(url, &s), 0);
     struct pipe_dedup_config cfg = {.wait_ms = 2000};
-    struct pipe_dedup *d = open_dedup(s, f->leases, &cfg);
+    struct pipe_dedup *d = open_dedup(s, f->env->leases, &cfg);
     int64_t now = pipe_clock_now_ms();
     claim_expect(d, "job-a", now, 0, 10, PIPE_DEDUP_NEW);
 
@@ -345,14 +331,14 @@ static void test_dedup_corrupt_index_object_fails_claim(void **state)
     struct pipe_buf key;
     pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
     assert_int_equal(pipe_keys_dedup_index(&key, now, "job-broken"), 0);
-    assert_int_equal(pipe_store_put(f->store, key.data, "not an index", 12), 0);
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, NULL);
+    assert_int_equal(pipe_store_put(f->env->store, key.data, "not an index", 12), 0);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, NULL);
     struct pipe_dedup_key *k = make_keys(0, 5);
     uint8_t v[5];
     assert_int_equal(pipe_dedup_claim(d, "job-a", now, now, k, 5, v), PIPE_ECORRUPT);
     /* Not cached as failed or ignored: it fails until someone repairs it. */
     assert_int_equal(pipe_dedup_claim(d, "job-a", now, now, k, 5, v), PIPE_ECORRUPT);
-    assert_int_equal(pipe_store_delete(f->store, key.data), 0);
+    assert_int_equal(pipe_store_delete(f->env->store, key.data), 0);
     assert_int_equal(pipe_dedup_claim(d, "job-a", now, now, k, 5, v), 0);
     for (int i = 0; i < 5; i++)
         assert_int_equal(v[i], PIPE_DEDUP_NEW);
@@ -365,7 +351,7 @@ static void test_dedup_claim_of_100k_keys_takes_under_a_second(void **state)
 {
     struct fx *f = *state;
     enum { N = 100000 };
-    struct pipe_dedup *d = open_dedup(f->store, f->leases, NULL);
+    struct pipe_dedup *d = open_dedup(f->env->store, f->env->leases, NULL);
     struct pipe_dedup_key *k = make_keys(0, N);
     uint8_t *v = pipe_malloc(N);
     int64_t now = pipe_clock_now_ms();

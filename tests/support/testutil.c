@@ -7,6 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "libpipe/lease.h"
+#include "libpipe/mem.h"
+#include "libpipe/store.h"
+
 char *tu_tmpdir(const char *tag)
 {
     const char *root = getenv("SLUICE_TEST_ROOT");
@@ -61,4 +65,37 @@ char *tu_read_file(const char *path, size_t *len)
             *len = (size_t)n;
     }
     return p;
+}
+
+struct tu_env *tu_env_new(const char *tag)
+{
+    struct tu_env *e = pipe_calloc(1, sizeof *e);
+    char *tmp = tu_tmpdir(tag);
+    e->dir = tmp ? realpath(tmp, NULL) : NULL;
+    free(tmp);
+    if (e->dir == NULL) {
+        pipe_free(e);
+        return NULL;
+    }
+    e->store_url = pipe_asprintf("file://%s/store", e->dir);
+    e->lease_url = pipe_asprintf("local://%s/leases", e->dir);
+    if (pipe_store_open(e->store_url, &e->store) != 0 ||
+        pipe_leases_open(e->lease_url, NULL, &e->leases) != 0) {
+        tu_env_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void tu_env_free(struct tu_env *e)
+{
+    if (e == NULL)
+        return;
+    pipe_leases_free(e->leases);
+    pipe_store_free(e->store);
+    tu_rmrf(e->dir);
+    free(e->dir);
+    pipe_free(e->store_url);
+    pipe_free(e->lease_url);
+    pipe_free(e);
 }

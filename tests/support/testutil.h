@@ -14,4 +14,22 @@ void tu_rmrf(const char *path);
 int tu_write_file(const char *path, const void *data, size_t len);
 char *tu_read_file(const char *path, size_t *len);
 
+struct pipe_store;
+struct pipe_leases;
+
+/* A file:// store and a local lease directory in a fresh temporary
+ * directory: the environment most backend tests start from. */
+struct tu_env {
+    char *dir;       /* absolute temp dir */
+    char *store_url; /* file://<dir>/store */
+    char *lease_url; /* local://<dir>/leases */
+    struct pipe_store *store;
+    struct pipe_leases *leases;
+};
+
+/* tu_env_new — makes and opens one (tag names the temp dir); NULL if
+ * anything fails. tu_env_free closes it and removes the directory. */
+struct tu_env *tu_env_new(const char *tag);
+void tu_env_free(struct tu_env *e);
+
 #endif

@@ -222,41 +222,16 @@ static void test_dedup_job_of_key_takes_name_before_idx(void **state)
 
 /* ---- the local backend ---------------------------------------------------- */
 
-struct fx {
-    char *dir;
-    char *store_url;
-    char *lease_url;
-    struct pipe_store *store;
-    struct pipe_leases *leases;
-};
-
 static int setup(void **state)
 {
-    struct fx *f = pipe_calloc(1, sizeof *f);
-    char *tmp = tu_tmpdir("dedup-local");
-    f->dir = tmp ? realpath(tmp, NULL) : NULL;
-    free(tmp);
-    if (!f->dir)
-        return -1;
-    f->store_url = pipe_asprintf("file://%s/store", f->dir);
-    f->lease_url = pipe_asprintf("local://%s/leases", f->dir);
-    if (pipe_store_open(f->store_url, &f->store) != 0 ||
-        pipe_leases_open(f->lease_url, NULL, &f->leases) != 0)
-        return -1;
+    struct tu_env *f = tu_env_new("dedup-local");
     *state = f;
-    return 0;
+    return f ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    pipe_leases_free(f->leases);
-    pipe_store_free(f->store);
-    tu_rmrf(f->dir);
-    free(f->dir);
-    pipe_free(f->store_url);
-    pipe_free(f->lease_url);
-    pipe_free(f);
+    tu_env_free(*state);
     return 0;
 }
 
@@ -290,7 +265,7 @@ static void claim_at(struct pipe_dedup *d, const char *job, int64_t t, int first
 
 static void test_dedup_local_memory_drops_claims_past_window(void **state)
 {
-    struct fx *f = *state;
+    struct tu_env *f = *state;
     struct pipe_dedup_config cfg = {.window_ms = 24 * HOUR_MS};
     int64_t t0 = pipe_clock_from_civil(2026, 3, 1, 10, 0, 0, 0);
     struct pipe_dedup *d = NULL;
@@ -312,7 +287,7 @@ static void test_dedup_local_memory_drops_claims_past_window(void **state)
 
 static void test_dedup_local_grows_table_and_keeps_every_key(void **state)
 {
-    struct fx *f = *state;
+    struct tu_env *f = *state;
     struct pipe_dedup *d = NULL;
     int64_t now = pipe_clock_now_ms();
     assert_int_equal(pipe_dedup_open(NULL, f->store, f->leases, NULL, &d), 0);
@@ -328,7 +303,7 @@ static void test_dedup_local_grows_table_and_keeps_every_key(void **state)
 
 static void test_dedup_local_lost_lease_restores_previous_index(void **state)
 {
-    struct fx *f = *state;
+    struct tu_env *f = *state;
     enum { N = 100000 };
     int64_t now = pipe_clock_now_ms();
     struct pipe_dedup *d = NULL, *slow = NULL;
@@ -375,7 +350,7 @@ static void test_dedup_local_lost_lease_restores_previous_index(void **state)
 
 static void test_dedup_open_and_claim_check_arguments(void **state)
 {
-    struct fx *f = *state;
+    struct tu_env *f = *state;
     struct pipe_dedup *d = NULL;
     struct pipe_dedup_config bad = {.window_ms = -1};
     assert_int_equal(pipe_dedup_open("nosuch://x", f->store, f->leases, NULL, &d), PIPE_ECONFIG);
