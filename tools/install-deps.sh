@@ -6,7 +6,8 @@ set -euo pipefail
 purpose=${1:-build}
 
 build=(build-essential pkg-config libs3-dev libjansson-dev libzstd-dev libuv1-dev
-       libhiredis-dev libcmocka-dev libhttp-parser-dev libxxhash-dev libcurl4-openssl-dev)
+       libhiredis-dev libcmocka-dev libhttp-parser-dev libxxhash-dev libcurl4-openssl-dev
+       libpcre2-dev libsodium-dev)
 case "$purpose" in
   build) want=("${build[@]}") ;;
   demo)  want=("${build[@]}" curl python3) ;;

@@ -1,0 +1,60 @@
+/* redis — one connection to a Redis server, shared by the threads of a
+ * process, for the Redis lease and de-duplication backends.
+ *
+ * The connection is made lazily and remade after any failure: a command that
+ * finds the connection broken reconnects once before it is sent, so a Redis
+ * restart costs the caller one PIPE_EUNAVAIL at most (for the command whose
+ * reply was lost; it is never resent behind the caller's back, since it may
+ * not be idempotent). Commands are serialised by a mutex; a pipeline sends
+ * all its commands before reading any reply, so it costs one round trip. */
+#ifndef PIPE_REDIS_H
+#define PIPE_REDIS_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+
+struct pipe_redis; /* opaque: pipe_redis_open / pipe_redis_free */
+
+/* One command in argv form; argvlen gives each argument's length, so
+ * arguments may be binary. */
+struct pipe_redis_cmd {
+    int argc;
+    const char **argv;
+    const size_t *argvlen;
+};
+
+/* pipe_redis_open — parses url and returns a handle in *out (free with
+ * pipe_redis_free). Accepted forms:
+ *   redis://HOST:PORT[/DB][?timeout=MS]
+ *   unix:///PATH/TO/SOCKET[?db=DB&timeout=MS]
+ * timeout bounds connecting and every reply (default 5000 ms). The first
+ * connection is tried at once so that a wrong address is reported at start:
+ * returns 0, PIPE_ECONFIG for a malformed URL, PIPE_EUNAVAIL when the server
+ * cannot be reached (no handle then). */
+int pipe_redis_open(const char *url, struct pipe_redis **out);
+
+/* pipe_redis_free — closes the connection. NULL is a no-op. */
+void pipe_redis_free(struct pipe_redis *r);
+
+/* pipe_redis_run — sends cmds[0..n) as one pipeline and stores their replies
+ * in replies[0..n) (the caller frees each with freeReplyObject). A reply of
+ * type REDIS_REPLY_ERROR is a reply, not a failure: the caller inspects it.
+ * Returns 0, PIPE_EINVAL for n == 0, PIPE_EUNAVAIL when the connection failed
+ * (replies[] then holds nothing to free; whether the commands ran is
+ * unknown), with detail in pipe_redis_last_error(). */
+int pipe_redis_run(struct pipe_redis *r, const struct pipe_redis_cmd *cmds, size_t n,
+                   redisReply **replies);
+
+/* pipe_redis_command — one command, printf-style as redisCommand takes it
+ * ("SET %b %s", ptr, len, str). *reply as for pipe_redis_run. */
+int pipe_redis_command(struct pipe_redis *r, redisReply **reply, const char *fmt, ...);
+
+/* pipe_redis_url — the URL it was opened with, for logs (a password in it,
+ * if any, replaced by REDACTED). Owned by r. */
+const char *pipe_redis_url(const struct pipe_redis *r);
+
+/* pipe_redis_last_error — the calling thread's latest failure on any handle
+ * ("connect 127.0.0.1:6379: Connection refused"); "" if none. Per-thread. */
+const char *pipe_redis_last_error(void);
+
+#endif
