@@ -23,6 +23,7 @@
 static const struct pipe_lease_ops *const backends[] = {
     &pipe__lease_local_ops,
     &pipe__lease_fault_ops,
+    &pipe__lease_redis_ops,
 };
 
 static const struct pipe_lease_ops *find_backend(const char *url)

@@ -73,5 +73,6 @@ extern const struct pipe_lease_ops pipe__lease_local_ops;
 int pipe__lease_local_prune(struct pipe_leases *ls, int64_t now_ms, int64_t free_for_ms,
                             size_t *removed);
 extern const struct pipe_lease_ops pipe__lease_fault_ops;
+extern const struct pipe_lease_ops pipe__lease_redis_ops;
 
 #endif

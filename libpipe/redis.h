@@ -25,12 +25,18 @@ struct pipe_redis_cmd {
 
 /* pipe_redis_open — parses url and returns a handle in *out (free with
  * pipe_redis_free). Accepted forms:
- *   redis://HOST:PORT[/DB][?timeout=MS]
- *   unix:///PATH/TO/SOCKET[?db=DB&timeout=MS]
- * timeout bounds connecting and every reply (default 5000 ms). The first
- * connection is tried at once so that a wrong address is reported at start:
- * returns 0, PIPE_ECONFIG for a malformed URL, PIPE_EUNAVAIL when the server
- * cannot be reached (no handle then). */
+ *   redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]
+ *   unix:///PATH/TO/SOCKET[?db=DB&OPTIONS]
+ * HOST may be an IPv6 address in brackets; PORT defaults to 6379, DB to 0;
+ * USER and PASSWORD may be %-encoded (AUTH is sent after each connect, then
+ * SELECT DB). OPTIONS, joined by '&':
+ *   timeout=MS   bounds connecting and every reply (1..600000, default 5000)
+ *   prefix=P     key prefix for the caller's keys (printable ASCII without
+ *                space, '&', '#', '?', at most 64 bytes; default "sluice:")
+ * Any other option is an error. The first connection is tried at once so
+ * that a wrong address is reported at start: returns 0, PIPE_ECONFIG for a
+ * malformed URL or when the server refuses AUTH or SELECT, PIPE_EUNAVAIL
+ * when it cannot be reached (no handle then), PIPE_EINVAL for NULL. */
 int pipe_redis_open(const char *url, struct pipe_redis **out);
 
 /* pipe_redis_free — closes the connection. NULL is a no-op. */
@@ -39,9 +45,11 @@ void pipe_redis_free(struct pipe_redis *r);
 /* pipe_redis_run — sends cmds[0..n) as one pipeline and stores their replies
  * in replies[0..n) (the caller frees each with freeReplyObject). A reply of
  * type REDIS_REPLY_ERROR is a reply, not a failure: the caller inspects it.
- * Returns 0, PIPE_EINVAL for n == 0, PIPE_EUNAVAIL when the connection failed
- * (replies[] then holds nothing to free; whether the commands ran is
- * unknown), with detail in pipe_redis_last_error(). */
+ * Thread-safe; callers on one handle take turns. Returns 0, PIPE_EINVAL for
+ * NULL arguments or n == 0, PIPE_EUNAVAIL when the connection failed or a
+ * reply took longer than the timeout (replies[] is then left untouched;
+ * whether the commands ran is unknown; the connection is dropped and the
+ * next call makes a new one), with detail in pipe_redis_last_error(). */
 int pipe_redis_run(struct pipe_redis *r, const struct pipe_redis_cmd *cmds, size_t n,
                    redisReply **replies);
 
@@ -49,12 +57,16 @@ int pipe_redis_run(struct pipe_redis *r, const struct pipe_redis_cmd *cmds, size
  * ("SET %b %s", ptr, len, str). *reply as for pipe_redis_run. */
 int pipe_redis_command(struct pipe_redis *r, redisReply **reply, const char *fmt, ...);
 
+/* pipe_redis_prefix — the key prefix from the URL (default "sluice:"),
+ * to put in front of every key the caller makes. Owned by r. */
+const char *pipe_redis_prefix(const struct pipe_redis *r);
+
 /* pipe_redis_url — the URL it was opened with, for logs (a password in it,
  * if any, replaced by REDACTED). Owned by r. */
 const char *pipe_redis_url(const struct pipe_redis *r);
 
 /* pipe_redis_last_error — the calling thread's latest failure on any handle
- * ("connect 127.0.0.1:6379: Connection refused"); "" if none. Per-thread. */
+ * ("redis 127.0.0.1:6379: connect: Connection refused"); "" if none. */
 const char *pipe_redis_last_error(void);
 
 #endif
