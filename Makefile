@@ -6,7 +6,7 @@ BIN ?= bin
 CC ?= cc
 OPT ?= -O2 -g
 SAN ?=
-PKGS := jansson libzstd libuv hiredis libxxhash libcurl libpcre2-8 libsodium cmocka
+PKGS := jansson libzstd libuv hiredis libxxhash libcurl libpcre2-8 libsodium libpq cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wformat=2
 ifeq ($(CI),true)
@@ -21,6 +21,11 @@ CFLAGS += -std=c11 $(OPT) $(WARN) $(SAN) -MMD -MP $(PKG_CFLAGS)
 LDFLAGS += $(SAN)
 # libs3 and http-parser ship no pkg-config file on Debian.
 LDLIBS += $(PKG_LIBS) -ls3 -lhttp_parser -lpthread -lm
+# Upstream libs3 4.x (Signature V4) is told from Debian's 2.0 by the authRegion
+# field it added to S3BucketContext; store_s3.c then makes the 4.x calls.
+ifneq ($(shell printf '\043include <libs3.h>\n' | $(CC) -x c -E - 2>/dev/null | grep -c authRegion),0)
+CPPFLAGS += -DPIPE_HAVE_LIBS3_4
+endif
 
 # LIB_ONLY="err mem buf ..." builds the library from those modules alone
 # (handy while a module next door is half written).
@@ -130,3 +135,36 @@ clean:
 	rm -rf build bin
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# install / uninstall: the programs, the systemd units (paths rewritten for
+# PREFIX and SYSCONFDIR), the example configuration (sluice.json only if
+# there is none yet), the monitoring files and the runbook. DESTDIR stages
+# the tree for a package: make install DESTDIR=/tmp/pkg PREFIX=/usr
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DATADIR ?= $(PREFIX)/share/sluice
+DOCDIR ?= $(PREFIX)/share/doc/sluice
+UNITS := $(wildcard deploy/systemd/*.service deploy/systemd/*.timer deploy/systemd/*.target)
+.PHONY: install uninstall
+install: programs
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/sluice \
+	    $(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(DATADIR)/grafana $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(PROGRAMS) $(DESTDIR)$(BINDIR)/
+	for u in $(UNITS); do \
+	    sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/sluice/|$(SYSCONFDIR)/sluice/|g' \
+	        -e 's|/usr/local/share/doc/sluice/|$(DOCDIR)/|g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/} && \
+	    chmod 0644 $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; done
+	install -m 0644 deploy/systemd/sluice.json $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.json.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.json ] || \
+	    install -m 0644 deploy/systemd/sluice.json $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.json
+	install -m 0644 deploy/prometheus/*.yml $(DESTDIR)$(DATADIR)/prometheus/
+	install -m 0644 deploy/grafana/sluice.json $(DESTDIR)$(DATADIR)/grafana/
+	install -m 0644 docs/runbook.md README.md $(DESTDIR)$(DOCDIR)/
+
+# uninstall keeps $(SYSCONFDIR)/sluice/sluice.json (the operator's).
+uninstall:
+	rm -f $(PROGRAMS:$(BIN)/%=$(DESTDIR)$(BINDIR)/%) $(UNITS:deploy/systemd/%=$(DESTDIR)$(UNITDIR)/%) \
+	    $(DESTDIR)$(SYSCONFDIR)/sluice/sluice.json.example
+	rm -rf $(DESTDIR)$(DATADIR) $(DESTDIR)$(DOCDIR)

@@ -17,6 +17,7 @@
 static const struct pipe_store_ops *const backends[] = {
     &pipe__store_fs_ops,
     &pipe__store_fault_ops,
+    &pipe__store_s3_ops,
 };
 
 /* One failure slot per thread: a handle's detail survives until the same

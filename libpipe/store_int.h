@@ -51,5 +51,6 @@ void pipe__store_set_error(struct pipe_store *s, const char *fmt, ...)
 
 extern const struct pipe_store_ops pipe__store_fs_ops;
 extern const struct pipe_store_ops pipe__store_fault_ops;
+extern const struct pipe_store_ops pipe__store_s3_ops;
 
 #endif
