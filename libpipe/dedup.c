@@ -27,6 +27,7 @@
 /* Every backend built into the library. dedup_redis.c adds its entry here. */
 static const struct pipe_dedup_ops *const backends[] = {
     &pipe__dedup_local_ops,
+    &pipe__dedup_redis_ops,
 };
 
 static const struct pipe_dedup_ops *find_backend(const char *url)

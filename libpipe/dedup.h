@@ -6,7 +6,7 @@
  * own, so re-running a job keeps its events. The durable record of every
  * claim is an index object per job in the store
  * (state/dedup/dt=YYYY-MM-DD/hr=HH/<job-id>.idx, see keys.h); a backend
- * keeps a fast view of it (memory for `local`, Redis later) and can always
+ * keeps a fast view of it (memory for `local`, hash buckets for `redis`) and can always
  * be rebuilt from the store, so losing the backend's state loses nothing. */
 #ifndef PIPE_DEDUP_H
 #define PIPE_DEDUP_H
@@ -40,9 +40,11 @@ struct pipe_dedup_config {
 void pipe_dedup_key_of(const char *event, size_t event_len, const char *id, size_t id_len,
                        struct pipe_dedup_key *out);
 
-/* pipe_dedup_open — a de-duplication backend by URL ("local"; NULL means
- * "local"). store and leases are borrowed and must outlive the handle; cfg
- * may be NULL for the defaults. 0 or PIPE_ECONFIG. */
+/* pipe_dedup_open — a de-duplication backend by URL: "local" (NULL means
+ * "local"), or `redis://host:port[/db][?prefix=P&buckets=N]` /
+ * `unix:///path[?db=N&...]` (docs/backends.md). store and leases are
+ * borrowed and must outlive the handle; cfg may be NULL for the defaults.
+ * 0, PIPE_ECONFIG, or PIPE_EUNAVAIL (Redis unreachable). */
 int pipe_dedup_open(const char *url, struct pipe_store *store, struct pipe_leases *leases,
                     const struct pipe_dedup_config *cfg, struct pipe_dedup **out);
 void pipe_dedup_free(struct pipe_dedup *d);

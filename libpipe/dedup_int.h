@@ -1,5 +1,5 @@
 /* dedup_int — the contract between the de-duplication front end (dedup.c)
- * and its backends (dedup_local.c, later dedup_redis.c), plus the index
+ * and its backends (dedup_local.c, dedup_redis.c), plus the index
  * object codec they share. For backends and tests only, not for stages.
  *
  * Each backend is one `const struct pipe_dedup_ops`, the only non-static
@@ -107,5 +107,6 @@ static inline int64_t pipe__dedup_hour(int64_t ms)
 }
 
 extern const struct pipe_dedup_ops pipe__dedup_local_ops;
+extern const struct pipe_dedup_ops pipe__dedup_redis_ops;
 
 #endif
