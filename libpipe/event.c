@@ -51,6 +51,9 @@ const char *pipe_reason_code(enum pipe_reason r)
         [PIPE_REASON_BAD_NUMBER] = "bad_number",
         [PIPE_REASON_BAD_STRING] = "bad_string",
         [PIPE_REASON_DUPLICATE_FIELD] = "duplicate_field",
+        [PIPE_REASON_SCHEMA_VIOLATION] = "schema_violation",
+        [PIPE_REASON_UNKNOWN_SCHEMA_VERSION] = "unknown_schema_version",
+        [PIPE_REASON_UNKNOWN_EVENT_TYPE] = "unknown_event_type",
     };
     return (unsigned)r < PIPE_REASON__COUNT ? codes[r] : "unknown";
 }

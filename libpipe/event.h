@@ -28,6 +28,11 @@ enum pipe_reason {
     PIPE_REASON_BAD_NUMBER,
     PIPE_REASON_BAD_STRING, /* \u0000, a raw control char, an unpaired surrogate escape */
     PIPE_REASON_DUPLICATE_FIELD,
+    /* Set by the filter's schema step (libpipe/schema.h), never by
+     * pipe_event_process: */
+    PIPE_REASON_SCHEMA_VIOLATION,       /* the event breaks its type's schema */
+    PIPE_REASON_UNKNOWN_SCHEMA_VERSION, /* schema_version names no schema of the type */
+    PIPE_REASON_UNKNOWN_EVENT_TYPE,     /* no schema for the type (unknown_types=reject) */
     PIPE_REASON__COUNT
 };
 

@@ -59,6 +59,13 @@ static const struct pipe_conf_opt filter_opts[] = {
      "close keep-alive connections idle this long", 100, 3600000, NULL},
     {"request_timeout", PIPE_CONF_DURATION, "30s", OPT(request_timeout_ms),
      "a request must arrive whole within this (slow clients get 408)", 100, 3600000, NULL},
+    {"schemas", PIPE_CONF_STR, NULL, OPT(schemas),
+     "schema directory (<event>/<N>.json, docs/schemas.md); reloaded on SIGHUP", 0, 0, "DIR"},
+    {"unknown_types", PIPE_CONF_STR, "accept", OPT(unknown_types),
+     "events of a type without schema: accept (envelope checks only) or reject", 0, 0,
+     "accept|reject"},
+    {"redact_key_file", PIPE_CONF_STR, NULL, OPT(redact_key_file),
+     "file holding the key (16-64 bytes) of redact \"hash\"", 0, 0, "FILE"},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -106,6 +113,16 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
         snprintf(err, errlen, "max_event must not exceed flush_bytes");
         return -1;
     }
+    const char *unknown = c->unknown_types ? c->unknown_types : "accept";
+    if (strcmp(unknown, "accept") != 0 && strcmp(unknown, "reject") != 0) {
+        snprintf(err, errlen, "unknown_types must be accept or reject");
+        return -1;
+    }
+    if (strcmp(unknown, "reject") == 0 && c->schemas == NULL) {
+        snprintf(err, errlen,
+                 "unknown_types=reject without schemas would reject every event: set schemas");
+        return -1;
+    }
     return 0;
 }
 
@@ -136,6 +153,17 @@ static void register_metrics(struct filter *f)
                                              "Batches whose write failed (answered 503).", NULL);
     f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
                                             "raw/ objects filtered.", NULL);
+    f->m.unknown_types =
+        pipe_metrics_counter(reg, "sluice_filter_unknown_type_events_total",
+                             "Events of a type without schema (accepted or rejected).", NULL);
+    f->m.rewritten = pipe_metrics_counter(reg, "sluice_filter_events_rewritten_total",
+                                          "Events changed by schema defaults or redaction.", NULL);
+    f->m.schema_reloads[0] =
+        pipe_metrics_counter(reg, "sluice_filter_schema_reloads_total",
+                             "Schema reloads (SIGHUP), by result.", "result=\"ok\"");
+    f->m.schema_reloads[1] =
+        pipe_metrics_counter(reg, "sluice_filter_schema_reloads_total",
+                             "Schema reloads (SIGHUP), by result.", "result=\"error\"");
     f->m.ack_latency = pipe_metrics_histogram(
         reg, "sluice_filter_ack_seconds", "Time from a request's arrival to its answer.", NULL,
         pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
@@ -345,8 +373,10 @@ static void handle_events(struct filter *f, struct pipe_http_request *req)
     w->start_mono_ms = pipe_clock_mono_ms();
     char msg[200];
     size_t before = b->accepted.len + b->rejected.len;
-    int rc = filter_ingest(f->cfg, &f->m, b, body, len, ndjson, channel, pipe_clock_now_ms(),
-                           "http", &w->accepted, &w->rejected, msg, sizeof msg);
+    /* The set is swapped on this thread only: no reference needed. */
+    int rc =
+        filter_ingest(f->cfg, &f->m, b, f->schemas, body, len, ndjson, channel, pipe_clock_now_ms(),
+                      "http", &w->accepted, &w->rejected, msg, sizeof msg);
     pipe_buf_cleanup(&decoded);
     if (rc < 0) {
         pipe_free(w);
@@ -391,14 +421,17 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     uv_timer_init(pipe_stage_loop(st), &f->age_timer);
     f->age_timer.data = f;
     *state = f;
+    int rc = filter_schemas_start(f);
+    if (rc < 0)
+        return rc;
 
     if (cfg->input) {
-        int rc = filter_input_file(f, cfg->input);
+        rc = filter_input_file(f, cfg->input);
         pipe_stage_done(st, rc);
         return 0;
     }
     if (cfg->common.once) {
-        int rc = filter_raw_run_once(f);
+        rc = filter_raw_run_once(f);
         pipe_stage_done(st, rc);
         return 0;
     }
@@ -408,7 +441,7 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     hc.max_body_bytes = cfg->max_body;
     hc.idle_timeout_ms = cfg->idle_timeout_ms;
     hc.request_timeout_ms = cfg->request_timeout_ms;
-    int rc = pipe_httpd_new(pipe_stage_loop(st), &hc, http_handler, f, &f->httpd);
+    rc = pipe_httpd_new(pipe_stage_loop(st), &hc, http_handler, f, &f->httpd);
     if (rc < 0) {
         pipe_log_error("cannot listen", "addr=%s err=\"%s\"", cfg->listen, pipe_strerror(rc));
         return rc;
@@ -419,6 +452,7 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
         if (rc < 0)
             return rc;
     }
+    filter_schemas_watch(f);
     pipe_stage_set_ready(st, true);
     return 0;
 }
@@ -447,13 +481,16 @@ static void filter_exit(struct pipe_stage *st, void *state)
     filter_batch_free(f->cur);
     filter_batch_free(f->spare);
     filter_raw_stop(f);
+    filter_schemas_stop(f);
     pipe_free(f);
 }
 
 const struct pipe_stage_desc filter_stage = {
     .name = "filter",
     .summary = "Ingest endpoint and validator: accepts event batches over HTTP (POST "
-               "/v1/events), validates and enriches every event, and acknowledges a request "
+               "/v1/events), validates and enriches every event (envelope checks, then the "
+               "schema of its type when schemas are configured: defaults, redaction), and "
+               "acknowledges a request "
                "only after its events are durably stored under filtered/ (accepted) and "
                "rejected/ (with a reason). Also filters objects landed under raw/.",
     .opts = filter_opts,

@@ -1,11 +1,13 @@
 /* filter — internal declarations shared by the filter stage's files:
  * filter.c (descriptor, configuration, HTTP ingest), filter_batch.c (group
  * commit of accepted and rejected events), filter_raw.c (the raw/ source
- * and --input backfills). */
+ * and --input backfills), filter_schema.c (schemas: loading, SIGHUP
+ * reload, sharing the current set with the raw/ worker). */
 #ifndef SLUICE_FILTER_H
 #define SLUICE_FILTER_H
 
 #include <stdbool.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <jansson.h>
 #include <uv.h>
@@ -17,6 +19,8 @@
 struct pipe_counter;
 struct pipe_histogram;
 struct pipe_http_request;
+struct pipe_schema_checker;
+struct pipe_schema_set;
 struct pipe_httpd;
 struct pipe_zwriter;
 
@@ -41,6 +45,9 @@ struct filter_cfg {
     uint64_t max_raw;
     int64_t idle_timeout_ms;
     int64_t request_timeout_ms;
+    char *schemas;         /* schema directory, NULL: none */
+    char *unknown_types;   /* "accept" or "reject" */
+    char *redact_key_file; /* key of redact "hash" */
 };
 
 /* One event's fate, counted per reason for /metrics. */
@@ -52,6 +59,9 @@ struct filter_metrics {
     struct pipe_counter *flushes;
     struct pipe_counter *flush_errors;
     struct pipe_counter *raw_objects;
+    struct pipe_counter *unknown_types;     /* events of a type without schema */
+    struct pipe_counter *rewritten;         /* events changed by defaults or redaction */
+    struct pipe_counter *schema_reloads[2]; /* ok, error */
     struct pipe_histogram *ack_latency;
     struct pipe_histogram *flush_latency;
 };
@@ -84,6 +94,9 @@ struct filter_batch {
      * than validating the events. */
     struct pipe_buf z;
     struct pipe_zwriter *zw;
+    /* Schema checking scratch: a batch is filled by one thread at a time. */
+    struct pipe_schema_checker *ck;
+    struct pipe_buf scratch;
 };
 
 struct filter {
@@ -105,6 +118,13 @@ struct filter {
     uv_work_t raw_work;
     bool raw_busy;
     void *raw_done; /* set of raw objects already filtered */
+    /* schemas: swapped on the loop thread (SIGHUP); the raw/ worker takes
+     * a reference under the lock, the loop thread reads the pointer. */
+    struct pipe_schema_set *schemas;
+    pthread_mutex_t schemas_lock;
+    unsigned char redact_key[64];
+    size_t redact_key_len;
+    uv_signal_t *sighup;
 };
 
 /* ---- filter_batch.c ---- */
@@ -128,14 +148,15 @@ int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_r
                   const char *message, const char *channel, const char *received_at,
                   const char *source);
 
-/* filter_ingest — validates every record of body and appends accepted
- * events and rejection lines to b. *n_acc and *n_rej count them. Returns 0,
- * or PIPE_EPARSE when the body is not JSON at all (msg says why; b is left
- * as it was), or PIPE_ETOOBIG when the batch is full (b as it was). */
+/* filter_ingest — validates every record of body (envelope, then the
+ * schema of its type when schemas is not NULL) and appends accepted events
+ * and rejection lines to b. *n_acc and *n_rej count them. Returns 0, or
+ * PIPE_EPARSE when the body is not JSON at all (msg says why; b is left as
+ * it was), or PIPE_ETOOBIG when the batch is full (b as it was). */
 int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct filter_batch *b,
-                  const char *body, size_t len, bool ndjson, const char *channel,
-                  int64_t received_ms, const char *source, uint32_t *n_acc, uint32_t *n_rej,
-                  char *msg, size_t msglen);
+                  const struct pipe_schema_set *schemas, const char *body, size_t len, bool ndjson,
+                  const char *channel, int64_t received_ms, const char *source, uint32_t *n_acc,
+                  uint32_t *n_rej, char *msg, size_t msglen);
 
 /* ---- filter.c: the HTTP side ---- */
 
@@ -144,6 +165,23 @@ void filter_flush(struct filter *f);
 /* filter_maybe_done — once stopping and nothing is left in hand, tells the
  * runtime the stage is done. */
 void filter_maybe_done(struct filter *f);
+
+/* ---- filter_schema.c ---- */
+
+/* filter_schemas_start — reads the redaction key and loads the schema
+ * directory (if configured); a failure is printed and stops the start. */
+int filter_schemas_start(struct filter *f);
+/* filter_schemas_watch — reloads on SIGHUP from now on (daemon mode). */
+void filter_schemas_watch(struct filter *f);
+/* filter_schemas_reload — loads the directory again and swaps the new set
+ * in; a broken directory keeps the old set (logged, counted). Loop thread. */
+int filter_schemas_reload(struct filter *f);
+/* filter_schemas_get / _put — a reference to the current set for a thread
+ * other than the loop (NULL when no schemas are configured). */
+struct pipe_schema_set *filter_schemas_get(struct filter *f);
+void filter_schemas_put(struct pipe_schema_set *set);
+/* filter_schemas_stop — stops watching and drops the set (exit). */
+void filter_schemas_stop(struct filter *f);
 
 /* ---- filter_raw.c ---- */
 

@@ -14,6 +14,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
 #include "libpipe/ndjson.h"
+#include "libpipe/schema.h"
 #include "libpipe/store.h"
 #include "stages/filter/filter.h"
 
@@ -29,6 +30,7 @@ struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const c
     b->tail = &b->waiters;
     b->opened_mono_ms = pipe_clock_mono_ms();
     pipe_buf_init(&b->z, SIZE_MAX);
+    pipe_buf_init(&b->scratch, cap);
     return b;
 }
 
@@ -54,6 +56,8 @@ void filter_batch_free(struct filter_batch *b)
     pipe_buf_cleanup(&b->accepted);
     pipe_buf_cleanup(&b->rejected);
     pipe_buf_cleanup(&b->z);
+    pipe_buf_cleanup(&b->scratch);
+    pipe_schema_checker_free(b->ck);
     pipe_zwriter_free(b->zw);
     pipe_free(b->name);
     pipe_free(b);
@@ -145,10 +149,79 @@ int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_r
     return rc;
 }
 
+/* Per-body tallies, added to the metrics only if the body is kept. */
+struct tally {
+    uint32_t acc, rej, not_json, unknown, rewritten;
+    uint32_t by_reason[PIPE_REASON__COUNT];
+};
+
+/* schema_step — the schema of the event just appended to b->accepted at
+ * offset at: rewrites it in place when defaults or redaction changed it;
+ * on a rejection removes it and sets res->reason, with the message in sr. */
+static int schema_step(const struct filter_cfg *cfg, struct filter_batch *b,
+                       const struct pipe_schema_set *schemas, size_t at,
+                       struct pipe_event_result *res, struct pipe_schema_result *sr_out,
+                       struct tally *t)
+{
+    struct pipe_schema_result sr;
+    if (b->ck == NULL)
+        b->ck = pipe_schema_checker_new();
+    pipe_buf_reset(&b->scratch);
+    int rc = pipe_schema_check(schemas, b->ck, b->accepted.data + at, b->accepted.len - at - 1,
+                               res->event, res->event_len, &b->scratch, &sr);
+    if (rc < 0)
+        return rc == PIPE_EPARSE ? PIPE_EINVAL : rc; /* the envelope step wrote it: cannot be */
+    if (sr.reason == PIPE_REASON_UNKNOWN_EVENT_TYPE) {
+        t->unknown++;
+        if (cfg->unknown_types == NULL || strcmp(cfg->unknown_types, "reject") != 0)
+            return 0;
+    }
+    if (sr.reason != PIPE_REASON_OK) {
+        b->accepted.len = at;
+        b->accepted.data[at] = '\0';
+        res->reason = sr.reason;
+        *sr_out = sr;
+        return 0;
+    }
+    if (sr.changed) {
+        t->rewritten++;
+        b->accepted.len = at;
+        rc = pipe_buf_append(&b->accepted, b->scratch.data, b->scratch.len);
+        if (rc == 0)
+            rc = pipe_buf_append_char(&b->accepted, '\n');
+    }
+    return rc;
+}
+
+/* reject_one — the rejection line, with the fields the event's schema
+ * redacts taken out of the raw text first (personal data stays out of
+ * rejected/ too). */
+static int reject_one(struct filter_batch *b, const struct pipe_schema_set *schemas,
+                      const struct pipe_body_record *rec, enum pipe_reason reason,
+                      const char *message, const char *channel, const char *received_at,
+                      const char *source)
+{
+    const char *raw = rec->data;
+    size_t len = rec->len;
+    if (pipe_schema_set_count(schemas) > 0) {
+        if (b->ck == NULL)
+            b->ck = pipe_schema_checker_new();
+        pipe_buf_reset(&b->scratch);
+        int rc = pipe_schema_redact_record(schemas, b->ck, rec->data, rec->len, &b->scratch);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            raw = b->scratch.data;
+            len = b->scratch.len;
+        }
+    }
+    return filter_reject(&b->rejected, raw, len, reason, message, channel, received_at, source);
+}
+
 int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct filter_batch *b,
-                  const char *body, size_t len, bool ndjson, const char *channel,
-                  int64_t received_ms, const char *source, uint32_t *n_acc, uint32_t *n_rej,
-                  char *msg, size_t msglen)
+                  const struct pipe_schema_set *schemas, const char *body, size_t len, bool ndjson,
+                  const char *channel, int64_t received_ms, const char *source, uint32_t *n_acc,
+                  uint32_t *n_rej, char *msg, size_t msglen)
 {
     struct pipe_body_iter it;
     struct pipe_json_result jr;
@@ -167,12 +240,13 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
     char received_at[PIPE_CLOCK_RFC3339_LEN + 1];
     pipe_clock_format_rfc3339(received_ms, received_at);
     size_t acc_len = b->accepted.len, rej_len = b->rejected.len;
-    uint32_t acc = 0, rej = 0, not_json = 0;
-    uint32_t by_reason[PIPE_REASON__COUNT] = {0};
+    struct tally t = {0};
     struct pipe_body_record rec;
     rc = 0;
     while (rc == 0 && pipe_body_iter_next(&it, &rec)) {
         struct pipe_event_result res;
+        struct pipe_schema_result sr = {.reason = PIPE_REASON_OK};
+        size_t at = b->accepted.len;
         if (rec.err == PIPE_JSON_ETOOLARGE) {
             res.reason = PIPE_REASON_TOO_LARGE;
             snprintf(res.message, sizeof res.message,
@@ -181,20 +255,24 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
                      rec.len, (unsigned long long)cfg->max_event);
         } else {
             rc = pipe_event_process(rec.data, rec.len, &ctx, &b->accepted, &res);
+            if (rc == 0 && res.reason == PIPE_REASON_OK && schemas)
+                rc = schema_step(cfg, b, schemas, at, &res, &sr, &t);
             if (rc < 0)
                 break;
         }
         if (res.reason == PIPE_REASON_OK) {
-            acc++;
+            t.acc++;
             continue;
         }
-        rej++;
-        by_reason[res.reason]++;
-        not_json += res.reason == PIPE_REASON_NOT_JSON;
-        rc = filter_reject(&b->rejected, rec.data, rec.len, res.reason, res.message, channel,
-                           received_at, source);
+        t.rej++;
+        t.by_reason[res.reason]++;
+        t.not_json += res.reason == PIPE_REASON_NOT_JSON;
+        /* A schema's message can be longer than the envelope's. */
+        rc = reject_one(b, schemas, &rec, res.reason,
+                        sr.reason != PIPE_REASON_OK ? sr.message : res.message, channel,
+                        received_at, source);
     }
-    if (rc == 0 && acc + rej > 0 && not_json == acc + rej) {
+    if (rc == 0 && t.acc + t.rej > 0 && t.not_json == t.acc + t.rej) {
         /* Nothing in the body was JSON: the client sent something else
          * entirely, and deserves a 400 rather than a pile of rejections. */
         snprintf(msg, msglen, "the body is not JSON (no record parsed)");
@@ -209,12 +287,14 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
             b->rejected.data[rej_len] = '\0';
         return rc == PIPE_EPARSE ? rc : PIPE_ETOOBIG;
     }
-    b->n_accepted += acc;
-    b->n_rejected += rej;
+    b->n_accepted += t.acc;
+    b->n_rejected += t.rej;
     for (int r = 1; r < PIPE_REASON__COUNT; r++)
-        if (by_reason[r])
-            pipe_counter_add(m->rejected[r], by_reason[r]);
-    *n_acc = acc;
-    *n_rej = rej;
+        if (t.by_reason[r])
+            pipe_counter_add(m->rejected[r], t.by_reason[r]);
+    pipe_counter_add(m->unknown_types, t.unknown);
+    pipe_counter_add(m->rewritten, t.rewritten);
+    *n_acc = t.acc;
+    *n_rej = t.rej;
     return 0;
 }

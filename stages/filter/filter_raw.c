@@ -78,8 +78,12 @@ static int filter_body_as_batch(struct filter *f, struct filter_batch *b, const 
     uint32_t acc = 0, rej = 0;
     char msg[200];
     const struct filter_cfg *cfg = f->cfg;
-    int rc = filter_ingest(cfg, &f->m, b, body, len, false, cfg->input_channel, received_ms, source,
-                           &acc, &rej, msg, sizeof msg);
+    /* A reference: a SIGHUP reload may swap the set while this runs on a
+     * worker thread. */
+    struct pipe_schema_set *set = filter_schemas_get(f);
+    int rc = filter_ingest(cfg, &f->m, b, set, body, len, false, cfg->input_channel, received_ms,
+                           source, &acc, &rej, msg, sizeof msg);
+    filter_schemas_put(set);
     if (rc == PIPE_EPARSE) {
         char at[PIPE_CLOCK_RFC3339_LEN + 1];
         pipe_clock_format_rfc3339(received_ms, at);

@@ -51,7 +51,8 @@ static void test_event_reason_codes_are_stable(void **state)
     static const char *const want[] = {"ok", "not_json", "not_object", "missing_event",
                                        "bad_event_type", "bad_id", "bad_ts", "too_large",
                                        "invalid_utf8", "too_deep", "bad_number", "bad_string",
-                                       "duplicate_field"};
+                                       "duplicate_field", "schema_violation",
+                                       "unknown_schema_version", "unknown_event_type"};
     for (int i = 0; i < PIPE_REASON__COUNT; i++)
         assert_string_equal(pipe_reason_code((enum pipe_reason)i), want[i]);
     assert_string_equal(pipe_reason_code(PIPE_REASON__COUNT), "unknown");

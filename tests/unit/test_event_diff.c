@@ -402,8 +402,9 @@ static void test_event_fast_path_agrees_with_jansson_reference(void **state)
             if (stats.pairs[i][j])
                 printf("  fast %s / ref %s: %ld\n", pipe_reason_code((enum pipe_reason)i),
                        pipe_reason_code((enum pipe_reason)j), stats.pairs[i][j]);
-    /* The corpus must exercise every reason, or it proves little. */
-    for (int i = 0; i < PIPE_REASON__COUNT; i++)
+    /* The corpus must exercise every reason of the envelope step, or it
+     * proves little (the schema reasons come from libpipe/schema.h). */
+    for (int i = 0; i < PIPE_REASON_SCHEMA_VIOLATION; i++)
         assert_true(stats.by_reason[i] > 0);
     assert_true(stats.accepted > CORPUS / 20);
 }

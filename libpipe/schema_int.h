@@ -1,0 +1,112 @@
+/* schema_int — the compiled form of a schema, shared by schema_load.c
+ * (which builds it) and schema_check.c (which walks events beside it). Not
+ * for use outside those two files. */
+#ifndef PIPE_SCHEMA_INT_H
+#define PIPE_SCHEMA_INT_H
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "libpipe/ndjson.h"
+#include "libpipe/schema.h"
+
+/* JSON types a node accepts (its "type"); 0 means any. */
+enum {
+    SCH_T_OBJECT = 1u << 0,
+    SCH_T_ARRAY = 1u << 1,
+    SCH_T_STRING = 1u << 2,
+    SCH_T_NUMBER = 1u << 3,
+    SCH_T_INTEGER = 1u << 4,
+    SCH_T_BOOLEAN = 1u << 5,
+    SCH_T_NULL = 1u << 6,
+};
+
+/* Which bounds a node has. */
+enum {
+    SCH_HAS_MIN = 1u << 0,
+    SCH_HAS_MAX = 1u << 1,
+    SCH_HAS_MINLEN = 1u << 2,
+    SCH_HAS_MAXLEN = 1u << 3,
+};
+
+enum sch_redact { SCH_REDACT_NONE = 0, SCH_REDACT_REMOVE, SCH_REDACT_HASH };
+
+#define SCH_MAX_PROPS   1024 /* members declared (or required) per object */
+#define SCH_MAX_NAME    256  /* bytes in a declared property name */
+#define SCH_MAX_DEPTH   64   /* nesting of schemas inside a document */
+#define SCH_MAX_FILE    (1u << 20)
+#define SCH_MATCH_LIMIT 100000u /* pcre2 backtracking budget per match */
+#define SCH_PATH_MAX    200     /* bytes of a path in a message */
+
+/* One value of an "enum", kept in the form the checker compares. */
+struct sch_enum {
+    int type;   /* enum pipe_json_type; TRUE/FALSE/NULL carry nothing else */
+    double num; /* NUMBER */
+    char *str;  /* STRING, decoded (may hold no NUL: the scanner refuses \u0000) */
+    size_t len;
+    json_t *json; /* OBJECT and ARRAY: compared with json_equal */
+};
+
+/* A member an object schema knows: declared in "properties", named in
+ * "required", or both. */
+struct sch_prop {
+    char *name; /* decoded */
+    size_t len;
+    struct sch_node *node; /* NULL: any value (required but not declared) */
+    bool required;
+};
+
+struct sch_node {
+    unsigned types; /* SCH_T_*; 0 = any */
+    unsigned has;   /* SCH_HAS_* */
+    double min, max;
+    char min_text[32], max_text[32]; /* as messages print them */
+    size_t min_len, max_len;         /* in code points */
+    pcre2_code *re;
+    bool jit; /* re was JIT-compiled */
+    char *pattern;
+    struct sch_enum *enums;
+    size_t n_enums;         /* 0: no enum */
+    struct sch_prop *props; /* sorted by (len, bytes) for bsearch */
+    size_t n_props;
+    bool has_required, has_defaults;
+    /* Indices into props: members with a default in the order of
+     * "properties", required members in the order of "required". */
+    size_t *def_idx, n_def;
+    size_t *req_idx, n_req;
+    bool closed;                 /* additionalProperties: false */
+    struct sch_node *additional; /* additionalProperties as a schema */
+    struct sch_node *items;
+    char *def; /* "default", compact JSON, or NULL */
+    size_t def_len;
+    enum sch_redact redact;
+    bool redact_below; /* this node or one under it redacts */
+    bool walk_object;  /* object members need looking at */
+    bool root;         /* the event object: envelope members always allowed */
+};
+
+struct pipe_schema {
+    char *event;
+    int version;
+    char *file;
+    json_t *doc;
+    struct sch_node *root;
+    unsigned char key[64]; /* hash key, when the schema hashes */
+    size_t key_len;
+    bool redacts, hashes;
+};
+
+/* pipe__schema_versions — every schema of event type event[0..len),
+ * ascending; NULL and *n = 0 for a type the set does not have. */
+const struct pipe_schema *const *pipe__schema_versions(const struct pipe_schema_set *s,
+                                                       const char *event, size_t len, size_t *n);
+
+/* pipe__schema_value_ok — checks the compact JSON value v[0..n) against
+ * node n (used at load time on every "default"). Returns true if it passes;
+ * else false with the rule broken in msg. */
+bool pipe__schema_value_ok(const struct sch_node *node, const char *v, size_t n, char *msg,
+                           size_t msglen);
+
+#endif
