@@ -4,7 +4,11 @@
 #ifndef SLUICE_CTL_H
 #define SLUICE_CTL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.1.0"
@@ -35,5 +39,116 @@ int ctl_status_main(int argc, char **argv);
 int ctl_replay_main(int argc, char **argv);
 int ctl_sweep_main(int argc, char **argv);
 int ctl_reconcile_main(int argc, char **argv);
+int ctl_load_main(int argc, char **argv);
+int ctl_schema_main(int argc, char **argv);
+int ctl_redrive_main(int argc, char **argv);
+int ctl_warehouse_main(int argc, char **argv);
+
+/* ---- schema directories (schema_cmd.c) ----------------------------------------
+ * The schema directory holds <dir>/<event>/<N>.json, one JSON Schema subset
+ * document per event type and version (docs/schema-tools.md). */
+
+#define CTL_SCHEMA_FILE_MAX (4u << 20) /* largest schema document read */
+
+struct ctl_schema_version {
+    unsigned version;
+    char *path;
+    json_t *doc; /* owned */
+};
+
+struct ctl_schema_type {
+    char *event;
+    struct ctl_schema_version *versions; /* ascending by version */
+    size_t n;
+};
+
+struct ctl_schema_set {
+    struct ctl_schema_type *types; /* sorted by event type (byte order) */
+    size_t n;
+};
+
+/* ctl_schema_load_file — reads and checks one schema document (a JSON
+ * object of at most CTL_SCHEMA_FILE_MAX bytes, duplicate keys refused, that
+ * the filter's compiler in libpipe/schema.h accepts). On success *out is a new reference (caller
+ * decrefs); on failure err holds "PATH: why" and the result is PIPE_EPARSE or -errno. */
+int ctl_schema_load_file(const char *path, json_t **out, char *err, size_t errlen);
+
+/* ctl_schema_dir_load — every <event>/<N>.json under dir into *out (written
+ * only on success; release with ctl_schema_set_cleanup). Files that are not
+ * .json are ignored; a .json file not named by a positive integer without
+ * leading zeros, an invalid event directory name or a bad document fails the
+ * whole load (err says which). */
+int ctl_schema_dir_load(const char *dir, struct ctl_schema_set *out, char *err, size_t errlen);
+
+/* ctl_schema_set_cleanup — frees everything in s and zeroes it. */
+void ctl_schema_set_cleanup(struct ctl_schema_set *s);
+
+/* ---- compatibility (schema_compat.c) ---- */
+
+enum ctl_compat_mode {
+    CTL_COMPAT_BACKWARD = 1, /* readers using NEW read data written with OLD */
+    CTL_COMPAT_FORWARD = 2,  /* readers using OLD read data written with NEW */
+    CTL_COMPAT_FULL = 3,     /* both */
+};
+
+/* Called once per breaking change: path is the data path ("properties.amount",
+ * "items[]", "(root)"), change says what changed from OLD to NEW, consequence
+ * which readers may fail. */
+typedef void (*ctl_compat_fn)(void *arg, const char *path, const char *change,
+                              const char *consequence);
+
+/* ctl_schema_compat — compares two checked schema documents under mode and
+ * calls fn for every breaking change (notes that are not breaking, such as a
+ * changed redact annotation, go to note_fn when it is not NULL). Returns the
+ * number of breaking changes. */
+size_t ctl_schema_compat(const json_t *old_doc, const json_t *new_doc, enum ctl_compat_mode mode,
+                         ctl_compat_fn fn, ctl_compat_fn note_fn, void *arg);
+
+/* ---- generated definitions (schema_gen.c) ---- */
+
+/* ctl_openapi_build — the OpenAPI 3.0 document of the ingest API with every
+ * event type of set (title and server may be NULL). Returns a new reference
+ * (caller decrefs), or NULL with err set when two component names collide. */
+json_t *ctl_openapi_build(const struct ctl_schema_set *set, const char *title, const char *server,
+                          char *err, size_t errlen);
+
+/* One column of an event table. */
+struct ctl_ddl_column {
+    char *name; /* identifier, unquoted, as the dialect will store it */
+    char *key;  /* top-level member of the event it holds; NULL: the whole event */
+    char *type; /* the dialect's type */
+    bool not_null;
+};
+
+struct ctl_ddl_table {
+    char *name; /* table identifier, unquoted */
+    struct ctl_ddl_column *cols;
+    size_t n;
+};
+
+/* ctl_ddl_dialect_valid — true for "snowflake", "redshift", "postgres",
+ * "bigquery". */
+bool ctl_ddl_dialect_valid(const char *dialect);
+
+/* ctl_ddl_plan — the table of event type event in dialect: the envelope
+ * columns, one column per top-level property declared by any of the n
+ * schemas (newest first: the newest declaration decides a column's type;
+ * redact "remove" fields have none) and the whole event as "data". Fills
+ * *out (release with ctl_ddl_table_cleanup). PIPE_EINVAL with err set for an
+ * unknown dialect or two properties that map to one column name. */
+int ctl_ddl_plan(const char *dialect, const char *event, const json_t *const *schemas, size_t n,
+                 struct ctl_ddl_table *out, char *err, size_t errlen);
+
+/* ctl_ddl_table_cleanup — frees t's contents and zeroes it. */
+void ctl_ddl_table_cleanup(struct ctl_ddl_table *t);
+
+/* ctl_ddl_quote — writes ident quoted for dialect ("x""y" or `x`). */
+void ctl_ddl_quote(FILE *out, const char *dialect, const char *ident);
+
+/* ctl_ddl_table — writes the CREATE TABLE IF NOT EXISTS statement of
+ * ctl_ddl_plan to out, the table qualified by ns (schema or dataset) when
+ * ns is not NULL. 0, or PIPE_EINVAL with err set. */
+int ctl_ddl_table(FILE *out, const char *dialect, const char *ns, const char *event,
+                  const json_t *const *schemas, size_t n, char *err, size_t errlen);
 
 #endif

@@ -23,6 +23,10 @@ static const struct ctl_cmd {
     {"replay", ctl_replay_main, "re-run a stage over a time range (filter, combine, split)"},
     {"sweep", ctl_sweep_main, "delete what retention allows and the next stage consumed"},
     {"reconcile", ctl_reconcile_main, "check the ledgers and counts of a time range"},
+    {"load", ctl_load_main, "load split files into PostgreSQL, each exactly once"},
+    {"schema", ctl_schema_main, "check schema compatibility; generate OpenAPI and table DDL"},
+    {"redrive", ctl_redrive_main, "re-submit rejected events to the filter after a schema fix"},
+    {"warehouse", ctl_warehouse_main, "generate Snowflake and Redshift load SQL from the schemas"},
 };
 
 static void usage(FILE *f)

@@ -3,7 +3,9 @@
  * that the combined manifests' inputs are exactly the filtered/ objects of
  * those hours, and that each job's split rows + duplicates + rejected equal
  * its combined events; prints the events split per event type and hour and
- * every difference found. The manifests of the range are held in memory. */
+ * every difference found. With --warehouse it also compares every split file
+ * with what the PostgreSQL load history and event tables hold, and names the
+ * files that differ. The manifests of the range are held in memory. */
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,6 +25,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/store.h"
 #include "tools/sluicectl/ctl.h"
+#include "tools/sluicectl/warehouse.h"
 
 #define REC_PAGE    1000
 #define REC_HOUR_MS INT64_C(3600000)
@@ -32,6 +35,7 @@ struct rec_cfg {
     char *store;
     char *from;
     char *to;
+    char *warehouse;
 };
 
 static const struct pipe_conf_opt rec_opts[] = {
@@ -42,6 +46,9 @@ static const struct pipe_conf_opt rec_opts[] = {
      "TIME"},
     {"to", PIPE_CONF_STR, "now", offsetof(struct rec_cfg, to), "end of the range (exclusive)", 0, 0,
      "TIME"},
+    {"warehouse", PIPE_CONF_STR, NULL, offsetof(struct rec_cfg, warehouse),
+     "also compare every split file with the rows `sluicectl load` put in this PostgreSQL", 0, 0,
+     "URL"},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -53,8 +60,10 @@ static const struct pipe_conf_program rec_program = {
         "ledger balances; the inputs of the combined manifests are exactly the filtered/ "
         "objects of those hours (inputs already swept are not differences); each combined "
         "object and split output exists with the recorded size; each job's split rows + "
-        "duplicates + rejected equal its combined events. Prints the rows split per event "
-        "type and hour, then every difference; exit 1 if there is any.",
+        "duplicates + rejected equal its combined events. With --warehouse, each split file "
+        "is loaded with its manifest's row count and its table holds that many rows from it. "
+        "Prints the rows split (and loaded) per event type and hour, then every difference; "
+        "exit 1 if there is any.",
     .usage_args = NULL,
     .version = SLUICE_VERSION,
     .tables = {rec_opts, NULL},
@@ -80,6 +89,7 @@ struct rec_rows {
     char *event;
     char dt[11], hr[3];
     uint64_t rows;
+    uint64_t loaded; /* rows of the warehouse table from this file */
 };
 
 struct rec {
@@ -94,6 +104,8 @@ struct rec {
     size_t n_rows, cap_rows;
     uint64_t diffs, filtered_seen, split_jobs;
     struct pipe_buf doc, key;
+    struct ctl_wh *wh; /* with --warehouse */
+    int wh_rc;         /* the first warehouse failure: the report is incomplete */
 };
 
 typedef int (*rec_fn)(struct rec *r, const struct pipe_store_obj *o);
@@ -281,6 +293,22 @@ static void rec_add_rows(struct rec *r, const struct pipe_manifest_split_output 
     memcpy(x->dt, o->dt, sizeof x->dt);
     memcpy(x->hr, o->hr, sizeof x->hr);
     x->rows = o->rows;
+    x->loaded = 0;
+    if (!r->wh || r->wh_rc < 0)
+        return;
+    bool found;
+    uint64_t history, table;
+    r->wh_rc = ctl_wh_file_rows(r->wh, o->key, o->event, &found, &history, &table);
+    if (r->wh_rc < 0)
+        return;
+    x->loaded = table;
+    if (!found)
+        rec_diff(r, "split file %s (%" PRIu64 " rows) is not loaded", o->key, o->rows);
+    else if (history != o->rows || table != o->rows)
+        rec_diff(r,
+                 "split file %s: %" PRIu64 " rows split, the load history says %" PRIu64
+                 ", the table holds %" PRIu64 " from it",
+                 o->key, o->rows, history, table);
 }
 
 static int rec_job_cmp(const void *a, const void *b)
@@ -361,19 +389,27 @@ static void rec_print_rows(struct rec *r)
 {
     if (r->n_rows)
         qsort(r->rows, r->n_rows, sizeof *r->rows, rec_rows_cmp);
-    printf("%-32s %-10s %2s %12s\n", "EVENT", "DT", "HR", "ROWS");
-    uint64_t total = 0;
+    printf("%-32s %-10s %2s %12s%s\n", "EVENT", "DT", "HR", "ROWS", r->wh ? "       LOADED" : "");
+    uint64_t total = 0, total_loaded = 0;
     for (size_t i = 0; i < r->n_rows;) {
         size_t j = i;
-        uint64_t rows = 0;
-        for (; j < r->n_rows && rec_rows_cmp(&r->rows[i], &r->rows[j]) == 0; j++)
+        uint64_t rows = 0, loaded = 0;
+        for (; j < r->n_rows && rec_rows_cmp(&r->rows[i], &r->rows[j]) == 0; j++) {
             rows += r->rows[j].rows;
-        printf("%-32s %-10s %2s %12" PRIu64 "\n", r->rows[i].event, r->rows[i].dt, r->rows[i].hr,
-               rows);
+            loaded += r->rows[j].loaded;
+        }
+        printf("%-32s %-10s %2s %12" PRIu64, r->rows[i].event, r->rows[i].dt, r->rows[i].hr, rows);
+        if (r->wh)
+            printf(" %12" PRIu64, loaded);
+        putchar('\n');
         total += rows;
+        total_loaded += loaded;
         i = j;
     }
-    printf("%-32s %-10s %2s %12" PRIu64 "\n", "total", "", "", total);
+    printf("%-32s %-10s %2s %12" PRIu64, "total", "", "", total);
+    if (r->wh)
+        printf(" %12" PRIu64, total_loaded);
+    putchar('\n');
 }
 
 static int rec_run(struct rec *r)
@@ -390,6 +426,10 @@ static int rec_run(struct rec *r)
             r->by_id[i] = &r->jobs[i];
         qsort(r->by_id, r->n_jobs, sizeof *r->by_id, rec_job_cmp);
         rc = rec_walk(r, "manifests/split/", rec_split_one);
+    }
+    if (rc == 0 && r->wh_rc < 0) {
+        fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", ctl_wh_last_error(r->wh));
+        rc = r->wh_rc;
     }
     if (rc < 0)
         return rc;
@@ -416,6 +456,7 @@ static void rec_cleanup(struct rec *r)
     pipe_buf_cleanup(&r->doc);
     pipe_buf_cleanup(&r->key);
     pipe_store_free(r->s);
+    ctl_wh_free(r->wh);
 }
 
 static int rec_range(struct rec *r, const struct rec_cfg *cfg)
@@ -464,6 +505,10 @@ int ctl_reconcile_main(int argc, char **argv)
         const char *why = pipe_store_last_error(NULL);
         fprintf(stderr, "sluicectl reconcile: cannot open the store: %s\n",
                 why[0] ? why : pipe_strerror(rc));
+        goto out;
+    }
+    if (cfg.warehouse && ctl_wh_open(cfg.warehouse, NULL, &r.wh) < 0) {
+        fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", ctl_wh_last_error(NULL));
         goto out;
     }
     rc = rec_run(&r);

@@ -1,0 +1,362 @@
+/* load — `sluicectl load --warehouse postgres://...`: loads the split files
+ * listed in manifests/split/ into one PostgreSQL table per event type, each
+ * file exactly once.
+ *
+ * Each file loads in one transaction that also records it in the
+ * load-history table, so a loader killed mid-file leaves nothing behind and
+ * loads the file again, whole, on restart; a file already in the history is
+ * skipped. Rows are de-duplicated on `id` (ON CONFLICT DO NOTHING) as the
+ * last line of defence. It runs on the stage runtime: by default it loads
+ * what is pending and exits with a summary; with --follow it keeps polling
+ * and serves /metrics (files waiting, age of the newest loaded event). */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libpipe/buf.h"
+#include "libpipe/clock.h"
+#include "libpipe/codec.h"
+#include "libpipe/err.h"
+#include "libpipe/keys.h"
+#include "libpipe/log.h"
+#include "libpipe/manifest.h"
+#include "libpipe/mem.h"
+#include "libpipe/metrics.h"
+#include "libpipe/stage.h"
+#include "libpipe/store.h"
+#include "tools/sluicectl/ctl.h"
+#include "tools/sluicectl/warehouse.h"
+
+#define LOAD_PAGE     1000
+#define LOAD_DOC_MAX  (64u << 20)   /* largest manifest read */
+#define LOAD_FILE_MAX (1024u << 20) /* largest split file, uncompressed */
+
+struct load_cfg {
+    struct pipe_stage_common common; /* first: the runtime reads it */
+    char *warehouse;
+    char *schemas;
+    char *from;
+    char *to;
+};
+
+#define OPT(f) offsetof(struct load_cfg, f)
+static const struct pipe_conf_opt load_opts[] = {
+    {"warehouse", PIPE_CONF_STR, NULL, OPT(warehouse),
+     "PostgreSQL connection URL (required): postgres://user@host:port/db", 0, 0, "URL"},
+    {"schemas", PIPE_CONF_STR, NULL, OPT(schemas),
+     "schema directory: declared top-level fields become typed columns", 0, 0, "DIR"},
+    {"from", PIPE_CONF_STR, NULL, OPT(from), "load only jobs of hours at or after TIME", 0, 0,
+     "TIME"},
+    {"to", PIPE_CONF_STR, NULL, OPT(to), "load only jobs of hours before TIME", 0, 0, "TIME"},
+    {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+
+struct load_totals {
+    uint64_t manifests, files, skipped, rows, inserted, failed;
+};
+
+struct load {
+    struct load_cfg *cfg;
+    struct pipe_store *store;
+    struct ctl_wh *wh;
+    int64_t from_ms, to_ms; /* job hours in [from, to) */
+    bool progress;          /* a terminal: show progress on stderr */
+    struct load_totals t;
+    struct pipe_buf doc, raw, lines;
+    /* Metrics (the last two read at scrape time). */
+    struct pipe_counter *m_files, *m_rows, *m_dups, *m_errors;
+    _Atomic int64_t newest_ms; /* received_at of the newest loaded event */
+    _Atomic uint64_t waiting;  /* split files not loaded, as of the last pass */
+};
+
+static double newest_age_s(void *arg)
+{
+    struct load *l = arg;
+    int64_t n = l->newest_ms;
+    return n > 0 ? (double)(pipe_clock_now_ms() - n) / 1000.0 : 0.0;
+}
+
+static double files_waiting(void *arg)
+{
+    struct load *l = arg;
+    return (double)l->waiting;
+}
+
+static void register_metrics(struct load *l, struct pipe_metrics *m)
+{
+    l->m_files = pipe_metrics_counter(m, "sluice_loader_files_loaded_total",
+                                      "split files loaded into the warehouse", NULL);
+    l->m_rows = pipe_metrics_counter(m, "sluice_loader_rows_loaded_total",
+                                     "rows inserted into event tables", NULL);
+    l->m_dups = pipe_metrics_counter(m, "sluice_loader_rows_duplicate_total",
+                                     "rows skipped because their id was already loaded", NULL);
+    l->m_errors = pipe_metrics_counter(m, "sluice_loader_file_errors_total",
+                                       "split files whose load failed (retried next pass)", NULL);
+    pipe_metrics_gauge_fn(m, "sluice_loader_newest_event_age_seconds",
+                          "age of the newest event loaded (received_at), 0 before the first",
+                          NULL, newest_age_s, l);
+    pipe_metrics_gauge_fn(m, "sluice_loader_files_waiting",
+                          "split files listed in manifests but not yet loaded", NULL,
+                          files_waiting, l);
+}
+
+/* ---- one manifest --------------------------------------------------------- */
+
+/* Reads and decompresses one split file into l->lines. */
+static int read_file(struct load *l, const char *key)
+{
+    pipe_buf_reset(&l->raw);
+    pipe_buf_reset(&l->lines);
+    int rc = pipe_store_get(l->store, key, &l->raw);
+    if (rc == 0)
+        rc = pipe_codec_decompress(l->raw.data, l->raw.len, &l->lines);
+    if (rc < 0)
+        pipe_log_error("split file unreadable", "key=%s err=\"%s\" detail=\"%s\"", key,
+                       pipe_strerror(rc), pipe_store_last_error(l->store));
+    return rc;
+}
+
+static void show_progress(const struct load *l)
+{
+    if (l->progress)
+        fprintf(stderr, "\rloaded %" PRIu64 " files, %" PRIu64 " rows (%" PRIu64 " already there)",
+                l->t.files, l->t.inserted, l->t.skipped);
+}
+
+/* Loads the outputs of one split manifest that the history does not list.
+ * A warehouse that went away is returned (retry the pass); a file that fails
+ * on its own is logged, counted and left for the next pass. */
+static int load_manifest(struct load *l, const struct pipe_manifest_split *m)
+{
+    for (size_t i = 0; i < m->n_outputs; i++) {
+        const struct pipe_manifest_split_output *o = &m->outputs[i];
+        bool loaded;
+        int rc = ctl_wh_is_loaded(l->wh, o->key, &loaded);
+        if (rc < 0)
+            return rc;
+        if (loaded) {
+            l->t.skipped++;
+            continue;
+        }
+        if (read_file(l, o->key) < 0) {
+            l->t.failed++;
+            pipe_counter_inc(l->m_errors);
+            continue;
+        }
+        struct ctl_wh_file f = {
+            .key = o->key, .job_id = m->job_id, .event = o->event, .rows = o->rows,
+            .data = l->lines.data, .len = l->lines.len,
+        };
+        struct ctl_wh_result res;
+        rc = ctl_wh_load_file(l->wh, &f, &res);
+        if (rc == PIPE_EUNAVAIL)
+            return rc;
+        if (rc < 0) {
+            l->t.failed++;
+            pipe_counter_inc(l->m_errors);
+            continue;
+        }
+        if (!res.already) {
+            l->t.files++;
+            l->t.rows += o->rows;
+            l->t.inserted += res.inserted;
+            pipe_counter_inc(l->m_files);
+            pipe_counter_add(l->m_rows, res.inserted);
+            pipe_counter_add(l->m_dups, o->rows - res.inserted);
+            if (res.newest_ms > l->newest_ms)
+                l->newest_ms = res.newest_ms;
+        } else {
+            l->t.skipped++;
+        }
+        if (l->waiting > 0)
+            l->waiting--;
+        show_progress(l);
+    }
+    return 0;
+}
+
+/* ---- a pass over manifests/split/ ---------------------------------------- */
+
+struct pass {
+    struct load *l;
+    uint64_t waiting; /* outputs not yet in the history (counted first) */
+    bool count_only;
+};
+
+static int pass_one(void *arg, const struct pipe_store_obj *o)
+{
+    struct pass *p = arg;
+    struct load *l = p->l;
+    char id[256];
+    int64_t hour_ms;
+    if (!pipe_keys_job_of(o->key, "manifests/split/", id) || !pipe_keys_job_hour(id, &hour_ms))
+        return 0;
+    if (hour_ms < l->from_ms || hour_ms >= l->to_ms)
+        return 0;
+    pipe_buf_reset(&l->doc);
+    int rc = pipe_store_get(l->store, o->key, &l->doc);
+    if (rc == PIPE_ENOTFOUND)
+        return 0; /* swept since the listing */
+    if (rc < 0)
+        return rc;
+    struct pipe_manifest_split m;
+    pipe_manifest_split_init(&m);
+    if (pipe_manifest_split_from_json(l->doc.data, l->doc.len, &m) < 0) {
+        pipe_log_warn("split manifest unreadable, skipped", "key=%s", o->key);
+        return 0;
+    }
+    if (p->count_only) {
+        for (size_t i = 0; i < m.n_outputs && rc == 0; i++) {
+            bool loaded;
+            rc = ctl_wh_is_loaded(l->wh, m.outputs[i].key, &loaded);
+            if (rc == 0 && !loaded)
+                p->waiting++;
+        }
+    } else {
+        l->t.manifests++;
+        rc = load_manifest(l, &m);
+    }
+    pipe_manifest_split_cleanup(&m);
+    return rc;
+}
+
+/* One pass loads everything listed, so the next is due at the next poll;
+ * with --once, files that failed make the run fail. */
+static enum pipe_stage_status load_process(struct pipe_stage *st, void *state)
+{
+    struct load *l = state;
+    /* First count what waits (for /metrics and the progress line), then load. */
+    struct pass p = {.l = l, .count_only = true};
+    int rc = pipe_store_walk(l->store, "manifests/split/", NULL, LOAD_PAGE, pass_one, &p);
+    if (rc == 0) {
+        l->waiting = p.waiting;
+        p.count_only = false;
+        rc = pipe_store_walk(l->store, "manifests/split/", NULL, LOAD_PAGE, pass_one, &p);
+    }
+    if (l->progress && l->t.files + l->t.skipped > 0)
+        fputc('\n', stderr);
+    if (rc < 0) {
+        pipe_log_warn("load pass failed, will retry", "err=\"%s\" detail=\"%s\"",
+                      pipe_strerror(rc), rc == PIPE_EUNAVAIL ? ctl_wh_last_error(l->wh) : "");
+        return PIPE_STAGE_RETRY;
+    }
+    if (pipe_stage_common(st)->once && l->t.failed > 0)
+        return PIPE_STAGE_FAIL;
+    return PIPE_STAGE_IDLE;
+}
+
+/* ---- lifecycle -------------------------------------------------------------- */
+
+static int load_validate(void *cfg, char *err, size_t errlen)
+{
+    struct load_cfg *c = cfg;
+    if (!c->warehouse || !*c->warehouse) {
+        snprintf(err, errlen, "--warehouse is required (postgres://user@host:port/db)");
+        return PIPE_ECONFIG;
+    }
+    int64_t ms;
+    if (c->from && pipe_clock_parse_time(c->from, pipe_clock_now_ms(), &ms) < 0) {
+        snprintf(err, errlen, "--from: not a time: %s", c->from);
+        return PIPE_ECONFIG;
+    }
+    if (c->to && pipe_clock_parse_time(c->to, pipe_clock_now_ms(), &ms) < 0) {
+        snprintf(err, errlen, "--to: not a time: %s", c->to);
+        return PIPE_ECONFIG;
+    }
+    return 0;
+}
+
+static int load_init(struct pipe_stage *st, void *cfg, void **state)
+{
+    struct load_cfg *c = cfg;
+    struct load *l = pipe_calloc(1, sizeof *l);
+    l->cfg = c;
+    l->store = pipe_stage_store(st);
+    l->from_ms = INT64_MIN;
+    l->to_ms = INT64_MAX;
+    int64_t now = pipe_clock_now_ms();
+    if (c->from) {
+        pipe_clock_parse_time(c->from, now, &l->from_ms);
+        l->from_ms -= (l->from_ms % 3600000 + 3600000) % 3600000;
+    }
+    if (c->to)
+        pipe_clock_parse_time(c->to, now, &l->to_ms);
+    l->progress = pipe_stage_common(st)->once && isatty(STDERR_FILENO) == 1;
+    pipe_buf_init(&l->doc, LOAD_DOC_MAX);
+    pipe_buf_init(&l->raw, LOAD_FILE_MAX);
+    pipe_buf_init(&l->lines, LOAD_FILE_MAX);
+    int rc = ctl_wh_open(c->warehouse, c->schemas, &l->wh);
+    if (rc < 0) {
+        pipe_log_error("warehouse unusable", "err=\"%s\"", ctl_wh_last_error(NULL));
+        fprintf(stderr, "sluicectl load: %s\n", ctl_wh_last_error(NULL));
+        pipe_buf_cleanup(&l->doc);
+        pipe_buf_cleanup(&l->raw);
+        pipe_buf_cleanup(&l->lines);
+        pipe_free(l);
+        return rc;
+    }
+    int64_t newest = 0;
+    if (ctl_wh_newest(l->wh, &newest) == 0) /* freshness survives restarts */
+        l->newest_ms = newest;
+    register_metrics(l, pipe_stage_metrics(st));
+    *state = l;
+    return 0;
+}
+
+static void load_exit(struct pipe_stage *st, void *state)
+{
+    struct load *l = state;
+    if (pipe_stage_common(st)->once)
+        printf("loaded %" PRIu64 " files (%" PRIu64 " rows, %" PRIu64
+               " inserted, %" PRIu64 " skipped as duplicates) from %" PRIu64
+               " manifests; %" PRIu64 " files were already loaded; %" PRIu64 " failed\n",
+               l->t.files, l->t.rows, l->t.inserted, l->t.rows - l->t.inserted, l->t.manifests,
+               l->t.skipped, l->t.failed);
+    ctl_wh_free(l->wh);
+    pipe_buf_cleanup(&l->doc);
+    pipe_buf_cleanup(&l->raw);
+    pipe_buf_cleanup(&l->lines);
+    pipe_free(l);
+}
+
+static const struct pipe_stage_desc load_stage = {
+    .name = "loader",
+    .summary = "Loads the split files listed in manifests/split/ into PostgreSQL, one table per "
+               "event type (created or extended from the schemas when given), each file exactly "
+               "once: a file and its load-history row commit in one transaction, and rows are "
+               "de-duplicated on id. Loads what is pending and exits with a summary; with "
+               "--follow it keeps polling and serves /metrics on --admin.",
+    .opts = load_opts,
+    .cfg_size = sizeof(struct load_cfg),
+    .validate = load_validate,
+    .init = load_init,
+    .process = load_process,
+    .exit = load_exit,
+};
+
+int ctl_load_main(int argc, char **argv)
+{
+    /* One-shot unless --follow: the runtime's --once, without an admin port. */
+    char **args = pipe_calloc((size_t)argc + 3, sizeof *args);
+    int n = 0;
+    bool follow = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--follow") == 0)
+            follow = true;
+        else
+            args[n++] = argv[i];
+    }
+    if (!follow) {
+        args[n++] = "--once";
+        args[n++] = "--admin=off";
+    }
+    int rc = pipe_stage_main(&load_stage, n, args);
+    pipe_free(args);
+    return rc;
+}
