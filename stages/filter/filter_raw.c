@@ -71,9 +71,10 @@ static uint64_t obj_hash(const struct pipe_store_obj *o)
 }
 
 /* filter_body_as_batch — filters one whole body (a raw object or a file)
- * into b; a body that is not JSON at all becomes one rejection. */
+ * of channel into b; a body that is not JSON at all becomes one rejection. */
 static int filter_body_as_batch(struct filter *f, struct filter_batch *b, const char *body,
-                                size_t len, int64_t received_ms, const char *source)
+                                size_t len, const char *channel, int64_t received_ms,
+                                const char *source)
 {
     uint32_t acc = 0, rej = 0;
     char msg[200];
@@ -81,18 +82,38 @@ static int filter_body_as_batch(struct filter *f, struct filter_batch *b, const 
     /* A reference: a SIGHUP reload may swap the set while this runs on a
      * worker thread. */
     struct pipe_schema_set *set = filter_schemas_get(f);
-    int rc = filter_ingest(cfg, &f->m, b, set, body, len, false, cfg->input_channel, received_ms,
-                           source, &acc, &rej, msg, sizeof msg);
+    int rc = filter_ingest(cfg, &f->m, b, set, body, len, false, channel, received_ms, source, &acc,
+                           &rej, msg, sizeof msg);
     filter_schemas_put(set);
     if (rc == PIPE_EPARSE) {
         char at[PIPE_CLOCK_RFC3339_LEN + 1];
         pipe_clock_format_rfc3339(received_ms, at);
-        rc = filter_reject(&b->rejected, body, len, PIPE_REASON_NOT_JSON, msg, cfg->input_channel,
-                           at, source);
+        rc = filter_reject(&b->rejected, body, len, PIPE_REASON_NOT_JSON, msg, channel, at, source);
         pipe_counter_inc(f->m.rejected[PIPE_REASON_NOT_JSON]);
         b->n_rejected++;
     }
+    (void)cfg;
     return rc;
+}
+
+/* The channel of a raw object: events that `sluicectl redrive` re-submits
+ * under raw/redrive/<channel>/ keep the channel they first came in on (and
+ * so, without an id, the id derived from it); the rest take input_channel. */
+static const char *raw_channel(const struct filter_cfg *cfg, const char *key, char *buf,
+                               size_t len)
+{
+    static const char redrive[] = "raw/redrive/";
+    if (strncmp(key, redrive, sizeof redrive - 1) == 0) {
+        const char *c = key + sizeof redrive - 1;
+        size_t n = strcspn(c, "/");
+        if (c[n] == '/' && n > 0 && n < len) {
+            memcpy(buf, c, n);
+            buf[n] = '\0';
+            if (pipe_keys_instance_valid(buf))
+                return buf;
+        }
+    }
+    return cfg->input_channel;
 }
 
 /* raw_one — filters one raw/ object unless its filtered/ object exists. */
@@ -130,7 +151,9 @@ static int raw_one(struct filter *f, const struct pipe_store_obj *o)
         rc = filter_reject(&b->rejected, NULL, 0, why, msg, cfg->input_channel, at, source);
         pipe_counter_inc(f->m.rejected[why]);
     } else if (rc == 0) {
-        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len, o->mtime_ms,
+        char chan[PIPE_KEYS_NAME_MAX + 1];
+        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
+                                  raw_channel(cfg, o->key, chan, sizeof chan), o->mtime_ms,
                                   source);
     }
     if (rc == 0)
@@ -268,7 +291,8 @@ int filter_input_file(struct filter *f, const char *path)
         rc = pipe_codec_decompress(data.data ? data.data : "", data.len, &decoded);
     if (rc == 0)
         rc =
-            filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len, now, "input");
+            filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
+                                 cfg->input_channel, now, "input");
     if (rc == 0)
         rc = filter_batch_write(f, b);
     if (rc == 0) {

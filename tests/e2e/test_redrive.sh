@@ -275,4 +275,6 @@ check "every event, the 35 redriven ones included, is in split/ exactly once" \
   "$PY" "$T/tool.py" check_split "$root" "${want%,}"
 check "the 5 events without id were redriven too (55 lines in split/)" \
   test "$(find "$root/split" -name '*.zst' -exec zstd -dcq {} + | wc -l)" -eq 55
+check "redriven events keep the channel they came in on (server, not batch)" \
+  test "$(find "$root/split" -name '*.zst' -exec zstd -dcq {} + | grep -vc '"channel":"server"')" -eq 0
 finish
