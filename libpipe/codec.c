@@ -147,6 +147,30 @@ int pipe_zwriter_reset(struct pipe_zwriter *w, struct pipe_buf *out)
     return 0;
 }
 
+int pipe_zwriter_frame(struct pipe_zwriter *w, const void *p, size_t n, struct pipe_buf *out)
+{
+    if (!out || (!p && n))
+        return PIPE_EINVAL;
+    /* ZSTD_compress2 starts a new session: a streamed frame is gone. */
+    w->in_len = 0;
+    w->finished = true;
+    size_t bound = ZSTD_compressBound(n);
+    size_t room = out->max - out->len;
+    if (room > bound)
+        room = bound;
+    int rc = pipe_buf_reserve(out, room);
+    if (rc < 0)
+        return rc;
+    size_t z = ZSTD_compress2(w->cctx, out->data + out->len, room, p, n);
+    if (ZSTD_isError(z)) {
+        out->data[out->len] = '\0'; /* zstd may have written past len */
+        return room < bound ? PIPE_ETOOBIG : PIPE_EIO;
+    }
+    out->len += z;
+    out->data[out->len] = '\0';
+    return 0;
+}
+
 void pipe_zwriter_free(struct pipe_zwriter *w)
 {
     if (!w)
@@ -239,11 +263,13 @@ out:
 struct pipe_line_reader {
     const char *in;
     size_t n;
-    ZSTD_DCtx *dctx; /* NULL for plain input */
+    ZSTD_DCtx *dctx; /* created for the first zstd input, then kept */
     ZSTD_inBuffer zin;
     size_t zlast;
-    char *chunk; /* decompressed bytes (or, for plain input, in itself) */
+    bool zstd;   /* the input in hand is zstd (else plain) */
+    char *chunk; /* decompressed bytes (zbuf), or for plain input in itself */
     size_t chunk_cap, chunk_len, chunk_pos;
+    char *zbuf;          /* owned output buffer for zstd input */
     struct pipe_buf acc; /* a line that spans chunks, capped at max_line + 1 */
     size_t max_line;
     uint64_t line_no;
@@ -251,6 +277,42 @@ struct pipe_line_reader {
     bool skipping; /* dropping the rest of an over-long line */
     int err;       /* sticky PIPE_ECORRUPT */
 };
+
+int pipe_line_reader_reset(struct pipe_line_reader *r, const void *in, size_t n)
+{
+    if (!in && n)
+        return PIPE_EINVAL;
+    r->in = in;
+    r->n = n;
+    r->line_no = 0;
+    r->skipping = false;
+    r->err = 0;
+    r->chunk_pos = 0;
+    pipe_buf_reset(&r->acc);
+    r->zstd = pipe_codec_is_zstd(in, n);
+    if (!r->zstd) {
+        /* Plain input is its own single chunk: lines point straight into it. */
+        r->chunk = (char *)in;
+        r->chunk_len = n;
+        r->eof = true;
+        return 0;
+    }
+    if (!r->dctx) {
+        r->dctx = dctx_new();
+        if (!r->dctx)
+            return PIPE_EIO;
+        r->zbuf = pipe_malloc(ZSTD_DStreamOutSize());
+    } else if (ZSTD_isError(ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only))) {
+        return PIPE_EIO;
+    }
+    r->zin = (ZSTD_inBuffer){in, n, 0};
+    r->zlast = 1;
+    r->chunk = r->zbuf;
+    r->chunk_cap = ZSTD_DStreamOutSize();
+    r->chunk_len = 0;
+    r->eof = false;
+    return 0;
+}
 
 int pipe_line_reader_new(const void *in, size_t n, size_t max_line, struct pipe_line_reader **r)
 {
@@ -261,27 +323,12 @@ int pipe_line_reader_new(const void *in, size_t n, size_t max_line, struct pipe_
         goto out;
     }
     lr = pipe_calloc(1, sizeof *lr);
-    lr->in = in;
-    lr->n = n;
     lr->max_line = max_line;
     /* + 1 leaves room for the '\r' of a full-length "\r\n" line. */
     pipe_buf_init(&lr->acc, max_line + 1);
-    if (pipe_codec_is_zstd(in, n)) {
-        lr->dctx = dctx_new();
-        if (!lr->dctx) {
-            rc = PIPE_EIO;
-            goto out;
-        }
-        lr->zin = (ZSTD_inBuffer){in, n, 0};
-        lr->zlast = 1;
-        lr->chunk_cap = ZSTD_DStreamOutSize();
-        lr->chunk = pipe_malloc(lr->chunk_cap);
-    } else {
-        /* Plain input is its own single chunk: lines point straight into it. */
-        lr->chunk = (char *)in;
-        lr->chunk_len = n;
-        lr->eof = true;
-    }
+    rc = pipe_line_reader_reset(lr, in, n);
+    if (rc < 0)
+        goto out;
     *r = lr;
     lr = NULL;
 out:
@@ -353,7 +400,7 @@ int pipe_line_reader_next(struct pipe_line_reader *r, const char **line, size_t 
             continue;
         }
         /* Plain input is one chunk, so a line without '\n' is the last. */
-        if (r->acc.len == 0 && (nl || !r->dctx))
+        if (r->acc.len == 0 && (nl || !r->zstd))
             return reader_emit(r, p, take, line, len); /* no copy */
         if (pipe_buf_append(&r->acc, p, take) < 0) {
             /* Report the over-long line now, and drop the rest of it. */
@@ -376,10 +423,8 @@ void pipe_line_reader_free(struct pipe_line_reader *r)
 {
     if (!r)
         return;
-    if (r->dctx) {
-        ZSTD_freeDCtx(r->dctx);
-        pipe_free(r->chunk);
-    }
+    ZSTD_freeDCtx(r->dctx);
+    pipe_free(r->zbuf);
     pipe_buf_cleanup(&r->acc);
     pipe_free(r);
 }

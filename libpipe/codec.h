@@ -45,6 +45,15 @@ uint64_t pipe_zwriter_bytes_in(const struct pipe_zwriter *w);
  * compression context. Clears a sticky error. 0 or PIPE_EIO. */
 int pipe_zwriter_reset(struct pipe_zwriter *w, struct pipe_buf *out);
 
+/* pipe_zwriter_frame — compresses p[0..n) as one whole frame (same level,
+ * with a content checksum and the content size) appended to out, which
+ * need not be the writer's buffer. One call, no copy of the input, the frame
+ * written straight into out: cheaper than write + finish for data already
+ * in memory. Abandons any streamed frame in progress (call _reset before
+ * streaming again). 0; PIPE_ETOOBIG when the frame would pass out's cap, or
+ * PIPE_EIO; out is unchanged on error (its allocation may have grown). */
+int pipe_zwriter_frame(struct pipe_zwriter *w, const void *p, size_t n, struct pipe_buf *out);
+
 /* pipe_zwriter_free — frees the writer (not its output buffer). NULL is a no-op. */
 void pipe_zwriter_free(struct pipe_zwriter *w);
 
@@ -87,6 +96,13 @@ int pipe_line_reader_next(struct pipe_line_reader *r, const char **line, size_t 
 /* pipe_line_reader_line_no — 1-based number of the line last returned
  * (including a line reported as PIPE_ETOOBIG); 0 before the first. */
 uint64_t pipe_line_reader_line_no(const struct pipe_line_reader *r);
+
+/* pipe_line_reader_reset — starts reading another input (or the same one
+ * again) from its first line, as _new would, but keeps the reader's
+ * decompression context and buffers: a reader reused across objects costs
+ * no allocation (nor fresh pages) per object. in is borrowed as in _new.
+ * 0 or PIPE_EIO (the reader is then unusable: free it). */
+int pipe_line_reader_reset(struct pipe_line_reader *r, const void *in, size_t n);
 
 /* pipe_line_reader_free — NULL is a no-op. */
 void pipe_line_reader_free(struct pipe_line_reader *r);

@@ -8,13 +8,18 @@
  * a holder that dies anywhere leaves work the next holder redoes with the
  * same bytes.
  *
- * Memory for one job: the combined object as stored (compressed, at most
- * max_input), the outputs compressed (about as large again; each capped at
- * max_input), at most 64 MiB of lines staged for compression, about 50
- * bytes per event (its output and key index, the distinct keys, their
- * verdicts and the hash set over them), one zstd context each way, and the
- * de-duplication backend's own state. Buffers are kept for the next job,
- * so a daemon holds the peak of its largest job. */
+ * Memory for one job (the cap): the combined object as stored (compressed,
+ * at most max_input); every split file of the job compressed, back to back
+ * (about as large as the object in; at most 2 x max_input, each file at
+ * most max_input) and one of them joined for its put (at most max_input);
+ * at most 64 MiB of lines staged for compression, in stage buffers held
+ * to about that much; about 50 bytes per event (its output and key index,
+ * the distinct keys, their verdicts and the hash set over them); one zstd
+ * context each way; and the de-duplication backend's own state. The object
+ * is decoded once, streaming (a frame holding a cross-batch duplicate is
+ * decoded again to drop it), so the decoded object is never held. Buffers
+ * are kept for the next job, so a daemon holds the peak of its largest
+ * job. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -203,6 +208,10 @@ static enum job_result load(struct job *j)
     }
     s->stale_tries = 0;
     pipe_buf_reset(&s->input);
+    /* Sized once: growing by doubling would touch twice the memory. An
+     * object over the cap fails in the get below. */
+    if (rc == 0 && info.size <= s->input.max)
+        (void)pipe_buf_reserve(&s->input, info.size);
     if (rc == 0)
         rc = pipe_store_get(store, in->key, &s->input);
     if (rc < 0) {
@@ -231,7 +240,7 @@ static enum job_result route(struct job *j)
                               r->verdicts);
     j->t_claim = pipe_clock_mono_ms();
     if (rc == 0)
-        rc = split_route_write(r, s->input.data, s->input.len, job_tick, j);
+        rc = split_route_settle(r, job_tick, j);
     j->t_write = pipe_clock_mono_ms();
     if (rc == 0)
         return JOB_DONE;
@@ -264,7 +273,7 @@ static int build_manifest(struct job *j, struct split_output **outs, size_t n,
             return rc;
         pipe_clock_partition(outs[i]->hour_ms, dt, hr);
         pipe_manifest_split_add_output(m, s->key.data, outs[i]->event, dt, hr, outs[i]->rows,
-                                       outs[i]->z.len);
+                                       outs[i]->zbytes);
     }
     if (!pipe_ledger_balanced(&m->ledger))
         return PIPE_EINVAL; /* a bug: never commit a ledger that does not add up */
@@ -295,10 +304,14 @@ static enum job_result commit(struct job *j)
         goto out;
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *data = NULL;
+        size_t len = 0;
         rc = keep_lease(j, false);
         if (rc == 0)
-            rc = pipe_store_put(store, m.outputs[i].key, outs[i]->z.data, outs[i]->z.len);
-        bytes += outs[i]->z.len;
+            rc = split_route_output_data(&s->route, outs[i], &data, &len);
+        if (rc == 0)
+            rc = pipe_store_put(store, m.outputs[i].key, data, len);
+        bytes += len;
     }
     pipe_keys_manifest(&s->key, "split", j->id);
     if (rc == 0)

@@ -28,20 +28,27 @@ struct splitter_cfg {
 };
 
 /* One output of a job: the events of one type in one hour, compressed as a
- * sequence of zstd frames (each frame ends on a line boundary). */
+ * sequence of zstd frames (each frame ends on a line boundary). The frames
+ * live in the router's arena, linked in order from first_frame. */
 struct split_output {
     char event[129]; /* NUL-terminated event type */
     size_t event_len;
     int64_t hour_ms;
-    uint64_t hash;         /* of (event, hour): the route table's key */
-    uint64_t rows;         /* lines in the output (staged or compressed) */
-    struct pipe_buf stage; /* uncompressed lines not yet in a frame */
-    struct pipe_buf z;     /* the compressed frames so far */
+    uint64_t hash;                    /* of (event, hour): the route table's key */
+    uint64_t rows;                    /* lines in the output (staged or compressed) */
+    struct pipe_buf stage;            /* uncompressed lines not yet in a frame */
+    uint32_t stage_first;             /* input line index of the first staged line */
+    size_t zbytes;                    /* compressed bytes of its frames so far */
+    uint32_t first_frame, last_frame; /* indexes into frames; UINT32_MAX: none */
 };
 
-/* An output's buffers, kept between jobs. */
-struct split_buffers {
-    struct pipe_buf stage, z;
+/* One compressed frame in the arena (len 0: every line of it was dropped).
+ * Its lines are those of output out from input line first_line on, in
+ * order; next is the output's next frame. */
+struct split_frame {
+    size_t off, len;
+    uint32_t next, out, first_line;
+    bool dirty; /* holds a line that the claim found to be a duplicate */
 };
 
 /* What one pass over a combined object found. */
@@ -67,11 +74,19 @@ struct split_route {
     struct split_output *outs;
     size_t n_outs, cap_outs;
     uint32_t *otab;
-    size_t otab_size; /* power of two */
-    size_t staged;    /* bytes staged in every output, not yet in a frame */
-    /* buffers of earlier jobs' outputs, for reuse */
-    struct split_buffers *pool;
-    size_t n_pool, cap_pool;
+    size_t otab_size;   /* power of two */
+    size_t staged;      /* bytes staged in every output, not yet in a frame */
+    size_t stage_alloc; /* bytes allocated by those stages (kept under the budget) */
+    /* stage buffers of earlier jobs' outputs, for reuse */
+    struct pipe_buf *pool;
+    size_t pool_head, n_pool, cap_pool; /* pool[pool_head..n_pool) are free */
+    /* every output's frames, back to back in the order they were made
+     * (capped at twice max_output), and a buffer to join one output's */
+    struct pipe_buf zarena;
+    struct split_frame *frames;
+    size_t n_frames, cap_frames;
+    struct pipe_buf gather;
+    struct pipe_buf plain; /* a frame decoded again to drop duplicates */
 
     /* distinct de-duplication keys in first-seen order, their verdicts,
      * and a hash set of indexes into keys */
@@ -93,6 +108,7 @@ struct split_route {
     bool hour_valid;
 
     struct pipe_zwriter *zw;
+    struct pipe_line_reader *lr; /* kept across passes and jobs */
     struct pipe_buf scratch;
     struct split_counts c;
 };
@@ -114,22 +130,27 @@ void split_route_cleanup(struct split_route *r);
 /* split_route_reset — forgets the previous job, keeping allocations. */
 void split_route_reset(struct split_route *r, const char *job_id);
 
-/* split_route_pass — the first pass over a combined object (plain or zstd,
- * data[0..n)): parses every line, drops in-batch duplicates, and records
- * each line's output and key; r->keys holds the distinct keys in order of
- * first appearance and r->verdicts is sized for them (all NEW). Returns 0,
- * PIPE_ECORRUPT (the object cannot be decoded), PIPE_ETOOBIG (too many
- * lines or outputs), or what tick returned. */
+/* split_route_pass — the one pass over a combined object (plain or zstd,
+ * data[0..n)): parses every line, drops in-batch duplicates, and writes
+ * every other line to its output, compressed; r->keys then holds the
+ * distinct keys in order of first appearance and r->verdicts is sized for
+ * them (all NEW). Returns 0, PIPE_ECORRUPT (the object cannot be decoded),
+ * PIPE_ETOOBIG (too many lines or outputs, or an output over its cap), or
+ * what tick returned. */
 int split_route_pass(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
                      void *arg);
 
-/* split_route_write — after the claim (r->verdicts filled in): decodes
- * data again and writes every kept line, in input order, to its output;
- * afterwards outs[i].z holds each output's whole object and r->c is
- * complete. Return codes as split_route_pass, plus PIPE_ETOOBIG for an
- * output over its cap. */
-int split_route_write(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
-                      void *arg);
+/* split_route_settle — after the claim (r->verdicts filled in): takes the
+ * lines whose key another job claimed out of the outputs (re-compressing
+ * only the frames that hold one) and completes r->c. Return codes as
+ * split_route_pass. */
+int split_route_settle(struct split_route *r, split_tick_fn tick, void *arg);
+
+/* split_route_output_data — the whole compressed object of output o (after
+ * split_route_settle): *data points into the router's memory and stays valid
+ * until the next call or reset. 0 or PIPE_ETOOBIG. */
+int split_route_output_data(struct split_route *r, const struct split_output *o, const char **data,
+                            size_t *len);
 
 /* split_route_sorted — the non-empty outputs, ordered by
  * (event, hour); the caller frees the array. *n receives the count. */

@@ -3,15 +3,16 @@
  * without building a DOM, drops repeats of a key within the object, and
  * appends every other line to the output of its (event, hour).
  *
- * A first pass decides every line's fate; after the claim, a second pass
- * decodes the object again and writes the kept lines. Outputs are kept
- * compressed. Lines are staged per output and compressed
- * into an independent zstd frame whenever the stage holds SPLIT_FRAME_BYTES,
- * so one compression context serves every output and memory does not grow
- * with the number of outputs (a streaming context per output would cost
- * ~1.4 MB each). The stages together are held under SPLIT_STAGE_BUDGET by
- * framing the largest one early. Every decision depends on the sequence of
- * lines alone, so the same input gives byte-identical outputs. */
+ * Lines are staged per output and compressed into an independent zstd
+ * frame whenever the stage holds SPLIT_FRAME_BYTES, so one compression
+ * context serves every output and memory does not grow with the number of
+ * outputs (a streaming context per output would cost ~1.4 MB each). The
+ * stages together are held under SPLIT_STAGE_BUDGET by framing the largest
+ * one early. The claim's verdicts come after the pass: the few frames that
+ * hold a line another job claimed are decoded and compressed again without
+ * it (split_route_settle), which costs far less than decoding the whole
+ * object a second time. Every decision depends on the sequence of lines and
+ * the verdicts alone, so the same input gives byte-identical outputs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,9 @@
 #define SPLIT_MAX_OUTPUTS  65536       /* (event, hour) pairs in one job */
 #define SPLIT_MAX_DEPTH    512         /* the deepest nesting the filter accepts */
 #define SPLIT_TICK_LINES   4096        /* lines between two tick calls */
+#define SPLIT_TICK_FRAMES  16          /* frames re-compressed between two */
 #define HOUR_MS            3600000LL
+#define SPLIT_NO_FRAME     UINT32_MAX
 
 /* line_out marks for lines that go to no output */
 #define SPLIT_LINE_SKIP UINT32_MAX       /* a blank line: not an event */
@@ -189,23 +192,31 @@ static void otab_grow(struct split_route *r)
     r->otab_size = size;
 }
 
-/* take_buffers — gives a new output the buffers of an output of an earlier
- * job, if there are any: fresh multi-megabyte buffers cost more in page
- * faults than compressing into them. */
+/* take_buffers — gives a new output the stage buffer of an output of an
+ * earlier job, if there is one: fresh multi-megabyte buffers cost more in
+ * page faults than compressing into them. First in, first out, so that
+ * outputs that come in the same order job after job get back the buffer
+ * sized for them. */
 static void take_buffers(struct split_route *r, struct split_output *o)
 {
-    if (r->n_pool) {
-        struct split_buffers *b = &r->pool[--r->n_pool];
-        o->stage = b->stage;
-        o->z = b->z;
+    if (r->pool_head < r->n_pool) {
+        o->stage = r->pool[r->pool_head++];
     } else {
         pipe_buf_init(&o->stage, 0);
-        pipe_buf_init(&o->z, 0);
     }
     pipe_buf_reset(&o->stage);
-    pipe_buf_reset(&o->z);
     o->stage.max = SPLIT_FRAME_BYTES + r->max_line + 1;
-    o->z.max = r->max_output;
+    o->first_frame = o->last_frame = SPLIT_NO_FRAME;
+    r->stage_alloc += o->stage.cap;
+}
+
+/* drop_stage — frees o's (empty) stage buffer. */
+static void drop_stage(struct split_route *r, struct split_output *o)
+{
+    size_t max = o->stage.max;
+    r->stage_alloc -= o->stage.cap;
+    pipe_buf_cleanup(&o->stage);
+    pipe_buf_init(&o->stage, max);
 }
 
 /* route_get — the output of (event, hour), created on first use. *out is
@@ -260,19 +271,64 @@ static int route_get(struct split_route *r, const char *event, size_t n, int64_t
     return 0;
 }
 
-/* frame — compresses o's staged lines into one frame appended to o->z. */
+/* frame — compresses o's staged lines into one frame appended to the
+ * arena and linked to o's frames. */
 static int frame(struct split_route *r, struct split_output *o)
 {
     if (o->stage.len == 0)
         return 0;
-    int rc = pipe_zwriter_reset(r->zw, &o->z);
-    if (rc == 0)
-        rc = pipe_zwriter_write(r->zw, o->stage.data, o->stage.len);
-    if (rc == 0)
-        rc = pipe_zwriter_finish(r->zw);
+    size_t off = r->zarena.len;
+    int rc = pipe_zwriter_frame(r->zw, o->stage.data, o->stage.len, &r->zarena);
     r->staged -= o->stage.len;
     pipe_buf_reset(&o->stage);
-    return rc;
+    /* Each stage keeps its buffer for the next lines, unless the stages
+     * together hold more than the budget (many outputs). */
+    if (r->stage_alloc > SPLIT_STAGE_BUDGET)
+        drop_stage(r, o);
+    if (rc < 0)
+        return rc;
+    size_t len = r->zarena.len - off;
+    if (len > r->max_output - o->zbytes || r->n_frames >= SPLIT_NO_FRAME)
+        return PIPE_ETOOBIG;
+    if (r->n_frames == r->cap_frames) {
+        r->cap_frames = r->cap_frames ? r->cap_frames * 2 : 256;
+        r->frames = pipe_realloc(r->frames, r->cap_frames * sizeof *r->frames);
+    }
+    uint32_t f = (uint32_t)r->n_frames++;
+    r->frames[f] = (struct split_frame){
+        off, len, SPLIT_NO_FRAME, (uint32_t)(o - r->outs), o->stage_first, false};
+    if (o->last_frame == SPLIT_NO_FRAME)
+        o->first_frame = f;
+    else
+        r->frames[o->last_frame].next = f;
+    o->last_frame = f;
+    o->zbytes += len;
+    return 0;
+}
+
+int split_route_output_data(struct split_route *r, const struct split_output *o, const char **data,
+                            size_t *len)
+{
+    uint32_t one = SPLIT_NO_FRAME;
+    size_t n = 0;
+    for (uint32_t f = o->first_frame; f != SPLIT_NO_FRAME; f = r->frames[f].next)
+        if (r->frames[f].len && n++ == 0)
+            one = f;
+    if (n <= 1) {
+        /* One frame (the common case): straight from the arena. */
+        *data = n ? r->zarena.data + r->frames[one].off : "";
+        *len = n ? r->frames[one].len : 0;
+        return 0;
+    }
+    pipe_buf_reset(&r->gather);
+    for (uint32_t f = o->first_frame; f != SPLIT_NO_FRAME; f = r->frames[f].next) {
+        int rc = pipe_buf_append(&r->gather, r->zarena.data + r->frames[f].off, r->frames[f].len);
+        if (rc < 0)
+            return rc;
+    }
+    *data = r->gather.data;
+    *len = r->gather.len;
+    return 0;
 }
 
 /* evict — frames the output with the most staged bytes and frees its
@@ -286,21 +342,25 @@ static int evict(struct split_route *r)
         if (r->outs[i].stage.len > big->stage.len)
             big = &r->outs[i];
     int rc = frame(r, big);
-    size_t max = big->stage.max;
-    pipe_buf_cleanup(&big->stage);
-    pipe_buf_init(&big->stage, max);
+    if (big->stage.data)
+        drop_stage(r, big);
     return rc;
 }
 
-static int emit(struct split_route *r, struct split_output *o, const char *line, size_t len)
+static int emit(struct split_route *r, struct split_output *o, size_t idx, const char *line,
+                size_t len)
 {
     int rc = 0;
     if (o->stage.len && o->stage.len + len + 1 > SPLIT_FRAME_BYTES)
         rc = frame(r, o);
+    size_t cap = o->stage.cap;
     if (rc == 0)
         rc = pipe_buf_reserve(&o->stage, len + 1);
+    r->stage_alloc += o->stage.cap - cap;
     if (rc < 0)
         return rc;
+    if (o->stage.len == 0)
+        o->stage_first = (uint32_t)idx;
     memcpy(o->stage.data + o->stage.len, line, len);
     o->stage.len += len;
     o->stage.data[o->stage.len++] = '\n';
@@ -388,8 +448,8 @@ static void reject(struct split_route *r, uint64_t line_no, const char *reason)
                   (unsigned long long)line_no, reason);
 }
 
-/* route_line — the fate of one non-blank line (pass 1): its output and
- * key, or a drop. Returns 0 or a fatal error; a bad line is counted and
+/* route_line — the fate of one non-blank line: its output (where it is
+ * written) and key, or a drop. Returns 0 or a fatal error; a bad line is counted and
  * logged, never fatal. */
 static int route_line(struct split_route *r, size_t idx, const char *line, size_t len,
                       uint64_t line_no)
@@ -436,21 +496,13 @@ static int route_line(struct split_route *r, size_t idx, const char *line, size_
     }
     r->line_out[idx] = (uint32_t)(o - r->outs);
     r->line_key[idx] = kidx;
-    return 0;
+    return emit(r, o, idx, line, len);
 }
 
-/* ---- passes ---- */
+/* ---- the pass ---- */
 
-/* The handler of one line of a pass: pass 1 parses and decides, pass 2
- * writes what was kept. Two passes (two decodes) rather than writing
- * during the first: the claim's verdicts are only known after it, and a
- * speculative write would have to be redone whenever one cross-batch
- * duplicate turned up, which retried deliveries make common. */
-typedef int (*line_fn)(struct split_route *r, size_t idx, const char *line, size_t len,
-                       uint64_t line_no, int rc_next);
-
-static int pass1_line(struct split_route *r, size_t idx, const char *line, size_t len,
-                      uint64_t line_no, int rc_next)
+static int pass_line(struct split_route *r, size_t idx, const char *line, size_t len,
+                     uint64_t line_no, int rc_next)
 {
     if (rc_next == PIPE_ETOOBIG) {
         r->c.in++;
@@ -465,23 +517,12 @@ static int pass1_line(struct split_route *r, size_t idx, const char *line, size_
     return route_line(r, idx, line, len, line_no);
 }
 
-static int pass2_line(struct split_route *r, size_t idx, const char *line, size_t len,
-                      uint64_t line_no, int rc_next)
+static int run_pass(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
+                    void *arg)
 {
-    (void)line_no;
-    if (rc_next != 1 || idx >= r->n_lines)
-        return 0;
-    uint32_t out = r->line_out[idx];
-    if (out >= r->n_outs || r->verdicts[r->line_key[idx]] == PIPE_DEDUP_DUP)
-        return 0;
-    return emit(r, &r->outs[out], line, len);
-}
-
-static int run_pass(struct split_route *r, const void *data, size_t n, bool first, line_fn fn,
-                    split_tick_fn tick, void *arg)
-{
-    struct pipe_line_reader *lr = NULL;
-    int rc = pipe_line_reader_new(data, n, r->max_line, &lr);
+    int rc = r->lr ? pipe_line_reader_reset(r->lr, data, n)
+                   : pipe_line_reader_new(data, n, r->max_line, &r->lr);
+    struct pipe_line_reader *lr = r->lr;
     for (size_t seen = 0; rc == 0; seen++) {
         const char *line = NULL;
         size_t len = 0;
@@ -497,48 +538,122 @@ static int run_pass(struct split_route *r, const void *data, size_t n, bool firs
             if (rc != 0)
                 break;
         }
-        size_t idx = seen;
-        if (first)
-            rc = push_line(r, &idx);
+        size_t idx;
+        rc = push_line(r, &idx);
         if (rc == 0)
-            rc = fn(r, idx, line, len, pipe_line_reader_line_no(lr), next);
+            rc = pass_line(r, idx, line, len, pipe_line_reader_line_no(lr), next);
     }
-    pipe_line_reader_free(lr);
+    if (rc == PIPE_EIO) {
+        pipe_line_reader_free(r->lr); /* unusable after a failed reset */
+        r->lr = NULL;
+    }
     return rc;
 }
 
 int split_route_pass(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
                      void *arg)
 {
-    int rc = run_pass(r, data, n, true, pass1_line, tick, arg);
+    /* Split files come out about as large as the object in (same data,
+     * same codec): room for that up front, rather than growing by doubling
+     * and touching twice the memory. Only a hint: past the cap it stays. */
+    if (pipe_codec_is_zstd(data, n) && n + n / 8 <= r->zarena.max)
+        (void)pipe_buf_reserve(&r->zarena, n + n / 8);
+    int rc = run_pass(r, data, n, tick, arg);
+    /* ends the last frame of every output */
+    for (size_t i = 0; i < r->n_outs && rc == 0; i++)
+        rc = frame(r, &r->outs[i]);
     /* Every key starts as new; the claim overwrites the verdicts. */
     r->verdicts = pipe_realloc(r->verdicts, r->n_keys ? r->n_keys : 1);
     memset(r->verdicts, PIPE_DEDUP_NEW, r->n_keys);
     return rc;
 }
 
-/* finish — ends the last frame of every output. */
-static int split_route_finish(struct split_route *r)
+/* ---- after the claim ---- */
+
+/* mark_dirty — marks the frames holding a line whose key another job
+ * claimed, and takes those lines out of their outputs' row counts. Lines
+ * come in input order, and each output's frames in the order of their
+ * first lines, so one cursor per output finds every line's frame. */
+static void mark_dirty(struct split_route *r)
 {
-    r->c.out = 0;
-    for (size_t i = 0; i < r->n_outs; i++) {
-        int rc = frame(r, &r->outs[i]);
+    for (size_t o = 0; o < r->n_outs; o++)
+        r->outs[o].stage_first = r->outs[o].first_frame; /* reused as the cursor */
+    for (size_t i = 0; i < r->n_lines; i++) {
+        uint32_t o = r->line_out[i];
+        if (o >= r->n_outs || r->verdicts[r->line_key[i]] != PIPE_DEDUP_DUP)
+            continue;
+        struct split_output *out = &r->outs[o];
+        uint32_t f = out->stage_first;
+        while (r->frames[f].next != SPLIT_NO_FRAME && r->frames[r->frames[f].next].first_line <= i)
+            f = r->frames[f].next;
+        out->stage_first = f;
+        r->frames[f].dirty = true;
+        out->rows--;
+    }
+}
+
+/* refit — decodes frame f, drops its duplicate lines and compresses what
+ * is left into a new frame at the end of the arena (nothing if no line is
+ * left: the frame becomes empty). */
+static int refit(struct split_route *r, struct split_frame *fr)
+{
+    struct split_output *o = &r->outs[fr->out];
+    pipe_buf_reset(&r->plain);
+    int rc = pipe_codec_decompress(r->zarena.data + fr->off, fr->len, &r->plain);
+    if (rc < 0)
+        return rc;
+    char *p = r->plain.data, *end = p + r->plain.len, *w = p;
+    size_t i = fr->first_line;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+        while (i < r->n_lines && r->line_out[i] != fr->out)
+            i++;
+        if (i == r->n_lines)
+            return PIPE_EINVAL; /* a bug: the frame holds lines the pass did not write */
+        if (r->verdicts[r->line_key[i]] != PIPE_DEDUP_DUP) {
+            memmove(w, p, n);
+            w += n;
+        }
+        i++;
+        p += n;
+    }
+    size_t keep = (size_t)(w - r->plain.data), off = r->zarena.len;
+    o->zbytes -= fr->len;
+    fr->len = 0;
+    if (keep) {
+        rc = pipe_zwriter_frame(r->zw, r->plain.data, keep, &r->zarena);
         if (rc < 0)
             return rc;
-        r->c.out += r->outs[i].rows;
+        fr->off = off;
+        fr->len = r->zarena.len - off;
+        o->zbytes += fr->len;
     }
+    fr->dirty = false;
     return 0;
 }
 
-int split_route_write(struct split_route *r, const void *data, size_t n, split_tick_fn tick,
-                      void *arg)
+int split_route_settle(struct split_route *r, split_tick_fn tick, void *arg)
 {
+    int rc = 0;
     r->c.dup_cross = 0;
     for (size_t i = 0; i < r->n_keys; i++)
         r->c.dup_cross += r->verdicts[i] == PIPE_DEDUP_DUP;
-    int rc = run_pass(r, data, n, false, pass2_line, tick, arg);
-    if (rc == 0)
-        rc = split_route_finish(r);
+    if (r->c.dup_cross) {
+        mark_dirty(r);
+        size_t done = 0;
+        for (size_t f = 0; f < r->n_frames && rc == 0; f++) {
+            if (!r->frames[f].dirty)
+                continue;
+            if (tick && ++done % SPLIT_TICK_FRAMES == 0)
+                rc = tick(arg);
+            if (rc == 0)
+                rc = refit(r, &r->frames[f]);
+        }
+    }
+    r->c.out = 0;
+    for (size_t i = 0; i < r->n_outs; i++)
+        r->c.out += r->outs[i].rows;
     return rc;
 }
 
@@ -575,26 +690,39 @@ int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_l
     r->max_line = max_line;
     r->max_output = max_output;
     pipe_buf_init(&r->scratch, PIPE_STORE_KEY_MAX);
+    pipe_buf_init(&r->zarena, max_output > SIZE_MAX / 2 ? SIZE_MAX : max_output * 2);
+    pipe_buf_init(&r->gather, max_output);
+    pipe_buf_init(&r->plain, SPLIT_FRAME_BYTES + max_line + 1);
     int rc = pipe_zwriter_new(level, &r->scratch, &r->zw);
     if (rc < 0) {
         pipe_buf_cleanup(&r->scratch);
+        pipe_buf_cleanup(&r->zarena);
+        pipe_buf_cleanup(&r->gather);
+        pipe_buf_cleanup(&r->plain);
         return rc;
     }
     split_route_reset(r, "");
     return 0;
 }
 
-/* pool_outputs — keeps the buffers of every output for the next job. */
+/* pool_outputs — keeps the stage buffer of every output for the next job,
+ * in the order the outputs were made. */
 static void pool_outputs(struct split_route *r)
 {
+    size_t left = r->n_pool - r->pool_head;
+    if (left && r->pool_head)
+        memmove(r->pool, r->pool + r->pool_head, left * sizeof *r->pool);
+    r->n_pool = left;
+    r->pool_head = 0;
     if (r->n_pool + r->n_outs > r->cap_pool) {
         r->cap_pool = r->n_pool + r->n_outs;
         r->pool = pipe_realloc(r->pool, r->cap_pool * sizeof *r->pool);
     }
     for (size_t i = 0; i < r->n_outs; i++)
-        r->pool[r->n_pool++] = (struct split_buffers){r->outs[i].stage, r->outs[i].z};
+        r->pool[r->n_pool++] = r->outs[i].stage;
     r->n_outs = 0;
     r->staged = 0;
+    r->stage_alloc = 0;
 }
 
 void split_route_reset(struct split_route *r, const char *job_id)
@@ -609,6 +737,8 @@ void split_route_reset(struct split_route *r, const char *job_id)
     memset(r->ktab, 0, r->ktab_size * sizeof *r->ktab);
     r->n_keys = 0;
     r->n_lines = 0;
+    r->n_frames = 0;
+    pipe_buf_reset(&r->zarena);
     r->hour_valid = false;
     memset(&r->c, 0, sizeof r->c);
 }
@@ -616,11 +746,14 @@ void split_route_reset(struct split_route *r, const char *job_id)
 void split_route_cleanup(struct split_route *r)
 {
     pool_outputs(r);
-    for (size_t i = 0; i < r->n_pool; i++) {
-        pipe_buf_cleanup(&r->pool[i].stage);
-        pipe_buf_cleanup(&r->pool[i].z);
-    }
+    for (size_t i = 0; i < r->n_pool; i++)
+        pipe_buf_cleanup(&r->pool[i]);
     pipe_free(r->pool);
+    pipe_free(r->frames);
+    pipe_buf_cleanup(&r->zarena);
+    pipe_buf_cleanup(&r->gather);
+    pipe_buf_cleanup(&r->plain);
+    pipe_line_reader_free(r->lr);
     pipe_free(r->outs);
     pipe_free(r->otab);
     pipe_free(r->keys);

@@ -117,6 +117,66 @@ static void test_codec_writer_records_checksum_and_content_size(void **state)
     pipe_buf_cleanup(&z);
 }
 
+static void test_codec_whole_frame_appends_a_checked_frame_with_content_size(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z, back, other;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_init(&back, 64 * MB);
+    pipe_buf_init(&other, MB);
+    make_lines(&lines, 20000);
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(1, &other, &w), 0);
+    assert_int_equal(pipe_buf_append(&z, "prefix", 6), 0);
+    assert_int_equal(pipe_zwriter_frame(w, lines.data, lines.len, &z), 0);
+    assert_int_equal(other.len, 0); /* the writer's own buffer is untouched */
+    assert_true(z.len > 6 && z.len < lines.len / 2);
+    assert_int_equal(ZSTD_getFrameContentSize(z.data + 6, z.len - 6), lines.len);
+    assert_true((unsigned char)z.data[6 + 4] & 0x04); /* checksum flag */
+    /* A second whole frame after the first: the two decode as one stream. */
+    assert_int_equal(pipe_zwriter_frame(w, "tail\n", 5, &z), 0);
+    assert_int_equal(pipe_codec_decompress(z.data + 6, z.len - 6, &back), 0);
+    assert_int_equal(back.len, lines.len + 5);
+    assert_memory_equal(back.data, lines.data, lines.len);
+    assert_memory_equal(back.data + lines.len, "tail\n", 5);
+    /* Streaming needs a reset after a whole frame, then works as before. */
+    assert_int_equal(pipe_zwriter_write(w, "x", 1), PIPE_EINVAL);
+    assert_int_equal(pipe_zwriter_reset(w, &other), 0);
+    assert_int_equal(pipe_zwriter_write(w, "hi\n", 3), 0);
+    assert_int_equal(pipe_zwriter_finish(w), 0);
+    pipe_buf_reset(&back);
+    assert_int_equal(pipe_codec_decompress(other.data, other.len, &back), 0);
+    assert_string_equal(back.data, "hi\n");
+    pipe_zwriter_free(w);
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+    pipe_buf_cleanup(&other);
+}
+
+static void test_codec_whole_frame_over_the_cap_leaves_out_unchanged(void **state)
+{
+    (void)state;
+    unsigned char noise[64 * 1024];
+    fill_random(noise, sizeof noise, 7);
+    struct pipe_buf small, scratch;
+    pipe_buf_init(&small, 1000);
+    pipe_buf_init(&scratch, MB);
+    assert_int_equal(pipe_buf_append(&small, "abc", 3), 0);
+    struct pipe_zwriter *w = NULL;
+    assert_int_equal(pipe_zwriter_new(1, &scratch, &w), 0);
+    assert_int_equal(pipe_zwriter_frame(w, noise, sizeof noise, &small), PIPE_ETOOBIG);
+    assert_int_equal(small.len, 3);
+    assert_string_equal(small.data, "abc");
+    /* The same writer still makes a frame that fits. */
+    assert_int_equal(pipe_zwriter_frame(w, "ok\n", 3, &small), 0);
+    assert_true(small.len > 3);
+    pipe_zwriter_free(w);
+    pipe_buf_cleanup(&small);
+    pipe_buf_cleanup(&scratch);
+}
+
 static void test_codec_writer_rejects_bad_level_and_write_after_finish(void **state)
 {
     (void)state;
@@ -480,6 +540,62 @@ static void test_line_reader_truncated_input_is_sticky_corrupt(void **state)
     pipe_buf_cleanup(&z);
 }
 
+static void test_line_reader_reset_reads_another_input_from_its_first_line(void **state)
+{
+    (void)state;
+    struct pipe_buf a, za, zb;
+    pipe_buf_init(&a, 64 * MB);
+    pipe_buf_init(&za, 64 * MB);
+    pipe_buf_init(&zb, MB);
+    make_lines(&a, 30000);
+    compress_into(a.data, a.len, &za);
+    compress_into("b1\nb2\n", 6, &zb);
+    struct pipe_line_reader *r = NULL;
+    const char *line;
+    size_t len;
+    assert_int_equal(pipe_line_reader_new(za.data, za.len, 1000, &r), 0);
+    for (int i = 0; i < 3; i++) /* part of the way into a */
+        assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_int_equal(pipe_line_reader_reset(r, zb.data, zb.len), 0);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_int_equal(pipe_line_reader_line_no(r), 1);
+    assert_int_equal(len, 2);
+    assert_memory_equal(line, "b1", 2);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 0);
+    /* plain input, then a whole zstd input again, with the same reader */
+    assert_int_equal(pipe_line_reader_reset(r, "p1\np2", 5), 0);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_memory_equal(line, "p1", 2);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_memory_equal(line, "p2", 2);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 0);
+    assert_int_equal(pipe_line_reader_reset(r, za.data, za.len), 0);
+    struct pipe_buf back;
+    pipe_buf_init(&back, 64 * MB);
+    while (pipe_line_reader_next(r, &line, &len) == 1) {
+        assert_int_equal(pipe_buf_append(&back, line, len), 0);
+        assert_int_equal(pipe_buf_append_char(&back, '\n'), 0);
+    }
+    assert_int_equal(pipe_line_reader_line_no(r), 30000);
+    assert_int_equal(back.len, a.len);
+    assert_memory_equal(back.data, a.data, a.len);
+    /* after a corrupt input, a reset clears the sticky error */
+    assert_int_equal(pipe_line_reader_reset(r, za.data, za.len - 10), 0);
+    int rc;
+    while ((rc = pipe_line_reader_next(r, &line, &len)) == 1)
+        ;
+    assert_int_equal(rc, PIPE_ECORRUPT);
+    assert_int_equal(pipe_line_reader_reset(r, zb.data, zb.len), 0);
+    assert_int_equal(pipe_line_reader_next(r, &line, &len), 1);
+    assert_memory_equal(line, "b1", 2);
+    pipe_line_reader_free(r);
+    pipe_buf_cleanup(&a);
+    pipe_buf_cleanup(&za);
+    pipe_buf_cleanup(&zb);
+    pipe_buf_cleanup(&back);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +603,8 @@ int main(void)
         cmocka_unit_test(test_codec_round_trips_binary_content),
         cmocka_unit_test(test_codec_many_tiny_writes_equal_one_big_write),
         cmocka_unit_test(test_codec_writer_records_checksum_and_content_size),
+        cmocka_unit_test(test_codec_whole_frame_appends_a_checked_frame_with_content_size),
+        cmocka_unit_test(test_codec_whole_frame_over_the_cap_leaves_out_unchanged),
         cmocka_unit_test(test_codec_writer_rejects_bad_level_and_write_after_finish),
         cmocka_unit_test(test_codec_writer_hits_output_cap_and_reset_recovers),
         cmocka_unit_test(test_codec_decodes_concatenated_and_skippable_frames),
@@ -499,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_line_reader_joins_lines_longer_than_a_chunk),
         cmocka_unit_test(test_line_reader_reports_over_long_lines_and_continues),
         cmocka_unit_test(test_line_reader_truncated_input_is_sticky_corrupt),
+        cmocka_unit_test(test_line_reader_reset_reads_another_input_from_its_first_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
