@@ -398,18 +398,19 @@ static void sort_by_bucket(const struct rds *R, struct pipe_dedup_key *ask, size
 {
     struct by_bucket *o = pipe_malloc(m * sizeof *o);
     struct pipe_dedup_key *k = pipe_malloc(m * sizeof *k);
-    size_t *p = pos ? pipe_malloc(m * sizeof *p) : NULL;
     for (size_t i = 0; i < m; i++)
         o[i] = (struct by_bucket){(uint32_t)ask[i].hi % R->buckets, (uint32_t)i};
     qsort(o, m, sizeof *o, by_bucket_cmp);
     for (size_t j = 0; j < m; j++)
         k[j] = ask[o[j].i];
-    for (size_t j = 0; p && j < m; j++)
-        p[j] = pos[o[j].i];
     memcpy(ask, k, m * sizeof *k);
-    if (p)
+    if (pos) {
+        size_t *p = pipe_malloc(m * sizeof *p);
+        for (size_t j = 0; j < m; j++)
+            p[j] = pos[o[j].i];
         memcpy(pos, p, m * sizeof *p);
-    pipe_free(p);
+        pipe_free(p);
+    }
     pipe_free(k);
     pipe_free(o);
 }

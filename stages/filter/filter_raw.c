@@ -99,8 +99,7 @@ static int filter_body_as_batch(struct filter *f, struct filter_batch *b, const 
 /* The channel of a raw object: events that `sluicectl redrive` re-submits
  * under raw/redrive/<channel>/ keep the channel they first came in on (and
  * so, without an id, the id derived from it); the rest take input_channel. */
-static const char *raw_channel(const struct filter_cfg *cfg, const char *key, char *buf,
-                               size_t len)
+static const char *raw_channel(const struct filter_cfg *cfg, const char *key, char *buf, size_t len)
 {
     static const char redrive[] = "raw/redrive/";
     if (strncmp(key, redrive, sizeof redrive - 1) == 0) {
@@ -153,8 +152,7 @@ static int raw_one(struct filter *f, const struct pipe_store_obj *o)
     } else if (rc == 0) {
         char chan[PIPE_KEYS_NAME_MAX + 1];
         rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
-                                  raw_channel(cfg, o->key, chan, sizeof chan), o->mtime_ms,
-                                  source);
+                                  raw_channel(cfg, o->key, chan, sizeof chan), o->mtime_ms, source);
     }
     if (rc == 0)
         rc = filter_batch_write(f, b);
@@ -290,9 +288,8 @@ int filter_input_file(struct filter *f, const char *path)
     if (rc == 0)
         rc = pipe_codec_decompress(data.data ? data.data : "", data.len, &decoded);
     if (rc == 0)
-        rc =
-            filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
-                                 cfg->input_channel, now, "input");
+        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
+                                  cfg->input_channel, now, "input");
     if (rc == 0)
         rc = filter_batch_write(f, b);
     if (rc == 0) {

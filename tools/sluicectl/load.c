@@ -99,11 +99,11 @@ static void register_metrics(struct load *l, struct pipe_metrics *m)
     l->m_errors = pipe_metrics_counter(m, "sluice_loader_file_errors_total",
                                        "split files whose load failed (retried next pass)", NULL);
     pipe_metrics_gauge_fn(m, "sluice_loader_newest_event_age_seconds",
-                          "age of the newest event loaded (received_at), 0 before the first",
-                          NULL, newest_age_s, l);
+                          "age of the newest event loaded (received_at), 0 before the first", NULL,
+                          newest_age_s, l);
     pipe_metrics_gauge_fn(m, "sluice_loader_files_waiting",
-                          "split files listed in manifests but not yet loaded", NULL,
-                          files_waiting, l);
+                          "split files listed in manifests but not yet loaded", NULL, files_waiting,
+                          l);
 }
 
 /* ---- one manifest --------------------------------------------------------- */
@@ -150,8 +150,12 @@ static int load_manifest(struct load *l, const struct pipe_manifest_split *m)
             continue;
         }
         struct ctl_wh_file f = {
-            .key = o->key, .job_id = m->job_id, .event = o->event, .rows = o->rows,
-            .data = l->lines.data, .len = l->lines.len,
+            .key = o->key,
+            .job_id = m->job_id,
+            .event = o->event,
+            .rows = o->rows,
+            .data = l->lines.data,
+            .len = l->lines.len,
         };
         struct ctl_wh_result res;
         rc = ctl_wh_load_file(l->wh, &f, &res);
@@ -242,8 +246,8 @@ static enum pipe_stage_status load_process(struct pipe_stage *st, void *state)
     if (l->progress && l->t.files + l->t.skipped > 0)
         fputc('\n', stderr);
     if (rc < 0) {
-        pipe_log_warn("load pass failed, will retry", "err=\"%s\" detail=\"%s\"",
-                      pipe_strerror(rc), rc == PIPE_EUNAVAIL ? ctl_wh_last_error(l->wh) : "");
+        pipe_log_warn("load pass failed, will retry", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
+                      rc == PIPE_EUNAVAIL ? ctl_wh_last_error(l->wh) : "");
         return PIPE_STAGE_RETRY;
     }
     if (pipe_stage_common(st)->once && l->t.failed > 0)
@@ -313,9 +317,9 @@ static void load_exit(struct pipe_stage *st, void *state)
 {
     struct load *l = state;
     if (pipe_stage_common(st)->once)
-        printf("loaded %" PRIu64 " files (%" PRIu64 " rows, %" PRIu64
-               " inserted, %" PRIu64 " skipped as duplicates) from %" PRIu64
-               " manifests; %" PRIu64 " files were already loaded; %" PRIu64 " failed\n",
+        printf("loaded %" PRIu64 " files (%" PRIu64 " rows, %" PRIu64 " inserted, %" PRIu64
+               " skipped as duplicates) from %" PRIu64 " manifests; %" PRIu64
+               " files were already loaded; %" PRIu64 " failed\n",
                l->t.files, l->t.rows, l->t.inserted, l->t.rows - l->t.inserted, l->t.manifests,
                l->t.skipped, l->t.failed);
     ctl_wh_free(l->wh);

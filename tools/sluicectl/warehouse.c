@@ -21,7 +21,7 @@
 #include "libpipe/mem.h"
 #include "tools/sluicectl/ctl.h"
 
-#define WH_SQL_MAX   (1u << 20)
+#define WH_SQL_MAX      (1u << 20)
 #define WH_COPY_STEP    (1u << 20) /* bytes per PQputCopyData call */
 #define WH_VERSIONS_MAX 256        /* schema versions of one type used for columns */
 
@@ -38,7 +38,7 @@ struct wh_table {
 struct ctl_wh {
     PGconn *conn;
     struct ctl_schema_set schemas; /* empty without a schema directory */
-    struct wh_table *ensured; /* tables created/extended by this connection */
+    struct wh_table *ensured;      /* tables created/extended by this connection */
     size_t n_ensured, cap_ensured;
     struct pipe_buf sql;
     char err[1024];
@@ -199,8 +199,8 @@ static int ensure_table(struct ctl_wh *wh, const char *event, const char *table)
             return 0;
     int rc = wh_exec(wh, "BEGIN", 0, NULL);
     if (rc == 0)
-        rc = wh_exec(wh, "SELECT pg_advisory_xact_lock(hashtextextended('sluice ddl', 0))", 0,
-                     NULL);
+        rc =
+            wh_exec(wh, "SELECT pg_advisory_xact_lock(hashtextextended('sluice ddl', 0))", 0, NULL);
     if (rc == 0)
         rc = ensure_table_tx(wh, event, table);
     if (rc == 0)
@@ -282,8 +282,8 @@ static int copy_in(struct ctl_wh *wh, const struct ctl_wh_file *f)
 /* Whether column c is one the INSERT fills specially (not a declared field). */
 static bool fixed_column(const struct ctl_ddl_column *c)
 {
-    static const char *const fixed[] = {"id",   "event", "ts",    "received_at",
-                                        "channel", "data", "_file", "_loaded_at"};
+    static const char *const fixed[] = {"id",      "event", "ts",    "received_at",
+                                        "channel", "data",  "_file", "_loaded_at"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         if (strcmp(c->name, fixed[i]) == 0)
             return true;
@@ -372,11 +372,12 @@ static int load_in_tx(struct ctl_wh *wh, const struct ctl_wh_file *f, const char
     snprintf(ins, sizeof ins, "%" PRIu64, res->inserted);
     snprintf(newest, sizeof newest, "%" PRId64, res->newest_ms);
     const char *hist[] = {f->key, f->job_id, f->event, table, rows, ins, newest};
-    return wh_exec(wh,
-                   "INSERT INTO sluice_load_history (file, job_id, event, table_name, rows,"
-                   " inserted, newest_received_at) VALUES ($1, $2, $3, $4, $5::bigint,"
-                   " $6::bigint, CASE WHEN $7::bigint > 0 THEN to_timestamp($7::float8 / 1000) END)",
-                   7, hist);
+    return wh_exec(
+        wh,
+        "INSERT INTO sluice_load_history (file, job_id, event, table_name, rows,"
+        " inserted, newest_received_at) VALUES ($1, $2, $3, $4, $5::bigint,"
+        " $6::bigint, CASE WHEN $7::bigint > 0 THEN to_timestamp($7::float8 / 1000) END)",
+        7, hist);
 }
 
 int ctl_wh_load_file(struct ctl_wh *wh, const struct ctl_wh_file *f, struct ctl_wh_result *res)
@@ -451,7 +452,8 @@ int ctl_wh_file_rows(struct ctl_wh *wh, const char *key, const char *event, bool
     pipe_buf_reset(b);
     pipe_buf_append_str(b, "SELECT h.rows, (SELECT count(*) FROM ");
     sql_ident(wh, table);
-    pipe_buf_append_str(b, " t WHERE t._file = h.file) FROM sluice_load_history h WHERE h.file = $1");
+    pipe_buf_append_str(b,
+                        " t WHERE t._file = h.file) FROM sluice_load_history h WHERE h.file = $1");
     pipe_buf_append_char(b, '\0');
     PGresult *r = PQexecParams(wh->conn, b->data, 1, NULL, &key, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
