@@ -2,7 +2,21 @@
 # run.sh — runs every test: the cmocka unit and contract binaries, then the
 # end-to-end scripts against the real programs. Prints one line per test
 # program and, last, "N passed, N failed" counting individual test cases.
-# TESTS=pattern runs only the programs whose name matches.
+# TESTS=pattern runs only the programs whose name matches (an end-to-end
+# script matches by file name or by its run's name, e.g. test_pipeline[s3]).
+#
+# For the whole run it starts a redis-server and an s3rver on loopback
+# (tests/support/servers.sh), plus a second, scratch redis-server that tests
+# may flush, and exports for the suites:
+#   SLUICE_TEST_STORE_URLS  the s3:// store          } only when the build
+#   SLUICE_TEST_LEASE_URLS  redis:// and unix://     } has that backend; a
+#   SLUICE_TEST_DEDUP_URLS  redis://                 } value set beforehand wins
+#   SLUICE_TEST_REDIS_URL   the scratch Redis
+#   SLUICE_TEST_S3_URL      an s3:// store URL for backend unit tests
+# so the contract suites run on the embedded default and on S3 + Redis.
+# An end-to-end script whose header has a line "# backends: fs s3" runs once
+# per backend listed (and in SLUICE_TEST_BACKENDS, default "fs s3"), with
+# SLUICE_TEST_BACKEND set; its lib.sh starts private servers for s3.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -12,6 +26,45 @@ export SLUICE_TEST_ROOT=${SLUICE_TEST_ROOT:-$(mktemp -d /tmp/sluice-test.XXXXXX)
 logdir=$SLUICE_TEST_ROOT/logs
 mkdir -p "$logdir"
 passed=0 failed=0 failed_names=()
+unset SLUICE_TEST_BACKEND
+
+. tests/support/servers.sh
+trap srv_stop_all EXIT
+trap 'echo; echo "interrupted"; exit 130' INT TERM
+
+# built BACKEND... — the library was built with these backend sources.
+lib_members=$(ar t "$BUILD/libpipe.a" 2>/dev/null)
+built() {
+  local m
+  for m in "$@"; do grep -qx "$m.o" <<<"$lib_members" || return 1; done
+}
+
+# The run's servers. Without them (or without the backends) the S3 + Redis
+# runs are skipped with a note, and everything else runs as before.
+srv=$SLUICE_TEST_ROOT/servers
+s3_why=
+if srv_have_redis && redis_start "$srv/redis-scratch" && scratch_url=$REDIS_URL &&
+  redis_start "$srv/redis"; then
+  export SLUICE_TEST_REDIS_URL=${SLUICE_TEST_REDIS_URL-$scratch_url}
+  if built lease_redis; then
+    export SLUICE_TEST_LEASE_URLS=${SLUICE_TEST_LEASE_URLS-$REDIS_URL${REDIS_UNIX_URL:+ $REDIS_UNIX_URL}}
+  fi
+  if built dedup_redis; then export SLUICE_TEST_DEDUP_URLS=${SLUICE_TEST_DEDUP_URLS-$REDIS_URL}; fi
+else
+  s3_why="no redis-server"
+fi
+if srv_have_s3rver && s3rver_start "$srv/s3"; then
+  export SLUICE_TEST_S3_URL=${SLUICE_TEST_S3_URL-$(s3_store_url unit)}
+  # The bucket's root: S3 caps the whole key, prefix included, at 1024
+  # bytes, and the suite puts a key of the store's full 1024.
+  if built store_s3; then export SLUICE_TEST_STORE_URLS=${SLUICE_TEST_STORE_URLS-$(s3_store_url)}; fi
+else
+  s3_why="${s3_why:+$s3_why, }no s3rver (tools/install-deps.sh test)"
+fi
+if ! built store_s3 lease_redis dedup_redis; then
+  s3_why="${s3_why:+$s3_why, }store_s3, lease_redis or dedup_redis not in $BUILD/libpipe.a"
+fi
+e2e_backends=${SLUICE_TEST_BACKENDS:-fs s3}
 
 run_cmocka() {
   local t=$1 name log
@@ -35,12 +88,21 @@ run_cmocka() {
   fi
 }
 
+# run_script SCRIPT [BACKEND]
 run_script() {
-  local t=$1 name log
+  local t=$1 backend=${2:-} name log
   name=$(basename "$t" .sh)
   log=$logdir/$name.log
+  if [ -n "$backend" ]; then
+    name="${name}[$backend]"
+    log=$logdir/$(basename "$t" .sh).$backend.log
+  fi
   local start=$SECONDS
-  bash "$t" >"$log" 2>&1
+  if [ -n "$backend" ]; then
+    SLUICE_TEST_BACKEND=$backend bash "$t" >"$log" 2>&1
+  else
+    bash "$t" >"$log" 2>&1
+  fi
   local rc=$?
   local p f
   p=$(grep -c '^ok ' "$log")
@@ -65,11 +127,25 @@ for t in "$BUILD"/tests/unit/test_* "$BUILD"/tests/contract/test_*; do
 done
 for t in tests/e2e/test_*.sh; do
   [ -f "$t" ] || continue
-  [[ $(basename "$t") =~ $pat ]] || continue
-  run_script "$t"
+  base=$(basename "$t")
+  backends=$(sed -n '1,10s/^# backends: *//p' "$t" | head -1)
+  if [ -z "$backends" ]; then
+    [[ $base =~ $pat ]] && run_script "$t"
+    continue
+  fi
+  for b in $backends; do
+    [[ " $e2e_backends " == *" $b "* ]] || continue
+    [[ $base =~ $pat || "${base%.sh}[$b]" =~ $pat ]] || continue
+    if [ "$b" = s3 ] && [ -n "$s3_why" ]; then
+      printf 'skip  %-36s (%s)\n' "${base%.sh}[$b]" "$s3_why"
+      continue
+    fi
+    run_script "$t" "$b"
+  done
 done
 
 echo
+srv_stop_all
 if [ "$failed" -ne 0 ]; then
   echo "failed: ${failed_names[*]}"
   echo "logs in $logdir"

@@ -1,6 +1,17 @@
 # lib.sh — shared helpers for the end-to-end tests: a scratch directory,
-# starting and stopping the real programs on loopback ports they pick
-# themselves, and TAP-like result lines that tests/run.sh counts.
+# the backends to run on, starting and stopping the real programs on
+# loopback ports they pick themselves, and TAP-like result lines that
+# tests/run.sh counts.
+#
+# SLUICE_TEST_BACKEND picks the backends (tests/run.sh sets it for the
+# scripts whose header says "# backends: fs s3"):
+#   fs  (default) the embedded default: file://$T/store, local leases and
+#       de-duplication
+#   s3  a private s3rver and redis-server for this test, started here and
+#       stopped at exit: the store on S3, leases and de-duplication in Redis
+# Tests use STORE_URL, LEASE_URL and DEDUP_URL, and read what was written
+# through STORE_VIEW: a directory that verify.py understands (the file
+# store's root, or the s3rver bucket directory under the store's prefix).
 set -uo pipefail
 BIN=${BIN:-bin}
 BIN=$(cd "$BIN" && pwd)
@@ -11,6 +22,7 @@ ROOT=${SLUICE_TEST_ROOT:-/tmp}
 T=$(mktemp -d "$ROOT/e2e.$(basename "$0" .sh).XXXXXX")
 PIDS=()
 FAILS=0
+. "$HERE/../support/servers.sh"
 
 ok() { echo "ok - $*"; }
 not_ok() { echo "not ok - $*"; FAILS=$((FAILS + 1)); }
@@ -20,10 +32,35 @@ note() { echo "# $*"; }
 
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done
+  srv_stop_all
   wait 2>/dev/null
   if [ "$FAILS" -eq 0 ]; then rm -rf "$T"; else echo "# scratch kept in $T"; fi
 }
 trap cleanup EXIT
+
+BACKEND=${SLUICE_TEST_BACKEND:-fs}
+case $BACKEND in
+  fs)
+    STORE_URL=file://$T/store
+    LEASE_URL=local://$T/leases
+    DEDUP_URL=local
+    STORE_VIEW=$T/store
+    ;;
+  s3)
+    if ! srv_have_redis || ! srv_have_s3rver; then
+      echo "not ok - redis-server and s3rver are installed (tools/install-deps.sh test)"
+      exit 1
+    fi
+    redis_start "$T/redis" || { echo "not ok - redis-server starts"; exit 1; }
+    s3rver_start "$T/s3" || { echo "not ok - s3rver starts"; exit 1; }
+    STORE_URL=$(s3_store_url e2e)
+    LEASE_URL=$REDIS_URL
+    DEDUP_URL=$REDIS_URL
+    STORE_VIEW=$S3_BUCKET_DIR/e2e
+    ;;
+  *) echo "not ok - unknown SLUICE_TEST_BACKEND '$BACKEND' (fs or s3)"; exit 1 ;;
+esac
+echo "# backend $BACKEND: store $STORE_URL leases $LEASE_URL dedup $DEDUP_URL"
 
 # wait_log FILE PATTERN [SECONDS] — waits until FILE has a line matching PATTERN.
 wait_log() {
@@ -82,7 +119,7 @@ start_stage() {
   PIDS+=("$STAGE_PID")
 }
 
-# wait_drained STORE [SECONDS] — until everything filtered is split.
+# wait_drained STORE_VIEW [SECONDS] — until everything filtered is split.
 wait_drained() {
   local store=$1 limit=${2:-60} i
   for ((i = 0; i < limit * 4; i++)); do
@@ -90,6 +127,34 @@ wait_drained() {
     sleep 0.25
   done
   return 1
+}
+
+# store_put KEY FILE [DATE] — writes FILE to the test's store at KEY, through
+# the store's own interface (S3 PUT on s3rver), then, with DATE (as `touch
+# -d` takes it), makes that its mtime, which the store reports as the
+# object's age: s3rver takes Last-Modified from its file's mtime.
+store_put() {
+  local key=$1 file=$2 date=${3:-} path
+  case $BACKEND in
+    fs) path=$STORE_VIEW/$key
+        mkdir -p "$(dirname "$path")"
+        # A dot name, as the file store's own temp files: never listed.
+        cp "$file" "$(dirname "$path")/.put.tmp" && mv "$(dirname "$path")/.put.tmp" "$path" ||
+          return 1 ;;
+    s3) path=$STORE_VIEW/$key._S3rver_object
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$file" \
+          "http://$S3_ENDPOINT/$SRV_BUCKET/${STORE_VIEW#"$S3_BUCKET_DIR/"}/$key")" = 200 ] || return 1 ;;
+  esac
+  [ -z "$date" ] || touch -d "$date" "$path"
+}
+
+# store_keys PREFIX — the keys under PREFIX in the test's store, sorted.
+store_keys() { "$PY" "$HERE/verify.py" keys "$STORE_VIEW" "$1"; }
+
+# admin_port LOGFILE — the admin port a stage printed at start.
+admin_port() {
+  wait_log "$1" 'msg="admin listening"' 10 >/dev/null 2>&1 || return 1
+  sed -n 's/.*msg="admin listening".* port=\([0-9]*\).*/\1/p' "$1" | tail -1
 }
 
 # Helpers for tests that build a file:// store by hand. put and the ages

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
-"""verify.py — reads what the pipeline wrote to a file:// store and compares
-it with what `sluicectl gen --manifest` says should be there.
+"""verify.py — reads what the pipeline wrote to a store and compares it with
+what `sluicectl gen --manifest` says should be there. STORE is a directory:
+a file:// store's root, or an s3rver bucket directory (with the store's
+prefix), where the object for key K is the file K._S3rver_object next to
+its K._S3rver_metadata.json and K._S3rver_object.md5.
 
   verify.py filtered STORE MANIFEST [--acked ACKED] [--at-least]
       every accepted line of MANIFEST is in filtered/ (as a multiset of
@@ -9,6 +12,8 @@ it with what `sluicectl gen --manifest` says should be there.
       (line ranges of acknowledged batches), only acknowledged lines must be
       present, and nothing beyond what was sent may appear (--at-least).
   verify.py dump STORE PREFIX   prints every event line under PREFIX
+  verify.py keys STORE PREFIX   prints the keys under PREFIX, sorted
+  verify.py json STORE PREFIX   prints each JSON object under PREFIX on a line
   verify.py drained STORE       exit 0 when every filtered object is combined,
       no combine or split job is pending, and every combined object is split
   verify.py split STORE GEN.NDJSON GEN.TSV
@@ -21,25 +26,42 @@ Prints a short report; exits 1 on any difference."""
 import collections, json, os, subprocess, sys
 
 
-def objects(store, prefix):
-    root = os.path.join(store, prefix)
-    for d, _, files in os.walk(root):
-        for f in sorted(files):
-            if f.startswith('.'):
+S3RVER_OBJECT = '._S3rver_object'
+S3RVER_SIDECARS = ('._S3rver_metadata.json', '._S3rver_object.md5')
+
+
+def walk(store, prefix):
+    """(key, path) of every object under prefix, sorted by key. Reads both
+    layouts: a file store (names starting with '.' are its temp files) and
+    an s3rver directory (only the ._S3rver_object files are objects)."""
+    out = []
+    for d, _, files in os.walk(os.path.join(store, prefix)):
+        for f in files:
+            if f.endswith(S3RVER_SIDECARS):
                 continue
-            path = os.path.join(d, f)
-            data = open(path, 'rb').read()
-            if data[:4] == b'\x28\xb5\x2f\xfd':
-                data = subprocess.run(['zstd', '-dcq'], input=data, capture_output=True,
-                                      check=True).stdout
-            yield path, data
+            name = f[:-len(S3RVER_OBJECT)] if f.endswith(S3RVER_OBJECT) else f
+            if name.startswith('.'):
+                continue
+            out.append((os.path.relpath(os.path.join(d, name), store), os.path.join(d, f)))
+    out.sort()
+    return out
+
+
+def objects(store, prefix):
+    """(key, bytes) of every object under prefix, zstd objects decompressed."""
+    for key, path in walk(store, prefix):
+        data = open(path, 'rb').read()
+        if data[:4] == b'\x28\xb5\x2f\xfd':
+            data = subprocess.run(['zstd', '-dcq'], input=data, capture_output=True,
+                                  check=True).stdout
+        yield key, data
 
 
 def lines(store, prefix):
-    for path, data in objects(store, prefix):
+    for key, data in objects(store, prefix):
         for line in data.split(b'\n'):
             if line:
-                yield path, line
+                yield key, line
 
 
 def load_manifest(path, acked=None):
@@ -143,13 +165,13 @@ def verify_filtered(store, manifest, acked_path=None, at_least=False):
 
 
 def keys_under(store, prefix):
-    root = os.path.join(store, prefix)
-    out = []
-    for d, _, files in os.walk(root):
-        for f in files:
-            if not f.startswith('.'):
-                out.append(os.path.relpath(os.path.join(d, f), store))
-    return out
+    return [k for k, _ in walk(store, prefix)]
+
+
+def json_docs(store, prefix):
+    """(key, parsed JSON) of every object under prefix."""
+    for key, data in objects(store, prefix):
+        yield key, json.loads(data)
 
 
 def drained(store):
@@ -183,10 +205,10 @@ def verify_split(store, gen_ndjson, gen_tsv):
     want_noid = collections.Counter(k[0] for k in want if k[1].startswith('bytes:'))
     got = collections.Counter()
     misplaced = 0
-    for path, line in lines(store, 'split'):
+    for key, line in lines(store, 'split'):
         ev = json.loads(line)
         got[(ev['event'], ev['id'])] += 1
-        rel = os.path.relpath(path, store).split('/')
+        rel = key.split('/')
         hour = ev['received_at'][:13]
         if rel[1] != ev['event'] or rel[2] != 'dt=' + hour[:10] or rel[3] != 'hr=' + hour[11:13]:
             misplaced += 1
@@ -204,19 +226,17 @@ def verify_split(store, gen_ndjson, gen_tsv):
     if misplaced:
         problems.append(f'{misplaced} events in the wrong event/hour file')
     inputs = collections.Counter()
-    for k in keys_under(store, 'manifests/combined'):
-        for i in json.load(open(os.path.join(store, k)))['inputs']:
+    for _, m in json_docs(store, 'manifests/combined'):
+        for i in m['inputs']:
             inputs[i['key']] += 1
     twice = [k for k, n in inputs.items() if n > 1]
     if twice:
         problems.append(f'{len(twice)} filtered objects combined by two jobs, e.g. {twice[:2]}')
-    for k in keys_under(store, 'manifests/split'):
-        m = json.load(open(os.path.join(store, k)))
+    for k, m in json_docs(store, 'manifests/split'):
         if os.path.basename(k)[:-5] not in m['input_key']:
             problems.append(f'{k} splits {m["input_key"]}, not its own job')
     for kind in ('combined', 'split'):
-        for k in keys_under(store, 'manifests/' + kind):
-            m = json.load(open(os.path.join(store, k)))
+        for k, m in json_docs(store, 'manifests/' + kind):
             l = m['ledger']
             if l['in'] != l['out'] + l['rejected'] + l['duplicates']:
                 problems.append(f'unbalanced ledger in {k}: {l}')
@@ -236,6 +256,14 @@ def main():
     if args and args[0] == 'dump' and len(args) == 3:
         for _, line in lines(args[1], args[2]):
             sys.stdout.buffer.write(line + b'\n')
+        return
+    if args and args[0] == 'keys' and len(args) == 3:
+        for k in keys_under(args[1], args[2]):
+            print(k)
+        return
+    if args and args[0] == 'json' and len(args) == 3:
+        for _, doc in json_docs(args[1], args[2]):
+            print(json.dumps(doc, sort_keys=True))
         return
     if args and args[0] == 'drained' and len(args) == 2:
         sys.exit(0 if drained(args[1]) else 1)
