@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # run.sh — `make bench`: filter throughput per core of filter CPU, MB/s and
 # acknowledgement latency over real HTTP, with same-run peers (the jansson
-# reference validator, the zstd CLI). Prints a table and rewrites the
-# figures section of docs/benchmarks.md. BENCH_RUNS (default 3) runs per
-# configuration; the median is reported. Figures, never assertions.
+# reference validator, the zstd CLI); the whole pipeline, also side by side
+# on the file store and on S3 (s3rver) + Redis with store requests per
+# million events (tests/bench/backends.sh); the combiner, the splitter,
+# schema checking and the Redis de-duplication view. Prints tables and
+# rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
+# runs per configuration; the median is reported. Figures, never assertions.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-bin}
@@ -15,7 +18,8 @@ mkdir -p "$work"
 corpus=$work/corpus-1m.ndjson
 tck=$(getconf CLK_TCK)
 filter_pid=
-trap '[ -n "$filter_pid" ] && kill -9 "$filter_pid" 2>/dev/null; true' EXIT
+. tests/support/servers.sh
+trap '[ -n "$filter_pid" ] && kill -9 "$filter_pid" 2>/dev/null; srv_stop_all; true' EXIT
 
 if [ ! -s "$corpus" ]; then
   echo "generating a 1M-event corpus (~600 bytes each) in $corpus"
@@ -67,7 +71,7 @@ configs=(
 for c in "${configs[@]}"; do
   read -r name batch age events <<<"$c"
   : >"$work/$name.runs"
-  for r in $(seq "$RUNS"); do
+  for _ in $(seq "$RUNS"); do
     one_run "$batch" "$age" "$events" >>"$work/$name.runs"
   done
   "$PY" - "$work/$name.runs" "$name" "$batch" "$age" >>"$results" <<'PY'
@@ -84,7 +88,7 @@ done
 
 echo "whole pipeline, default settings (200k events, 16 connections, batches of 500)"
 : >"$work/pipeline.runs"
-for r in $(seq "$RUNS"); do
+for _ in $(seq "$RUNS"); do
   tests/bench/pipeline.sh 200000 >>"$work/pipeline.runs"
 done
 pipeline=$("$PY" - "$work/pipeline.runs" <<'PY'
@@ -96,6 +100,9 @@ print(f"| {int(rows[0][0])} | {per_core:,.0f} | {statistics.median(r[0] / r[2] f
 PY
 )
 echo "  $pipeline"
+
+echo "whole pipeline on the file store and on S3 (s3rver) + Redis, side by side"
+BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
 
 echo "combiner, per mode"
 tests/bench/combine.sh | tee "$work/combine.txt"
@@ -115,6 +122,15 @@ PY
 echo "  zstd -1 CLI compression: $peer_zstd events/s"
 "$BUILD/tests/bench/bench_event" | tee "$work/bench_event.txt"
 
+echo "schema checking per event"
+"$BUILD/tests/bench/bench_schema" | tee "$work/bench_schema.txt"
+
+echo "Redis de-duplication view: memory per key and claim speed (200k keys, a scratch redis-server)"
+redis_start "$work/redis-dedup" >/dev/null
+"$BUILD/tests/bench/bench_dedup_redis" "$REDIS_URL" 200000 | tee "$work/bench_dedup_redis.txt"
+# servers.sh is not written for set -e (its stop can return 1 when all went well).
+redis_stop "$work/redis-dedup" || true
+
 {
   echo "<!-- figures: written by tests/bench/run.sh -->"
   echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores ($(uname -m)), $RUNS runs per row, medians."
@@ -131,6 +147,8 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
   echo "| events | events/s per core (all stages) | events/s wall | latency p50 s | latency p99 s | runs |"
   echo "|---|---|---|---|---|---|"
   echo "$pipeline"
+  echo
+  cat "$work/backends/backends.md"
   echo
   echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
   echo "process; MB are uncompressed NDJSON."
@@ -152,6 +170,20 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
   echo
   echo '```'
   cat "$work/bench_event.txt"
+  echo '```'
+  echo
+  echo "Schema checking (\`$BUILD/tests/bench/bench_schema\`): what validating each event against"
+  echo "its type's schema (docs/schemas.md) adds to the envelope checks, per core:"
+  echo
+  echo '```'
+  cat "$work/bench_schema.txt"
+  echo '```'
+  echo
+  echo "Redis de-duplication view (\`$BUILD/tests/bench/bench_dedup_redis URL 200000\`): Redis"
+  echo "used_memory per key and claims per second (store index objects included) by bucket count:"
+  echo
+  echo '```'
+  cat "$work/bench_dedup_redis.txt"
   echo '```'
   echo "<!-- /figures -->"
 } >"$work/figures.md"

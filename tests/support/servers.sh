@@ -85,7 +85,7 @@ srv_register() {
 }
 srv_unregister() {
   [ -n "$SRV_WATCH" ] && [ -f "$SRV_WATCH" ] || return 0
-  grep -v "^$1 " "$SRV_WATCH" >"$SRV_WATCH.new"
+  grep -v "^$1 " "$SRV_WATCH" >"$SRV_WATCH.new" || true # no line left is fine
   mv "$SRV_WATCH.new" "$SRV_WATCH"
 }
 
