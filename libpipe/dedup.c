@@ -6,9 +6,11 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/codec.h"
 #include "libpipe/dedup_int.h"
 #include "libpipe/err.h"
@@ -23,6 +25,8 @@
 #define DEFAULT_WAIT_MS   (60LL * 1000)
 #define WINDOW_MAX_MS     (400LL * 24 * 3600 * 1000) /* a year and then some */
 #define WAIT_MAX_MS       (3600LL * 1000)
+#define PAUSE_MIN_MS      2 /* between tries for the claim lease */
+#define PAUSE_MAX_MS      50
 
 /* Every backend built into the library. dedup_redis.c adds its entry here. */
 static const struct pipe_dedup_ops *const backends[] = {
@@ -369,4 +373,39 @@ bool pipe__dedup_job_of_key(const char *key, char job[256])
         return false;
     memcpy(job, tmp, n - 3);
     return true;
+}
+
+/* ---- what every backend's claim does ------------------------------------ */
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
+{
+    int64_t deadline = pipe_clock_mono_ms() + d->cfg.wait_ms;
+    int64_t pause = PAUSE_MIN_MS;
+    for (;;) {
+        int rc = pipe_lease_acquire(d->leases, PIPE__DEDUP_LEASE, d->cfg.lease_ttl_ms, l);
+        if (rc != PIPE_EBUSY)
+            return rc;
+        int64_t left = deadline - pipe_clock_mono_ms();
+        if (left <= 0)
+            return PIPE_EBUSY;
+        sleep_ms(pause < left ? pause : left);
+        pause = pause * 2 < PAUSE_MAX_MS ? pause * 2 : PAUSE_MAX_MS;
+    }
+}
+
+void pipe__dedup_index_undo(struct pipe_dedup *d, const char *key, bool existed,
+                            const struct pipe_buf *before)
+{
+    int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
+                     : pipe_store_delete(d->store, key);
+    if (rc < 0)
+        pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
+                       pipe_strerror(rc));
 }

@@ -16,6 +16,7 @@
 
 #include "libpipe/buf.h"
 #include "libpipe/dedup.h"
+#include "libpipe/lease.h"
 
 #define PIPE__DEDUP_HOUR_MS     3600000LL
 #define PIPE__DEDUP_LEASE       "dedup"     /* the lease that serialises claims */
@@ -92,6 +93,18 @@ void pipe__dedup_index_cleanup(struct pipe__dedup_index *ix);
  * 0, PIPE_ENOTFOUND, PIPE_ECORRUPT (logged), or a store error. */
 int pipe__dedup_index_get(struct pipe_store *s, const char *key, const char *expect_job,
                           struct pipe__dedup_index *out, struct pipe_buf *raw);
+
+/* pipe__dedup_lease_wait — takes the claim lease PIPE__DEDUP_LEASE into *l,
+ * waiting up to d->cfg.wait_ms (with growing pauses) while others hold it.
+ * 0, PIPE_EBUSY after the wait, or a lease backend error. */
+int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l);
+
+/* pipe__dedup_index_undo — after the lease was lost: puts back what the
+ * job's index object at key held before (before, when it existed) or
+ * removes it, so that nothing stays claimed that the caller was told was
+ * not. A failure is logged; the claim fails either way. */
+void pipe__dedup_index_undo(struct pipe_dedup *d, const char *key, bool existed,
+                            const struct pipe_buf *before);
 
 /* pipe__dedup_job_of_key — if key is ".../<job-id>.idx" with a valid job id,
  * copies the id into job (256 bytes) and returns true. */

@@ -7,7 +7,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <xxhash.h>
 
 #include "libpipe/clock.h"
@@ -19,10 +18,8 @@
 #include "libpipe/mem.h"
 #include "libpipe/store.h"
 
-#define TABLE_MIN    1024 /* slots */
-#define LIST_PAGE    1000
-#define SLEEP_MIN_MS 2
-#define SLEEP_MAX_MS 50
+#define TABLE_MIN 1024 /* slots */
+#define LIST_PAGE 1000
 
 /* One slot of an open-addressing table, 32 bytes. In the claims table the
  * key is a dedup key and val the XXH3-64 of the claiming job id; in the
@@ -336,30 +333,6 @@ static void purge_if_due(struct local *L, const struct claim_ctx *c)
 
 /* ---- claiming --------------------------------------------------------------- */
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-/* Takes the claim lease, waiting up to wait_ms while others hold it. */
-static int acquire_wait(struct pipe_dedup *d, struct pipe_lease *l)
-{
-    int64_t deadline = pipe_clock_mono_ms() + d->cfg.wait_ms;
-    int64_t pause = SLEEP_MIN_MS;
-    for (;;) {
-        int rc = pipe_lease_acquire(d->leases, PIPE__DEDUP_LEASE, d->cfg.lease_ttl_ms, l);
-        if (rc != PIPE_EBUSY)
-            return rc;
-        int64_t left = deadline - pipe_clock_mono_ms();
-        if (left <= 0)
-            return PIPE_EBUSY;
-        sleep_ms(pause < left ? pause : left);
-        pause = pause * 2 < SLEEP_MAX_MS ? pause * 2 : SLEEP_MAX_MS;
-    }
-}
-
 /* Decides each key's verdict into L->verdicts and returns, in *all and *m,
  * the job's new index: its previous keys plus the NEW and MINE ones, sorted
  * and distinct (caller frees *all). */
@@ -400,19 +373,6 @@ static void classify(struct local *L, const struct claim_ctx *c,
     *m = k;
 }
 
-/* After the lease was lost: put back what the job's index held before (or
- * remove it), so that nothing stays claimed that the caller was told was
- * not. A failure here is logged; the claim fails either way. */
-static void undo_index(struct pipe_dedup *d, const char *key, bool existed,
-                       const struct pipe_buf *before)
-{
-    int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
-                     : pipe_store_delete(d->store, key);
-    if (rc < 0)
-        pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
-                       pipe_strerror(rc));
-}
-
 /* Under the lease: classify against memory and the job's previous index,
  * write the new index, make sure the lease held throughout, then remember. */
 static int claim_locked(struct pipe_dedup *d, struct local *L, const struct claim_ctx *c,
@@ -450,7 +410,7 @@ static int claim_locked(struct pipe_dedup *d, struct local *L, const struct clai
         pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", c->job_id,
                       pipe_strerror(rc));
         if (write)
-            undo_index(d, c->own_key, existed, &before);
+            pipe__dedup_index_undo(d, c->own_key, existed, &before);
         goto out;
     }
     remember(L, prev.keys, prev.count, c->job_h, c->claim_hour);
@@ -500,7 +460,7 @@ static int local_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms
     rc = refresh(d, L, &c);
     if (rc < 0)
         goto out;
-    rc = acquire_wait(d, &lease);
+    rc = pipe__dedup_lease_wait(d, &lease);
     if (rc < 0)
         goto out;
     held = true;

@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/dedup_int.h"
@@ -44,8 +43,6 @@
 #define SKEW_MS         PIPE__DEDUP_HOUR_MS
 #define REBUILD_TRIES   3
 #define VIEW_STALE      1 /* internal: Redis's view is not the store's; rebuild */
-#define SLEEP_MIN_MS    2
-#define SLEEP_MAX_MS    50
 #define INDEX_CAP       (PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20))
 
 /* ---- scripts ----------------------------------------------------------------
@@ -753,30 +750,6 @@ static int rebuild(struct pipe_dedup *d, struct rds *R, const struct claim_ctx *
 
 /* ---- claiming --------------------------------------------------------------------- */
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-/* Takes the claim lease, waiting up to wait_ms while others hold it. */
-static int acquire_wait(struct pipe_dedup *d, struct pipe_lease *l)
-{
-    int64_t deadline = pipe_clock_mono_ms() + d->cfg.wait_ms;
-    int64_t pause = SLEEP_MIN_MS;
-    for (;;) {
-        int rc = pipe_lease_acquire(d->leases, PIPE__DEDUP_LEASE, d->cfg.lease_ttl_ms, l);
-        if (rc != PIPE_EBUSY)
-            return rc;
-        int64_t left = deadline - pipe_clock_mono_ms();
-        if (left <= 0)
-            return PIPE_EBUSY;
-        sleep_ms(pause < left ? pause : left);
-        pause = pause * 2 < SLEEP_MAX_MS ? pause * 2 : SLEEP_MAX_MS;
-    }
-}
-
 /* Keys of the other jobs' index objects in the claim's partition, sorted:
  * what a claim into a partition outside the view is checked against. */
 struct partition {
@@ -920,18 +893,6 @@ static void undo_claims(struct rds *R, const struct claim_ctx *c, const struct p
     pipe_free(made);
 }
 
-/* After the lease was lost: put back what the job's index held before (or
- * remove it). A failure here is logged; the claim fails either way. */
-static void undo_index(struct pipe_dedup *d, const char *key, bool existed,
-                       const struct pipe_buf *before)
-{
-    int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
-                     : pipe_store_delete(d->store, key);
-    if (rc < 0)
-        pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
-                       pipe_strerror(rc));
-}
-
 /* The job's new index: its previous keys plus the NEW and MINE ones,
  * sorted and distinct, encoded into enc. */
 static int new_index(const struct claim_ctx *c, const struct pipe__dedup_index *prev,
@@ -1005,7 +966,7 @@ static int claim_locked(struct pipe_dedup *d, struct rds *R, struct claim_ctx *c
         pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", c->job_id,
                       pipe_strerror(rc));
         if (write)
-            undo_index(d, c->own_key, existed, &before);
+            pipe__dedup_index_undo(d, c->own_key, existed, &before);
     }
 out:
     if (rc < 0 && claimed)
@@ -1045,7 +1006,7 @@ static int redis_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms
         R->verdicts = pipe_malloc(n);
         R->verdicts_cap = n;
     }
-    rc = acquire_wait(d, &lease);
+    rc = pipe__dedup_lease_wait(d, &lease);
     if (rc < 0)
         goto out;
     held = true;
