@@ -19,6 +19,12 @@ cat >"$T/schemas/purchase/1.json" <<'EOF'
   "properties": {"type": "object"}, "context": {"type": "object"}}}
 EOF
 
+# A schema that disagrees with the data (a type declared after events were
+# accepted): the column stays NULL, the value stays in data, the file loads.
+mkdir -p "$T/schemas/page_view"
+echo '{"type": "object", "properties": {"properties": {"type": "integer"},
+  "anonymous_id": {"type": "boolean"}}}' >"$T/schemas/page_view/1.json"
+
 "$BIN/sluicectl" gen --count "${LOAD_EVENTS:-30000}" --seed 11 --dup-rate 0.05 --bad-rate 0.01 \
   --manifest "$T/gen.tsv" >"$T/gen.ndjson"
 "$BIN/sluice-filter" "${common[@]}" --raw=false --input "$T/gen.ndjson" >"$T/filter.log" 2>&1
@@ -93,6 +99,10 @@ check "each file's rows match its manifest and the table" test "$(pg_sql "
 check "typed columns come from the schema" test "$(pg_sql "
   SELECT count(*) FROM purchase WHERE user_id IS DISTINCT FROM data->>'user_id'
      OR jsonb_typeof(properties) <> 'object'")" -eq 0
+check "a value of the wrong JSON type leaves its column NULL and the row loads" test "$(pg_sql "
+  SELECT count(*) FILTER (WHERE properties IS NULL AND anonymous_id IS NULL
+                           AND data->'properties' IS NOT NULL) = count(*) AND count(*) > 0
+  FROM page_view")" = t
 check "envelope columns are typed" test "$(pg_sql "
   SELECT count(*) FROM page_view WHERE received_at IS NULL OR ts IS NULL")" -eq 0
 

@@ -143,14 +143,6 @@ static void sql_ident(struct ctl_wh *wh, const char *name)
     PQfreemem(q);
 }
 
-/* Appends a quoted literal. */
-static void sql_literal(struct ctl_wh *wh, const char *s)
-{
-    char *q = PQescapeLiteral(wh->conn, s, strlen(s));
-    pipe_buf_append_str(&wh->sql, q ? q : "''");
-    PQfreemem(q);
-}
-
 static int ensure_table_tx(struct ctl_wh *wh, const char *event, const char *table)
 {
     const json_t *docs[WH_VERSIONS_MAX];
@@ -290,6 +282,34 @@ static bool fixed_column(const struct ctl_ddl_column *c)
     return c->key == NULL;
 }
 
+/* Appends ", <expression>" reading column c's field out of the event j.
+ * A value whose JSON type does not fit the column (an event accepted before
+ * its schema existed, or under an older version) gives NULL rather than a
+ * failed cast, which would fail the whole file again on every pass: the
+ * value itself is kept in data. */
+static void typed_value(struct ctl_wh *wh, const struct ctl_ddl_column *c)
+{
+    struct pipe_buf *b = &wh->sql;
+    char *q = PQescapeLiteral(wh->conn, c->key, strlen(c->key));
+    const char *k = q ? q : "''";
+    if (strcmp(c->type, "jsonb") == 0)
+        pipe_buf_printf(b, ", j->%s", k);
+    else if (strcmp(c->type, "bigint") == 0)
+        pipe_buf_printf(b, ", CASE WHEN (j->>%s) ~ '^-?[0-9]{1,18}$' THEN (j->>%s)::bigint END", k,
+                        k);
+    else if (strcmp(c->type, "double precision") == 0)
+        pipe_buf_printf(b,
+                        ", CASE WHEN jsonb_typeof(j->%s) = 'number' AND abs((j->>%s)::numeric)"
+                        " < 1e300 THEN (j->>%s)::double precision END",
+                        k, k, k);
+    else if (strcmp(c->type, "boolean") == 0)
+        pipe_buf_printf(b, ", CASE WHEN jsonb_typeof(j->%s) = 'boolean' THEN (j->>%s)::boolean END",
+                        k, k);
+    else /* text: any JSON value reads as text */
+        pipe_buf_printf(b, ", j->>%s", k);
+    PQfreemem(q);
+}
+
 /* Builds the INSERT that moves the staged rows into the table, returning
  * the count and the newest received_at (epoch ms) of the inserted ones. */
 static int build_insert(struct ctl_wh *wh, const char *event, const char *table)
@@ -315,14 +335,8 @@ static int build_insert(struct ctl_wh *wh, const char *event, const char *table)
                            " WHEN 'string' THEN (j->>'ts')::timestamptz END,"
                            " (j->>'received_at')::timestamptz, j->>'channel', j, $1");
     for (size_t i = 0; i < plan.n; i++) {
-        const struct ctl_ddl_column *c = &plan.cols[i];
-        if (fixed_column(c))
-            continue;
-        bool json = strcmp(c->type, "jsonb") == 0;
-        pipe_buf_append_str(b, json ? ", j->" : ", (j->>");
-        sql_literal(wh, c->key);
-        if (!json)
-            pipe_buf_printf(b, ")::%s", c->type);
+        if (!fixed_column(&plan.cols[i]))
+            typed_value(wh, &plan.cols[i]);
     }
     pipe_buf_append_str(b, " FROM (SELECT line::jsonb AS j FROM sluice_stage) s"
                            " ON CONFLICT (id) DO NOTHING RETURNING received_at)"
