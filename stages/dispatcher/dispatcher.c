@@ -1,10 +1,13 @@
 /* dispatcher — cuts the filtered/ objects that no job holds yet into combine
  * jobs (docs/compaction.md). One dispatcher is active at a time, under the
- * lease "dispatcher"; each pass lists pending descriptors, then done
- * markers, then filtered/ objects (in that order, so an input being
- * committed is always seen in one of the first two), and writes a
- * descriptor per job. The same inputs always give the same job id and the
- * same descriptor bytes. */
+ * lease "dispatcher"; each pass lists pending descriptors, then per hour
+ * partition filtered/ objects and done markers (pending before done, so an
+ * input being committed is always seen in one of the two), and writes a
+ * descriptor per job. Which partitions a pass lists is tiered (hot ones
+ * every pass, the lookback every lookback_every, all every full_scan) and
+ * done markers are only listed when there may be something to do: both cut
+ * LIST requests, the costliest on S3. The same inputs always give the same
+ * job id and the same descriptor bytes. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,10 +28,16 @@
 
 static const struct pipe_conf_opt dispatcher_opts[] = {
     {"lookback", PIPE_CONF_DURATION, "3h", OPT(lookback_ms),
-     "hour partitions this far back are listed on every pass", 0, 30LL * 86400000, NULL},
+     "hour partitions this far back are listed every lookback_every (the current hour, and the "
+     "previous one in the first 5 minutes of an hour, on every pass)",
+     0, 30LL * 86400000, NULL},
+    {"lookback_every", PIPE_CONF_DURATION, "30s", OPT(lookback_every_ms),
+     "how often the whole lookback is listed (bounds how late a late object in it is found); 0 "
+     "every pass",
+     0, 86400000, NULL},
     {"full_scan", PIPE_CONF_DURATION, "10m", OPT(full_scan_ms),
-     "how often every partition under filtered/ is listed (bounds how late a late object is "
-     "found)",
+     "how often every partition under filtered/ is listed (bounds how late a late object "
+     "outside the lookback is found)",
      1000, 7LL * 86400000, NULL},
     {"job_bytes", PIPE_CONF_SIZE, "128MiB", OPT(job_bytes),
      "most compressed input bytes in one combine job", 1024, 1LL << 40, NULL},
@@ -58,6 +67,8 @@ static const struct pipe_conf_opt dispatcher_opts[] = {
 struct pass {
     int64_t now_ms;
     bool once;
+    bool fresh;            /* full scan: list every done set, cached or not */
+    int64_t lookback_from; /* first hour of the lookback: done sets from it on are cached */
     uint64_t backlog_objects, backlog_bytes; /* eligible when listed */
     int64_t oldest_unassigned_ms;            /* mtime; 0 = none left */
     uint64_t jobs_written;
@@ -106,8 +117,11 @@ static int hold_lease(struct dispatcher *d)
         return rc;
     d->held = true;
     d->renewed_mono_ms = pipe_clock_mono_ms();
-    /* A new holder does not know what its predecessor scanned or swept. */
+    /* A new holder does not know what its predecessor scanned or swept:
+     * it starts with a full scan and lists every done set afresh. */
     d->last_full_scan_mono = 0;
+    d->last_lookback_mono = 0;
+    disp_done_prune(d, INT64_MAX);
     d->last_sweep_mono = 0;
     pipe_counter_inc(d->m.lease_acquired);
     pipe_log_info("dispatcher lease acquired", "fence=%llu", (unsigned long long)d->lease.fence);
@@ -261,8 +275,50 @@ static bool done_has(const struct disp_objs *done, size_t plen, const char *name
     return false;
 }
 
-/* dispatch_partition — done markers, then filtered/ objects of one hour;
- * eligible = filtered - done - pending, cut into jobs. */
+/* select_eligible — filtered − done − pending, in key order, into elig;
+ * its count. quiet: do not log stray keys (a first try with an older done
+ * set; the real one logs them). */
+static size_t select_eligible(int64_t hour, const struct disp_objs *filtered,
+                              const struct disp_objs *done, size_t plen, const char **pending,
+                              size_t n_pending, const struct disp_obj **elig, bool quiet)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < filtered->n; i++) {
+        const struct disp_obj *o = &filtered->v[i];
+        struct pipe_key_parts parts;
+        if (pipe_keys_parse(o->key, &parts) < 0 || parts.hour_ms != hour) {
+            if (!quiet)
+                pipe_log_warn("ignoring a key under filtered/ that is not a data object", "key=%s",
+                              o->key);
+            continue;
+        }
+        if (done_has(done, plen, parts.name))
+            continue;
+        const char *k = o->key;
+        if (n_pending && bsearch(&k, pending, n_pending, sizeof *pending, key_ptr_cmp))
+            continue;
+        elig[n++] = o;
+    }
+    return n;
+}
+
+/* dispatch_partition — filtered/ objects, then done markers of one hour;
+ * eligible = filtered − done − pending, cut into jobs.
+ *
+ * The done markers are listed only when they could matter. With a done set
+ * listed earlier by this process (cached), eligible is computed first
+ * against it: a marker is never deleted while its filtered/ object exists
+ * (the sweep deletes the object first), so for the objects listed now the
+ * cached set is a subset of the current one, and what is eligible against
+ * the current set is a subset of what is eligible against the cached one.
+ * If that is empty, so is the real answer, whoever wrote jobs or markers
+ * meanwhile: nothing to write, no LIST. Otherwise the markers are listed
+ * afresh, after pending (see the file comment), and eligible recomputed —
+ * the same answer as without the cache. (The one exception: an object
+ * swept and then written again under its old key — a filter replay with a
+ * filtered/ retention shorter than the lookback — while its old marker is
+ * still cached; it waits for the next full scan, which lists every done set
+ * afresh.) */
 static int dispatch_partition(struct dispatcher *d, int64_t hour, const char **pending,
                               size_t n_pending, struct pass *p)
 {
@@ -275,32 +331,29 @@ static int dispatch_partition(struct dispatcher *d, int64_t hour, const char **p
     int rc = pipe_keys_hour_prefix(&prefix, "state/combine", hour);
     if (rc == 0) {
         plen = prefix.len;
-        rc = disp_list(s, prefix.data, &done);
-    }
-    if (rc == 0)
         rc = pipe_keys_hour_prefix(&prefix, "filtered", hour);
+    }
     if (rc == 0)
         rc = disp_list(s, prefix.data, &filtered);
     if (rc < 0)
         goto out;
     elig = pipe_malloc((filtered.n ? filtered.n : 1) * sizeof *elig);
-    for (size_t i = 0; i < filtered.n; i++) {
-        const struct disp_obj *o = &filtered.v[i];
-        struct pipe_key_parts parts;
-        if (pipe_keys_parse(o->key, &parts) < 0 || parts.hour_ms != hour) {
-            pipe_log_warn("ignoring a key under filtered/ that is not a data object", "key=%s",
-                          o->key);
-            continue;
-        }
-        if (done_has(&done, plen, parts.name))
-            continue;
-        const char *k = o->key;
-        if (n_pending && bsearch(&k, pending, n_pending, sizeof *pending, key_ptr_cmp))
-            continue;
-        elig[n_elig++] = o;
+    const struct disp_objs *cached = p->fresh ? NULL : disp_done_find(d, hour);
+    if (cached &&
+        select_eligible(hour, &filtered, cached, plen, pending, n_pending, elig, true) == 0)
+        goto out;
+    rc = pipe_keys_hour_prefix(&prefix, "state/combine", hour);
+    if (rc == 0)
+        rc = disp_list(s, prefix.data, &done);
+    if (rc < 0)
+        goto out;
+    n_elig = select_eligible(hour, &filtered, &done, plen, pending, n_pending, elig, false);
+    for (size_t i = 0; i < n_elig; i++) {
         p->backlog_objects++;
-        p->backlog_bytes += o->size;
+        p->backlog_bytes += elig[i]->size;
     }
+    if (hour >= p->lookback_from)
+        disp_done_keep(d, hour, &done);
     rc = cut_jobs(d, hour, elig, n_elig, p);
 out:
     if (rc < 0 && rc != PIPE_ELOST)
@@ -322,12 +375,24 @@ static bool full_scan_due(struct dispatcher *d, const struct pass *p)
            pipe_clock_mono_ms() - d->last_full_scan_mono >= d->cfg->full_scan_ms;
 }
 
+static bool lookback_due(struct dispatcher *d)
+{
+    return d->last_lookback_mono == 0 ||
+           pipe_clock_mono_ms() - d->last_lookback_mono >= d->cfg->lookback_every_ms;
+}
+
 static int run_pass(struct dispatcher *d, struct pass *p)
 {
     const char **pending = NULL;
     size_t n_pending = 0, n_hours = 0;
     int64_t *hours = NULL;
     bool full = full_scan_due(d, p);
+    enum disp_scan scan = full              ? DISP_SCAN_FULL
+                          : lookback_due(d) ? DISP_SCAN_LOOKBACK
+                                            : DISP_SCAN_HOT;
+    p->fresh = full;
+    p->lookback_from = disp_lookback_from(d, p->now_ms);
+    disp_done_prune(d, p->lookback_from);
     /* Pending before done before filtered: see the file comment. */
     int rc = disp_load_pending(d, &pending, &n_pending);
     if (rc < 0) {
@@ -335,7 +400,7 @@ static int run_pass(struct dispatcher *d, struct pass *p)
                        pipe_store_last_error(pipe_stage_store(d->st)));
         goto out;
     }
-    rc = disp_partitions(d, p->now_ms, full, &hours, &n_hours);
+    rc = disp_partitions(d, p->now_ms, scan, &hours, &n_hours);
     if (rc < 0) {
         pipe_log_error("cannot list filtered/ partitions", "err=\"%s\"", pipe_strerror(rc));
         goto out;
@@ -349,6 +414,8 @@ static int run_pass(struct dispatcher *d, struct pass *p)
     }
     if (rc == 0 && full)
         d->last_full_scan_mono = pipe_clock_mono_ms();
+    if (rc == 0 && scan != DISP_SCAN_HOT)
+        d->last_lookback_mono = pipe_clock_mono_ms();
 out:
     pipe_free(hours);
     pipe_free(pending);
@@ -446,6 +513,7 @@ static void dispatcher_exit(struct pipe_stage *st, void *state)
     }
     pipe_lease_cleanup(&d->lease);
     disp_cache_free(d);
+    disp_done_prune(d, INT64_MAX);
     pipe_free(d);
 }
 

@@ -14,6 +14,10 @@
 #include "libpipe/stage.h"
 
 #define DISP_HOUR_MS INT64_C(3600000)
+/* The previous hour stays "hot" (listed every pass) this long into a new
+ * hour: objects of its last seconds are still being flushed. Later
+ * arrivals in it are found by the lookback pass. */
+#define DISP_HOT_PREV_MS INT64_C(300000)
 
 struct pipe_counter;
 struct pipe_gauge;
@@ -22,6 +26,7 @@ struct json_t;
 struct dispatcher_cfg {
     struct pipe_stage_common common; /* must come first */
     int64_t lookback_ms;
+    int64_t lookback_every_ms; /* 0: the whole lookback every pass */
     int64_t full_scan_ms;
     uint64_t job_bytes;
     int64_t job_objects;
@@ -54,6 +59,23 @@ struct disp_job {
     size_t n_keys;
 };
 
+/* The done markers (state/combine/<hour>/) of one lookback partition as
+ * this process last listed them. Markers of existing filtered/ objects are
+ * never deleted (the sweep deletes the object first), so for the objects a
+ * filtered/ listing shows, an older done set is a subset of the current
+ * one: see dispatch_partition for why that lets a pass skip the listing. */
+struct disp_done {
+    int64_t hour;
+    struct disp_objs done;
+};
+
+/* Which partitions a pass looks at (docs/compaction.md, Dispatcher). */
+enum disp_scan {
+    DISP_SCAN_HOT,      /* the current hour, and the previous one early in an hour */
+    DISP_SCAN_LOOKBACK, /* every hour partition of the lookback window */
+    DISP_SCAN_FULL,     /* and every partition that has an object under filtered/ */
+};
+
 struct disp_metrics {
     struct pipe_counter *jobs;
     struct pipe_counter *inputs;
@@ -79,7 +101,10 @@ struct dispatcher {
     bool held;                   /* lease is ours (as of the last renew/check) */
     int64_t renewed_mono_ms;     /* when it was last acquired or renewed */
     int64_t last_full_scan_mono; /* 0: never */
-    struct disp_job *cache;      /* sorted by id at the start of each pass */
+    int64_t last_lookback_mono;  /* 0: never */
+    struct disp_done *done;      /* cached done sets of lookback partitions */
+    size_t n_done;
+    struct disp_job *cache; /* sorted by id at the start of each pass */
     size_t n_cache;
     struct pipe_retention_config ret;
     int64_t last_sweep_mono; /* end of the last sweep; 0: none since the lease was taken */
@@ -117,11 +142,28 @@ void disp_objs_cleanup(struct disp_objs *o);
  * 0 or a store error. */
 int disp_load_pending(struct dispatcher *d, const char ***keys, size_t *n);
 
-/* disp_partitions — the hour partitions this pass looks at, sorted and
- * unique: the lookback window ending now and, when full is true, every
- * partition that has an object under filtered/. *hours is freed with
- * pipe_free. 0 or a store error. */
-int disp_partitions(struct dispatcher *d, int64_t now_ms, bool full, int64_t **hours, size_t *n);
+/* disp_lookback_from — the first hour partition of the lookback window
+ * ending at now_ms. */
+int64_t disp_lookback_from(const struct dispatcher *d, int64_t now_ms);
+
+/* disp_partitions — the hour partitions a pass of the given scan looks at,
+ * sorted and unique: the hot ones (the current hour, and the previous one
+ * during the first DISP_HOT_PREV_MS of an hour), the whole lookback window
+ * ending now, or that and every partition that has an object under
+ * filtered/. *hours is freed with pipe_free. 0 or a store error. */
+int disp_partitions(struct dispatcher *d, int64_t now_ms, enum disp_scan scan, int64_t **hours,
+                    size_t *n);
+
+/* disp_done_find — the cached done set of hour, or NULL. */
+struct disp_objs *disp_done_find(struct dispatcher *d, int64_t hour);
+
+/* disp_done_keep — caches *done (taken: *done is emptied) as the done set
+ * of hour, replacing an older one. */
+void disp_done_keep(struct dispatcher *d, int64_t hour, struct disp_objs *done);
+
+/* disp_done_prune — drops the cached done sets of hours before from (all
+ * with INT64_MAX). */
+void disp_done_prune(struct dispatcher *d, int64_t from);
 
 /* disp_cache_add — records a descriptor this process has just written. */
 void disp_cache_add(struct dispatcher *d, const char *id, const struct disp_obj *const *objs,

@@ -1,6 +1,7 @@
 /* dispatcher_scan — what the dispatcher reads from the store each pass: the
  * pending job descriptors (cached by id, since a descriptor never changes
- * while it exists), the hour partitions to look at, and paginated listings. */
+ * while it exists), the hour partitions to look at, paginated listings, and
+ * the cached done sets of the lookback partitions. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,16 +233,29 @@ static int scan_filtered(struct pipe_store *s, int64_t **v, size_t *n, size_t *c
     return rc;
 }
 
-int disp_partitions(struct dispatcher *d, int64_t now_ms, bool full, int64_t **hours, size_t *n)
+int64_t disp_lookback_from(const struct dispatcher *d, int64_t now_ms)
 {
-    int64_t *v = NULL;
-    size_t count = 0, cap = 0;
     int64_t from = now_ms - d->cfg->lookback_ms;
     if (from < 0)
         from = 0;
-    for (int64_t h = from - from % DISP_HOUR_MS; h <= now_ms; h += DISP_HOUR_MS)
-        hours_push(&v, &count, &cap, h);
-    int rc = full ? scan_filtered(pipe_stage_store(d->st), &v, &count, &cap) : 0;
+    return from - from % DISP_HOUR_MS;
+}
+
+int disp_partitions(struct dispatcher *d, int64_t now_ms, enum disp_scan scan, int64_t **hours,
+                    size_t *n)
+{
+    int64_t *v = NULL;
+    size_t count = 0, cap = 0;
+    int64_t from = disp_lookback_from(d, now_ms), cur = now_ms - now_ms % DISP_HOUR_MS;
+    if (scan == DISP_SCAN_HOT) {
+        if (cur - DISP_HOUR_MS >= from && now_ms - cur < DISP_HOT_PREV_MS)
+            hours_push(&v, &count, &cap, cur - DISP_HOUR_MS);
+        hours_push(&v, &count, &cap, cur);
+    } else {
+        for (int64_t h = from; h <= now_ms; h += DISP_HOUR_MS)
+            hours_push(&v, &count, &cap, h);
+    }
+    int rc = scan == DISP_SCAN_FULL ? scan_filtered(pipe_stage_store(d->st), &v, &count, &cap) : 0;
     if (rc < 0) {
         pipe_free(v);
         return rc;
@@ -254,4 +268,44 @@ int disp_partitions(struct dispatcher *d, int64_t now_ms, bool full, int64_t **h
     *hours = v;
     *n = u;
     return 0;
+}
+
+/* ---- the done sets of the lookback partitions --------------------------- */
+
+struct disp_objs *disp_done_find(struct dispatcher *d, int64_t hour)
+{
+    for (size_t i = 0; i < d->n_done; i++)
+        if (d->done[i].hour == hour)
+            return &d->done[i].done;
+    return NULL;
+}
+
+void disp_done_keep(struct dispatcher *d, int64_t hour, struct disp_objs *done)
+{
+    struct disp_objs *old = disp_done_find(d, hour);
+    if (old == NULL) {
+        d->done = pipe_realloc(d->done, (d->n_done + 1) * sizeof *d->done);
+        d->done[d->n_done].hour = hour;
+        old = &d->done[d->n_done++].done;
+    } else {
+        disp_objs_cleanup(old);
+    }
+    *old = *done;
+    memset(done, 0, sizeof *done);
+}
+
+void disp_done_prune(struct dispatcher *d, int64_t from)
+{
+    size_t u = 0;
+    for (size_t i = 0; i < d->n_done; i++) {
+        if (d->done[i].hour >= from)
+            d->done[u++] = d->done[i];
+        else
+            disp_objs_cleanup(&d->done[i].done);
+    }
+    d->n_done = u;
+    if (u == 0) {
+        pipe_free(d->done);
+        d->done = NULL;
+    }
 }
