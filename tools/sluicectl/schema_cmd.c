@@ -161,7 +161,7 @@ static int schema_load_type(const char *dir, const char *event, struct ctl_schem
             t->n++;
     }
     closedir(d);
-    if (rc == 0)
+    if (rc == 0 && t->n > 1)
         qsort(t->versions, t->n, sizeof *t->versions, schema_cmp_version);
 out:
     pipe_free(path);
@@ -210,7 +210,8 @@ int ctl_schema_dir_load(const char *dir, struct ctl_schema_set *out, char *err, 
         ctl_schema_set_cleanup(&set);
         return rc;
     }
-    qsort(set.types, set.n, sizeof *set.types, schema_cmp_type);
+    if (set.n > 1) /* qsort's array may not be NULL, even for 0 elements */
+        qsort(set.types, set.n, sizeof *set.types, schema_cmp_type);
     *out = set;
     return 0;
 }
