@@ -48,6 +48,14 @@ struct store_stat_ref {
     bool errors;
 };
 
+/* One series of sluice_lease_events_total: which counter of the backend. */
+enum lease_event { LEASE_ACQUIRED, LEASE_BUSY, LEASE_LOST, LEASE_ERROR, LEASE__COUNT };
+
+struct lease_stat_ref {
+    struct pipe_stage *st;
+    enum lease_event ev;
+};
+
 struct pipe_stage {
     const struct pipe_stage_desc *desc;
     void *cfg;
@@ -61,6 +69,7 @@ struct pipe_stage {
     struct pipe_metrics *metrics;
     struct pipe_httpd *admin;
     struct store_stat_ref store_refs[PIPE_STORE_OP__COUNT * 2];
+    struct lease_stat_ref lease_refs[LEASE__COUNT];
     enum pipe_stage_status last;
     int64_t backoff_ms;
     bool working;
@@ -123,6 +132,33 @@ static void register_store_metrics(struct pipe_stage *st)
                 e ? "Store requests that failed, by operation." : "Store requests, by operation.",
                 labels, store_stat_value, r);
         }
+    }
+}
+
+static double lease_stat_value(void *arg)
+{
+    const struct lease_stat_ref *r = arg;
+    uint64_t v[LEASE__COUNT] = {0};
+    pipe_leases_counters(r->st->leases, &v[LEASE_ACQUIRED], &v[LEASE_BUSY], &v[LEASE_LOST],
+                         &v[LEASE_ERROR]);
+    return (double)v[r->ev];
+}
+
+/* Lease events of every stage that holds leases, one family for all, so
+ * that one alert covers "a holder lost its lease" whatever the stage. */
+static void register_lease_metrics(struct pipe_stage *st)
+{
+    static const char *const names[LEASE__COUNT] = {"acquired", "busy", "lost", "error"};
+    if (!st->leases)
+        return;
+    for (int ev = 0; ev < LEASE__COUNT; ev++) {
+        char labels[32];
+        snprintf(labels, sizeof labels, "result=\"%s\"", names[ev]);
+        st->lease_refs[ev] = (struct lease_stat_ref){st, (enum lease_event)ev};
+        pipe_metrics_counter_fn(st->metrics, "sluice_lease_events_total",
+                                "Lease operations by result: acquired, busy (held by another), "
+                                "lost (no longer ours at renew, check or release), error.",
+                                labels, lease_stat_value, &st->lease_refs[ev]);
     }
 }
 
@@ -377,6 +413,7 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
         rc = start_admin(st);
     if (rc == 0) {
         register_store_metrics(st);
+        register_lease_metrics(st);
         uv_signal_start(&st->sigterm, signal_cb, SIGTERM);
         uv_signal_start(&st->sigint, signal_cb, SIGINT);
         rc = d->init(st, st->cfg, &st->state);

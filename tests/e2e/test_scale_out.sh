@@ -98,6 +98,13 @@ check "the combiners did every combine job ($total jobs, $combined manifests)" \
 spread sluice_splitter_jobs_done_total splitter1 splitter2 splitter3
 check "more than one splitter did jobs ($s)" test "$busy" -ge 2
 check "the splitters did every split job ($total jobs, $split manifests)" test "$total" -ge "$split"
+lease_busy=0
+for n in combiner1 combiner2 combiner3 splitter1 splitter2 splitter3; do
+  v=$(awk '$1 == "sluice_lease_events_total{result=\"acquired\"}" {print $2}' "$T/$n.metrics")
+  [ "${v:-0}" -gt 0 ] && lease_busy=$((lease_busy + 1))
+done
+check "every combiner and splitter reports the leases it acquired (sluice_lease_events_total)" \
+  test "$lease_busy" = 6
 spread sluice_store_errors_total "${names[@]}"
 note "store errors: $s"
 spread sluice_store_requests_total "${names[@]}"
