@@ -370,7 +370,10 @@ static void teardown(struct pipe_stage *st, const struct pipe_conf_program *prog
 int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
 {
     char name[64];
-    snprintf(name, sizeof name, "sluice-%s", d->name);
+    if (d->program)
+        snprintf(name, sizeof name, "%s", d->program);
+    else
+        snprintf(name, sizeof name, "sluice-%s", d->name);
     const struct pipe_conf_program prog = {
         .name = name,
         .summary = d->summary,

@@ -48,6 +48,7 @@ enum pipe_stage_status {
 
 struct pipe_stage_desc {
     const char *name;    /* "filter": the program is "sluice-<name>" */
+    const char *program; /* the program's name when it is not that, or NULL */
     const char *summary; /* for --help */
     const char *usage_args;
     const struct pipe_conf_opt *opts; /* the stage's own table, or NULL */

@@ -331,6 +331,7 @@ static void load_exit(struct pipe_stage *st, void *state)
 
 static const struct pipe_stage_desc load_stage = {
     .name = "loader",
+    .program = "sluicectl load", /* its section in a config file, too */
     .summary = "Loads the split files listed in manifests/split/ into PostgreSQL, one table per "
                "event type (created or extended from the schemas when given), each file exactly "
                "once: a file and its load-history row commit in one transaction, and rows are "
