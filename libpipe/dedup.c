@@ -400,12 +400,39 @@ int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
     }
 }
 
-void pipe__dedup_index_undo(struct pipe_dedup *d, const char *key, bool existed,
-                            const struct pipe_buf *before)
+/* After the lease was lost: puts back what the job's index object held
+ * before (or removes it), so that nothing stays claimed that the caller was
+ * told was not. A failure is logged; the claim fails either way. */
+static void index_undo(struct pipe_dedup *d, const char *key, bool existed,
+                       const struct pipe_buf *before)
 {
     int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
                      : pipe_store_delete(d->store, key);
     if (rc < 0)
         pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
                        pipe_strerror(rc));
+}
+
+int pipe__dedup_index_commit(struct pipe_dedup *d, const struct pipe_lease *lease,
+                             const char *job_id, const char *key, bool existed,
+                             const struct pipe_buf *before, const struct pipe_buf *enc, bool *wrote)
+{
+    bool write =
+        !existed || before->len != enc->len || memcmp(before->data, enc->data, enc->len) != 0;
+    *wrote = false;
+    if (write) {
+        int rc = pipe_store_put(d->store, key, enc->data, enc->len);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = pipe_lease_check(d->leases, lease);
+    if (rc < 0) {
+        pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", job_id,
+                      pipe_strerror(rc));
+        if (write)
+            index_undo(d, key, existed, before);
+        return rc;
+    }
+    *wrote = write;
+    return 0;
 }

@@ -99,12 +99,17 @@ int pipe__dedup_index_get(struct pipe_store *s, const char *key, const char *exp
  * 0, PIPE_EBUSY after the wait, or a lease backend error. */
 int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l);
 
-/* pipe__dedup_index_undo — after the lease was lost: puts back what the
- * job's index object at key held before (before, when it existed) or
- * removes it, so that nothing stays claimed that the caller was told was
- * not. A failure is logged; the claim fails either way. */
-void pipe__dedup_index_undo(struct pipe_dedup *d, const char *key, bool existed,
-                            const struct pipe_buf *before);
+/* pipe__dedup_index_commit — the last step of every claim, under the
+ * lease: writes enc as the job's index object at key unless it equals
+ * before (the stored bytes; existed says whether there were any), then
+ * checks that the lease held throughout and, if it did not, puts back what
+ * was there, so that nothing stays claimed that the caller is told was not.
+ * *wrote says whether a new object was written and kept. 0, a store error,
+ * or the lease check's PIPE_ELOST / PIPE_EUNAVAIL. */
+int pipe__dedup_index_commit(struct pipe_dedup *d, const struct pipe_lease *lease,
+                             const char *job_id, const char *key, bool existed,
+                             const struct pipe_buf *before, const struct pipe_buf *enc,
+                             bool *wrote);
 
 /* pipe__dedup_job_of_key — if key is ".../<job-id>.idx" with a valid job id,
  * copies the id into job (256 bytes) and returns true. */

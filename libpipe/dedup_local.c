@@ -399,26 +399,16 @@ static int claim_locked(struct pipe_dedup *d, struct local *L, const struct clai
     rc = pipe__dedup_index_encode(c->job_id, all, m, &enc);
     if (rc < 0)
         goto out;
-    bool write = !existed || before.len != enc.len || memcmp(before.data, enc.data, enc.len) != 0;
-    if (write) {
-        rc = pipe_store_put(d->store, c->own_key, enc.data, enc.len);
-        if (rc < 0)
-            goto out;
-    }
-    rc = pipe_lease_check(d->leases, lease);
-    if (rc < 0) {
-        pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", c->job_id,
-                      pipe_strerror(rc));
-        if (write)
-            pipe__dedup_index_undo(d, c->own_key, existed, &before);
+    bool wrote;
+    rc = pipe__dedup_index_commit(d, lease, c->job_id, c->own_key, existed, &before, &enc, &wrote);
+    if (rc < 0)
         goto out;
-    }
     remember(L, prev.keys, prev.count, c->job_h, c->claim_hour);
     for (size_t i = 0; i < n; i++)
         if (L->verdicts[i] == PIPE_DEDUP_NEW)
             remember_key(L, &keys[i], c->job_h, (uint32_t)(c->claim_hour + 1), true);
     struct pipe_store_obj info;
-    if (write && pipe_store_stat(d->store, c->own_key, &info) == 0)
+    if (wrote && pipe_store_stat(d->store, c->own_key, &info) == 0)
         remember_index(L, c->own_key, hash64(info.etag), c->claim_hour);
 out:
     pipe_free(all);

@@ -955,19 +955,8 @@ static int claim_locked(struct pipe_dedup *d, struct rds *R, struct claim_ctx *c
     rc = new_index(c, &prev, keys, n, R->verdicts, &enc);
     if (rc < 0)
         goto out;
-    bool write = !existed || before.len != enc.len || memcmp(before.data, enc.data, enc.len) != 0;
-    if (write) {
-        rc = pipe_store_put(d->store, c->own_key, enc.data, enc.len);
-        if (rc < 0)
-            goto out;
-    }
-    rc = pipe_lease_check(d->leases, lease);
-    if (rc < 0) {
-        pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", c->job_id,
-                      pipe_strerror(rc));
-        if (write)
-            pipe__dedup_index_undo(d, c->own_key, existed, &before);
-    }
+    bool wrote;
+    rc = pipe__dedup_index_commit(d, lease, c->job_id, c->own_key, existed, &before, &enc, &wrote);
 out:
     if (rc < 0 && claimed)
         undo_claims(R, c, keys, n);
