@@ -72,7 +72,7 @@ struct load {
     /* Metrics (the last two read at scrape time). */
     struct pipe_counter *m_files, *m_rows, *m_dups, *m_errors;
     _Atomic int64_t newest_ms; /* received_at of the newest loaded event */
-    _Atomic uint64_t waiting;  /* split files not loaded, as of the last pass */
+    _Atomic uint64_t waiting;  /* split files this pass found not loaded, less those loaded since */
 };
 
 static double newest_age_s(void *arg)
@@ -129,71 +129,23 @@ static void show_progress(const struct load *l)
                 l->t.files, l->t.inserted, l->t.skipped);
 }
 
-/* Loads the outputs of one split manifest that the history does not list.
- * A warehouse that went away is returned (retry the pass); a file that fails
- * on its own is logged, counted and left for the next pass. */
-static int load_manifest(struct load *l, const struct pipe_manifest_split *m)
-{
-    for (size_t i = 0; i < m->n_outputs; i++) {
-        const struct pipe_manifest_split_output *o = &m->outputs[i];
-        bool loaded;
-        int rc = ctl_wh_is_loaded(l->wh, o->key, &loaded);
-        if (rc < 0)
-            return rc;
-        if (loaded) {
-            l->t.skipped++;
-            continue;
-        }
-        if (read_file(l, o->key) < 0) {
-            l->t.failed++;
-            pipe_counter_inc(l->m_errors);
-            continue;
-        }
-        struct ctl_wh_file f = {
-            .key = o->key,
-            .job_id = m->job_id,
-            .event = o->event,
-            .rows = o->rows,
-            .data = l->lines.data,
-            .len = l->lines.len,
-        };
-        struct ctl_wh_result res;
-        rc = ctl_wh_load_file(l->wh, &f, &res);
-        if (rc == PIPE_EUNAVAIL)
-            return rc;
-        if (rc < 0) {
-            l->t.failed++;
-            pipe_counter_inc(l->m_errors);
-            continue;
-        }
-        if (!res.already) {
-            l->t.files++;
-            l->t.rows += o->rows;
-            l->t.inserted += res.inserted;
-            pipe_counter_inc(l->m_files);
-            pipe_counter_add(l->m_rows, res.inserted);
-            pipe_counter_add(l->m_dups, o->rows - res.inserted);
-            if (res.newest_ms > l->newest_ms)
-                l->newest_ms = res.newest_ms;
-        } else {
-            l->t.skipped++;
-        }
-        if (l->waiting > 0)
-            l->waiting--;
-        show_progress(l);
-    }
-    return 0;
-}
-
 /* ---- a pass over manifests/split/ ---------------------------------------- */
 
-struct pass {
-    struct load *l;
-    uint64_t waiting; /* outputs not yet in the history (counted first) */
-    bool count_only;
+/* A split file that the history does not list yet, from its manifest. */
+struct pending {
+    char *key, *job_id, *event;
+    uint64_t rows;
 };
 
-static int pass_one(void *arg, const struct pipe_store_obj *o)
+/* A pass first gathers what waits (for /metrics and the progress line),
+ * reading each manifest once, then loads it. */
+struct pass {
+    struct load *l;
+    struct pending *v;
+    size_t n, cap;
+};
+
+static int gather_one(void *arg, const struct pipe_store_obj *o)
 {
     struct pass *p = arg;
     struct load *l = p->l;
@@ -215,19 +167,67 @@ static int pass_one(void *arg, const struct pipe_store_obj *o)
         pipe_log_warn("split manifest unreadable, skipped", "key=%s", o->key);
         return 0;
     }
-    if (p->count_only) {
-        for (size_t i = 0; i < m.n_outputs && rc == 0; i++) {
-            bool loaded;
-            rc = ctl_wh_is_loaded(l->wh, m.outputs[i].key, &loaded);
-            if (rc == 0 && !loaded)
-                p->waiting++;
+    l->t.manifests++;
+    for (size_t i = 0; i < m.n_outputs && rc == 0; i++) {
+        bool loaded;
+        rc = ctl_wh_is_loaded(l->wh, m.outputs[i].key, &loaded);
+        if (rc < 0 || loaded) {
+            l->t.skipped += rc == 0;
+            continue;
         }
-    } else {
-        l->t.manifests++;
-        rc = load_manifest(l, &m);
+        if (p->n == p->cap) {
+            p->cap = p->cap ? 2 * p->cap : 64;
+            p->v = pipe_realloc(p->v, p->cap * sizeof *p->v);
+        }
+        p->v[p->n++] = (struct pending){pipe_strdup(m.outputs[i].key), pipe_strdup(m.job_id),
+                                        pipe_strdup(m.outputs[i].event), m.outputs[i].rows};
     }
     pipe_manifest_split_cleanup(&m);
     return rc;
+}
+
+/* Loads one waiting file. A warehouse that went away is returned (retry the
+ * pass); a file that fails on its own is logged, counted and left for the
+ * next pass. */
+static int load_one(struct load *l, const struct pending *w)
+{
+    if (read_file(l, w->key) < 0) {
+        l->t.failed++;
+        pipe_counter_inc(l->m_errors);
+        return 0;
+    }
+    struct ctl_wh_file f = {
+        .key = w->key,
+        .job_id = w->job_id,
+        .event = w->event,
+        .rows = w->rows,
+        .data = l->lines.data,
+        .len = l->lines.len,
+    };
+    struct ctl_wh_result res;
+    int rc = ctl_wh_load_file(l->wh, &f, &res);
+    if (rc == PIPE_EUNAVAIL)
+        return rc;
+    if (rc < 0) {
+        l->t.failed++;
+        pipe_counter_inc(l->m_errors);
+        return 0;
+    }
+    if (res.already) { /* another loader was quicker */
+        l->t.skipped++;
+    } else {
+        l->t.files++;
+        l->t.rows += w->rows;
+        l->t.inserted += res.inserted;
+        pipe_counter_inc(l->m_files);
+        pipe_counter_add(l->m_rows, res.inserted);
+        pipe_counter_add(l->m_dups, w->rows - res.inserted);
+        if (res.newest_ms > l->newest_ms)
+            l->newest_ms = res.newest_ms;
+    }
+    l->waiting--;
+    show_progress(l);
+    return 0;
 }
 
 /* One pass loads everything listed, so the next is due at the next poll;
@@ -235,14 +235,18 @@ static int pass_one(void *arg, const struct pipe_store_obj *o)
 static enum pipe_stage_status load_process(struct pipe_stage *st, void *state)
 {
     struct load *l = state;
-    /* First count what waits (for /metrics and the progress line), then load. */
-    struct pass p = {.l = l, .count_only = true};
-    int rc = pipe_store_walk(l->store, "manifests/split/", NULL, LOAD_PAGE, pass_one, &p);
-    if (rc == 0) {
-        l->waiting = p.waiting;
-        p.count_only = false;
-        rc = pipe_store_walk(l->store, "manifests/split/", NULL, LOAD_PAGE, pass_one, &p);
+    struct pass p = {.l = l};
+    int rc = pipe_store_walk(l->store, "manifests/split/", NULL, LOAD_PAGE, gather_one, &p);
+    if (rc == 0)
+        l->waiting = p.n;
+    for (size_t i = 0; i < p.n && rc == 0 && !pipe_stage_stopping(st); i++)
+        rc = load_one(l, &p.v[i]);
+    for (size_t i = 0; i < p.n; i++) {
+        pipe_free(p.v[i].key);
+        pipe_free(p.v[i].job_id);
+        pipe_free(p.v[i].event);
     }
+    pipe_free(p.v);
     if (l->progress && l->t.files + l->t.skipped > 0)
         fputc('\n', stderr);
     if (rc < 0) {
