@@ -91,10 +91,8 @@ const char *pipe_schema_event(const struct pipe_schema *s);
 int pipe_schema_version(const struct pipe_schema *s);
 const char *pipe_schema_file(const struct pipe_schema *s);  /* as given at load, for messages */
 const json_t *pipe_schema_doc(const struct pipe_schema *s); /* the document as loaded */
-/* pipe_schema_redacts / pipe_schema_hashes — whether any field has a
- * redact annotation / a "hash" one. */
+/* pipe_schema_redacts — whether any field has a redact annotation. */
 bool pipe_schema_redacts(const struct pipe_schema *s);
-bool pipe_schema_hashes(const struct pipe_schema *s);
 
 /* ---- checking events ---- */
 

@@ -630,11 +630,6 @@ bool pipe_schema_redacts(const struct pipe_schema *s)
     return s->redacts;
 }
 
-bool pipe_schema_hashes(const struct pipe_schema *s)
-{
-    return s->hashes;
-}
-
 /* ---- sets ---- */
 
 /* All versions of one event type, ascending. */
