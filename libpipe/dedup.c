@@ -5,6 +5,7 @@
 #include "libpipe/dedup.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
@@ -435,4 +436,30 @@ int pipe__dedup_index_commit(struct pipe_dedup *d, const struct pipe_lease *leas
     }
     *wrote = write;
     return 0;
+}
+
+int pipe__dedup_index_build(const char *job_id, const struct pipe__dedup_index *prev,
+                            const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
+                            struct pipe_buf *enc)
+{
+    struct pipe_dedup_key *all = pipe_malloc((prev->count + n) * sizeof *all);
+    size_t k = prev->count;
+    if (k)
+        memcpy(all, prev->keys, k * sizeof *all);
+    for (size_t i = 0; i < n; i++)
+        if (verdicts[i] != PIPE_DEDUP_DUP)
+            all[k++] = keys[i];
+    if (k > prev->count) {
+        /* prev is sorted; keys already in it come back as MINE: sort and
+         * keep each once, as the format insists. */
+        qsort(all, k, sizeof *all, pipe__dedup_key_cmp);
+        size_t u = 1;
+        for (size_t i = 1; i < k; i++)
+            if (pipe__dedup_key_cmp(&all[u - 1], &all[i]) != 0)
+                all[u++] = all[i];
+        k = u;
+    }
+    int rc = pipe__dedup_index_encode(job_id, all, k, enc);
+    pipe_free(all);
+    return rc;
 }

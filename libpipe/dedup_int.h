@@ -99,6 +99,13 @@ int pipe__dedup_index_get(struct pipe_store *s, const char *key, const char *exp
  * 0, PIPE_EBUSY after the wait, or a lease backend error. */
 int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l);
 
+/* pipe__dedup_index_build — encodes into enc the job's new index: the keys
+ * of its previous index prev plus every one of keys[0..n) whose verdict is
+ * not PIPE_DEDUP_DUP, sorted and distinct. 0 or as pipe__dedup_index_encode. */
+int pipe__dedup_index_build(const char *job_id, const struct pipe__dedup_index *prev,
+                            const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
+                            struct pipe_buf *enc);
+
 /* pipe__dedup_index_commit — the last step of every claim, under the
  * lease: writes enc as the job's index object at key unless it equals
  * before (the stored bytes; existed says whether there were any), then

@@ -333,19 +333,12 @@ static void purge_if_due(struct local *L, const struct claim_ctx *c)
 
 /* ---- claiming --------------------------------------------------------------- */
 
-/* Decides each key's verdict into L->verdicts and returns, in *all and *m,
- * the job's new index: its previous keys plus the NEW and MINE ones, sorted
- * and distinct (caller frees *all). */
+/* Decides each key's verdict into L->verdicts. */
 static void classify(struct local *L, const struct claim_ctx *c,
                      const struct pipe__dedup_index *prev, const struct pipe_dedup_key *keys,
-                     size_t n, struct pipe_dedup_key **all, size_t *m)
+                     size_t n)
 {
-    struct pipe_dedup_key *out = pipe_malloc((prev->count + n) * sizeof *out);
-    size_t k = prev->count;
-    if (k)
-        memcpy(out, prev->keys, k * sizeof *out);
     for (size_t i = 0; i < n; i++) {
-        uint8_t v;
         const struct slot *s;
         if (prev->count &&
             bsearch(&keys[i], prev->keys, prev->count, sizeof *keys, pipe__dedup_key_cmp)) {
@@ -354,23 +347,10 @@ static void classify(struct local *L, const struct claim_ctx *c,
         }
         s = table_find(&L->claims, keys[i].hi, keys[i].lo);
         if (s && relevant(s, c))
-            v = s->val == c->job_h ? PIPE_DEDUP_MINE : PIPE_DEDUP_DUP;
+            L->verdicts[i] = s->val == c->job_h ? PIPE_DEDUP_MINE : PIPE_DEDUP_DUP;
         else
-            v = PIPE_DEDUP_NEW;
-        L->verdicts[i] = v;
-        if (v != PIPE_DEDUP_DUP)
-            out[k++] = keys[i];
+            L->verdicts[i] = PIPE_DEDUP_NEW;
     }
-    if (k > prev->count) {
-        qsort(out, k, sizeof *out, pipe__dedup_key_cmp);
-        size_t u = 1; /* keys should be distinct; the format insists */
-        for (size_t i = 1; i < k; i++)
-            if (pipe__dedup_key_cmp(&out[u - 1], &out[i]) != 0)
-                out[u++] = out[i];
-        k = u;
-    }
-    *all = out;
-    *m = k;
 }
 
 /* Under the lease: classify against memory and the job's previous index,
@@ -380,8 +360,6 @@ static int claim_locked(struct pipe_dedup *d, struct local *L, const struct clai
 {
     int rc;
     struct pipe__dedup_index prev = {0};
-    struct pipe_dedup_key *all = NULL;
-    size_t m = 0;
     struct pipe_buf before, enc;
     size_t cap = PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20);
     pipe_buf_init(&before, cap);
@@ -395,8 +373,8 @@ static int claim_locked(struct pipe_dedup *d, struct local *L, const struct clai
         rc = 0;
     if (rc < 0)
         goto out;
-    classify(L, c, &prev, keys, n, &all, &m);
-    rc = pipe__dedup_index_encode(c->job_id, all, m, &enc);
+    classify(L, c, &prev, keys, n);
+    rc = pipe__dedup_index_build(c->job_id, &prev, keys, n, L->verdicts, &enc);
     if (rc < 0)
         goto out;
     bool wrote;
@@ -411,7 +389,6 @@ static int claim_locked(struct pipe_dedup *d, struct local *L, const struct clai
     if (wrote && pipe_store_stat(d->store, c->own_key, &info) == 0)
         remember_index(L, c->own_key, hash64(info.etag), c->claim_hour);
 out:
-    pipe_free(all);
     pipe__dedup_index_cleanup(&prev);
     pipe_buf_cleanup(&enc);
     pipe_buf_cleanup(&before);

@@ -893,32 +893,6 @@ static void undo_claims(struct rds *R, const struct claim_ctx *c, const struct p
     pipe_free(made);
 }
 
-/* The job's new index: its previous keys plus the NEW and MINE ones,
- * sorted and distinct, encoded into enc. */
-static int new_index(const struct claim_ctx *c, const struct pipe__dedup_index *prev,
-                     const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
-                     struct pipe_buf *enc)
-{
-    struct pipe_dedup_key *all = pipe_malloc((prev->count + n) * sizeof *all);
-    size_t k = prev->count;
-    if (k)
-        memcpy(all, prev->keys, k * sizeof *all);
-    for (size_t i = 0; i < n; i++)
-        if (verdicts[i] != PIPE_DEDUP_DUP)
-            all[k++] = keys[i];
-    if (k > prev->count) {
-        qsort(all, k, sizeof *all, pipe__dedup_key_cmp);
-        size_t u = 1; /* keys should be distinct; the format insists */
-        for (size_t i = 1; i < k; i++)
-            if (pipe__dedup_key_cmp(&all[u - 1], &all[i]) != 0)
-                all[u++] = all[i];
-        k = u;
-    }
-    int rc = pipe__dedup_index_encode(c->job_id, all, k, enc);
-    pipe_free(all);
-    return rc;
-}
-
 /* Under the lease: classify against the view and the job's previous index,
  * write the new index, make sure the lease held throughout. VIEW_STALE when
  * the view must be rebuilt first (the store untouched then). */
@@ -952,7 +926,7 @@ static int claim_locked(struct pipe_dedup *d, struct rds *R, struct claim_ctx *c
     if (rc != 0)
         goto out;
     claimed = true;
-    rc = new_index(c, &prev, keys, n, R->verdicts, &enc);
+    rc = pipe__dedup_index_build(c->job_id, &prev, keys, n, R->verdicts, &enc);
     if (rc < 0)
         goto out;
     bool wrote;
