@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "libpipe/clock.h"
+#include "libpipe/codec.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/lease.h"
@@ -230,7 +231,7 @@ static enum job_result route(struct job *j)
 {
     struct splitter *s = j->s;
     struct split_route *r = &s->route;
-    split_route_reset(r, j->id);
+    split_route_reset(r, j->id, j->desc.inputs[0].key);
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
     if (rc == 0)
         rc = keep_lease(j, true);
@@ -280,7 +281,27 @@ static int build_manifest(struct job *j, struct split_output **outs, size_t n,
     return pipe_manifest_split_to_json(m, &s->doc);
 }
 
-/* commit — puts every split file, then the manifest (the job's durable
+/* put_rejects — the job's rejected lines, compressed, under a key named
+ * after the job (so a re-run rewrites it), before the manifest that counts
+ * them: nothing the ledger calls rejected is missing from rejected/. */
+static int put_rejects(struct job *j)
+{
+    struct splitter *s = j->s;
+    struct split_route *r = &s->route;
+    if (r->rejects.len == 0)
+        return 0;
+    int rc = keep_lease(j, false);
+    if (rc == 0)
+        rc = split_reject_key(&s->key, j->id, j->hour_ms);
+    pipe_buf_reset(&r->gather);
+    if (rc == 0)
+        rc = pipe_zwriter_frame(r->zw, r->rejects.data, r->rejects.len, &r->gather);
+    if (rc == 0)
+        rc = pipe_store_put(pipe_stage_store(s->st), s->key.data, r->gather.data, r->gather.len);
+    return rc;
+}
+
+/* commit — puts every split file, the rejected lines, then the manifest (the job's durable
  * "done"), then deletes the descriptor. */
 static enum job_result commit(struct job *j)
 {
@@ -313,6 +334,8 @@ static enum job_result commit(struct job *j)
             rc = pipe_store_put(store, m.outputs[i].key, data, len);
         bytes += len;
     }
+    if (rc == 0)
+        rc = put_rejects(j);
     pipe_keys_manifest(&s->key, "split", j->id);
     if (rc == 0)
         rc = keep_lease(j, false);
