@@ -1,8 +1,9 @@
 /* combiner_job — runs one combine job (docs/compaction.md): read the inputs
  * the descriptor names (refusing any whose etag changed), merge their lines
- * into one object, check the lease, then commit in an order that a crash
- * anywhere can redo: combined object, manifest, split job, done markers,
- * and last the deletion of the descriptor. Every write is a pure function
+ * into one object and put it (a thread renews the lease meanwhile), check
+ * the lease, then commit in an order that a crash anywhere can redo:
+ * manifest, split job, done markers, and last the deletion of the
+ * descriptor. Every write is a pure function
  * of the descriptor, so a redo writes the same bytes. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "libpipe/manifest.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/stage.h"
 #include "libpipe/store.h"
 #include "stages/combiner/combiner.h"
 
@@ -26,7 +28,7 @@ struct run {
     struct combiner *c;
     const char *id;
     struct pipe_lease *lease;
-    int64_t renewed_mono_ms;
+    struct pipe_stage_keeper *keeper; /* renews lease from merge to the object's put */
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
@@ -89,19 +91,6 @@ out:
 }
 
 /* ---- merging ----------------------------------------------------------- */
-
-/* Renews the lease once half its TTL has passed. Only a definite loss
- * stops the job; a backend hiccup is left to the check before commit. */
-static int keep_alive(struct run *r)
-{
-    int64_t ttl = r->c->cfg->lease_ttl_ms;
-    if (pipe_clock_mono_ms() - r->renewed_mono_ms < ttl / 2)
-        return 0;
-    int rc = pipe_lease_renew(pipe_stage_leases(r->c->st), r->lease, ttl);
-    if (rc == 0)
-        r->renewed_mono_ms = pipe_clock_mono_ms();
-    return rc == PIPE_ELOST ? rc : 0;
-}
 
 /* Fetches one input into c->in, exactly the version the descriptor names. */
 static int fetch_input(struct run *r, const struct pipe_manifest_object *in)
@@ -221,7 +210,7 @@ static int merge(struct run *r)
     for (size_t i = 0; i < r->job.n_inputs && rc == 0; i++) {
         if (pipe_stage_stopping(c->st))
             return PIPE_ESHUTDOWN; /* abandon: nothing was written */
-        rc = keep_alive(r);
+        rc = pipe_stage_keeper_lost(r->keeper) ? PIPE_ELOST : 0;
         if (rc == 0)
             rc = add_input(r, &r->job.inputs[i]);
     }
@@ -248,20 +237,26 @@ static int merge(struct run *r)
 
 /* ---- committing -------------------------------------------------------- */
 
-/* Puts the combined object and its manifest; then *info describes the
- * stored object. */
-static int put_output(struct run *r, struct pipe_store_obj *info)
+/* Puts the combined object: the long write, made while the keeper renews
+ * the lease. Nothing counts as committed before the manifest. */
+static int put_object(struct run *r)
 {
     struct combiner *c = r->c;
-    struct pipe_store *s = pipe_stage_store(c->st);
+    return pipe_store_put(pipe_stage_store(c->st), r->job.output_key,
+                          c->out.data ? c->out.data : "", c->out.len);
+}
+
+/* Puts the manifest (the commit: committed_before looks for it); then
+ * *info describes the stored object. */
+static int put_manifest(struct run *r, struct pipe_store_obj *info)
+{
+    struct pipe_store *s = pipe_stage_store(r->c->st);
     struct pipe_buf key, json;
     pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
     pipe_buf_init(&json, DESCRIPTOR_MAX);
     int rc = pipe_manifest_combined_to_json(&r->man, &json);
     if (rc == 0)
         rc = pipe_keys_manifest(&key, "combined", r->id);
-    if (rc == 0)
-        rc = pipe_store_put(s, r->job.output_key, c->out.data ? c->out.data : "", c->out.len);
     if (rc == 0)
         rc = pipe_store_put(s, key.data, json.data, json.len);
     if (rc == 0)
@@ -414,7 +409,7 @@ static void count_done(struct run *r, int64_t start_mono, bool recovered)
 int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
 {
     int64_t start = pipe_clock_mono_ms();
-    struct run r = {.c = c, .id = id, .lease = lease, .renewed_mono_ms = start};
+    struct run r = {.c = c, .id = id, .lease = lease};
     struct pipe_buf key;
     struct pipe_store_obj info;
     bool recovered = false;
@@ -428,19 +423,30 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
         rc = committed_before(&r, &recovered, &info);
     if (rc < 0 || recovered)
         goto commit;
-    rc = merge(&r);
-    char other[PIPE_KEYS_NAME_MAX + 1];
+    /* From here to the object's put, a thread renews the lease: one get or
+     * put of a large object can take longer than the TTL. */
+    rc = pipe_stage_keeper_start(pipe_stage_leases(c->st), lease, c->cfg->lease_ttl_ms, &r.keeper);
+    if (rc == 0)
+        rc = merge(&r);
+    char other[PIPE_KEYS_NAME_MAX + 1] = "";
     if (rc == 0)
         rc = claimed_elsewhere(&r, other, sizeof other);
+    if (rc == 0 && !other[0])
+        rc = put_object(&r);
+    int krc = pipe_stage_keeper_stop(r.keeper);
+    r.keeper = NULL;
+    if (rc == 0)
+        rc = krc;
     if (rc == 0 && other[0]) {
         rc = drop_superseded(&r, other);
         goto out;
     }
-    /* The last moment to find out that another holder took over. */
+    /* The last moment to find out that another holder took over, after the
+     * long write and before the manifest that commits it. */
     if (rc == 0)
         rc = pipe_lease_check(pipe_stage_leases(c->st), lease);
     if (rc == 0)
-        rc = put_output(&r, &info);
+        rc = put_manifest(&r, &info);
 commit:
     if (rc == 0)
         rc = finish(&r, &info);
