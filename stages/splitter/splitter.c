@@ -33,6 +33,7 @@
 #include "libpipe/manifest.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/retention.h"
 #include "libpipe/store.h"
 #include "stages/splitter/splitter.h"
 
@@ -50,7 +51,13 @@ static const struct pipe_conf_opt splitter_opts[] = {
      0, 0, "FIELD"},
     {"dedup", PIPE_CONF_STR, "local", OPT(dedup), "de-duplication backend", 0, 0, "URL"},
     {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
-     "an event repeated within this window of partitions is dropped", 60000, 90LL * 86400000, NULL},
+     "an event repeated within this window of partitions is dropped (set it at the top level of "
+     "the config file, which the dispatcher's sweep reads too)",
+     60000, 90LL * 86400000, NULL},
+    {"retention", PIPE_CONF_JSON, NULL, OPT(retention),
+     "the sweeps' retention per prefix (top level of the config file): checked at start against "
+     "dedup_window, so that no index object a splitter needs is swept",
+     0, 0, "JSON"},
     {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of split files", -5, 19,
      "N"},
     {"url_prefix", PIPE_CONF_STR, "", OPT(url_prefix),
@@ -113,6 +120,13 @@ static int splitter_validate(void *cfgp, char *err, size_t errlen)
         snprintf(err, errlen, "url_prefix must end with '/' (e.g. s3://bucket/root/)");
         return -1;
     }
+    /* The sweeps keep state/dedup/ by these same settings: refuse here too
+     * what would have them delete index objects this splitter checks. */
+    struct pipe_retention_config r;
+    pipe_retention_config_init(&r, (unsigned)c->common.generation, c->dedup_window_ms);
+    if (pipe_retention_config_parse(&r, c->retention, err, errlen) < 0 ||
+        pipe_retention_config_check(&r, err, errlen) < 0)
+        return -1;
     return 0;
 }
 

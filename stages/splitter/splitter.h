@@ -14,6 +14,7 @@
 #include "libpipe/stage.h"
 
 struct pipe_zwriter;
+struct json_t;
 
 struct splitter_cfg {
     struct pipe_stage_common common; /* must come first */
@@ -21,6 +22,7 @@ struct splitter_cfg {
     char *time_field; /* "received_at" or "ts" */
     char *dedup;      /* de-duplication backend URL */
     int64_t dedup_window_ms;
+    struct json_t *retention; /* shared with the sweeps: checked, not used */
     int64_t zstd_level;
     char *url_prefix;
     uint64_t max_line;
