@@ -34,6 +34,7 @@ struct run {
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
     struct pipe_manifest_combined man;
     uint64_t bytes_in;
+    const char *stale; /* an input that changed or vanished (then rc PIPE_ENOTFOUND) */
 };
 
 /* Counts the lines of an input that hold something: the events. */
@@ -113,6 +114,14 @@ static int fetch_input(struct run *r, const struct pipe_manifest_object *in)
         why = "is missing";
     else if (rc == PIPE_ETOOBIG)
         why = "is larger than max_input";
+    if (why && rc != PIPE_ETOOBIG) {
+        /* A replay or a rewrite: the job cannot be done as written, and
+         * waiting would freeze its other inputs too. It is planned again. */
+        pipe_log_warn("job input changed or vanished", "job=%s key=%s why=\"%s\"", r->id, in->key,
+                      why);
+        r->stale = in->key;
+        return PIPE_ENOTFOUND;
+    }
     if (why) {
         pipe_log_error("job input cannot be combined; job left in place",
                        "job=%s key=%s why=\"%s\"", r->id, in->key, why);
@@ -386,6 +395,34 @@ static int drop_superseded(struct run *r, const char *other)
     return rc;
 }
 
+/* replan — drops a job with an input that changed or vanished (r->stale):
+ * its descriptor goes, so the dispatcher's next pass finds its inputs
+ * neither pending nor done and groups them again as they now are (a new
+ * job, named from the new versions). Nothing was committed (no manifest):
+ * a combined object an earlier holder put goes first, then the
+ * descriptor; a crash between the two leaves the descriptor, and the next
+ * holder drops the job again. Done under the lease, checked first. */
+static int replan(struct run *r)
+{
+    struct pipe_store *s = pipe_stage_store(r->c->st);
+    struct pipe_buf key;
+    pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
+    int rc = pipe_lease_check(pipe_stage_leases(r->c->st), r->lease);
+    if (rc == 0)
+        rc = pipe_store_delete(s, r->job.output_key);
+    if (rc == 0)
+        rc = pipe_keys_job(&key, r->id);
+    if (rc == 0)
+        rc = pipe_store_delete(s, key.data);
+    if (rc == 0) {
+        pipe_counter_inc(r->c->m.replanned);
+        pipe_log_warn("job dropped; its inputs go back to the dispatcher", "job=%s input=%s", r->id,
+                      r->stale);
+    }
+    pipe_buf_cleanup(&key);
+    return rc;
+}
+
 static void count_done(struct run *r, int64_t start_mono, bool recovered)
 {
     struct comb_metrics *m = &r->c->m;
@@ -439,6 +476,10 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
         rc = krc;
     if (rc == 0 && other[0]) {
         rc = drop_superseded(&r, other);
+        goto out;
+    }
+    if (rc == PIPE_ENOTFOUND && r.stale) {
+        rc = replan(&r);
         goto out;
     }
     /* The last moment to find out that another holder took over, after the

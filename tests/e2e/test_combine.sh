@@ -197,10 +197,11 @@ d['inputs'][0]['etag'] = 'not-the-etag'
 json.dump(d, open('%s/%s.json' % (sys.argv[2], bad), 'w'))
 EOF
 combine
-check "a job whose input changed makes combiner --once fail" test $? -eq 1
+check "a job whose input changed is dropped, not an error (combiner --once exits 0)" test $? -eq 0
 check "it is reported" grep -q "changed since the job was written" "$T/comb.log"
-check "its descriptor stays and nothing is written for it" \
-  test "$(count_keys jobs/combine)" -eq 1 -a -z "$(find "$store/combined" -name '*ffffffffffffffff*')"
+check "its descriptor goes (its inputs go back to the dispatcher) and nothing is written for it" \
+  test "$(count_keys jobs/combine)" -eq 0 -a -z "$(find "$store/combined" -name '*ffffffffffffffff*')"
+check "... and the drop is counted" grep -q "job dropped; its inputs go back" "$T/comb.log"
 rm -f "$store"/jobs/combine/*
 
 # ---- SIGTERM in the middle of a job: abandoned, exit 0 ---------------------
