@@ -468,6 +468,10 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
     char other[PIPE_KEYS_NAME_MAX + 1] = "";
     if (rc == 0)
         rc = claimed_elsewhere(&r, other, sizeof other);
+    /* A stop asked for during the merge abandons the job before its first
+     * write: all of it is redone by the next holder. */
+    if (rc == 0 && !other[0] && pipe_stage_stopping(c->st))
+        rc = PIPE_ESHUTDOWN;
     if (rc == 0 && !other[0])
         rc = put_object(&r);
     int krc = pipe_stage_keeper_stop(r.keeper);

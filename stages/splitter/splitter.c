@@ -304,9 +304,7 @@ static int put_rejects(struct job *j)
     struct split_route *r = &s->route;
     if (r->rejects.len == 0)
         return 0;
-    int rc = keep_lease(j, false);
-    if (rc == 0)
-        rc = split_reject_key(&s->key, j->id, j->hour_ms);
+    int rc = split_reject_key(&s->key, j->id, j->hour_ms);
     pipe_buf_reset(&r->gather);
     if (rc == 0)
         rc = pipe_zwriter_frame(r->zw, r->rejects.data, r->rejects.len, &r->gather);
@@ -315,7 +313,8 @@ static int put_rejects(struct job *j)
     return rc;
 }
 
-/* commit — puts every split file, the rejected lines, then the manifest (the job's durable
+/* commit — puts every split file (a thread renews the lease meanwhile), the
+ * rejected lines, then the manifest (the job's durable
  * "done"), then deletes the descriptor. */
 static enum job_result commit(struct job *j)
 {
@@ -338,10 +337,15 @@ static enum job_result commit(struct job *j)
                       pipe_strerror(rc));
         goto out;
     }
+    /* A thread renews the lease while the outputs go out: one put of a
+     * large split file can outlast the TTL. */
+    struct pipe_stage_keeper *keeper = NULL;
+    rc =
+        pipe_stage_keeper_start(pipe_stage_leases(s->st), &j->lease, s->cfg->lease_ttl_ms, &keeper);
     for (size_t i = 0; i < n && rc == 0; i++) {
         const char *data = NULL;
         size_t len = 0;
-        rc = keep_lease(j, false);
+        rc = pipe_stage_keeper_lost(keeper) ? PIPE_ELOST : 0;
         if (rc == 0)
             rc = split_route_output_data(&s->route, outs[i], &data, &len);
         if (rc == 0)
@@ -350,9 +354,13 @@ static enum job_result commit(struct job *j)
     }
     if (rc == 0)
         rc = put_rejects(j);
-    pipe_keys_manifest(&s->key, "split", j->id);
+    int krc = pipe_stage_keeper_stop(keeper);
     if (rc == 0)
-        rc = keep_lease(j, false);
+        rc = krc;
+    /* The manifest is the commit: only while the lease is still ours. */
+    if (rc == 0)
+        rc = pipe_lease_check(pipe_stage_leases(s->st), &j->lease);
+    pipe_keys_manifest(&s->key, "split", j->id);
     if (rc == 0)
         rc = pipe_store_put(store, s->key.data, s->doc.data, s->doc.len);
     pipe_keys_split_job(&s->key, j->id);

@@ -284,7 +284,9 @@ check "the daemons combine everything ($n_done of 40 done)" test "$drained" = ye
 port=$(sed -n 's/.*msg="admin listening".* port=\([0-9]*\).*/\1/p' "$T/c1.log" | head -1)
 check "the combiner serves its metrics" \
   sh -c "curl -s http://127.0.0.1:$port/metrics | grep -q '^sluice_combiner_jobs_total'"
-check "the standby dispatcher took over" grep -q "dispatcher lease acquired" "$T/d2.log"
+# The standby takes the lease at its next poll after the kill; the work
+# may be drained before that, so wait for it rather than race it.
+check "the standby dispatcher took over" wait_log "$T/d2.log" "dispatcher lease acquired" 15
 for p in "$d2_pid" "$c1_pid" "$c3_pid"; do
   stop_pid "$p"
   check "daemon $p stops with exit 0 on SIGTERM" test $? -eq 0
