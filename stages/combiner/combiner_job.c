@@ -1,9 +1,9 @@
 /* combiner_job — runs one combine job (docs/compaction.md): read the inputs
  * the descriptor names (refusing any whose etag changed), merge their lines
- * into one object and put it (a thread renews the lease meanwhile), check
- * the lease, then commit in an order that a crash anywhere can redo:
- * manifest, split job, done markers, and last the deletion of the
- * descriptor. Every write is a pure function
+ * into one object (a thread renews the lease meanwhile), check the lease,
+ * then commit in an order that a crash anywhere can redo: combined object
+ * (renewed again while it is put), manifest, split job, done markers, and
+ * last the deletion of the descriptor. Every write is a pure function
  * of the descriptor, so a redo writes the same bytes. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,7 +28,7 @@ struct run {
     struct combiner *c;
     const char *id;
     struct pipe_lease *lease;
-    struct pipe_stage_keeper *keeper; /* renews lease from merge to the object's put */
+    struct pipe_stage_keeper *keeper; /* renews lease during the merge and the object's put */
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
@@ -255,6 +255,29 @@ static int put_object(struct run *r)
                           c->out.data ? c->out.data : "", c->out.len);
 }
 
+/* write_object — checks the lease, then puts the combined object while a
+ * thread renews the lease. The check is the last point where stopping costs
+ * nothing. Once the object is put, a holder that lost the lease meanwhile
+ * (paused past its TTL, so its renewals stopped too) finishes its commit
+ * all the same: every write is the same bytes under the same keys, and
+ * stopping could leave the split job of whoever committed first naming an
+ * etag that this put replaced (file:// etags change on every put). */
+static int write_object(struct run *r)
+{
+    struct pipe_leases *ls = pipe_stage_leases(r->c->st);
+    int rc = pipe_lease_check(ls, r->lease);
+    if (rc == 0)
+        rc = pipe_stage_keeper_start(ls, r->lease, r->c->cfg->lease_ttl_ms, &r->keeper);
+    if (rc == 0)
+        rc = put_object(r);
+    if (pipe_stage_keeper_stop(r->keeper) == PIPE_ELOST && rc == 0)
+        pipe_log_warn("lease lost while the object was put; finishing the commit, whose writes "
+                      "are idempotent",
+                      "job=%s", r->id);
+    r->keeper = NULL;
+    return rc;
+}
+
 /* Puts the manifest (the commit: committed_before looks for it); then
  * *info describes the stored object. */
 static int put_manifest(struct run *r, struct pipe_store_obj *info)
@@ -460,20 +483,14 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
         rc = committed_before(&r, &recovered, &info);
     if (rc < 0 || recovered)
         goto commit;
-    /* From here to the object's put, a thread renews the lease: one get or
-     * put of a large object can take longer than the TTL. */
+    /* While the inputs are read a thread renews the lease: one get of a
+     * large object can take longer than the TTL. */
     rc = pipe_stage_keeper_start(pipe_stage_leases(c->st), lease, c->cfg->lease_ttl_ms, &r.keeper);
     if (rc == 0)
         rc = merge(&r);
     char other[PIPE_KEYS_NAME_MAX + 1] = "";
     if (rc == 0)
         rc = claimed_elsewhere(&r, other, sizeof other);
-    /* A stop asked for during the merge abandons the job before its first
-     * write: all of it is redone by the next holder. */
-    if (rc == 0 && !other[0] && pipe_stage_stopping(c->st))
-        rc = PIPE_ESHUTDOWN;
-    if (rc == 0 && !other[0])
-        rc = put_object(&r);
     int krc = pipe_stage_keeper_stop(r.keeper);
     r.keeper = NULL;
     if (rc == 0)
@@ -486,10 +503,12 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
         rc = replan(&r);
         goto out;
     }
-    /* The last moment to find out that another holder took over, after the
-     * long write and before the manifest that commits it. */
+    /* A stop asked for during the merge abandons the job before its first
+     * write: all of it is redone by the next holder. */
+    if (rc == 0 && pipe_stage_stopping(c->st))
+        rc = PIPE_ESHUTDOWN;
     if (rc == 0)
-        rc = pipe_lease_check(pipe_stage_leases(c->st), lease);
+        rc = write_object(&r);
     if (rc == 0)
         rc = put_manifest(&r, &info);
 commit:
