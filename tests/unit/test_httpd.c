@@ -971,6 +971,7 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     }
     assert_int_equal(f->counters.bodies_receiving, 1);
     assert_int_equal(f->counters.body_bytes_receiving, 5);
+    assert_int_equal(f->counters.body_bytes_declared, 10);
     /* a second client's headers see the first one's body bytes */
     struct client *d = cl_new(f->port);
     cl_send(d, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -982,6 +983,7 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     fx_call(f, do_snapshot);
     assert_int_equal(f->counters.bodies_receiving, 0);
     assert_int_equal(f->counters.body_bytes_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_declared, 0);
     cl_free(d);
     /* a client that leaves halfway is no longer counted */
     cl_send(c, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n123");
@@ -995,6 +997,7 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     assert_int_equal(f->counters.connections_open, 0);
     assert_int_equal(f->counters.bodies_receiving, 0);
     assert_int_equal(f->counters.body_bytes_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_declared, 0);
     fx_stop(f);
 }
 
