@@ -151,6 +151,18 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
     return 0;
 }
 
+/* labeled_counters — one counter of name per value of label. */
+static void labeled_counters(struct pipe_metrics *reg, const char *name, const char *help,
+                             const char *label, const char *const *values, int n,
+                             struct pipe_counter **out)
+{
+    for (int i = 0; i < n; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "%s=\"%s\"", label, values[i]);
+        out[i] = pipe_metrics_counter(reg, name, help, labels);
+    }
+}
+
 static void register_metrics(struct filter *f)
 {
     struct pipe_metrics *reg = pipe_stage_metrics(f->st);
@@ -162,14 +174,10 @@ static void register_metrics(struct filter *f)
         f->m.rejected[r] = pipe_metrics_counter(reg, "sluice_filter_events_rejected_total",
                                                 "Events rejected, by reason.", labels);
     }
-    static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int i = 0; i < 6; i++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "code=\"%s\"", classes[i]);
-        f->m.requests[i] =
-            pipe_metrics_counter(reg, "sluice_filter_requests_total",
-                                 "Ingest requests answered, by status class.", labels);
-    }
+    static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    labeled_counters(reg, "sluice_filter_requests_total",
+                     "Ingest requests answered, by status class.", "code", classes, 6,
+                     f->m.requests);
     f->m.bytes_in = pipe_metrics_counter(reg, "sluice_filter_bytes_in_total",
                                          "Request body bytes received (as sent).", NULL);
     f->m.flushes = pipe_metrics_counter(reg, "sluice_filter_flushes_total",
@@ -179,13 +187,9 @@ static void register_metrics(struct filter *f)
     f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
                                             "raw/ objects filtered.", NULL);
     static const char *const qreasons[] = {"too_large", "undecodable", "overflow"};
-    for (int q = 0; q < 3; q++) {
-        char labels[40];
-        snprintf(labels, sizeof labels, "reason=\"%s\"", qreasons[q]);
-        f->m.raw_quarantined[q] =
-            pipe_metrics_counter(reg, "sluice_filter_raw_quarantined_total",
-                                 "raw/ objects not filtered but quarantined, by reason.", labels);
-    }
+    labeled_counters(reg, "sluice_filter_raw_quarantined_total",
+                     "raw/ objects not filtered but quarantined, by reason.", "reason", qreasons, 3,
+                     f->m.raw_quarantined);
     f->m.unknown_types =
         pipe_metrics_counter(reg, "sluice_filter_unknown_type_events_total",
                              "Events of a type without schema (accepted or rejected).", NULL);
@@ -399,6 +403,21 @@ static bool is_admin_path(const char *path)
            strcmp(path, "/metrics") == 0;
 }
 
+/* unavailable — why no request can be taken now (stopping, the store
+ * down), with its error code; NULL when requests can be taken. */
+static const char *unavailable(const struct filter *f, const char **code)
+{
+    if (f->stopping) {
+        *code = "stopping";
+        return "the filter is shutting down; retry";
+    }
+    if (pipe_clock_mono_ms() < f->store_down_until_mono) {
+        *code = "store_unavailable";
+        return "the store is unavailable; retry";
+    }
+    return NULL;
+}
+
 /* on_head — everything decided from the request line and headers, before
  * the body is read or any memory reserved for it: route, method, API key,
  * and whether the body can be held at all (what is pending plus the bodies
@@ -421,12 +440,9 @@ static void on_head(struct pipe_http_request *req, void *arg, struct pipe_http_e
         return;
     }
     req->ctx = (void *)channel; /* owned by the configuration */
-    if (f->stopping) {
-        early_error(f, ans, 503, "stopping", "the filter is shutting down; retry");
-        return;
-    }
-    if (pipe_clock_mono_ms() < f->store_down_until_mono) {
-        early_error(f, ans, 503, "store_unavailable", "the store is unavailable; retry");
+    const char *code, *why = unavailable(f, &code);
+    if (why) {
+        early_error(f, ans, 503, code, why);
         return;
     }
     struct pipe_httpd_counters n;
@@ -523,12 +539,9 @@ static void ingest_request(struct filter *f, struct pipe_http_request *req, cons
 static void handle_events(struct filter *f, struct pipe_http_request *req, const char *channel)
 {
     /* Checked again: the state may have changed while the body arrived. */
-    if (f->stopping) {
-        respond_error(f, req, 503, "stopping", "the filter is shutting down; retry");
-        return;
-    }
-    if (pipe_clock_mono_ms() < f->store_down_until_mono) {
-        respond_error(f, req, 503, "store_unavailable", "the store is unavailable; retry");
+    const char *code, *why = unavailable(f, &code);
+    if (why) {
+        respond_error(f, req, 503, code, why);
         return;
     }
     if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
@@ -538,7 +551,7 @@ static void handle_events(struct filter *f, struct pipe_http_request *req, const
     pipe_counter_add(f->m.bytes_in, req->body_len);
     struct pipe_buf decoded;
     pipe_buf_init(&decoded, f->cfg->max_decoded);
-    const char *body, *code = NULL, *message = NULL;
+    const char *body, *message = NULL;
     size_t len;
     int status = decode_body(req, &decoded, &body, &len, &code, &message);
     if (status)

@@ -141,21 +141,23 @@ static int put_raw(struct pipe_buf *out, const char *rec, size_t len)
     return pipe_buf_append(out, "\",", 2);
 }
 
-/* The line is written field by field (keys in sorted order), with no
- * document tree: a body of many bad records costs one pass over its bytes. */
-int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_reason reason,
-                  const char *message, const char *channel, const char *received_at,
-                  const char *source)
+/* A rejected/ line is written field by field, keys in sorted order, with
+ * no document tree: a body of many bad records costs one pass over its
+ * bytes. line_begin writes the fields up to "message", line_end those from
+ * "reason" on (undoing the whole line on an error). */
+static int line_begin(struct pipe_buf *out, const char *channel, const char *message)
 {
-    size_t at = out->len;
     int rc = pipe_buf_append_char(out, '{');
     if (rc == 0)
         rc = put_field(out, "channel", channel, false);
     if (rc == 0)
         rc = put_field(out, "message", message, false);
-    /* rec NULL: the record is the source object itself (too large to copy) */
-    if (rc == 0 && rec != NULL)
-        rc = put_raw(out, rec, len);
+    return rc;
+}
+
+static int line_end(struct pipe_buf *out, size_t at, int rc, enum pipe_reason reason,
+                    const char *received_at, const char *source)
+{
     if (rc == 0)
         rc = put_field(out, "reason", pipe_reason_code(reason), false);
     if (rc == 0)
@@ -172,18 +174,24 @@ int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_r
     return rc;
 }
 
+int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_reason reason,
+                  const char *message, const char *channel, const char *received_at,
+                  const char *source)
+{
+    size_t at = out->len;
+    int rc = line_begin(out, channel, message);
+    /* rec NULL: the record is the source object itself (too large to copy) */
+    if (rc == 0 && rec != NULL)
+        rc = put_raw(out, rec, len);
+    return line_end(out, at, rc, reason, received_at, source);
+}
+
 int filter_quarantine_line(struct pipe_buf *out, const struct pipe_store_obj *o,
                            enum pipe_reason reason, const char *why, const char *message,
                            const char *channel, const char *received_at, const char *source)
 {
-    char size[24];
-    snprintf(size, sizeof size, "%llu", (unsigned long long)o->size);
     size_t at = out->len;
-    int rc = pipe_buf_append_char(out, '{');
-    if (rc == 0)
-        rc = put_field(out, "channel", channel, false);
-    if (rc == 0)
-        rc = put_field(out, "message", message, false);
+    int rc = line_begin(out, channel, message);
     if (rc == 0)
         rc = put_field(out, "quarantine", why, false);
     if (rc == 0)
@@ -191,21 +199,8 @@ int filter_quarantine_line(struct pipe_buf *out, const struct pipe_store_obj *o,
     if (rc == 0)
         rc = put_field(out, "raw_key", o->key, false);
     if (rc == 0)
-        rc = pipe_buf_printf(out, "\"raw_size\":%s,", size);
-    if (rc == 0)
-        rc = put_field(out, "reason", pipe_reason_code(reason), false);
-    if (rc == 0)
-        rc = put_field(out, "received_at", received_at, false);
-    if (rc == 0)
-        rc = put_field(out, "source", source, true);
-    if (rc == 0)
-        rc = pipe_buf_append(out, "}\n", 2);
-    if (rc < 0) {
-        out->len = at;
-        if (out->data)
-            out->data[at] = '\0';
-    }
-    return rc;
+        rc = pipe_buf_printf(out, "\"raw_size\":%llu,", (unsigned long long)o->size);
+    return line_end(out, at, rc, reason, received_at, source);
 }
 
 /* Per-body tallies, added to the metrics only if the body is kept. */

@@ -54,23 +54,33 @@ r=$(post /v1/events -H "X-Api-Key: $key" -H 'Content-Type: application/x-ndjson'
   --data-binary @"$T/enough.ndjson")
 check "10000 records fit ($r)" test "$r" = '200 {"accepted":10000,"rejected":0}'
 
-# --- authentication before the body ---
-auth=$(timeout 20 "$PY" - "$port" <<'PY'
+# http_py — Python prelude for the raw-socket clients below: connect(port)
+# and ask(sock, request bytes) -> the response head as text.
+http_py='
 import socket, sys
-s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
-s.settimeout(10)
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.settimeout(10)
+    return s
+def ask(s, req):
+    s.sendall(req)
+    r = b""
+    while b"\r\n\r\n" not in r:
+        c = s.recv(4096)
+        if not c:
+            break
+        r += c
+    return r.split(b"\r\n\r\n")[0].decode()
+'
+
+# --- authentication before the body ---
+auth=$(timeout 20 "$PY" -c "$http_py"'
+s = connect(int(sys.argv[1]))
 # 16 MiB declared, 5 bytes sent: the answer must come without the rest
-s.sendall(b'POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Api-Key: wrong-key-zz\r\n'
-          b'Content-Length: 16777216\r\n\r\n{"eve')
-resp = b''
-while b'\r\n\r\n' not in resp:
-    chunk = s.recv(4096)
-    if not chunk:
-        break
-    resp += chunk
-print(resp.split(b'\r\n')[0].decode())
-PY
-)
+head = ask(s, b"POST /v1/events HTTP/1.1\r\nHost: x\r\nX-Api-Key: wrong-key-zz\r\n"
+              b"Content-Length: 16777216\r\n\r\n{\"eve")
+print(head.split("\r\n")[0])
+' "$port")
 check "an unknown key with a 16 MiB body declared gets 401 before the body is sent ($auth)" \
   bash -c "[[ '$auth' == *' 401 '* ]]"
 r=$(post /v1/events --data-binary '[{"event":"a","id":"noauth"}]')
@@ -96,36 +106,22 @@ check "no rejection line of a bomb was stored ($n)" test "$n" = 0
 # --- a connection flood over the per-address cap: 503 + Retry-After ---
 start_filter f2 --store "file://$T/store2" --max-conns-per-ip 4 \
   || { not_ok "second filter starts"; exit 1; }
-flood=$(timeout 30 "$PY" - "${FILTER_URL##*:}" <<'PY'
-import socket, sys
+flood=$(timeout 30 "$PY" -c "$http_py"'
 port = int(sys.argv[1])
-def get(s):
-    s.sendall(b'GET /nope HTTP/1.1\r\nHost: x\r\n\r\n')
-    r = b''
-    while b'\r\n\r\n' not in r:
-        c = s.recv(4096)
-        if not c:
-            break
-        r += c
-    return r
 held = []
 for i in range(4):
-    s = socket.create_connection(('127.0.0.1', port))
-    s.settimeout(10)
-    get(s)  # answered (404): the connection is open and counted
+    s = connect(port)
+    ask(s, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")  # 404: open and counted
     held.append(s)
-s = socket.create_connection(('127.0.0.1', port))
-s.settimeout(10)
-r = get(s)
-head = r.split(b'\r\n\r\n')[0].decode()
-status = head.split('\r\n')[0]
-retry = [l for l in head.split('\r\n') if l.lower().startswith('retry-after:')]
-closed = s.recv(4096) == b''
+s = connect(port)
+head = ask(s, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+status = head.split("\r\n")[0]
+retry = [l for l in head.split("\r\n") if l.lower().startswith("retry-after:")]
+closed = s.recv(4096) == b""
 for h in held:
     h.close()
-print(status, retry[0] if retry else 'no-retry-after', 'closed' if closed else 'open')
-PY
-)
+print(status, retry[0] if retry else "no-retry-after", "closed" if closed else "open")
+' "${FILTER_URL##*:}")
 check "the 5th connection from one address gets 503 + Retry-After and is closed ($flood)" \
   bash -c "[[ '$flood' == *' 503 '*'Retry-After: 1 closed' ]]"
 r=""

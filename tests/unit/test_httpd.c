@@ -839,6 +839,28 @@ static void test_httpd_serves_200_concurrent_connections(void **state)
     fx_stop(f);
 }
 
+/* two_held_then_third — a and b are served and stay open; a third
+ * connection is then opened, sends a request and must get 503 +
+ * Retry-After and be closed. Returns a and b. */
+static void two_held_then_third(struct fx *f, struct client **a, struct client **b)
+{
+    struct resp r;
+    *a = cl_new(f->port);
+    *b = cl_new(f->port);
+    cl_send(*a, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(*a, &r), 0);
+    cl_send(*b, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(*b, &r), 0);
+    struct client *c = cl_new(f->port);
+    cl_send(c, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
+    assert_true(has_header(&r, "\r\nConnection: close\r\n"));
+    assert_true(cl_closed(c));
+    cl_free(c);
+}
+
 static void test_httpd_answers_503_beyond_max_connections(void **state)
 {
     (void)state;
@@ -846,18 +868,8 @@ static void test_httpd_answers_503_beyond_max_connections(void **state)
     pipe_httpd_config_defaults(&cfg);
     cfg.max_connections = 2;
     struct fx *f = fx_start(&cfg);
-    struct client *a = cl_new(f->port), *b = cl_new(f->port);
-    struct resp r;
-    cl_send(a, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(a, &r), 0);
-    cl_send(b, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(b, &r), 0);
-    struct client *c = cl_new(f->port);
-    assert_int_equal(cl_read(c, &r), 0);
-    assert_int_equal(r.status, 503);
-    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
-    assert_true(cl_closed(c));
-    cl_free(c);
+    struct client *a, *b;
+    two_held_then_third(f, &a, &b);
     fx_call(f, do_snapshot);
     assert_int_equal(f->counters.connections_rejected, 1);
     assert_int_equal(f->counters.connections_open, 2);
@@ -1010,20 +1022,9 @@ static void test_httpd_answers_503_over_the_per_address_cap(void **state)
     pipe_httpd_config_defaults(&cfg);
     cfg.max_connections_per_ip = 2;
     struct fx *f = fx_start(&cfg);
-    struct client *a = cl_new(f->port), *b = cl_new(f->port);
+    struct client *a, *b;
     struct resp r;
-    cl_send(a, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(a, &r), 0);
-    cl_send(b, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(b, &r), 0);
-    struct client *c = cl_new(f->port);
-    cl_send(c, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(c, &r), 0);
-    assert_int_equal(r.status, 503);
-    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
-    assert_true(has_header(&r, "\r\nConnection: close\r\n"));
-    assert_true(cl_closed(c));
-    cl_free(c);
+    two_held_then_third(f, &a, &b);
     cl_free(a);
     for (int i = 0; i < 300; i++) {
         fx_call(f, do_snapshot);
