@@ -298,6 +298,8 @@ static void flush_work(uv_work_t *w)
     b->rc = filter_batch_write(b->f, b);
 }
 
+static void age_timer_cb(uv_timer_t *t);
+
 static void flush_done(uv_work_t *w, int status)
 {
     struct filter_batch *b = w->data;
@@ -323,10 +325,19 @@ static void flush_done(uv_work_t *w, int status)
         filter_batch_free(b);
     /* What is pending now is the open batch alone. */
     f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
-    if (f->cur &&
-        (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
-         pipe_clock_mono_ms() - f->cur->opened_mono_ms >= f->cfg->flush_age_ms))
-        filter_flush(f);
+    if (f->cur) {
+        int64_t age = pipe_clock_mono_ms() - f->cur->opened_mono_ms;
+        if (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
+            age >= f->cfg->flush_age_ms) {
+            filter_flush(f);
+        } else {
+            /* The age timer may have fired while this write ran (libuv's
+             * cached loop time can be behind when a request took long) and
+             * found it in flight: arm it again for what is left. */
+            uv_update_time(pipe_stage_loop(f->st));
+            uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)(f->cfg->flush_age_ms - age), 0);
+        }
+    }
     filter_maybe_done(f);
 }
 
