@@ -1013,6 +1013,36 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     fx_stop(f);
 }
 
+/* A chunked body has no declared length: what has arrived counts as
+ * declared, and nothing once it is complete. */
+static void test_httpd_counts_chunked_bodies_by_bytes_so_far(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    cl_send(c, "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "6\r\nabcdef\r\n");
+    for (int i = 0; i < 300; i++) {
+        fx_call(f, do_snapshot);
+        if (f->counters.body_bytes_declared == 6)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(f->counters.bodies_receiving, 1);
+    assert_int_equal(f->counters.body_bytes_declared, 6);
+    assert_int_equal(f->counters.body_bytes_receiving, 6);
+    cl_send(c, "3\r\nghi\r\n0\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "len=9"));
+    fx_call(f, do_snapshot);
+    assert_int_equal(f->counters.bodies_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_declared, 0);
+    cl_free(c);
+    fx_stop(f);
+}
+
 /* Over the per-address cap, a new connection gets 503 + Retry-After and is
  * closed; once one closes, a new one is served again. */
 static void test_httpd_answers_503_over_the_per_address_cap(void **state)
@@ -1160,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_httpd_early_answer_without_body_keeps_the_connection),
         cmocka_unit_test(test_httpd_head_callback_context_reaches_the_handler),
         cmocka_unit_test(test_httpd_counts_bodies_while_they_arrive),
+        cmocka_unit_test(test_httpd_counts_chunked_bodies_by_bytes_so_far),
         cmocka_unit_test(test_httpd_answers_503_over_the_per_address_cap),
         cmocka_unit_test(test_httpd_survives_random_bytes),
         cmocka_unit_test(test_httpd_new_rejects_bad_addresses_and_busy_ports),
