@@ -118,14 +118,26 @@ int pipe_keys_job(struct pipe_buf *out, const char *job_id)
 {
     if (!pipe_keys_name_valid(job_id))
         return PIPE_EINVAL;
-    return key_set(out, "jobs/combine/%s.json", job_id);
+    return key_set(out, PIPE_KEYS_JOBS_COMBINE "%s.json", job_id);
 }
 
 int pipe_keys_split_job(struct pipe_buf *out, const char *job_id)
 {
     if (!pipe_keys_name_valid(job_id))
         return PIPE_EINVAL;
-    return key_set(out, "jobs/split/%s.json", job_id);
+    return key_set(out, PIPE_KEYS_JOBS_SPLIT "%s.json", job_id);
+}
+
+int pipe_keys_job_lease(struct pipe_buf *out, const char *dir, const char *job_id)
+{
+    const char *kind = NULL;
+    if (strcmp(dir, PIPE_KEYS_JOBS_COMBINE) == 0)
+        kind = "combine";
+    else if (strcmp(dir, PIPE_KEYS_JOBS_SPLIT) == 0)
+        kind = "split";
+    if (kind == NULL || !pipe_keys_name_valid(job_id))
+        return PIPE_EINVAL;
+    return key_set(out, "%s/%s", kind, job_id);
 }
 
 int pipe_keys_combine_done(struct pipe_buf *out, int64_t hour_ms, const char *name)

@@ -49,6 +49,21 @@ int pipe_keys_combine_done(struct pipe_buf *out, int64_t hour_ms, const char *na
  * de-duplication keys one split job claimed, for the hour of hour_ms. */
 int pipe_keys_dedup_index(struct pipe_buf *out, int64_t hour_ms, const char *job_id);
 
+/* The job queues and the leases that guard them: names and default TTLs
+ * live here, once. A combine or split job is run under the lease
+ * "<kind>/<job-id>"; one dispatcher is active, under PIPE_KEYS_LEASE_DISPATCHER. */
+#define PIPE_KEYS_JOBS_COMBINE         "jobs/combine/"
+#define PIPE_KEYS_JOBS_SPLIT           "jobs/split/"
+#define PIPE_KEYS_LEASE_DISPATCHER     "dispatcher"
+#define PIPE_KEYS_JOB_LEASE_TTL        "60s" /* a job's lease, option default */
+#define PIPE_KEYS_JOB_LEASE_TTL_MS     60000 /* the same, for tools without the option */
+#define PIPE_KEYS_DISPATCHER_LEASE_TTL "10s"
+
+/* pipe_keys_job_lease — the lease name of the job job_id queued under dir
+ * (PIPE_KEYS_JOBS_COMBINE gives "combine/<job-id>", PIPE_KEYS_JOBS_SPLIT
+ * "split/<job-id>"). PIPE_EINVAL for another dir or a bad id. */
+int pipe_keys_job_lease(struct pipe_buf *out, const char *dir, const char *job_id);
+
 /* pipe_keys_job_id — "g<generation>-YYYYMMDDHH-<16 hex of hash>": a job id
  * naming the hour of its inputs and a hash of them (so the same inputs give
  * the same id). */

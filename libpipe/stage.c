@@ -3,16 +3,14 @@
  * creates; a stage owns only its state. */
 #include "libpipe/stage.h"
 
-#include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "libpipe/backoff.h"
 #include "libpipe/buf.h"
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
@@ -24,6 +22,10 @@
 #include "libpipe/store.h"
 
 #define CFG(field) offsetof(struct pipe_stage_common, field)
+
+/* Waits between rounds that said RETRY: 100 ms at first, at most 30 s. */
+#define STAGE_BACKOFF_BASE_MS 100
+#define STAGE_BACKOFF_CAP_MS  30000
 
 const struct pipe_conf_opt pipe_stage_common_opts[] = {
     {"store", PIPE_CONF_STR, "file://./sluice-data", CFG(store),
@@ -75,7 +77,7 @@ struct pipe_stage {
     struct store_stat_ref store_refs[PIPE_STORE_OP__COUNT * 2];
     struct lease_stat_ref lease_refs[LEASE__COUNT];
     enum pipe_stage_status last;
-    int64_t backoff_ms;
+    struct pipe_backoff backoff; /* between rounds that said RETRY */
     bool working;
     bool finishing;
     int exit_rc;
@@ -244,23 +246,20 @@ static void after_work_cb(uv_work_t *w, int status)
     }
     switch (st->last) {
     case PIPE_STAGE_WORKED:
-        st->backoff_ms = 0;
+        pipe_backoff_reset(&st->backoff);
         schedule(st, 0);
         break;
     case PIPE_STAGE_IDLE:
-        st->backoff_ms = 0;
+        pipe_backoff_reset(&st->backoff);
         if (c->once)
             finish(st, 0);
         else
             schedule(st, c->poll_ms);
         break;
     case PIPE_STAGE_RETRY:
-        /* Capped exponential backoff with jitter, so a fleet of stages does
-         * not hammer a store that is coming back. */
-        st->backoff_ms = st->backoff_ms ? st->backoff_ms * 2 : 100;
-        if (st->backoff_ms > 30000)
-            st->backoff_ms = 30000;
-        schedule(st, st->backoff_ms / 2 + rand() % (st->backoff_ms / 2 + 1));
+        /* Seeded full jitter, so a fleet of stages does not hammer a
+         * store that is coming back all at the same moments. */
+        schedule(st, pipe_backoff_next(&st->backoff));
         break;
     case PIPE_STAGE_FAIL:
         pipe_log_error("stage failed; stopping", NULL);
@@ -414,6 +413,7 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     st->sigterm.data = st->sigint.data = st->poll_timer.data = st;
     st->metrics = pipe_metrics_new();
     st->exit_rc = 1;
+    pipe_backoff_init(&st->backoff, STAGE_BACKOFF_BASE_MS, STAGE_BACKOFF_CAP_MS);
 
     rc = open_backends(st);
     if (rc == 0)
@@ -442,97 +442,4 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     teardown(st, &prog);
     pipe_log_info("stopped", "exit=%d", exit_rc);
     return exit_rc;
-}
-
-/* ---- lease keeper ---------------------------------------------------- */
-
-struct pipe_stage_keeper {
-    struct pipe_leases *ls;
-    struct pipe_lease *l;
-    int64_t ttl_ms;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv; /* on CLOCK_MONOTONIC */
-    bool stop;
-    atomic_bool lost;
-};
-
-/* keeper_main — renews every ttl/3 (a failed renewal is tried again at the
- * next tick, while the lease may still be valid), until stopped or lost. */
-static void *keeper_main(void *arg)
-{
-    struct pipe_stage_keeper *k = arg;
-    int64_t every = k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1;
-    pthread_mutex_lock(&k->mu);
-    while (!k->stop) {
-        struct timespec until;
-        clock_gettime(CLOCK_MONOTONIC, &until);
-        int64_t ns = (int64_t)until.tv_nsec + (every % 1000) * 1000000;
-        until.tv_sec += (time_t)(every / 1000 + ns / 1000000000);
-        until.tv_nsec = (long)(ns % 1000000000);
-        int w = 0;
-        while (!k->stop && w != ETIMEDOUT)
-            w = pthread_cond_timedwait(&k->cv, &k->mu, &until);
-        if (k->stop)
-            break;
-        pthread_mutex_unlock(&k->mu);
-        int rc = pipe_lease_renew(k->ls, k->l, k->ttl_ms);
-        pthread_mutex_lock(&k->mu);
-        if (rc == PIPE_ELOST) {
-            atomic_store(&k->lost, true);
-            pipe_log_warn("lease lost while renewing it", "lease=%s", k->l->name);
-            break;
-        }
-        if (rc < 0)
-            pipe_log_warn("cannot renew a lease; trying again", "lease=%s err=\"%s\"", k->l->name,
-                          pipe_strerror(rc));
-    }
-    pthread_mutex_unlock(&k->mu);
-    return NULL;
-}
-
-int pipe_stage_keeper_start(struct pipe_leases *ls, struct pipe_lease *l, int64_t ttl_ms,
-                            struct pipe_stage_keeper **out)
-{
-    struct pipe_stage_keeper *k = pipe_calloc(1, sizeof *k);
-    k->ls = ls;
-    k->l = l;
-    k->ttl_ms = ttl_ms;
-    atomic_init(&k->lost, false);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&k->cv, &ca);
-    pthread_condattr_destroy(&ca);
-    pthread_mutex_init(&k->mu, NULL);
-    int rc = -pthread_create(&k->thread, NULL, keeper_main, k);
-    if (rc < 0) {
-        pthread_cond_destroy(&k->cv);
-        pthread_mutex_destroy(&k->mu);
-        pipe_free(k);
-        return rc;
-    }
-    *out = k;
-    return 0;
-}
-
-bool pipe_stage_keeper_lost(const struct pipe_stage_keeper *k)
-{
-    return atomic_load(&k->lost);
-}
-
-int pipe_stage_keeper_stop(struct pipe_stage_keeper *k)
-{
-    if (k == NULL)
-        return 0;
-    pthread_mutex_lock(&k->mu);
-    k->stop = true;
-    pthread_cond_signal(&k->cv);
-    pthread_mutex_unlock(&k->mu);
-    pthread_join(k->thread, NULL);
-    int rc = atomic_load(&k->lost) ? PIPE_ELOST : 0;
-    pthread_cond_destroy(&k->cv);
-    pthread_mutex_destroy(&k->mu);
-    pipe_free(k);
-    return rc;
 }

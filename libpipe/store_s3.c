@@ -49,6 +49,7 @@
 #include <sys/select.h>
 #include <time.h>
 
+#include "libpipe/backoff.h"
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
@@ -453,30 +454,6 @@ static void set_s3_error(struct pipe_store *s, const char *op, const char *key,
     pipe__store_set_error(s, "%s %s: %s%s", op, key, what, tail);
 }
 
-/* Thread-local xorshift64* for backoff jitter: no lock, no shared state. */
-static uint64_t jitter_rand(void)
-{
-    static _Thread_local uint64_t x;
-    if (x == 0)
-        x = ((uint64_t)pipe_clock_mono_ms() << 20) ^ (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15u;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    return x * 0x2545f4914f6cdd1dULL;
-}
-
-/* Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)]. */
-static void backoff(int attempt)
-{
-    int64_t ceiling = S3_BACKOFF_BASE_MS << (attempt < 10 ? attempt : 10);
-    if (ceiling > S3_BACKOFF_CAP_MS)
-        ceiling = S3_BACKOFF_CAP_MS;
-    int64_t ms = (int64_t)(jitter_rand() % (uint64_t)(ceiling + 1));
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* Resets what one attempt of r produced, before the next one. */
 typedef void (*s3_reset_fn)(struct s3_req *r);
 
@@ -489,6 +466,7 @@ static int call(struct pipe_store *s, const char *op, const char *key, struct s3
     struct s3_store *st = s->priv;
     int rc = 0, http = 0, attempt = 0;
     bool transient = false;
+    struct pipe_backoff wait = {0};
     for (;; attempt++) {
         if (reset)
             reset(r);
@@ -509,7 +487,9 @@ static int call(struct pipe_store *s, const char *op, const char *key, struct s3
         transient = r->timed_out || status_transient(r->status);
         if (!transient || attempt >= st->retries)
             break;
-        backoff(attempt);
+        if (attempt == 0) /* seeded on the first retry only: most calls need none */
+            pipe_backoff_init(&wait, S3_BACKOFF_BASE_MS, S3_BACKOFF_CAP_MS);
+        pipe_backoff_sleep(pipe_backoff_next(&wait));
     }
     rc = transient ? PIPE_EUNAVAIL : status_rc(r->status, &http);
     if (rc != PIPE_ENOTFOUND || strcmp(op, "delete") != 0)

@@ -1,13 +1,15 @@
 /* combiner — merges the inputs of each combine job into one combined/
- * object (docs/compaction.md). Each round lists jobs/combine/, takes the
- * first job whose lease `combine/<job-id>` is free and runs it; many
- * combiners share the work through those leases. */
+ * object (docs/compaction.md). The runtime's job runner (libpipe/job.h)
+ * lists jobs/combine/ and takes each job under its lease; many combiners
+ * share the work through those leases. This file is the descriptor, the
+ * options and what a job's outcome counts in /metrics. */
 #include <stdio.h>
 #include <string.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
 #include "libpipe/err.h"
+#include "libpipe/job.h"
 #include "libpipe/keys.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
@@ -15,12 +17,10 @@
 #include "libpipe/store.h"
 #include "stages/combiner/combiner.h"
 
-#define OPT(field)  offsetof(struct combiner_cfg, field)
-#define JOBS_PREFIX "jobs/combine/"
-#define LIST_PAGE   1000
+#define OPT(field) offsetof(struct combiner_cfg, field)
 
 static const struct pipe_conf_opt combiner_opts[] = {
-    {"lease_ttl", PIPE_CONF_DURATION, "60s", OPT(lease_ttl_ms),
+    {"lease_ttl", PIPE_CONF_DURATION, PIPE_KEYS_JOB_LEASE_TTL, OPT(lease_ttl_ms),
      "TTL of a job's lease (renewed while the job runs)", 1000, 3600000, NULL},
     {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level),
      "compression level of combined objects (recompress mode)", -5, 19, "N"},
@@ -49,104 +49,54 @@ static int combiner_validate(void *cfgp, char *err, size_t errlen)
     return 0;
 }
 
-static int collect(void *arg, const struct pipe_store_obj *o)
+/* ---- the job runner's callbacks ---------------------------------------- */
+
+static int combiner_run(void *state, const char *id, struct pipe_job_lease *lease)
 {
-    struct pipe_store_list *all = arg;
-    /* Grow by doubling: count is a power of two exactly when full. */
-    if ((all->count & (all->count - 1)) == 0)
-        all->items =
-            pipe_realloc(all->items, (all->count ? all->count * 2 : 1) * sizeof *all->items);
-    all->items[all->count] = *o;
-    all->items[all->count++].key = pipe_strdup(o->key);
-    return 0;
+    return comb_run_job(state, id, lease);
 }
 
-/* Pending descriptors, oldest first by key page; also sets the freshness
- * gauge from the oldest mtime. */
-static int list_jobs(struct combiner *c, struct pipe_store_list *all)
+static void combiner_listed(void *state, size_t pending, int64_t oldest_ms)
 {
-    int rc = pipe_store_walk(pipe_stage_store(c->st), JOBS_PREFIX, NULL, LIST_PAGE, collect, all);
-    int64_t oldest = 0;
-    for (size_t i = 0; i < all->count; i++)
-        if (oldest == 0 || all->items[i].mtime_ms < oldest)
-            oldest = all->items[i].mtime_ms;
-    pipe_gauge_set(c->m.pending_jobs, (double)all->count);
-    pipe_gauge_set(c->m.freshness, oldest ? (double)(pipe_clock_now_ms() - oldest) / 1000.0 : 0.0);
-    return rc;
+    struct combiner *c = state;
+    pipe_gauge_set(c->m.pending_jobs, (double)pending);
+    pipe_gauge_set(c->m.freshness,
+                   oldest_ms ? (double)(pipe_clock_now_ms() - oldest_ms) / 1000.0 : 0.0);
 }
 
-/* try_job — takes the job's lease and runs it. PIPE_EBUSY when another
- * combiner has it; otherwise what comb_run_job said. */
-static int try_job(struct combiner *c, const char *id)
+static void combiner_failed(void *state, const char *id, int rc)
 {
-    struct pipe_leases *ls = pipe_stage_leases(c->st);
-    struct pipe_lease lease = {0};
-    char name[PIPE_KEYS_NAME_MAX + 16];
-    snprintf(name, sizeof name, "combine/%s", id);
-    int rc = pipe_lease_acquire(ls, name, c->cfg->lease_ttl_ms, &lease);
-    if (rc < 0)
-        return rc;
-    rc = comb_run_job(c, id, &lease);
-    if (rc == PIPE_ELOST) {
-        pipe_counter_inc(c->m.lease_lost);
-        pipe_log_warn("job lease lost; abandoned without committing", "job=%s", id);
-    } else if (rc == PIPE_ESHUTDOWN) {
-        pipe_counter_inc(c->m.abandoned);
-        pipe_log_info("stopping: job abandoned before its commit", "job=%s", id);
-    } else if (rc == PIPE_ECORRUPT) {
-        pipe_counter_inc(c->m.invalid);
-    } else if (rc < 0 && rc != PIPE_ENOTFOUND) {
-        pipe_log_warn("job failed; will retry", "job=%s err=\"%s\" detail=\"%s\"", id,
-                      pipe_strerror(rc), pipe_store_last_error(pipe_stage_store(c->st)));
-    }
-    int rrc = pipe_lease_release(ls, &lease);
-    if (rrc < 0 && rrc != PIPE_ELOST)
-        pipe_log_warn("cannot release a job lease", "job=%s err=\"%s\"", id, pipe_strerror(rrc));
-    return rc;
+    struct combiner *c = state;
+    (void)id;
+    (void)rc;
+    pipe_counter_inc(c->m.invalid);
 }
 
-/* One round: the first job this combiner can lease is run. Jobs that are
- * invalid are skipped (they stay for an operator), so one bad descriptor
- * does not hold up the others; once only they are left, the round says
- * RETRY (or, with --once, FAIL: they cannot be done). */
+static void combiner_abandoned(void *state, const char *id, int rc)
+{
+    struct combiner *c = state;
+    (void)id;
+    pipe_counter_inc(rc == PIPE_ELOST ? c->m.lease_lost : c->m.abandoned);
+}
+
+/* A job that cannot be run as described (an invalid one) stays for an
+ * operator and does not hold up the others; while only such jobs are left
+ * the runner retries after a back-off (or, with --once, fails). */
+static const struct pipe_job_kind combine_jobs = {
+    .what = "combine job",
+    .dir = PIPE_KEYS_JOBS_COMBINE,
+    .on_failure = PIPE_JOB_RETRY_LATER,
+    .run = combiner_run,
+    .listed = combiner_listed,
+    .failed = combiner_failed,
+    .abandoned = combiner_abandoned,
+};
+
 static enum pipe_stage_status combiner_process(struct pipe_stage *st, void *state)
 {
     struct combiner *c = state;
-    struct pipe_store_list jobs = {0};
-    enum pipe_stage_status status = PIPE_STAGE_IDLE;
-    size_t invalid = 0;
-    int rc = list_jobs(c, &jobs);
-    if (rc < 0) {
-        pipe_log_error("cannot list jobs", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
-                       pipe_store_last_error(pipe_stage_store(st)));
-        status = PIPE_STAGE_RETRY;
-        goto out;
-    }
-    for (size_t i = 0; i < jobs.count; i++) {
-        char id[PIPE_KEYS_NAME_MAX + 1];
-        if (pipe_stage_stopping(st))
-            break;
-        if (!pipe_keys_job_of(jobs.items[i].key, JOBS_PREFIX, id))
-            continue;
-        rc = try_job(c, id);
-        if (rc == 0) {
-            status = PIPE_STAGE_WORKED;
-            break;
-        }
-        if (rc == PIPE_EBUSY || rc == PIPE_ENOTFOUND)
-            continue;
-        if (rc == PIPE_ECORRUPT) {
-            invalid++;
-            continue;
-        }
-        status = PIPE_STAGE_RETRY; /* lease lost, stopping, or the store failed */
-        break;
-    }
-    if (status == PIPE_STAGE_IDLE && invalid > 0)
-        status = pipe_stage_common(st)->once ? PIPE_STAGE_FAIL : PIPE_STAGE_RETRY;
-out:
-    pipe_store_list_cleanup(&jobs);
-    return status;
+    (void)st;
+    return pipe_job_runner_round(c->jobs);
 }
 
 /* ---- the stage --------------------------------------------------------- */
@@ -219,6 +169,7 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
         return rc < 0 ? rc : PIPE_EIO;
     }
     register_metrics(c);
+    c->jobs = pipe_job_runner_new(st, &combine_jobs, cfg->lease_ttl_ms, c);
     *state = c;
     return 0;
 }
@@ -227,6 +178,7 @@ static void combiner_exit(struct pipe_stage *st, void *state)
 {
     struct combiner *c = state;
     (void)st;
+    pipe_job_runner_free(c->jobs);
     pipe_zwriter_free(c->zw);
     XXH3_freeState(c->xx);
     pipe_buf_cleanup(&c->out);

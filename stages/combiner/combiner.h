@@ -1,5 +1,5 @@
 /* combiner — internal declarations shared by the combiner's files:
- * combiner.c (descriptor, options, finding and leasing jobs) and
+ * combiner.c (descriptor, options, the job runner's callbacks) and
  * combiner_job.c (running one job: read, merge, commit, clean up). */
 #ifndef SLUICE_COMBINER_H
 #define SLUICE_COMBINER_H
@@ -9,12 +9,13 @@
 #include <xxhash.h>
 
 #include "libpipe/buf.h"
-#include "libpipe/lease.h"
 #include "libpipe/stage.h"
 
 struct pipe_counter;
 struct pipe_gauge;
 struct pipe_histogram;
+struct pipe_job_lease;
+struct pipe_job_runner;
 struct pipe_zwriter;
 
 struct combiner_cfg {
@@ -61,17 +62,17 @@ struct combiner {
      * output object. */
     struct pipe_buf in, dec, out;
     struct comb_metrics m;
+    struct pipe_job_runner *jobs;
 };
 
-/* comb_run_job — runs the combine job id, whose lease `combine/<id>` the
- * caller holds in *lease (renewed here while the job runs; released by the
- * caller). Returns 0 when the job is committed and its descriptor deleted;
- * PIPE_ENOTFOUND when the descriptor is gone (another combiner finished it);
+/* comb_run_job — runs the combine job id under lease, which the job
+ * runner holds and renews while the job runs. Returns 0 when the job is committed and its
+ * descriptor deleted; PIPE_ENOTFOUND when the descriptor is gone (another combiner finished it);
  * PIPE_ECORRUPT when the job cannot be run as described (an input changed or
  * is missing or undecodable, the descriptor is malformed, the output is over
  * max_output: nothing is written, the descriptor stays); PIPE_ELOST when the
  * lease was lost (nothing committed); PIPE_ESHUTDOWN when a stop was asked
  * for between inputs; or a transient store error. */
-int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease);
+int comb_run_job(struct combiner *c, const char *id, struct pipe_job_lease *lease);
 
 #endif

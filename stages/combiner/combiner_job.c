@@ -1,8 +1,8 @@
 /* combiner_job — runs one combine job (docs/compaction.md): read the inputs
  * the descriptor names (refusing any whose etag changed), merge their lines
- * into one object (a thread renews the lease meanwhile), check the lease,
- * then commit in an order that a crash anywhere can redo: combined object
- * (renewed again while it is put), manifest, split job, done markers, and
+ * into one object (the job runner renews the lease all along), check the
+ * lease, then commit in an order that a crash anywhere can redo: combined
+ * object, manifest, split job, done markers, and
  * last the deletion of the descriptor. Every write is a pure function
  * of the descriptor, so a redo writes the same bytes. */
 #include <inttypes.h>
@@ -12,6 +12,7 @@
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
 #include "libpipe/err.h"
+#include "libpipe/job.h"
 #include "libpipe/keys.h"
 #include "libpipe/log.h"
 #include "libpipe/manifest.h"
@@ -27,8 +28,7 @@
 struct run {
     struct combiner *c;
     const char *id;
-    struct pipe_lease *lease;
-    struct pipe_stage_keeper *keeper; /* renews lease during the merge and the object's put */
+    struct pipe_job_lease *lease; /* held and renewed by the job runner */
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
@@ -219,7 +219,7 @@ static int merge(struct run *r)
     for (size_t i = 0; i < r->job.n_inputs && rc == 0; i++) {
         if (pipe_stage_stopping(c->st))
             return PIPE_ESHUTDOWN; /* abandon: nothing was written */
-        rc = pipe_stage_keeper_lost(r->keeper) ? PIPE_ELOST : 0;
+        rc = pipe_job_lease_lost(r->lease) ? PIPE_ELOST : 0;
         if (rc == 0)
             rc = add_input(r, &r->job.inputs[i]);
     }
@@ -246,7 +246,7 @@ static int merge(struct run *r)
 
 /* ---- committing -------------------------------------------------------- */
 
-/* Puts the combined object: the long write, made while the keeper renews
+/* Puts the combined object: the long write, made while the runner renews
  * the lease. Nothing counts as committed before the manifest. */
 static int put_object(struct run *r)
 {
@@ -255,8 +255,8 @@ static int put_object(struct run *r)
                           c->out.data ? c->out.data : "", c->out.len);
 }
 
-/* write_object — checks the lease, then puts the combined object while a
- * thread renews the lease. The check is the last point where stopping costs
+/* write_object — checks the lease, then puts the combined object (the
+ * runner's thread renews the lease meanwhile). The check is the last point where stopping costs
  * nothing. Once the object is put, a holder that lost the lease meanwhile
  * (paused past its TTL, so its renewals stopped too) finishes its commit
  * all the same: every write is the same bytes under the same keys, and
@@ -264,17 +264,13 @@ static int put_object(struct run *r)
  * etag that this put replaced (file:// etags change on every put). */
 static int write_object(struct run *r)
 {
-    struct pipe_leases *ls = pipe_stage_leases(r->c->st);
-    int rc = pipe_lease_check(ls, r->lease);
-    if (rc == 0)
-        rc = pipe_stage_keeper_start(ls, r->lease, r->c->cfg->lease_ttl_ms, &r->keeper);
+    int rc = pipe_job_lease_check(r->lease);
     if (rc == 0)
         rc = put_object(r);
-    if (pipe_stage_keeper_stop(r->keeper) == PIPE_ELOST && rc == 0)
+    if (rc == 0 && pipe_job_lease_lost(r->lease))
         pipe_log_warn("lease lost while the object was put; finishing the commit, whose writes "
                       "are idempotent",
                       "job=%s", r->id);
-    r->keeper = NULL;
     return rc;
 }
 
@@ -430,7 +426,7 @@ static int replan(struct run *r)
     struct pipe_store *s = pipe_stage_store(r->c->st);
     struct pipe_buf key;
     pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
-    int rc = pipe_lease_check(pipe_stage_leases(r->c->st), r->lease);
+    int rc = pipe_job_lease_check(r->lease);
     if (rc == 0)
         rc = pipe_store_delete(s, r->job.output_key);
     if (rc == 0)
@@ -466,7 +462,7 @@ static void count_done(struct run *r, int64_t start_mono, bool recovered)
                   (unsigned long long)r->bytes_in, (unsigned long long)r->man.bytes, secs);
 }
 
-int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
+int comb_run_job(struct combiner *c, const char *id, struct pipe_job_lease *lease)
 {
     int64_t start = pipe_clock_mono_ms();
     struct run r = {.c = c, .id = id, .lease = lease};
@@ -483,18 +479,14 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
         rc = committed_before(&r, &recovered, &info);
     if (rc < 0 || recovered)
         goto commit;
-    /* While the inputs are read a thread renews the lease: one get of a
-     * large object can take longer than the TTL. */
-    rc = pipe_stage_keeper_start(pipe_stage_leases(c->st), lease, c->cfg->lease_ttl_ms, &r.keeper);
-    if (rc == 0)
-        rc = merge(&r);
+    /* The runner's thread renews the lease meanwhile: one get of a large
+     * input can take longer than the TTL. */
+    rc = merge(&r);
     char other[PIPE_KEYS_NAME_MAX + 1] = "";
     if (rc == 0)
         rc = claimed_elsewhere(&r, other, sizeof other);
-    int krc = pipe_stage_keeper_stop(r.keeper);
-    r.keeper = NULL;
-    if (rc == 0)
-        rc = krc;
+    if (rc == 0 && pipe_job_lease_lost(lease))
+        rc = PIPE_ELOST;
     if (rc == 0 && other[0]) {
         rc = drop_superseded(&r, other);
         goto out;

@@ -16,6 +16,7 @@
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
+#include "libpipe/lease.h"
 #include "libpipe/log.h"
 #include "libpipe/manifest.h"
 #include "libpipe/mem.h"
@@ -24,7 +25,6 @@
 #include "stages/dispatcher/dispatcher.h"
 
 #define OPT(field) offsetof(struct dispatcher_cfg, field)
-#define LEASE_NAME "dispatcher"
 
 static const struct pipe_conf_opt dispatcher_opts[] = {
     {"lookback", PIPE_CONF_DURATION, "3h", OPT(lookback_ms),
@@ -46,7 +46,7 @@ static const struct pipe_conf_opt dispatcher_opts[] = {
     {"max_wait", PIPE_CONF_DURATION, "2s", OPT(max_wait_ms),
      "a job smaller than the limits is written once its oldest input is this old", 0, 86400000,
      NULL},
-    {"lease_ttl", PIPE_CONF_DURATION, "10s", OPT(lease_ttl_ms),
+    {"lease_ttl", PIPE_CONF_DURATION, PIPE_KEYS_DISPATCHER_LEASE_TTL, OPT(lease_ttl_ms),
      "TTL of the dispatcher lease (a dead dispatcher is replaced within it)", 100, 3600000, NULL},
     {"sweep_every", PIPE_CONF_DURATION, "1h", OPT(sweep_every_ms),
      "how often the active dispatcher runs the retention sweep (as `sluicectl sweep`); 0 never. "
@@ -81,8 +81,8 @@ static int dispatcher_validate(void *cfgp, char *err, size_t errlen)
     const struct dispatcher_cfg *c = cfgp;
     if (c->lease_ttl_ms < 4 * c->common.poll_ms) {
         snprintf(err, errlen,
-                 "lease_ttl must be at least 4 x poll: the lease is renewed once per pass, and "
-                 "a shorter TTL lets it expire between passes");
+                 "lease_ttl must be at least 4 x poll: the lease is checked once per pass, and "
+                 "a shorter TTL lets a pass that is late by a poll or two find it expired");
         return -1;
     }
     return disp_sweep_validate(c, err, errlen);
@@ -94,31 +94,25 @@ static void lease_lost(struct dispatcher *d, int rc)
 {
     pipe_counter_inc(d->m.lease_lost);
     pipe_log_warn("dispatcher lease lost; writing stops", "err=\"%s\"", pipe_strerror(rc));
-    pipe_lease_cleanup(&d->lease);
-    d->held = false;
+    pipe_job_lease_release(d->lease);
+    d->lease = NULL;
 }
 
-/* hold_lease — renews the lease, or takes it if nobody holds it.
+/* hold_lease — checks the lease held, or takes it if nobody holds it.
  * 0, PIPE_EBUSY (another dispatcher is active) or a backend error. */
 static int hold_lease(struct dispatcher *d)
 {
-    struct pipe_leases *ls = pipe_stage_leases(d->st);
     int rc;
-    if (d->held) {
-        rc = pipe_lease_renew(ls, &d->lease, d->cfg->lease_ttl_ms);
-        if (rc == 0) {
-            d->renewed_mono_ms = pipe_clock_mono_ms();
-            return 0;
-        }
+    if (d->lease) {
+        rc = pipe_job_lease_check(d->lease);
         if (rc != PIPE_ELOST)
             return rc;
         lease_lost(d, rc);
     }
-    rc = pipe_lease_acquire(ls, LEASE_NAME, d->cfg->lease_ttl_ms, &d->lease);
+    rc = pipe_job_lease_take(pipe_stage_leases(d->st), PIPE_KEYS_LEASE_DISPATCHER,
+                             d->cfg->lease_ttl_ms, &d->lease);
     if (rc < 0)
         return rc;
-    d->held = true;
-    d->renewed_mono_ms = pipe_clock_mono_ms();
     /* A new holder does not know what its predecessor scanned or swept:
      * it starts with a full scan and lists every done set afresh. */
     d->last_full_scan_mono = 0;
@@ -126,26 +120,19 @@ static int hold_lease(struct dispatcher *d)
     disp_done_prune(d, INT64_MAX);
     d->last_sweep_mono = 0;
     pipe_counter_inc(d->m.lease_acquired);
-    pipe_log_info("dispatcher lease acquired", "fence=%llu", (unsigned long long)d->lease.fence);
+    pipe_log_info("dispatcher lease acquired", "fence=%llu",
+                  (unsigned long long)pipe_job_lease_get(d->lease)->fence);
     return 0;
 }
 
 /* disp_keep_lease — before each partition, right before each write and
- * during a sweep: renews the lease once half its TTL has passed (a long
- * pass must not let it lapse), then checks it. */
+ * during a sweep: the lease must still be ours (the runtime's thread
+ * renews it, so a long pass does not let it lapse). */
 int disp_keep_lease(struct dispatcher *d)
 {
-    struct pipe_leases *ls = pipe_stage_leases(d->st);
-    if (!d->held)
+    if (d->lease == NULL)
         return PIPE_ELOST;
-    int rc = 0;
-    if (pipe_clock_mono_ms() - d->renewed_mono_ms >= d->cfg->lease_ttl_ms / 2) {
-        rc = pipe_lease_renew(ls, &d->lease, d->cfg->lease_ttl_ms);
-        if (rc == 0)
-            d->renewed_mono_ms = pipe_clock_mono_ms();
-    }
-    if (rc != PIPE_ELOST)
-        rc = pipe_lease_check(ls, &d->lease);
+    int rc = pipe_job_lease_check(d->lease);
     if (rc == PIPE_ELOST)
         lease_lost(d, rc);
     return rc;
@@ -508,12 +495,10 @@ static int dispatcher_init(struct pipe_stage *st, void *cfgp, void **state)
 static void dispatcher_exit(struct pipe_stage *st, void *state)
 {
     struct dispatcher *d = state;
-    if (d->held) {
-        int rc = pipe_lease_release(pipe_stage_leases(st), &d->lease);
-        if (rc < 0)
-            pipe_log_warn("cannot release the dispatcher lease", "err=\"%s\"", pipe_strerror(rc));
-    }
-    pipe_lease_cleanup(&d->lease);
+    (void)st;
+    int rc = pipe_job_lease_release(d->lease);
+    if (rc < 0)
+        pipe_log_warn("cannot release the dispatcher lease", "err=\"%s\"", pipe_strerror(rc));
     disp_cache_free(d);
     disp_done_prune(d, INT64_MAX);
     pipe_free(d);

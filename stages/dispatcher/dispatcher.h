@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "libpipe/lease.h"
+#include "libpipe/job.h"
 #include "libpipe/retention.h"
 #include "libpipe/stage.h"
 
@@ -97,12 +97,10 @@ struct disp_metrics {
 struct dispatcher {
     struct pipe_stage *st;
     const struct dispatcher_cfg *cfg;
-    struct pipe_lease lease;
-    bool held;                   /* lease is ours (as of the last renew/check) */
-    int64_t renewed_mono_ms;     /* when it was last acquired or renewed */
-    int64_t last_full_scan_mono; /* 0: never */
-    int64_t last_lookback_mono;  /* 0: never */
-    struct disp_done *done;      /* cached done sets of lookback partitions */
+    struct pipe_job_lease *lease; /* the active dispatcher's, renewed by the runtime; NULL: none */
+    int64_t last_full_scan_mono;  /* 0: never */
+    int64_t last_lookback_mono;   /* 0: never */
+    struct disp_done *done;       /* cached done sets of lookback partitions */
     size_t n_done;
     struct disp_job *cache; /* sorted by id at the start of each pass */
     size_t n_cache;
@@ -111,8 +109,8 @@ struct dispatcher {
     struct disp_metrics m;
 };
 
-/* disp_keep_lease — renews the lease once half its TTL has passed, then
- * checks it. Anything but 0 means "do not write". */
+/* disp_keep_lease — checks the lease (the runtime renews it). Anything but
+ * 0 means "do not write". */
 int disp_keep_lease(struct dispatcher *d);
 
 /* disp_sweep_validate — the sweep options: the retention object parses, and

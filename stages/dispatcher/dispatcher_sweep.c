@@ -111,7 +111,7 @@ static void sweep_account(struct dispatcher *d, const struct pipe_retention_coun
 int disp_sweep_maybe(struct dispatcher *d)
 {
     int64_t every = d->cfg->sweep_every_ms;
-    if (every <= 0 || !d->held)
+    if (every <= 0 || d->lease == NULL)
         return 0;
     int64_t start = pipe_clock_mono_ms();
     if (d->last_sweep_mono != 0 && start - d->last_sweep_mono < every)

@@ -1,9 +1,10 @@
 /* splitter — the stage that turns each combined object into one file per
  * event type and hour under split/, exactly once (docs/compaction.md).
  *
- * For every descriptor in jobs/split/ it can lease, it reads the combined
- * object, routes its events (splitter_route.c), claims their keys through
- * the de-duplication backend, and commits: the split files, then the
+ * For every descriptor in jobs/split/ the job runner (libpipe/job.h) leases
+ * for it, it reads the combined object, routes its events
+ * (splitter_route.c), claims their keys through the de-duplication
+ * backend, and commits: the split files, then the
  * manifest, then the descriptor's deletion. Every write is deterministic, so
  * a holder that dies anywhere leaves work the next holder redoes with the
  * same bytes.
@@ -20,6 +21,7 @@
  * decoded again to drop it), so the decoded object is never held. Buffers
  * are kept for the next job, so a daemon holds the peak of its largest
  * job. */
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,7 +30,7 @@
 #include "libpipe/codec.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
-#include "libpipe/lease.h"
+#include "libpipe/job.h"
 #include "libpipe/log.h"
 #include "libpipe/manifest.h"
 #include "libpipe/mem.h"
@@ -37,13 +39,11 @@
 #include "libpipe/store.h"
 #include "stages/splitter/splitter.h"
 
-#define OPT(field)  offsetof(struct splitter_cfg, field)
-#define JOBS_PREFIX "jobs/split/"
-#define DOC_MAX     (16u << 20) /* a descriptor or manifest */
-#define LIST_PAGE   1000
+#define OPT(field) offsetof(struct splitter_cfg, field)
+#define DOC_MAX    (16u << 20) /* a descriptor or manifest */
 
 static const struct pipe_conf_opt splitter_opts[] = {
-    {"lease_ttl", PIPE_CONF_DURATION, "60s", OPT(lease_ttl_ms),
+    {"lease_ttl", PIPE_CONF_DURATION, PIPE_KEYS_JOB_LEASE_TTL, OPT(lease_ttl_ms),
      "lease on a split job; renewed while the job runs", 1000, 3600000, NULL},
     {"time_field", PIPE_CONF_STR, "received_at", OPT(time_field),
      "field that picks an event's hour: received_at, or ts (client time; received_at when "
@@ -84,24 +84,18 @@ struct splitter {
     struct pipe_buf input; /* the combined object of the job in hand */
     struct pipe_buf doc;   /* a descriptor or manifest */
     struct pipe_buf key;
-    char **jobs; /* job ids of the last listing, in key order */
-    size_t n_jobs, cursor;
-    char **failed; /* jobs that cannot succeed; skipped until restart */
-    size_t n_failed;
+    struct pipe_job_runner *jobs;
     int stale_tries;           /* consecutive stale-etag retries (see load) */
     _Atomic int64_t oldest_ms; /* mtime of the oldest pending job, 0 for none */
     _Atomic uint64_t pending;
     struct splitter_metrics m;
 };
 
-enum job_result { JOB_DONE, JOB_NONE, JOB_RETRY, JOB_FAILED };
-
 /* One job in hand. */
 struct job {
     struct splitter *s;
     const char *id;
-    struct pipe_lease lease;
-    int64_t renewed_mono;
+    struct pipe_job_lease *lease; /* held and renewed by the job runner */
     struct pipe_manifest_job desc;
     int64_t hour_ms; /* the job's partition: where its dedup index lives */
     int64_t start_mono;
@@ -132,38 +126,14 @@ static int splitter_validate(void *cfgp, char *err, size_t errlen)
 
 /* ---- the lease on a job ---- */
 
-/* keep_lease — renews the job's lease once half its TTL has passed. A
- * backend that cannot be reached is tolerated while the lease is ours by
- * our own clock. With stop set, a stop request abandons the job. */
-static int keep_lease(struct job *j, bool stop)
-{
-    struct splitter *s = j->s;
-    if (stop && pipe_stage_stopping(s->st))
-        return PIPE_ESHUTDOWN;
-    int64_t now = pipe_clock_mono_ms();
-    if (now - j->renewed_mono < s->cfg->lease_ttl_ms / 2)
-        return 0;
-    int rc = pipe_lease_renew(pipe_stage_leases(s->st), &j->lease, s->cfg->lease_ttl_ms);
-    if (rc == 0) {
-        j->renewed_mono = now;
-        return 0;
-    }
-    if (rc == PIPE_ELOST)
-        return rc;
-    return pipe_clock_now_ms() < j->lease.expires_ms ? 0 : PIPE_ELOST;
-}
-
+/* job_tick — between steps of a pass: a stop request abandons the job, and
+ * so does a lease the runner's renewals lost. */
 static int job_tick(void *arg)
 {
-    return keep_lease(arg, true);
-}
-
-/* classify — what an error means for the job: worth retrying or not. */
-static enum job_result classify(int rc)
-{
-    if (rc == PIPE_ECORRUPT || rc == PIPE_EPARSE || rc == PIPE_ETOOBIG || rc == PIPE_EINVAL)
-        return JOB_FAILED;
-    return JOB_RETRY;
+    struct job *j = arg;
+    if (pipe_stage_stopping(j->s->st))
+        return PIPE_ESHUTDOWN;
+    return pipe_job_lease_lost(j->lease) ? PIPE_ELOST : 0;
 }
 
 /* ---- reading a job ---- */
@@ -188,8 +158,10 @@ static int job_hour(const struct job *j, int64_t *hour_ms)
 }
 
 /* load — reads the descriptor and the combined object it names into
- * s->input, checking the object is the version the descriptor describes. */
-static enum job_result load(struct job *j)
+ * s->input, checking the object is the version the descriptor describes.
+ * PIPE_ENOTFOUND when the descriptor is gone; PIPE_ECORRUPT when it cannot
+ * be done as described. */
+static int load(struct job *j)
 {
     struct splitter *s = j->s;
     struct pipe_store *store = pipe_stage_store(s->st);
@@ -197,18 +169,18 @@ static enum job_result load(struct job *j)
     pipe_buf_reset(&s->doc);
     int rc = pipe_store_get(store, s->key.data, &s->doc);
     if (rc == PIPE_ENOTFOUND)
-        return JOB_NONE; /* finished by another holder since the listing */
+        return rc; /* finished by another holder since the listing */
     if (rc == 0)
         rc = pipe_manifest_job_from_json(s->doc.data, s->doc.len, &j->desc);
     if (rc < 0) {
         pipe_log_error("cannot read split job", "job=%s err=\"%s\" detail=\"%s\"", j->id,
                        pipe_strerror(rc), pipe_store_last_error(store));
-        return classify(rc);
+        return rc;
     }
     if (strcmp(j->desc.job_id, j->id) != 0 || j->desc.n_inputs != 1 || job_hour(j, &j->hour_ms)) {
         pipe_log_error("split job descriptor is inconsistent", "job=%s inputs=%zu", j->id,
                        j->desc.n_inputs);
-        return JOB_FAILED;
+        return PIPE_ECORRUPT;
     }
     const struct pipe_manifest_object *in = &j->desc.inputs[0];
     struct pipe_store_obj info;
@@ -219,7 +191,7 @@ static enum job_result load(struct job *j)
         pipe_log_warn("combined object changed since its split job was written; retrying",
                       "job=%s key=%s", j->id, in->key);
         bool give_up = pipe_stage_common(s->st)->once && ++s->stale_tries >= 5;
-        return give_up ? JOB_FAILED : JOB_RETRY;
+        return give_up ? PIPE_ECORRUPT : -EAGAIN;
     }
     s->stale_tries = 0;
     pipe_buf_reset(&s->input);
@@ -232,23 +204,24 @@ static enum job_result load(struct job *j)
     if (rc < 0) {
         pipe_log_error("cannot read combined object", "job=%s key=%s err=\"%s\" detail=\"%s\"",
                        j->id, in->key, pipe_strerror(rc), pipe_store_last_error(store));
-        return rc == PIPE_ENOTFOUND ? JOB_FAILED : classify(rc);
+        /* Missing, the object the descriptor names cannot be split. */
+        return rc == PIPE_ENOTFOUND ? PIPE_ECORRUPT : rc;
     }
     pipe_counter_add(s->m.bytes_in, s->input.len);
     j->t_read = pipe_clock_mono_ms();
-    return JOB_DONE;
+    return 0;
 }
 
 /* ---- routing and claiming ---- */
 
-static enum job_result route(struct job *j)
+static int route(struct job *j)
 {
     struct splitter *s = j->s;
     struct split_route *r = &s->route;
     split_route_reset(r, j->id, j->desc.inputs[0].key);
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
     if (rc == 0)
-        rc = keep_lease(j, true);
+        rc = job_tick(j);
     j->t_route = pipe_clock_mono_ms();
     if (rc == 0 && r->n_keys)
         rc = pipe_dedup_claim(s->dedup, j->id, j->hour_ms, pipe_clock_now_ms(), r->keys, r->n_keys,
@@ -257,15 +230,13 @@ static enum job_result route(struct job *j)
     if (rc == 0)
         rc = split_route_settle(r, job_tick, j);
     j->t_write = pipe_clock_mono_ms();
-    if (rc == 0)
-        return JOB_DONE;
-    if (rc == PIPE_ESHUTDOWN)
-        return JOB_RETRY;
+    if (rc == 0 || rc == PIPE_ESHUTDOWN || rc == PIPE_ELOST)
+        return rc;
     pipe_log_error("cannot split job", "job=%s err=\"%s\"", j->id, pipe_strerror(rc));
     if (rc == PIPE_ETOOBIG)
         pipe_log_error("a split file or the number of outputs is over its cap; raise max_input",
                        "job=%s outputs=%zu", j->id, r->n_outs);
-    return classify(rc);
+    return rc;
 }
 
 /* ---- committing ---- */
@@ -313,10 +284,10 @@ static int put_rejects(struct job *j)
     return rc;
 }
 
-/* commit — puts every split file (a thread renews the lease meanwhile), the
- * rejected lines, then the manifest (the job's durable
- * "done"), then deletes the descriptor. */
-static enum job_result commit(struct job *j)
+/* commit — puts every split file (the runner renews the lease meanwhile),
+ * the rejected lines, then the manifest (the job's durable "done"), then
+ * deletes the descriptor. */
+static int commit(struct job *j)
 {
     struct splitter *s = j->s;
     struct pipe_store *store = pipe_stage_store(s->st);
@@ -331,21 +302,16 @@ static enum job_result commit(struct job *j)
                        pipe_strerror(rc));
         goto out;
     }
-    rc = pipe_lease_check(pipe_stage_leases(s->st), &j->lease);
+    rc = pipe_job_lease_check(j->lease);
     if (rc < 0) {
         pipe_log_warn("lost the lease on a split job before commit", "job=%s err=\"%s\"", j->id,
                       pipe_strerror(rc));
         goto out;
     }
-    /* A thread renews the lease while the outputs go out: one put of a
-     * large split file can outlast the TTL. */
-    struct pipe_stage_keeper *keeper = NULL;
-    rc =
-        pipe_stage_keeper_start(pipe_stage_leases(s->st), &j->lease, s->cfg->lease_ttl_ms, &keeper);
     for (size_t i = 0; i < n && rc == 0; i++) {
         const char *data = NULL;
         size_t len = 0;
-        rc = pipe_stage_keeper_lost(keeper) ? PIPE_ELOST : 0;
+        rc = pipe_job_lease_lost(j->lease) ? PIPE_ELOST : 0;
         if (rc == 0)
             rc = split_route_output_data(&s->route, outs[i], &data, &len);
         if (rc == 0)
@@ -354,12 +320,9 @@ static enum job_result commit(struct job *j)
     }
     if (rc == 0)
         rc = put_rejects(j);
-    int krc = pipe_stage_keeper_stop(keeper);
-    if (rc == 0)
-        rc = krc;
     /* The manifest is the commit: only while the lease is still ours. */
     if (rc == 0)
-        rc = pipe_lease_check(pipe_stage_leases(s->st), &j->lease);
+        rc = pipe_job_lease_check(j->lease);
     pipe_keys_manifest(&s->key, "split", j->id);
     if (rc == 0)
         rc = pipe_store_put(store, s->key.data, s->doc.data, s->doc.len);
@@ -376,7 +339,7 @@ out:
     }
     pipe_manifest_split_cleanup(&m);
     pipe_free(outs);
-    return rc == 0 ? JOB_DONE : rc == PIPE_EINVAL ? JOB_FAILED : JOB_RETRY;
+    return rc;
 }
 
 static void count_job(struct job *j)
@@ -404,151 +367,64 @@ static void count_job(struct job *j)
                   (long long)(now - j->t_write));
 }
 
-/* run_job — one job under its lease (held by the caller). */
-static enum job_result run_job(struct job *j)
+/* split_run — one job under its lease, which the job runner holds. */
+static int split_run(void *state, const char *id, struct pipe_job_lease *lease)
 {
-    struct splitter *s = j->s;
+    struct splitter *s = state;
     struct pipe_store *store = pipe_stage_store(s->st);
-    pipe_keys_manifest(&s->key, "split", j->id);
+    struct job j = {.s = s, .id = id, .lease = lease, .start_mono = pipe_clock_mono_ms()};
+    pipe_keys_manifest(&s->key, "split", id);
     struct pipe_store_obj info;
     int rc = pipe_store_stat(store, s->key.data, &info);
     if (rc == 0) {
         /* Committed by a holder that died before deleting the descriptor. */
-        pipe_keys_split_job(&s->key, j->id);
-        rc = pipe_store_delete(store, s->key.data);
-        return rc == 0 ? JOB_DONE : JOB_RETRY;
+        pipe_keys_split_job(&s->key, id);
+        return pipe_store_delete(store, s->key.data);
     }
     if (rc != PIPE_ENOTFOUND)
-        return JOB_RETRY;
-    enum job_result res = load(j);
-    if (res == JOB_DONE)
-        res = route(j);
-    if (res == JOB_DONE)
-        res = commit(j);
-    if (res == JOB_DONE)
-        count_job(j);
-    return res;
+        return rc;
+    pipe_manifest_job_init(&j.desc);
+    rc = load(&j);
+    if (rc == 0)
+        rc = route(&j);
+    if (rc == 0)
+        rc = commit(&j);
+    if (rc == 0)
+        count_job(&j);
+    pipe_manifest_job_cleanup(&j.desc);
+    return rc;
 }
 
-/* ---- finding jobs ---- */
-
-static void free_jobs(struct splitter *s)
+static void split_listed(void *state, size_t pending, int64_t oldest_ms)
 {
-    for (size_t i = 0; i < s->n_jobs; i++)
-        pipe_free(s->jobs[i]);
-    pipe_free(s->jobs);
-    s->jobs = NULL;
-    s->n_jobs = s->cursor = 0;
+    struct splitter *s = state;
+    atomic_store(&s->oldest_ms, oldest_ms);
+    atomic_store(&s->pending, pending);
 }
 
-struct job_list {
-    struct splitter *s;
-    size_t cap;
-    int64_t oldest;
+static void split_failed(void *state, const char *id, int rc)
+{
+    struct splitter *s = state;
+    (void)id;
+    (void)rc;
+    pipe_counter_inc(s->m.jobs_failed);
+}
+
+/* A job that cannot succeed is skipped until restart; --once then fails. */
+static const struct pipe_job_kind split_jobs = {
+    .what = "split job",
+    .dir = PIPE_KEYS_JOBS_SPLIT,
+    .on_failure = PIPE_JOB_SKIP,
+    .run = split_run,
+    .listed = split_listed,
+    .failed = split_failed,
 };
 
-static int add_job(void *arg, const struct pipe_store_obj *o)
-{
-    struct job_list *l = arg;
-    struct splitter *s = l->s;
-    char id[PIPE_KEYS_NAME_MAX + 1];
-    if (!pipe_keys_job_of(o->key, JOBS_PREFIX, id))
-        return 0;
-    if (s->n_jobs == l->cap) {
-        l->cap = l->cap ? l->cap * 2 : 64;
-        s->jobs = pipe_realloc(s->jobs, l->cap * sizeof *s->jobs);
-    }
-    s->jobs[s->n_jobs++] = pipe_strdup(id);
-    if (l->oldest == 0 || (o->mtime_ms && o->mtime_ms < l->oldest))
-        l->oldest = o->mtime_ms;
-    return 0;
-}
-
-/* list_jobs — replaces the cached list with the descriptors now pending. */
-static int list_jobs(struct splitter *s)
-{
-    struct pipe_store *store = pipe_stage_store(s->st);
-    free_jobs(s);
-    struct job_list l = {.s = s};
-    int rc = pipe_store_walk(store, JOBS_PREFIX, NULL, LIST_PAGE, add_job, &l);
-    if (rc < 0) {
-        pipe_log_warn("cannot list split jobs", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
-                      pipe_store_last_error(store));
-        return rc;
-    }
-    atomic_store(&s->oldest_ms, l.oldest);
-    atomic_store(&s->pending, s->n_jobs);
-    return 0;
-}
-
-static bool has_failed(const struct splitter *s, const char *id)
-{
-    for (size_t i = 0; i < s->n_failed; i++)
-        if (strcmp(s->failed[i], id) == 0)
-            return true;
-    return false;
-}
-
-/* try_job — leases and runs one job. */
-static enum job_result try_job(struct splitter *s, const char *id)
-{
-    struct job j = {.s = s, .id = id};
-    char name[PIPE_KEYS_NAME_MAX + 8];
-    snprintf(name, sizeof name, "split/%s", id);
-    int rc = pipe_lease_acquire(pipe_stage_leases(s->st), name, s->cfg->lease_ttl_ms, &j.lease);
-    if (rc == PIPE_EBUSY)
-        return JOB_NONE;
-    if (rc < 0) {
-        pipe_log_warn("cannot take a split job's lease", "job=%s err=\"%s\"", id,
-                      pipe_strerror(rc));
-        return JOB_RETRY;
-    }
-    j.renewed_mono = j.start_mono = pipe_clock_mono_ms();
-    pipe_manifest_job_init(&j.desc);
-    enum job_result res = run_job(&j);
-    pipe_manifest_job_cleanup(&j.desc);
-    pipe_lease_release(pipe_stage_leases(s->st), &j.lease);
-    if (res == JOB_FAILED) {
-        pipe_log_error("split job failed; skipped until restart", "job=%s", id);
-        pipe_counter_inc(s->m.jobs_failed);
-        s->failed = pipe_realloc(s->failed, (s->n_failed + 1) * sizeof *s->failed);
-        s->failed[s->n_failed++] = pipe_strdup(id);
-    }
-    return res;
-}
-
-/* splitter_process — works through the cached listing; when it is used up
- * (or nothing in it could be done), lists again. One job per call, so the
- * runtime sees stop requests between jobs. */
 static enum pipe_stage_status splitter_process(struct pipe_stage *st, void *state)
 {
     struct splitter *s = state;
-    bool listed = false;
-    for (;;) {
-        if (s->cursor >= s->n_jobs) {
-            if (listed)
-                break;
-            if (list_jobs(s) < 0)
-                return PIPE_STAGE_RETRY;
-            listed = true;
-        }
-        while (s->cursor < s->n_jobs && !pipe_stage_stopping(st)) {
-            const char *id = s->jobs[s->cursor++];
-            if (has_failed(s, id))
-                continue;
-            enum job_result res = try_job(s, id);
-            if (res == JOB_DONE)
-                return PIPE_STAGE_WORKED;
-            if (res == JOB_RETRY)
-                return PIPE_STAGE_RETRY;
-        }
-        if (pipe_stage_stopping(st))
-            return PIPE_STAGE_IDLE;
-    }
-    /* --once must not report success over a job it could not split. */
-    if (pipe_stage_common(st)->once && s->n_failed)
-        return PIPE_STAGE_FAIL;
-    return PIPE_STAGE_IDLE;
+    (void)st;
+    return pipe_job_runner_round(s->jobs);
 }
 
 /* ---- the stage ---- */
@@ -608,6 +484,7 @@ static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
     pipe_buf_init(&s->doc, DOC_MAX);
     pipe_buf_init(&s->key, PIPE_STORE_KEY_MAX);
     register_metrics(s);
+    s->jobs = pipe_job_runner_new(st, &split_jobs, cfg->lease_ttl_ms, s);
     *state = s;
     struct pipe_dedup_config dc = {
         .window_ms = cfg->dedup_window_ms,
@@ -636,10 +513,7 @@ static void splitter_exit(struct pipe_stage *st, void *state)
     (void)st;
     split_route_cleanup(&s->route);
     pipe_dedup_free(s->dedup);
-    free_jobs(s);
-    for (size_t i = 0; i < s->n_failed; i++)
-        pipe_free(s->failed[i]);
-    pipe_free(s->failed);
+    pipe_job_runner_free(s->jobs);
     pipe_buf_cleanup(&s->input);
     pipe_buf_cleanup(&s->doc);
     pipe_buf_cleanup(&s->key);

@@ -1,5 +1,5 @@
 /* splitter — internal declarations shared by the splitter stage's files:
- * splitter.c (descriptor, options, job discovery, lease and commit) and
+ * splitter.c (descriptor, options, one job: read, route, commit) and
  * splitter_route.c (one pass over a combined object: parse, in-batch
  * de-duplication, routing of events into per-(event, hour) outputs). */
 #ifndef SLUICE_SPLITTER_H

@@ -194,6 +194,24 @@ static void test_keys_pipeline_state_keys_follow_the_compaction_layout(void **st
     pipe_buf_cleanup(&b);
 }
 
+/* The lease a job runs under is named from its queue and id, and a job id
+ * the builders would refuse names no lease either. */
+static void test_keys_job_lease_names_follow_the_queue(void **state)
+{
+    (void)state;
+    struct pipe_buf b;
+    pipe_buf_init(&b, 1024);
+    assert_int_equal(pipe_keys_job_lease(&b, PIPE_KEYS_JOBS_COMBINE, "g1-x"), 0);
+    assert_string_equal(b.data, "combine/g1-x");
+    assert_int_equal(pipe_keys_job_lease(&b, PIPE_KEYS_JOBS_SPLIT, "g1-x"), 0);
+    assert_string_equal(b.data, "split/g1-x");
+    assert_int_equal(pipe_keys_job_lease(&b, "jobs/other/", "g1-x"), PIPE_EINVAL);
+    assert_int_equal(pipe_keys_job_lease(&b, PIPE_KEYS_JOBS_SPLIT, "../x"), PIPE_EINVAL);
+    assert_int_equal(pipe_keys_job(&b, "g1-x"), 0);
+    assert_string_equal(b.data, PIPE_KEYS_JOBS_COMBINE "g1-x.json");
+    pipe_buf_cleanup(&b);
+}
+
 static void test_keys_parse_round_trips_builders(void **state)
 {
     (void)state;
@@ -270,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_keys_instance_rule),
         cmocka_unit_test(test_keys_names_are_deterministic_and_sortable),
         cmocka_unit_test(test_keys_pipeline_state_keys_follow_the_compaction_layout),
+        cmocka_unit_test(test_keys_job_lease_names_follow_the_queue),
         cmocka_unit_test(test_keys_parse_round_trips_builders),
         cmocka_unit_test(test_keys_parse_rejects_malformed_keys),
     };

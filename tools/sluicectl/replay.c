@@ -15,6 +15,7 @@
 #include "libpipe/clock.h"
 #include "libpipe/conf.h"
 #include "libpipe/err.h"
+#include "libpipe/job.h"
 #include "libpipe/keys.h"
 #include "libpipe/lease.h"
 #include "libpipe/manifest.h"
@@ -24,7 +25,6 @@
 
 #define REPLAY_PAGE           1000
 #define REPLAY_HOUR_MS        INT64_C(3600000)
-#define REPLAY_LEASE_TTL_MS   60000       /* the combiner's and splitter's job TTL */
 #define REPLAY_DOC_MAX        (64u << 20) /* largest manifest read */
 #define REPLAY_PROGRESS_EVERY 1000
 
@@ -186,8 +186,8 @@ static int replay_reissue(struct replay *r, const char *lease_name, const char *
         r->reissued++;
         return 0;
     }
-    struct pipe_lease lease = {0};
-    int rc = pipe_lease_acquire(r->ls, lease_name, REPLAY_LEASE_TTL_MS, &lease);
+    struct pipe_job_lease *lease = NULL;
+    int rc = pipe_job_lease_take(r->ls, lease_name, PIPE_KEYS_JOB_LEASE_TTL_MS, &lease);
     if (rc < 0) {
         replay_msg_start(r);
         fprintf(stderr, "sluicectl replay %s: %s: %s, skipped\n", r->stage, job->job_id,
@@ -200,7 +200,7 @@ static int replay_reissue(struct replay *r, const char *lease_name, const char *
         replay_fail(r, "cannot write", desc_key, rc);
         goto out;
     }
-    rc = pipe_lease_check(r->ls, &lease);
+    rc = pipe_job_lease_check(lease);
     if (rc == 0)
         rc = pipe_store_delete(r->s, man_key);
     if (rc < 0) {
@@ -211,7 +211,7 @@ static int replay_reissue(struct replay *r, const char *lease_name, const char *
     r->reissued++;
     r->deleted++;
 out:
-    pipe_lease_release(r->ls, &lease);
+    pipe_job_lease_release(lease);
     return 0;
 }
 
@@ -325,7 +325,7 @@ static int replay_combine_one(struct replay *r, const struct pipe_store_obj *o)
         goto out;
     rc = pipe_keys_job(&desc, id);
     if (rc == 0)
-        rc = pipe_buf_printf(&lease, "combine/%s", id);
+        rc = pipe_keys_job_lease(&lease, PIPE_KEYS_JOBS_COMBINE, id);
     if (rc < 0) {
         replay_fail(r, "cannot name the descriptor of", id, rc);
         goto out;
@@ -385,7 +385,7 @@ static int replay_split_one(struct replay *r, const struct pipe_store_obj *o)
     if (rc == 0)
         rc = pipe_keys_manifest(&man, "split", p.name);
     if (rc == 0)
-        rc = pipe_buf_printf(&lease, "split/%s", p.name);
+        rc = pipe_keys_job_lease(&lease, PIPE_KEYS_JOBS_SPLIT, p.name);
     if (rc == 0 && sscanf(p.name, "g%u-", &gen) != 1)
         rc = PIPE_EINVAL;
     if (rc < 0) {

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "libpipe/backoff.h"
 #include "libpipe/buf.h"
 #include "libpipe/codec.h"
 #include "libpipe/conf.h"
@@ -126,7 +127,7 @@ struct worker {
     struct pipe_buf zbody;
     struct pipe_zwriter *zw;
     int64_t retry_after_ms;
-    uint64_t rng;
+    struct pipe_backoff backoff;
 };
 
 static int64_t now_us(void)
@@ -134,13 +135,6 @@ static int64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 static void batch_free(struct batch *b)
@@ -231,7 +225,8 @@ static int worker_init(struct worker *w, struct sender *s, unsigned idx)
 {
     int rc = 0;
     w->s = s;
-    w->rng = (uint64_t)now_us() * 0x9e3779b97f4a7c15ULL + idx;
+    (void)idx;
+    pipe_backoff_init(&w->backoff, SEND_BACKOFF_BASE_MS, SEND_BACKOFF_CAP_MS);
     pipe_buf_init(&w->resp, SEND_RESP_MAX);
     pipe_buf_init(&w->zbody, (size_t)s->cfg.max_body + 65536);
     if (s->cfg.zstd && (rc = pipe_zwriter_new(0, &w->zbody, &w->zw)) < 0)
@@ -298,21 +293,13 @@ static bool status_is_transient(long status)
     return status == 0 || status == 408 || status == 429 || status >= 500;
 }
 
-/* backoff_ms — capped exponential backoff with jitter in [d/2, d], or the
- * server's Retry-After when it gave one. */
-static int64_t backoff_ms(struct worker *w, int64_t attempt)
+/* backoff_ms — the server's Retry-After when it gave one, else the next
+ * wait of the worker's backoff (libpipe/backoff.h). */
+static int64_t backoff_ms(struct worker *w)
 {
     if (w->retry_after_ms >= 0)
         return w->retry_after_ms;
-    int64_t d = SEND_BACKOFF_BASE_MS;
-    for (int64_t i = 0; i < attempt && d < SEND_BACKOFF_CAP_MS; i++)
-        d *= 2;
-    if (d > SEND_BACKOFF_CAP_MS)
-        d = SEND_BACKOFF_CAP_MS;
-    w->rng ^= w->rng << 13;
-    w->rng ^= w->rng >> 7;
-    w->rng ^= w->rng << 17;
-    return d / 2 + (int64_t)(w->rng % (uint64_t)(d / 2 + 1));
+    return pipe_backoff_next(&w->backoff);
 }
 
 /* ---- a batch from first try to its outcome --------------------------- */
@@ -394,6 +381,7 @@ static void send_batch(struct worker *w, const struct batch *b)
         body = w->zbody.data;
         len = w->zbody.len;
     }
+    pipe_backoff_reset(&w->backoff);
     for (int64_t attempt = 0;; attempt++) {
         int64_t t0 = now_us();
         long status = post(w, body, len, err, sizeof err);
@@ -414,7 +402,7 @@ static void send_batch(struct worker *w, const struct batch *b)
             fprintf(stderr, "sluicectl send: lines %" PRIu64 "-%" PRIu64 ": %s; retrying\n",
                     b->first_line, b->last_line, err);
         pthread_mutex_unlock(&s->mu);
-        sleep_ms(backoff_ms(w, attempt));
+        pipe_backoff_sleep(backoff_ms(w));
     }
 }
 
