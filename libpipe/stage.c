@@ -68,17 +68,13 @@ struct pipe_stage {
     void *state;
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
-    uv_timer_t poll_timer;
-    uv_work_t work;
+    struct pipe_stage_poller *poller; /* runs process; NULL for loop-driven stages */
     struct pipe_store *store;
     struct pipe_leases *leases;
     struct pipe_metrics *metrics;
     struct pipe_httpd *admin;
     struct store_stat_ref store_refs[PIPE_STORE_OP__COUNT * 2];
     struct lease_stat_ref lease_refs[LEASE__COUNT];
-    enum pipe_stage_status last;
-    struct pipe_backoff backoff; /* between rounds that said RETRY */
-    bool working;
     bool finishing;
     int exit_rc;
     atomic_bool stopping;
@@ -215,7 +211,8 @@ static void finish(struct pipe_stage *st, int rc)
         pipe_httpd_stop_accepting(st->admin);
     uv_close((uv_handle_t *)&st->sigterm, NULL);
     uv_close((uv_handle_t *)&st->sigint, NULL);
-    uv_close((uv_handle_t *)&st->poll_timer, NULL);
+    if (st->poller)
+        pipe_stage_poller_stop(st->poller);
     if (st->admin) {
         pipe_httpd_close(st->admin, NULL, NULL);
         st->admin = NULL;
@@ -227,60 +224,133 @@ void pipe_stage_done(struct pipe_stage *st, int rc)
     finish(st, rc);
 }
 
-static void schedule(struct pipe_stage *st, int64_t delay_ms);
+/* ---- pollers ---------------------------------------------------------- */
 
-static void work_cb(uv_work_t *w)
+struct pipe_stage_poller {
+    struct pipe_stage *st;
+    pipe_stage_round_fn round;
+    pipe_stage_ended_fn ended;
+    void *arg;
+    int64_t every_ms;
+    bool once;
+    uv_timer_t timer;
+    uv_work_t work;
+    struct pipe_backoff backoff; /* between rounds that said RETRY */
+    enum pipe_stage_status last;
+    bool busy;    /* a round is on a worker thread */
+    bool stopped; /* no round starts any more */
+};
+
+static void poller_closed(uv_handle_t *h)
 {
-    struct pipe_stage *st = w->data;
-    st->last = st->desc->process(st, st->state);
+    pipe_free(h->data);
 }
 
-static void after_work_cb(uv_work_t *w, int status)
+/* poller_end — once: tells the owner, then frees p when its timer closes. */
+static void poller_end(struct pipe_stage_poller *p, enum pipe_stage_status last)
 {
-    struct pipe_stage *st = w->data;
-    const struct pipe_stage_common *c = st->cfg;
-    st->working = false;
-    if (status != 0 || atomic_load(&st->stopping)) {
-        finish(st, 0);
+    p->stopped = true;
+    p->ended(p->st, p->arg, last);
+    uv_close((uv_handle_t *)&p->timer, poller_closed);
+}
+
+static void poller_work(uv_work_t *w)
+{
+    struct pipe_stage_poller *p = w->data;
+    p->last = p->round(p->st, p->arg);
+}
+
+static void poller_schedule(struct pipe_stage_poller *p, int64_t delay_ms);
+
+static void poller_after(uv_work_t *w, int status)
+{
+    struct pipe_stage_poller *p = w->data;
+    p->busy = false;
+    if (status != 0 || p->stopped) {
+        poller_end(p, PIPE_STAGE_IDLE);
         return;
     }
-    switch (st->last) {
+    switch (p->last) {
     case PIPE_STAGE_WORKED:
-        pipe_backoff_reset(&st->backoff);
-        schedule(st, 0);
+        pipe_backoff_reset(&p->backoff);
+        poller_schedule(p, 0);
         break;
     case PIPE_STAGE_IDLE:
-        pipe_backoff_reset(&st->backoff);
-        if (c->once)
-            finish(st, 0);
+        pipe_backoff_reset(&p->backoff);
+        if (p->once)
+            poller_end(p, PIPE_STAGE_IDLE);
         else
-            schedule(st, c->poll_ms);
+            poller_schedule(p, p->every_ms);
         break;
     case PIPE_STAGE_RETRY:
-        /* Seeded full jitter, so a fleet of stages does not hammer a
-         * store that is coming back all at the same moments. */
-        schedule(st, pipe_backoff_next(&st->backoff));
+        /* Seeded full jitter, so a fleet of stages does not hammer a store
+         * that is coming back all at the same moments. */
+        poller_schedule(p, pipe_backoff_next(&p->backoff));
         break;
     case PIPE_STAGE_FAIL:
-        pipe_log_error("stage failed; stopping", NULL);
-        finish(st, 1);
+        poller_end(p, PIPE_STAGE_FAIL);
         break;
     }
 }
 
-static void poll_timer_cb(uv_timer_t *t)
+static void poller_timer_cb(uv_timer_t *t)
 {
-    struct pipe_stage *st = t->data;
-    if (st->working || atomic_load(&st->stopping))
+    struct pipe_stage_poller *p = t->data;
+    if (p->busy || p->stopped)
         return;
-    st->working = true;
-    st->work.data = st;
-    uv_queue_work(&st->loop, &st->work, work_cb, after_work_cb);
+    p->busy = true;
+    uv_queue_work(&p->st->loop, &p->work, poller_work, poller_after);
 }
 
-static void schedule(struct pipe_stage *st, int64_t delay_ms)
+static void poller_schedule(struct pipe_stage_poller *p, int64_t delay_ms)
 {
-    uv_timer_start(&st->poll_timer, poll_timer_cb, (uint64_t)(delay_ms < 0 ? 0 : delay_ms), 0);
+    uv_timer_start(&p->timer, poller_timer_cb, (uint64_t)(delay_ms < 0 ? 0 : delay_ms), 0);
+}
+
+struct pipe_stage_poller *pipe_stage_poller_start(struct pipe_stage *st, pipe_stage_round_fn round,
+                                                  pipe_stage_ended_fn ended, void *arg,
+                                                  int64_t every_ms, bool once)
+{
+    struct pipe_stage_poller *p = pipe_calloc(1, sizeof *p);
+    *p = (struct pipe_stage_poller){
+        .st = st, .round = round, .ended = ended, .arg = arg, .every_ms = every_ms, .once = once};
+    pipe_backoff_init(&p->backoff, STAGE_BACKOFF_BASE_MS, STAGE_BACKOFF_CAP_MS);
+    uv_timer_init(&st->loop, &p->timer);
+    p->timer.data = p->work.data = p;
+    poller_schedule(p, 0);
+    return p;
+}
+
+void pipe_stage_poller_stop(struct pipe_stage_poller *p)
+{
+    if (p == NULL || p->stopped)
+        return;
+    p->stopped = true;
+    uv_timer_stop(&p->timer);
+    if (!p->busy)
+        poller_end(p, PIPE_STAGE_IDLE);
+    /* else poller_after ends it once the round in hand returns */
+}
+
+bool pipe_stage_poller_busy(const struct pipe_stage_poller *p)
+{
+    return p != NULL && p->busy;
+}
+
+/* The stage's own poller runs process; when it ends, so does the stage. */
+static enum pipe_stage_status process_round(struct pipe_stage *st, void *arg)
+{
+    (void)arg;
+    return st->desc->process(st, st->state);
+}
+
+static void process_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status last)
+{
+    (void)arg;
+    st->poller = NULL;
+    if (last == PIPE_STAGE_FAIL)
+        pipe_log_error("stage failed; stopping", NULL);
+    finish(st, last == PIPE_STAGE_FAIL ? 1 : 0);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -295,9 +365,10 @@ static void signal_cb(uv_signal_t *s, int signum)
     }
     if (st->desc->stop)
         st->desc->stop(st, st->state);
-    else if (!st->working)
+    else if (st->poller)
+        pipe_stage_poller_stop(st->poller); /* finishes once the round in hand is done */
+    else
         finish(st, 0);
-    /* else after_work_cb finishes once the round in hand is done */
 }
 
 static int start_admin(struct pipe_stage *st)
@@ -409,11 +480,9 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     uv_loop_init(&st->loop);
     uv_signal_init(&st->loop, &st->sigterm);
     uv_signal_init(&st->loop, &st->sigint);
-    uv_timer_init(&st->loop, &st->poll_timer);
-    st->sigterm.data = st->sigint.data = st->poll_timer.data = st;
+    st->sigterm.data = st->sigint.data = st;
     st->metrics = pipe_metrics_new();
     st->exit_rc = 1;
-    pipe_backoff_init(&st->backoff, STAGE_BACKOFF_BASE_MS, STAGE_BACKOFF_CAP_MS);
 
     rc = open_backends(st);
     if (rc == 0)
@@ -434,7 +503,8 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
                       c->instance, c->once ? "true" : "false");
         if (d->process) {
             atomic_store(&st->ready, true);
-            schedule(st, 0);
+            st->poller = pipe_stage_poller_start(st, process_round, process_ended, NULL, c->poll_ms,
+                                                 c->once);
         }
     }
     uv_run(&st->loop, UV_RUN_DEFAULT);

@@ -93,4 +93,26 @@ void pipe_stage_done(struct pipe_stage *st, int rc);
  * false for any other path. The filter uses it on its ingest port too. */
 bool pipe_stage_serve_admin(struct pipe_stage *st, struct pipe_http_request *req);
 
+/* A poller runs a round of work on a worker thread again and again while
+ * the loop goes on: at once after PIPE_STAGE_WORKED, every_ms after IDLE,
+ * after a seeded, capped backoff (libpipe/backoff.h) after RETRY. It ends
+ * on FAIL, on IDLE when once is set, or when stopped; ended is then called
+ * once, on the loop thread (last: FAIL, or IDLE otherwise), and the poller
+ * frees itself. A polling stage's process runs on one; a loop-driven stage
+ * starts its own for background work (the filter's raw/ poll). */
+struct pipe_stage_poller;
+typedef enum pipe_stage_status (*pipe_stage_round_fn)(struct pipe_stage *st, void *arg);
+typedef void (*pipe_stage_ended_fn)(struct pipe_stage *st, void *arg, enum pipe_stage_status last);
+
+/* pipe_stage_poller_start — starts the first round at once (loop thread).
+ * The poller is valid until ended runs. */
+struct pipe_stage_poller *pipe_stage_poller_start(struct pipe_stage *st, pipe_stage_round_fn round,
+                                                  pipe_stage_ended_fn ended, void *arg,
+                                                  int64_t every_ms, bool once);
+/* pipe_stage_poller_stop — starts no more rounds; ended runs now, or when
+ * the round in hand returns (loop thread). NULL or an ended poller: no-op. */
+void pipe_stage_poller_stop(struct pipe_stage_poller *p);
+/* pipe_stage_poller_busy — a round is running (loop thread). */
+bool pipe_stage_poller_busy(const struct pipe_stage_poller *p);
+
 #endif

@@ -125,10 +125,9 @@ struct filter {
     int64_t store_down_until_mono; /* answer 503 at once until then */
     bool stopping;
     /* raw/ source */
-    uv_timer_t raw_timer;
-    uv_work_t raw_work;
-    bool raw_busy;
-    void *raw_done; /* set of raw objects already filtered */
+    struct pipe_stage_poller *raw_poller; /* the runtime's, while raw/ is polled */
+    bool raw_busy;                        /* until the raw poller has ended */
+    void *raw_done;                       /* set of raw objects already filtered */
     /* schemas: swapped on the loop thread (SIGHUP); the raw/ worker takes
      * a reference under the lock, the loop thread reads the pointer. */
     struct pipe_schema_set *schemas;

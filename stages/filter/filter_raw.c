@@ -356,44 +356,37 @@ static int raw_pass(struct filter *f)
     return rc < 0 ? rc : 0;
 }
 
-static void raw_work(uv_work_t *w)
+/* One round of the runtime's poller: a pass that failed is retried after a
+ * back-off, one that went through waits raw_poll. */
+static enum pipe_stage_status raw_round(struct pipe_stage *st, void *arg)
 {
-    struct filter *f = w->data;
-    raw_pass(f);
+    (void)st;
+    return raw_pass(arg) < 0 ? PIPE_STAGE_RETRY : PIPE_STAGE_IDLE;
 }
 
-static void raw_after(uv_work_t *w, int status)
+static void raw_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status last)
 {
-    struct filter *f = w->data;
-    (void)status;
+    struct filter *f = arg;
+    (void)st;
+    (void)last;
+    f->raw_poller = NULL;
     f->raw_busy = false;
     filter_maybe_done(f);
-}
-
-static void raw_timer_cb(uv_timer_t *t)
-{
-    struct filter *f = t->data;
-    if (f->raw_busy || f->stopping)
-        return;
-    f->raw_busy = true;
-    f->raw_work.data = f;
-    uv_queue_work(pipe_stage_loop(f->st), &f->raw_work, raw_work, raw_after);
 }
 
 int filter_raw_start(struct filter *f)
 {
     if (f->raw_done == NULL)
         f->raw_done = pipe_calloc(1, sizeof(struct done_set));
-    uv_timer_init(pipe_stage_loop(f->st), &f->raw_timer);
-    f->raw_timer.data = f;
-    uv_timer_start(&f->raw_timer, raw_timer_cb, 0, (uint64_t)f->cfg->raw_poll_ms);
+    f->raw_busy = true; /* until the poller has ended */
+    f->raw_poller =
+        pipe_stage_poller_start(f->st, raw_round, raw_ended, f, f->cfg->raw_poll_ms, false);
     return 0;
 }
 
 void filter_raw_stop(struct filter *f)
 {
-    if (f->raw_timer.data && !uv_is_closing((uv_handle_t *)&f->raw_timer))
-        uv_close((uv_handle_t *)&f->raw_timer, NULL);
+    pipe_stage_poller_stop(f->raw_poller);
     if (f->raw_done && !f->raw_busy && f->stopping) {
         struct done_set *d = f->raw_done;
         pipe_free(d->slots);
