@@ -70,7 +70,8 @@ enum pipe_job_failed_policy {
 };
 
 /* pipe_job_run_fn — does the job id (its descriptor is "<dir><id>.json")
- * while lease is held. Returns 0 once the job is committed, or an error
+ * while lease is held. Returns 0 once the job is committed and its
+ * descriptor deleted (a descriptor still queued is run again), or an error
  * classified as in the file comment. Called on the stage's worker thread. */
 typedef int (*pipe_job_run_fn)(void *state, const char *id, struct pipe_job_lease *lease);
 
