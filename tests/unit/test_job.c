@@ -37,7 +37,8 @@ struct script {
 };
 
 static struct script sc;
-static char *dir;
+static char *root; /* the group's directory */
+static char *dir;  /* this test's, under root */
 static enum pipe_job_failed_policy policy;
 
 static int job_index(const char *id)
@@ -169,20 +170,37 @@ static void script_set(int i, int n, const int *rcs)
 static int setup(void **state)
 {
     (void)state;
-    dir = tu_tmpdir("job");
+    static int n;
+    /* A fresh store and lease directory per test, under the group's. */
+    pipe_free(dir);
+    dir = pipe_asprintf("%s/t%d", root, n++);
     memset(&sc, 0, sizeof sc);
     for (int i = 0; i < MAX_JOBS; i++)
         script_set(i, 1, (const int[]){0});
     policy = PIPE_JOB_RETRY_LATER;
-    return dir ? 0 : -1;
+    return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    tu_rmrf(dir);
-    free(dir);
-    pipe_log_init("test", PIPE_LOG_ERROR);
+    pipe_log_init("test", PIPE_LOG_ERROR); /* the stage set its own level */
+    return 0;
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    root = tu_tmpdir("job");
+    return root ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    tu_rmrf(root);
+    free(root);
+    pipe_free(dir);
     return 0;
 }
 
@@ -341,5 +359,5 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             test_job_lease_counts_as_lost_once_renewals_fail_past_its_ttl, setup, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
