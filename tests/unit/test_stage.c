@@ -186,6 +186,90 @@ static void test_stage_daemon_stops_cleanly_on_sigterm(void **state)
     assert_true(last.calls >= 3); /* it kept polling until told to stop */
 }
 
+/* ---- a loop-driven stage with a poller of its own --------------------- */
+
+struct bg {
+    struct pipe_stage_poller *poller;
+    int rounds, fail_at, ended;
+    enum pipe_stage_status last;
+};
+
+static struct bg bg;
+
+static enum pipe_stage_status bg_round(struct pipe_stage *st, void *arg)
+{
+    struct bg *b = arg;
+    (void)st;
+    b->rounds++;
+    if (b->fail_at && b->rounds == b->fail_at)
+        return PIPE_STAGE_FAIL;
+    return b->rounds % 2 ? PIPE_STAGE_RETRY : PIPE_STAGE_IDLE;
+}
+
+static void bg_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status how)
+{
+    struct bg *b = arg;
+    b->poller = NULL;
+    b->ended++;
+    b->last = how;
+    pipe_stage_done(st, how == PIPE_STAGE_FAIL ? 1 : 0);
+}
+
+static int bg_init(struct pipe_stage *st, void *cfgp, void **state)
+{
+    (void)cfgp;
+    bg.poller = pipe_stage_poller_start(st, bg_round, bg_ended, &bg, 20, false);
+    *state = &bg;
+    return 0;
+}
+
+static void bg_stop(struct pipe_stage *st, void *state)
+{
+    (void)st;
+    pipe_stage_poller_stop(((struct bg *)state)->poller);
+}
+
+static const struct pipe_stage_desc bg_stage = {
+    .name = "bg",
+    .summary = "a loop-driven stage with a background poller, for tests",
+    .cfg_size = sizeof(struct pipe_stage_common),
+    .init = bg_init,
+    .stop = bg_stop,
+};
+
+/* Runs the stage; its rounds fail at round fail_at (0: never). */
+static int run_bg(int fail_at)
+{
+    char store[4200];
+    snprintf(store, sizeof store, "--store=file://%s/store", dir);
+    const char *argv[] = {"sluice-bg", store, "--admin", "off", "--log-level", "off", NULL};
+    memset(&bg, 0, sizeof bg);
+    bg.fail_at = fail_at;
+    return pipe_stage_main(&bg_stage, 6, (char **)argv);
+}
+
+static void test_stage_poller_runs_rounds_through_retries_until_fail(void **state)
+{
+    (void)state;
+    assert_int_equal(run_bg(5), 1);
+    assert_int_equal(bg.rounds, 5); /* RETRY and IDLE rounds went on */
+    assert_int_equal(bg.ended, 1);
+    assert_int_equal(bg.last, PIPE_STAGE_FAIL);
+}
+
+static void test_stage_poller_stops_on_sigterm_and_ends_once(void **state)
+{
+    (void)state;
+    pthread_t t;
+    pthread_create(&t, NULL, send_term, NULL);
+    assert_int_equal(run_bg(0), 0);
+    pthread_join(t, NULL);
+    assert_true(bg.rounds >= 2);
+    assert_int_equal(bg.ended, 1);
+    assert_int_equal(bg.last, PIPE_STAGE_IDLE);
+    assert_null(bg.poller);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -198,6 +282,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stage_bad_store_url_fails_to_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_daemon_stops_cleanly_on_sigterm, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stage_poller_runs_rounds_through_retries_until_fail,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stage_poller_stops_on_sigterm_and_ends_once, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
