@@ -27,7 +27,7 @@ import ssl
 import sys
 import threading
 import time
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -119,12 +119,19 @@ def verify(method, raw_path, headers, body):
     if declared not in ('UNSIGNED-PAYLOAD',) and declared != hashlib.sha256(body).hexdigest():
         raise Refused(400, 'XAmzContentSHA256Mismatch',
                       'x-amz-content-sha256 %s is not the hash of the body' % declared)
-    # Canonical form from the decoded path and query, as S3 does it.
+    # Canonical form from the decoded path and query, byte for byte (a key
+    # need not be valid UTF-8), encoded the way botocore encodes them;
+    # botocore then sorts the query and signs.
     split = urlsplit(raw_path)
-    path = quote(unquote(split.path), safe='/~')
-    params = parse_qsl(split.query, keep_blank_values=True)
-    req = AWSRequest(method=method, url='http://%s%s' % (headers.get('Host', ''), path),
-                     data=body, params=params)
+    path = quote(unquote_to_bytes(split.path), safe=b'/~')
+    pairs = []
+    for item in split.query.split('&') if split.query else []:
+        k, _, v = item.partition('=')
+        pairs.append('%s=%s' % (canon_part(k), canon_part(v)))
+    url = 'http://%s%s' % (headers.get('Host', ''), path)
+    if pairs:
+        url += '?' + '&'.join(pairs)
+    req = AWSRequest(method=method, url=url, data=body)
     for name in signed_set:
         values = headers.get_all(name) or []
         if not values:
@@ -199,6 +206,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(r.status, r.getheaders(), data)
 
     do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = handle_any
+
+
+def canon_part(s):
+    return quote(unquote_to_bytes(s.replace('+', ' ')), safe=b'-_.~')
 
 
 def headers_len(headers, n):
