@@ -23,6 +23,9 @@
 #                         127.0.0.1:P) S3_BUCKET_DIR (where object K is the
 #                         file K._S3rver_object)
 #   s3rver_stop DIR / s3rver_restart DIR
+#   s3verify_start DIR UPSTREAM [ARGS]  a SigV4 verifier alone (see below)
+#   fakecreds_start DIR KEYS LIFETIME WEB_TOKEN CONTAINER_TOKEN  fake STS,
+#                         container credentials and IMDSv2 (see below)
 #   s3_store_url [PREFIX] s3://sluice/PREFIX?endpoint=$S3_ENDPOINT&tls=0
 #   srv_stop_all          stop every server this shell started
 #   srv_have_redis / srv_have_s3rver   the programs are installed
@@ -419,7 +422,8 @@ s3verify_start() {
   [ -f "$dir/keys" ] || echo "$AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY" >"$dir/keys"
   : >"$dir/listening"
   "$SRV_PY" "$SRV_ROOT/tests/support/sigv4_verify.py" --port "$port" --upstream "$upstream" \
-    --keys "$dir/keys" --log "$dir/requests.log" "$@" >"$dir/listening" 2>>"$dir/verify.log" &
+    --keys "$dir/keys" --log "$dir/requests.log" --upstream-key "$AWS_ACCESS_KEY_ID" "$@" \
+    >"$dir/listening" 2>>"$dir/verify.log" &
   S3V_PID=$!
   echo "$S3V_PID" >"$dir/pid"
   srv_register "$S3V_PID" "$dir" "$dir/keys"
@@ -436,6 +440,32 @@ s3verify_start() {
   fi
   echo "$port" >"$dir/port"
   S3V_PORT=$port S3V_DIR=$dir
+}
+
+# fakecreds_start DIR KEYS LIFETIME WEB_TOKEN CONTAINER_TOKEN — starts
+# tests/support/fake_aws_creds.py: STS AssumeRoleWithWebIdentity (POST /),
+# container credentials (GET /container, Authorization CONTAINER_TOKEN) and
+# IMDSv2, each handing out credentials that live LIFETIME seconds, appended
+# to KEYS (a verifier's keys file). Its log (DIR/creds.log) has one "issued
+# SOURCE KEY_ID" line per credential. Sets FAKECREDS_PORT.
+fakecreds_start() {
+  local dir=$1 keys=$2 lifetime=$3 web=$4 container=$5 port='' i pid
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  "$SRV_PY" "$SRV_ROOT/tests/support/fake_aws_creds.py" --keys "$keys" --log "$dir/creds.log" \
+    --lifetime "$lifetime" --web-token "$web" --container-token "$container" \
+    >"$dir/listening" 2>>"$dir/err.log" &
+  pid=$!
+  echo "$pid" >"$dir/pid"
+  srv_register "$pid" "$dir" "$dir/creds.log"
+  for ((i = 0; i < 200; i++)); do
+    port=$(sed -n 's/^listening on //p' "$dir/listening")
+    [ -n "$port" ] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { tail -5 "$dir/err.log" >&2; return 1; }
+  FAKECREDS_PORT=$port
 }
 
 s3rver_stop() {

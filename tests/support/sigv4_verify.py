@@ -9,7 +9,7 @@ RequestTimeTooSkewed. What passes is forwarded to the upstream server
 unchanged and its answer relayed.
 
   sigv4_verify.py --port P --upstream HOST:PORT --keys FILE --log FILE
-                  [--region us-east-1] [--cert PEM --key PEM]
+                  [--region us-east-1] [--upstream-key ID] [--cert PEM --key PEM]
 
 FILE holds one credential a line: "KEY_ID SECRET" (long-term) or
 "KEY_ID SECRET TOKEN EXPIRY_EPOCH" (temporary); it is re-read when it
@@ -190,6 +190,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.note('ok 200 %s %s key=%s token=%s' % (self.command, self.path, key_id,
                                                      'yes' if has_token else 'no'))
         fwd = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+        # s3rver checks no signature but knows one key id: temporary
+        # credentials (already verified here) go on under that id.
+        if ARGS.upstream_key and key_id != ARGS.upstream_key:
+            fwd['Authorization'] = fwd['Authorization'].replace(
+                'Credential=%s/' % key_id, 'Credential=%s/' % ARGS.upstream_key, 1)
         for attempt in (1, 2):  # a kept-alive upstream connection may have been closed
             try:
                 c = self.upstream()
@@ -231,6 +236,7 @@ def main():
     p.add_argument('--keys', required=True)
     p.add_argument('--log', required=True)
     p.add_argument('--region', default='us-east-1')
+    p.add_argument('--upstream-key', help='key id the upstream knows (forwarded requests)')
     p.add_argument('--cert')
     p.add_argument('--key')
     ARGS = p.parse_args()
