@@ -92,9 +92,8 @@ static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
 
 /* One request; fills out with the body and *status. PIPE_EUNAVAIL when
  * nothing answered. */
-static int http_call(const char *method, const char *url, struct curl_slist *hdrs,
-                     const char *body, long timeout_ms, struct pipe_buf *out, long *status,
-                     char *err, size_t n)
+static int http_call(const char *method, const char *url, struct curl_slist *hdrs, const char *body,
+                     long timeout_ms, struct pipe_buf *out, long *status, char *err, size_t n)
 {
     int rc = 0;
     char cerr[CURL_ERROR_SIZE] = "";
@@ -207,8 +206,9 @@ static int on_sts(void *arg, const char *parent, const char *name, const char *t
         else if (strcmp(name, "Expiration") == 0)
             slot = &a->expiry;
     } else if (strcmp(parent, "Error") == 0) {
-        slot = strcmp(name, "Code") == 0 ? &a->code : strcmp(name, "Message") == 0 ? &a->message
-                                                                                     : NULL;
+        slot = strcmp(name, "Code") == 0      ? &a->code
+               : strcmp(name, "Message") == 0 ? &a->message
+                                              : NULL;
     }
     if (slot && *slot == NULL)
         *slot = pipe_strdup(text);
@@ -228,17 +228,19 @@ static int sts_assume(const struct pipe_awscreds *c, const char *token, const ch
         name = session;
     }
     const struct pipe_sigv4_param p[] = {
-        {"Action", "AssumeRoleWithWebIdentity"}, {"Version", "2011-06-15"},
-        {"RoleArn", role},                       {"RoleSessionName", name},
+        {"Action", "AssumeRoleWithWebIdentity"},
+        {"Version", "2011-06-15"},
+        {"RoleArn", role},
+        {"RoleSessionName", name},
         {"WebIdentityToken", token},
     };
     struct pipe_buf form, body;
     pipe_buf_init(&form, SIZE_MAX);
     pipe_buf_init(&body, CREDS_BODY_MAX);
     struct sts_answer a = {0};
-    char *url = env("AWS_ENDPOINT_URL_STS") ? pipe_strdup(env("AWS_ENDPOINT_URL_STS"))
-                                            : pipe_asprintf("https://sts.%s.amazonaws.com",
-                                                            c->region);
+    char *url = env("AWS_ENDPOINT_URL_STS")
+                    ? pipe_strdup(env("AWS_ENDPOINT_URL_STS"))
+                    : pipe_asprintf("https://sts.%s.amazonaws.com", c->region);
     struct curl_slist *h =
         curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
     long status = 0;
@@ -265,8 +267,8 @@ static int sts_assume(const struct pipe_awscreds *c, const char *token, const ch
     return rc;
 }
 
-static int src_web_identity(const struct pipe_awscreds *c, struct pipe_awscreds_value *v,
-                            char *err, size_t n)
+static int src_web_identity(const struct pipe_awscreds *c, struct pipe_awscreds_value *v, char *err,
+                            size_t n)
 {
     const char *file = env("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = env("AWS_ROLE_ARN");
     if (file == NULL && role == NULL)
@@ -331,8 +333,8 @@ static char *ini_value(const char *text, const char *profile, const char *key)
     return NULL;
 }
 
-static int src_shared_file(const struct pipe_awscreds *c, struct pipe_awscreds_value *v,
-                           char *err, size_t n)
+static int src_shared_file(const struct pipe_awscreds *c, struct pipe_awscreds_value *v, char *err,
+                           size_t n)
 {
     (void)c;
     char *path = env("AWS_SHARED_CREDENTIALS_FILE")
@@ -349,9 +351,9 @@ static int src_shared_file(const struct pipe_awscreds *c, struct pipe_awscreds_v
     char *secret = ini_value(text, profile, "aws_secret_access_key");
     char *token = ini_value(text, profile, "aws_session_token");
     if (id == NULL && secret == NULL)
-        rc = env("AWS_PROFILE") ? fail(err, n, PIPE_ECONFIG, "profile \"%.64s\" has no keys in %s",
-                                       profile, path)
-                                : 1;
+        rc = env("AWS_PROFILE")
+                 ? fail(err, n, PIPE_ECONFIG, "profile \"%.64s\" has no keys in %s", profile, path)
+                 : 1;
     else if ((rc = fill(v, id, secret, token, err, n)) < 0)
         fail(err, n, rc, "profile \"%.64s\" in %s: %s", profile, path, "incomplete keys");
     if (secret)
@@ -388,8 +390,8 @@ static int get_json_creds(const char *url, const char *header, long timeout_ms,
     return rc;
 }
 
-static int src_container(const struct pipe_awscreds *c, struct pipe_awscreds_value *v,
-                         char *err, size_t n)
+static int src_container(const struct pipe_awscreds *c, struct pipe_awscreds_value *v, char *err,
+                         size_t n)
 {
     (void)c;
     const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -424,8 +426,9 @@ static int src_imds(const struct pipe_awscreds *c, struct pipe_awscreds_value *v
     const char *off = env("AWS_EC2_METADATA_DISABLED");
     if (off && strcasecmp(off, "true") == 0)
         return 1;
-    const char *base = env("AWS_EC2_METADATA_SERVICE_ENDPOINT") ? env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
-                                                                  : CREDS_IMDS_HOST;
+    const char *base = env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                           ? env("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+                           : CREDS_IMDS_HOST;
     size_t bl = strlen(base);
     while (bl > 0 && base[bl - 1] == '/')
         bl--;
@@ -446,8 +449,8 @@ static int src_imds(const struct pipe_awscreds *c, struct pipe_awscreds_value *v
         rc = fail(err, n, PIPE_ECONFIG, "IMDSv2 token at %s: HTTP %ld", url, status);
         goto out;
     }
-    hdr = pipe_asprintf("X-aws-ec2-metadata-token: %.*s", (int)strcspn(body.data, "\r\n"),
-                        body.data);
+    hdr =
+        pipe_asprintf("X-aws-ec2-metadata-token: %.*s", (int)strcspn(body.data, "\r\n"), body.data);
     pipe_free(url);
     url = pipe_asprintf("%.*s/latest/meta-data/iam/security-credentials/", (int)bl, base);
     pipe_buf_reset(&body);

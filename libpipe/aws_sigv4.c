@@ -17,8 +17,8 @@
 
 static bool unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 int pipe_sigv4_encode(struct pipe_buf *b, const char *s, size_t n, bool keep_slash)
@@ -140,9 +140,8 @@ int pipe_sigv4_sign(const struct pipe_sigv4_req *r, char amz_date[PIPE_SIGV4_DAT
     char date[PIPE_SIGV4_DATE_LEN], day[9];
     strftime(date, sizeof date, "%Y%m%dT%H%M%SZ", &tm);
     snprintf(day, sizeof day, "%.8s", date);
-    const char *signed_headers =
-        tok ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
-            : "host;x-amz-content-sha256;x-amz-date";
+    const char *signed_headers = tok ? "host;x-amz-content-sha256;x-amz-date;x-amz-security-token"
+                                     : "host;x-amz-content-sha256;x-amz-date";
     char *canon = pipe_asprintf("%s\n%s\n%s\nhost:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n"
                                 "%s%s%s\n%s\n%s",
                                 r->method, r->path, r->query, r->host, r->payload_hash, date,
@@ -160,8 +159,8 @@ int pipe_sigv4_sign(const struct pipe_sigv4_req *r, char amz_date[PIPE_SIGV4_DAT
     char sig_hex[2 * sizeof sig + 1];
     to_hex(sig, sizeof sig, sig_hex);
     int n = snprintf(auth, auth_size,
-                     "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s",
-                     r->key_id, scope, signed_headers, sig_hex);
+                     "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s", r->key_id,
+                     scope, signed_headers, sig_hex);
     pipe_free(scope);
     pipe_free(sts);
     if (n < 0 || (size_t)n >= auth_size)

@@ -12,9 +12,9 @@
 
 #include "libpipe/buf.h"
 
-#define PIPE_SIGV4_HASH_HEX   65 /* 64 hex digits and a NUL */
-#define PIPE_SIGV4_DATE_LEN   17 /* "YYYYMMDDTHHMMSSZ" and a NUL */
-#define PIPE_SIGV4_AUTH_MAX   512
+#define PIPE_SIGV4_HASH_HEX 65 /* 64 hex digits and a NUL */
+#define PIPE_SIGV4_DATE_LEN 17 /* "YYYYMMDDTHHMMSSZ" and a NUL */
+#define PIPE_SIGV4_AUTH_MAX 512
 
 /* One query parameter, unencoded. */
 struct pipe_sigv4_param {

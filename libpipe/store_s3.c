@@ -137,10 +137,10 @@ struct s3_list_state {
     struct pipe_store_list *out;
     size_t want; /* items wanted in out */
     size_t items_cap;
-    bool truncated; /* S3 has more after this page */
-    bool overflow;  /* server sent more than asked: stop at want */
-    bool saw_key;   /* this page had at least one key */
-    bool bad;       /* a malformed entry */
+    bool truncated;            /* S3 has more after this page */
+    bool overflow;             /* server sent more than asked: stop at want */
+    bool saw_key;              /* this page had at least one key */
+    bool bad;                  /* a malformed entry */
     char last[S3_KEY_MAX + 1]; /* last S3 key of this page */
     const char *prefix;        /* the store's prefix, stripped from keys */
     size_t prefix_len;
@@ -339,7 +339,7 @@ static int int_opt(struct pipe_store *s, const char *name, const char *v, long l
 /* Splits the query (modified in place) into u. Values are used as written. */
 static int parse_query(struct pipe_store *s, char *q, struct s3_url *u)
 {
-    static const char *const names[] = {"endpoint", "region",  "style",  "tls",
+    static const char *const names[] = {"endpoint", "region",     "style",   "tls",
                                         "ca",       "tls_verify", "retries", "timeout"};
     const char **slots[] = {&u->endpoint, &u->region,     &u->style,   &u->tls,
                             &u->ca,       &u->tls_verify, &u->retries, &u->timeout};
@@ -434,8 +434,8 @@ static int apply_options(struct pipe_store *s, struct s3_store *st, const struct
                       S3_DEFAULT_TIMEOUT_MS, &st->timeout_ms)) < 0)
         return rc;
     st->region = pipe_strdup(region);
-    st->endpoint = u->endpoint ? pipe_strdup(u->endpoint)
-                               : pipe_asprintf("s3.%s.amazonaws.com", st->region);
+    st->endpoint =
+        u->endpoint ? pipe_strdup(u->endpoint) : pipe_asprintf("s3.%s.amazonaws.com", st->region);
     /* A custom endpoint rarely has wildcard DNS for bucket subdomains. */
     bool path_style = u->style ? strcmp(u->style, "path") == 0 : u->endpoint != NULL;
     st->host = path_style ? pipe_strdup(st->endpoint)
@@ -451,8 +451,9 @@ static int apply_options(struct pipe_store *s, struct s3_store *st, const struct
 static bool bucket_ok(const char *b, bool path_style)
 {
     size_t n = strlen(b);
-    const char *set = path_style ? "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
-                                 : "abcdefghijklmnopqrstuvwxyz0123456789.-";
+    const char *set = path_style
+                          ? "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_"
+                          : "abcdefghijklmnopqrstuvwxyz0123456789.-";
     if (n < 3 || n > (path_style ? S3_BUCKET_MAX : 63) || strspn(b, set) != n)
         return false;
     return b[0] != '.' && b[0] != '-' && b[n - 1] != '.' && b[n - 1] != '-' &&

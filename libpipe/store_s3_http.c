@@ -196,9 +196,16 @@ static int sign(struct pipe_store *s, struct s3_req *r, const char *path, const 
     }
     char date[PIPE_SIGV4_DATE_LEN], auth[PIPE_SIGV4_AUTH_MAX];
     const struct pipe_sigv4_req sr = {
-        .method = r->method, .host = st->host, .path = path, .query = r->query,
-        .payload_hash = hash, .region = st->region, .service = "s3",
-        .key_id = cv.key_id, .secret = cv.secret, .token = cv.token,
+        .method = r->method,
+        .host = st->host,
+        .path = path,
+        .query = r->query,
+        .payload_hash = hash,
+        .region = st->region,
+        .service = "s3",
+        .key_id = cv.key_id,
+        .secret = cv.secret,
+        .token = cv.token,
         .now_ms = pipe_clock_now_ms(),
     };
     rc = pipe_sigv4_sign(&sr, date, auth, sizeof auth);
@@ -318,8 +325,10 @@ static void attempt(struct pipe_store *s, struct s3_req *r, const char *path, co
             r->out->data[r->len0] = '\0';
     }
     struct curl_slist *hdrs = NULL;
-    if (sign(s, r, path, hash, &hdrs) < 0) {
+    int rc = sign(s, r, path, hash, &hdrs);
+    if (rc < 0) {
         r->curl_code = CURLE_LOGIN_DENIED; /* stands for "no credentials" */
+        r->creds_rc = rc == PIPE_EUNAVAIL ? rc : PIPE_ECONFIG;
         return;
     }
     struct s3_conn *c = conn_get();
@@ -370,16 +379,26 @@ static const struct {
     const char *code;
     int rc;
 } s3_codes[] = {
-    {"NoSuchKey", PIPE_ENOTFOUND},           {"NoSuchBucket", PIPE_ECONFIG},
-    {"InvalidBucketName", PIPE_ECONFIG},     {"PermanentRedirect", PIPE_ECONFIG},
-    {"TemporaryRedirect", PIPE_ECONFIG},     {"AuthorizationHeaderMalformed", PIPE_ECONFIG},
-    {"ExpiredToken", PIPE_ECONFIG},          {"InvalidToken", PIPE_ECONFIG},
-    {"TokenRefreshRequired", PIPE_ECONFIG},  {"MissingSecurityHeader", PIPE_ECONFIG},
-    {"KeyTooLongError", PIPE_EINVAL},        {"InvalidURI", PIPE_EINVAL},
-    {"InvalidArgument", PIPE_EINVAL},        {"EntityTooLarge", PIPE_ETOOBIG},
-    {"RequestTimeout", PIPE_EUNAVAIL},       {"IncompleteBody", PIPE_EUNAVAIL},
-    {"OperationAborted", PIPE_EUNAVAIL},     {"SlowDown", PIPE_EUNAVAIL},
-    {"InternalError", PIPE_EUNAVAIL},        {"ServiceUnavailable", PIPE_EUNAVAIL},
+    {"NoSuchKey", PIPE_ENOTFOUND},
+    {"NoSuchBucket", PIPE_ECONFIG},
+    {"InvalidBucketName", PIPE_ECONFIG},
+    {"PermanentRedirect", PIPE_ECONFIG},
+    {"TemporaryRedirect", PIPE_ECONFIG},
+    {"AuthorizationHeaderMalformed", PIPE_ECONFIG},
+    {"ExpiredToken", PIPE_ECONFIG},
+    {"InvalidToken", PIPE_ECONFIG},
+    {"TokenRefreshRequired", PIPE_ECONFIG},
+    {"MissingSecurityHeader", PIPE_ECONFIG},
+    {"KeyTooLongError", PIPE_EINVAL},
+    {"InvalidURI", PIPE_EINVAL},
+    {"InvalidArgument", PIPE_EINVAL},
+    {"EntityTooLarge", PIPE_ETOOBIG},
+    {"RequestTimeout", PIPE_EUNAVAIL},
+    {"IncompleteBody", PIPE_EUNAVAIL},
+    {"OperationAborted", PIPE_EUNAVAIL},
+    {"SlowDown", PIPE_EUNAVAIL},
+    {"InternalError", PIPE_EUNAVAIL},
+    {"ServiceUnavailable", PIPE_EUNAVAIL},
     {"XAmzContentSHA256Mismatch", PIPE_EUNAVAIL}, /* bytes changed on the way */
 };
 
@@ -396,7 +415,7 @@ static int classify(const struct s3_req *r)
     if (r->timed_out || r->cut_short)
         return PIPE_EUNAVAIL;
     if (r->curl_code == CURLE_LOGIN_DENIED)
-        return PIPE_ECONFIG;
+        return r->creds_rc; /* a credentials endpoint that did not answer is transient */
     if (r->curl_code != CURLE_OK)
         return tls_failure(r->curl_code) ? PIPE_ECONFIG : PIPE_EUNAVAIL;
     if (r->http / 100 == 2)
@@ -414,14 +433,13 @@ static int classify(const struct s3_req *r)
 }
 
 /* Records why the final attempt failed: "OP KEY: WHAT[ TAIL]". */
-static void set_error(struct pipe_store *s, const char *op, const char *key,
-                      const struct s3_req *r, int rc, int attempts)
+static void set_error(struct pipe_store *s, const char *op, const char *key, const struct s3_req *r,
+                      int rc, int attempts)
 {
     struct s3_store *st = s->priv;
     char what[S3_ERRMSG_MAX + 256], tail[160] = "";
     if (r->timed_out)
-        snprintf(what, sizeof what, "no response from %s for %d ms", st->endpoint,
-                 st->timeout_ms);
+        snprintf(what, sizeof what, "no response from %s for %d ms", st->endpoint, st->timeout_ms);
     else if (r->cut_short)
         snprintf(what, sizeof what, "bad response from %s: %s", st->endpoint, r->message);
     else if (r->curl_code == CURLE_LOGIN_DENIED)

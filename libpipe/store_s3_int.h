@@ -11,9 +11,9 @@
 #include "libpipe/buf.h"
 #include "libpipe/store_int.h"
 
-#define S3_KEY_MAX     1024 /* S3's limit on a key, prefix included */
-#define S3_ERRMSG_MAX  512
-#define S3_RESP_MAX    (16 * 1024 * 1024) /* a listing page of 1000 long keys fits */
+#define S3_KEY_MAX    1024 /* S3's limit on a key, prefix included */
+#define S3_ERRMSG_MAX 512
+#define S3_RESP_MAX   (16 * 1024 * 1024) /* a listing page of 1000 long keys fits */
 
 /* Read-only after open: shared by every thread. */
 struct s3_store {
@@ -34,21 +34,22 @@ struct s3_store {
 
 /* One S3 request, the same for every attempt. */
 struct s3_req {
-    const char *method;     /* GET HEAD PUT DELETE */
-    const char *key;        /* full S3 key (prefix included); NULL: the bucket */
-    const char *query;      /* canonical query string, "" for none */
-    const char *data;       /* PUT body */
+    const char *method; /* GET HEAD PUT DELETE */
+    const char *key;    /* full S3 key (prefix included); NULL: the bucket */
+    const char *query;  /* canonical query string, "" for none */
+    const char *data;   /* PUT body */
     size_t len;
-    struct pipe_buf *out;   /* GET: where a 2xx body goes (appended) */
+    struct pipe_buf *out; /* GET: where a 2xx body goes (appended) */
     /* results of the last attempt */
-    long http;              /* status; 0 if none arrived */
-    int curl_code;          /* CURLcode */
+    long http;     /* status; 0 if none arrived */
+    int curl_code; /* CURLcode */
+    int creds_rc;  /* with CURLE_LOGIN_DENIED: why no credentials */
     bool timed_out, too_big, cut_short;
     uint64_t content_length;
-    int64_t last_modified;  /* seconds since the epoch; -1 if unknown */
+    int64_t last_modified; /* seconds since the epoch; -1 if unknown */
     char etag[sizeof((struct pipe_store_obj *)0)->etag];
-    struct pipe_buf resp;   /* a non-GET or error body */
-    char code[64];          /* S3 error code from the body, "" if none */
+    struct pipe_buf resp; /* a non-GET or error body */
+    char code[64];        /* S3 error code from the body, "" if none */
     char message[S3_ERRMSG_MAX];
     /* private to store_s3_http.c */
     size_t off, len0;

@@ -315,9 +315,15 @@ static int cmp_str(const void *a, const void *b)
 static void test_store_keys_with_reserved_and_unicode_bytes_round_trip(void **state)
 {
     struct ctx c = ctx_new(state, "chars");
-    const char *keys[] = {"s p/a+b",       "s p/a b",        "s p/pct%41%",   "s p/eq=x&y?z#w",
-                          "s p/\xc3\xa9t\xc3\xa9", "s p/\xe2\x82\xac", "s p/\xf0\x9f\x98\x80",
-                          "s p/t~*'()!$,;:@[]", "s p/a+b=/c d"};
+    const char *keys[] = {"s p/a+b",
+                          "s p/a b",
+                          "s p/pct%41%",
+                          "s p/eq=x&y?z#w",
+                          "s p/\xc3\xa9t\xc3\xa9",
+                          "s p/\xe2\x82\xac",
+                          "s p/\xf0\x9f\x98\x80",
+                          "s p/t~*'()!$,;:@[]",
+                          "s p/a+b=/c d"};
     enum { N = sizeof keys / sizeof *keys };
     for (size_t i = 0; i < N; i++)
         put_str(&c, keys[i], keys[i]);
@@ -403,7 +409,6 @@ static void test_store_walk_visits_every_key_in_order_and_stops_on_request(void 
     wipe(&c);
 }
 
-
 static void test_store_list_pagination_resumes_exactly_after_marker(void **state)
 {
     struct ctx c = ctx_new(state, "pages");
@@ -412,11 +417,21 @@ static void test_store_list_pagination_resumes_exactly_after_marker(void **state
     for (int i = 0; i < N; i++) {
         /* a mix of depths and of '-', '.' and '/' right after a shared stem */
         switch (i % 5) {
-        case 0: names[i] = pipe_asprintf("k%03d", i); break;
-        case 1: names[i] = pipe_asprintf("k%03d/x", i - 1); break;
-        case 2: names[i] = pipe_asprintf("k%03d-y", i - 2); break;
-        case 3: names[i] = pipe_asprintf("d%d/e%d/k%03d", i % 3, i % 7, i); break;
-        default: names[i] = pipe_asprintf("k%03d.z", i - 4); break;
+        case 0:
+            names[i] = pipe_asprintf("k%03d", i);
+            break;
+        case 1:
+            names[i] = pipe_asprintf("k%03d/x", i - 1);
+            break;
+        case 2:
+            names[i] = pipe_asprintf("k%03d-y", i - 2);
+            break;
+        case 3:
+            names[i] = pipe_asprintf("d%d/e%d/k%03d", i % 3, i % 7, i);
+            break;
+        default:
+            names[i] = pipe_asprintf("k%03d.z", i - 4);
+            break;
         }
     }
     /* "k000" and "k000/x" cannot both exist in a directory tree store, so
@@ -467,9 +482,9 @@ static void test_store_rejects_invalid_keys(void **state)
     char long_key[PIPE_STORE_KEY_MAX + 2];
     memset(long_key, 'a', sizeof long_key);
     long_key[PIPE_STORE_KEY_MAX + 1] = '\0';
-    const char *bad[] = {"../x", "/x", "a//b", "a/./b", "a/../b", "", ".hidden", "a/.tmp",
-                         "a/", "tab\tkey", "nl\nkey", "del\x7fkey", "back\\slash", ".",
-                         long_key};
+    const char *bad[] = {"../x",    "/x",         "a//b",        "a/./b", "a/../b",
+                         "",        ".hidden",    "a/.tmp",      "a/",    "tab\tkey",
+                         "nl\nkey", "del\x7fkey", "back\\slash", ".",     long_key};
     struct pipe_buf b;
     pipe_buf_init(&b, 100);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

@@ -106,9 +106,15 @@ static void test_aws_sigv4_session_token_is_signed_as_botocore_does(void **state
 static void test_aws_sigv4_too_small_output_is_refused(void **state)
 {
     (void)state;
-    const struct pipe_sigv4_req r = {.method = "GET", .host = "h", .path = "/", .query = "",
-                                     .payload_hash = EMPTY_SHA256, .region = "us-east-1",
-                                     .service = "s3", .key_id = "K", .secret = "S",
+    const struct pipe_sigv4_req r = {.method = "GET",
+                                     .host = "h",
+                                     .path = "/",
+                                     .query = "",
+                                     .payload_hash = EMPTY_SHA256,
+                                     .region = "us-east-1",
+                                     .service = "s3",
+                                     .key_id = "K",
+                                     .secret = "S",
                                      .now_ms = 0};
     char date[PIPE_SIGV4_DATE_LEN], auth[32];
     assert_int_equal(pipe_sigv4_sign(&r, date, auth, sizeof auth), PIPE_EINVAL);
