@@ -25,6 +25,8 @@ import threading
 import time
 from urllib.parse import parse_qs
 
+from sigv4_verify import serve
+
 ARGS = None
 LOCK = threading.Lock()
 STATE = {'n': 0, 'imds_tokens': set()}
@@ -133,10 +135,7 @@ def main():
     p.add_argument('--web-token', required=True)
     p.add_argument('--container-token', required=True)
     ARGS = p.parse_args()
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', ARGS.port), Handler)
-    srv.daemon_threads = True
-    print('listening on %d' % srv.server_address[1], flush=True)
-    srv.serve_forever()
+    serve(Handler, ARGS.port)
 
 
 if __name__ == '__main__':

@@ -404,6 +404,20 @@ s3rver_start() {
   S3_ENDPOINT=127.0.0.1:$S3V_PORT
 }
 
+# srv_wait_listening FILE PID — prints the port from the "listening on PORT"
+# line a helper of tests/support writes to FILE, once it is there (nothing
+# if PID dies or 10 s pass).
+srv_wait_listening() {
+  local i port
+  for ((i = 0; i < 200; i++)); do
+    port=$(sed -n 's/^listening on //p' "$1")
+    [ -n "$port" ] && { echo "$port"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
 # s3verify_start DIR UPSTREAM [ARGS...] — starts (or starts again on DIR's
 # port) tests/support/sigv4_verify.py in front of UPSTREAM (HOST:PORT): it
 # re-signs every request with botocore and refuses any it does not match
@@ -414,7 +428,7 @@ s3rver_start() {
 # line per request in DIR/requests.log. ARGS go to the proxy (--cert PEM
 # --key PEM for HTTPS). Sets S3V_PORT S3V_PID S3V_DIR.
 s3verify_start() {
-  local dir=$1 upstream=$2 port=0 i
+  local dir=$1 upstream=$2 port=0
   shift 2
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
@@ -427,12 +441,7 @@ s3verify_start() {
   S3V_PID=$!
   echo "$S3V_PID" >"$dir/pid"
   srv_register "$S3V_PID" "$dir" "$dir/keys"
-  for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/^listening on //p' "$dir/listening")
-    [ -n "$port" ] && break
-    kill -0 "$S3V_PID" 2>/dev/null || break
-    sleep 0.05
-  done
+  port=$(srv_wait_listening "$dir/listening" "$S3V_PID")
   if [ -z "$port" ]; then
     echo "# the SigV4 verifier in $dir did not start" >&2
     tail -5 "$dir/verify.log" >&2
@@ -449,21 +458,16 @@ s3verify_start() {
 # to KEYS (a verifier's keys file). Its log (DIR/creds.log) has one "issued
 # SOURCE KEY_ID" line per credential. Sets FAKECREDS_PORT.
 fakecreds_start() {
-  local dir=$1 keys=$2 lifetime=$3 web=$4 container=$5 port='' i pid
+  local dir=$1 keys=$2 lifetime=$3 web=$4 container=$5 port pid
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  "$SRV_PY" "$SRV_ROOT/tests/support/fake_aws_creds.py" --keys "$keys" --log "$dir/creds.log" \
+  "$SRV_PY" -B "$SRV_ROOT/tests/support/fake_aws_creds.py" --keys "$keys" --log "$dir/creds.log" \
     --lifetime "$lifetime" --web-token "$web" --container-token "$container" \
     >"$dir/listening" 2>>"$dir/err.log" &
   pid=$!
   echo "$pid" >"$dir/pid"
   srv_register "$pid" "$dir" "$dir/creds.log"
-  for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/^listening on //p' "$dir/listening")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-  done
+  port=$(srv_wait_listening "$dir/listening" "$pid")
   [ -n "$port" ] || { tail -5 "$dir/err.log" >&2; return 1; }
   FAKECREDS_PORT=$port
 }

@@ -240,11 +240,17 @@ def main():
     p.add_argument('--cert')
     p.add_argument('--key')
     ARGS = p.parse_args()
-    srv = http.server.ThreadingHTTPServer(('127.0.0.1', ARGS.port), Handler)
+    serve(Handler, ARGS.port, ARGS.cert, ARGS.key)
+
+
+def serve(handler, port, cert=None, key=None):
+    """Serves handler on 127.0.0.1:port (0: any), over TLS with cert;
+    prints "listening on PORT" (the harness waits for it)."""
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', port), handler)
     srv.daemon_threads = True
-    if ARGS.cert:
+    if cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(ARGS.cert, ARGS.key)
+        ctx.load_cert_chain(cert, key)
         srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print('listening on %d' % srv.server_address[1], flush=True)
     srv.serve_forever()
