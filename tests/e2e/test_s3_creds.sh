@@ -66,7 +66,7 @@ run_source() {
   ours=$(grep -a " /$SRV_BUCKET/creds-$name/" "$S3V_DIR/requests.log")
   local n_ok n_tok
   n_ok=$(grep -c '^ok ' <<<"$ours")
-  n_tok=$(grep -c '^ok .* key=ASIATEST[0-9]* token=yes$' <<<"$ours")
+  n_tok=$(grep -c '^ok .* key=ASIATEST[0-9]* token=yes ' <<<"$ours")
   check "$name: the verifier accepted all $n_ok requests (none refused)" \
     test "$n_ok" -ge "$posts" -a "$(grep -c '^refused' <<<"$ours")" -eq 0
   check "$name: every request carried its session token, signed ($n_tok of $n_ok)" test "$n_tok" -eq "$n_ok"

@@ -38,10 +38,14 @@ aws_() {
     "$AWS" --endpoint-url "http://$S3_ENDPOINT" "$@"
 }
 start_filter f --store "$STORE_URL" --flush-age 50ms || { not_ok "filter starts"; exit 1; }
-"$BIN/sluicectl" gen --count 300 --seed 7 >"$T/events.ndjson"
-"$BIN/sluicectl" send "$T/events.ndjson" --url "$FILTER_URL" --batch 50 2>"$T/send.log"
-check "sluice's filter stores 300 events through the verifier" test $? -eq 0
+"$BIN/sluicectl" gen --count 600 --seed 7 >"$T/events.ndjson"
+"$BIN/sluicectl" send "$T/events.ndjson" --url "$FILTER_URL" --batch 20 --concurrency 1 2>"$T/send.log"
+check "sluice's filter stores 600 events through the verifier" test $? -eq 0
 stop_pid "$FILTER_PID" >/dev/null
+puts=$(grep -a -c '^ok 200 PUT /sluice/e2e/filtered/' "$log")
+conns=$(grep -a '^ok 200 PUT /sluice/e2e/filtered/' "$log" | sed 's/.* conn=//' | sort -u | wc -l)
+check "the filter reuses its connections ($puts PUTs over $conns connections)" \
+  test "$puts" -ge 4 -a "$conns" -le $((puts / 2))
 "$BIN/sluicectl" ls --store "$STORE_URL" filtered/ | sed 's|^|e2e/|' >"$T/sluice.keys"
 aws_ s3api list-objects --bucket "$SRV_BUCKET" --prefix e2e/filtered/ --query 'Contents[].Key' \
   --output text 2>"$T/aws-ls.err" | tr '\t' '\n' | grep -v '^None$' >"$T/aws.keys"

@@ -14,8 +14,8 @@ unchanged and its answer relayed.
 FILE holds one credential a line: "KEY_ID SECRET" (long-term) or
 "KEY_ID SECRET TOKEN EXPIRY_EPOCH" (temporary); it is re-read when it
 changes, so a fake credentials endpoint can add the ones it hands out.
-The log gets one line per request: "ok|refused CODE METHOD PATH key=ID
-token=yes|no". With --cert the proxy speaks HTTPS. Prints "listening on
+The log gets one line per request: "ok 200 METHOD PATH key=ID
+token=yes|no conn=CLIENT_PORT" or "refused CODE METHOD PATH". With --cert the proxy speaks HTTPS. Prints "listening on
 PORT" once it accepts connections."""
 import argparse
 import hashlib
@@ -187,8 +187,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                    '</Message></Error>' % (e.code, escape(e.message))).encode()
             self.reply(e.status, [('Content-Type', 'application/xml')], xml)
             return
-        self.note('ok 200 %s %s key=%s token=%s' % (self.command, self.path, key_id,
-                                                     'yes' if has_token else 'no'))
+        self.note('ok 200 %s %s key=%s token=%s conn=%d' % (
+            self.command, self.path, key_id, 'yes' if has_token else 'no',
+            self.client_address[1]))
         fwd = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
         # s3rver checks no signature but knows one key id: temporary
         # credentials (already verified here) go on under that id.
