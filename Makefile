@@ -116,12 +116,15 @@ FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 fuzz:
 	@tools/install-deps.sh fuzz
-	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body
+	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_event.c tests/support/event_ref.c $(FUZZ_LIB) \
 	    -ljansson -lxxhash -o build/fuzz/fuzz_event
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_body.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_body
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_aws_xml.c libpipe/err.c libpipe/mem.c libpipe/aws_xml.c \
+	    -lexpat -o build/fuzz/fuzz_aws_xml
 	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
 	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
+	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz/corpus-aws-xml
 
 lint:
 	@tools/install-deps.sh lint
