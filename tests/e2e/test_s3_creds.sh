@@ -33,7 +33,7 @@ issued() { grep -c "^issued $1 " "$creds_log" 2>/dev/null; }
 # run_source NAME SOURCE ENV... — a filter on prefix creds-NAME, with only
 # ENV for credentials, fed a batch every 0.5 s for run_for seconds.
 run_source() {
-  local name=$1 source=$2 i code bad=0 posts=0 before
+  local name=$1 source=$2 code bad=0 posts=0 before
   shift 2
   before=$(issued "$source")
   local url
