@@ -69,15 +69,16 @@ void pipe_schema_free(struct pipe_schema *s);
  * an empty directory gives an empty set. Any unreadable file, JSON error or
  * schema error fails the whole load: err gets one line naming the file and,
  * for a schema error, the path inside it ("DIR/page_view/1.json:7:3: ..."
- * for JSON). Returns 0, PIPE_EINVAL (a bad schema), or -errno (the directory
- * cannot be read); *out only on success. opts may be NULL. */
+ * for JSON). Returns 0, PIPE_EINVAL (a bad schema), PIPE_ETOOBIG (a file
+ * over the limit) or -errno (unreadable); *out only on success. opts may be
+ * NULL. */
 int pipe_schema_set_load(const char *dir, const struct pipe_schema_opts *opts,
                          struct pipe_schema_set **out, char *err, size_t errlen);
 
 /* pipe_schema_load_file — reads, parses and compiles the one file path as
  * event type event at version (what pipe_schema_set_load does for each
  * file, same limits and messages). 0 and *out (pipe_schema_free), or
- * PIPE_EINVAL / -errno with err set. */
+ * PIPE_EINVAL / PIPE_ETOOBIG / -errno with err set. */
 int pipe_schema_load_file(const char *path, const char *event, int version,
                           const struct pipe_schema_opts *opts, struct pipe_schema **out, char *err,
                           size_t errlen);
