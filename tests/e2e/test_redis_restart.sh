@@ -11,8 +11,7 @@
 
 count=${REDIS_RESTART_EVENTS:-12000}
 store=$STORE_VIEW
-port=$(srv_free_port)
-url=http://127.0.0.1:$port
+port=0 # the kernel picks the filter's port
 common=(--store "$STORE_URL" --leases "$LEASE_URL" --poll 100ms)
 declare -A pid
 
@@ -29,7 +28,8 @@ start() {
 }
 stages=(filter dispatcher combiner1 combiner2 splitter1 splitter2)
 for s in "${stages[@]}"; do start "$s"; done
-wait_log "$T/filter.log" 'ingest listening' 10 || { not_ok "filter starts"; exit 1; }
+port=$(listen_port "$T/filter.log") || { not_ok "filter starts"; exit 1; }
+url=http://127.0.0.1:$port
 
 "$BIN/sluicectl" gen --count "$count" --seed 91 --dup-rate 0.05 --bad-rate 0.02 --no-id-rate 0.02 \
   --manifest "$T/gen.tsv" >"$T/gen.ndjson"
