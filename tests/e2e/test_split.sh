@@ -159,7 +159,7 @@ want_dups=$(awk -F'\t' '$2 == "accepted"' "$T/gen.tsv" | cut -f3,4 | sort | uniq
   awk '{n += $1 - 1} END {print n + 0}')
 check "in-batch retries are dropped and counted ($dups, expected $want_dups)" \
   test "$dups" = "$want_dups"
-check "jobs/split/ is empty afterwards" bash -c "[ -z \"\$(ls -A '$store/jobs/split' 2>/dev/null)\" ]"
+check "jobs/split/ is empty afterwards" test "$(count_objects "file://$store" jobs/split)" -eq 0
 check "the job's de-duplication index is stored" \
   bash -c "ls '$store'/state/dedup/dt=*/hr=*/$job.idx >/dev/null"
 sums >"$T/sums1"
@@ -225,7 +225,7 @@ for delay in 0.03 0.1 0.18 0.26 0.33 0.38; do
   wait "$pid" 2>/dev/null
   "$BIN/sluice-splitter" "${S[@]}" --once >>"$T/kill.log" 2>&1 || continue
   sums >"$T/ksums"
-  cmp -s "$T/ksums.ref" "$T/ksums" && [ -z "$(ls -A "$store/jobs/split" 2>/dev/null)" ] &&
+  cmp -s "$T/ksums.ref" "$T/ksums" && [ "$(count_objects "file://$store" jobs/split)" -eq 0 ] &&
     exact=$((exact + 1))
 done
 note "kill -9 landed in $kills of 6 rounds"
