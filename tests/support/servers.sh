@@ -116,7 +116,24 @@ srv_stop_all() {
 
 # ---- redis-server ----
 
+# A first start probes a free port (redis-server cannot take port 0 and say
+# which it got); another process may bind it first, so a first start that
+# fails tries again on a new port. A restart stays on its port.
 redis_start() {
+  local attempt
+  if [ -f "$1/port" ]; then
+    srv_redis_start1 "$1"
+    return
+  fi
+  for attempt in 1 2 3; do
+    srv_redis_start1 "$1" && return 0
+    srv_kill "$1"
+    rm -f "$1/port"
+  done
+  return 1
+}
+
+srv_redis_start1() {
   local dir=$1 port i
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
