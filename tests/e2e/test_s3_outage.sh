@@ -63,10 +63,11 @@ for i in 2 3; do
 done
 check "while the store is down the filter answers 503, never 200 (${codes% }; in ${times% })" \
   test "$codes" = "503 503 "
-sleep 2
-check "every stage is still running during the outage" all_alive
+saw_503() { grep -q 'HTTP 503; retrying' "$T/send2.log"; }
+wait_until 60 saw_503
 retries=$(grep -c 'HTTP 503; retrying' "$T/send2.log")
 check "the client saw 503 and kept retrying ($retries retries)" test "$retries" -gt 0
+check "every stage is still running during the outage" all_alive
 
 # --- the store comes back on the same port with the same data ---
 s3rver_start "$T/s3"
