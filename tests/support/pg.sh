@@ -25,8 +25,8 @@ start_pg() {
     >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
   # A probed free port may be taken by another process before the server
   # binds it: then the start fails, and another port is tried.
-  local attempt started=0
-  for attempt in 1 2 3; do
+  local started=0
+  for _ in 1 2 3; do
     PG_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pg_as "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
       -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start \

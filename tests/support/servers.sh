@@ -120,12 +120,11 @@ srv_stop_all() {
 # which it got); another process may bind it first, so a first start that
 # fails tries again on a new port. A restart stays on its port.
 redis_start() {
-  local attempt
   if [ -f "$1/port" ]; then
     srv_redis_start1 "$1"
     return
   fi
-  for attempt in 1 2 3; do
+  for _ in 1 2 3; do
     srv_redis_start1 "$1" && return 0
     srv_kill "$1"
     rm -f "$1/port"
