@@ -383,7 +383,7 @@ s3rver_start() {
   echo "$S3_PID" >"$dir/pid"
   srv_register "$S3_PID" "$dir" "$dir/data"
   for ((i = 0; i < 400; i++)); do
-    port=$(tail -n +$((before + 1)) "$dir/s3rver.log" |
+    port=$(tail -n +$((before + 1)) "$dir/s3rver.log" 2>/dev/null |
       sed -n 's/.*S3rver listening on [0-9.]*:\([0-9]*\).*/\1/p' | tail -1)
     [ -n "$port" ] && break
     kill -0 "$S3_PID" 2>/dev/null || break
