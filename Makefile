@@ -72,6 +72,12 @@ $(BIN)/sluicectl: $(CTL_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# bench_collide times the splitter's routing pass itself.
+$(BUILD)/tests/bench/bench_collide: $(BUILD)/tests/bench/bench_collide.o \
+    $(BUILD)/stages/splitter/splitter_route.o $(BUILD)/stages/splitter/splitter_reject.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TSUP_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -357,7 +357,11 @@ static int apply_text(struct loader *l, const struct pipe_conf_opt *o, const cha
         json_error_t je;
         json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (j == NULL) {
-            fail(l, "%s: '%s' is not valid JSON (%s at column %d)", src, text, je.text, je.column);
+            /* Neither the value nor jansson's message (which quotes the
+             * text near the error): a JSON option may hold secrets, such as
+             * the filter's api_keys. */
+            fail(l, "%s: not valid JSON (error at line %d, column %d; the value is not shown)", src,
+                 je.line, je.column);
             return PIPE_ECONFIG;
         }
         json_decref(*(json_t **)f);
@@ -493,6 +497,21 @@ out:
     return rc;
 }
 
+/* Keys that several programs read and that must hold the same value in all
+ * of them (SPEC §5.7): the de-duplication window the splitters check and the
+ * dispatcher's sweep keeps index objects for, and the retentions the sweeps
+ * apply. A config file sets them at its top level only, so one file cannot
+ * give two programs two values; a program that does not take one skips it. */
+static const char *const shared_keys[] = {"dedup_window", "retention", NULL};
+
+static bool is_shared(const char *key)
+{
+    for (size_t i = 0; shared_keys[i]; i++)
+        if (strcmp(shared_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
 /* is_annotation — keys a config file may carry for its readers, ignored. */
 static bool is_annotation(const char *key)
 {
@@ -521,6 +540,15 @@ static int apply_object(struct loader *l, const char *path, json_t *obj, bool to
         }
         if (o == NULL && top && strncmp(key, "sluice", 6) == 0 && json_is_object(v))
             continue;
+        if (!top && is_shared(key)) {
+            fail(l,
+                 "%s: '%s' in section '%s': several programs read it and must agree, so it is "
+                 "set once, at the top level of the file",
+                 path, key, l->p->name);
+            return PIPE_ECONFIG;
+        }
+        if (o == NULL && top && is_shared(key))
+            continue; /* another program's */
         if (o == NULL) {
             const char *near = nearest(l->p, key);
             fail(l, "%s: unknown key '%s'%s%s%s", path, key, near ? " (did you mean '" : "",
@@ -546,6 +574,11 @@ static int apply_file(struct loader *l, const char *path)
         goto out;
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
+        /* jansson ends its message with the text near the error ("near
+         * '...'"), which may be part of a secret such as an API key */
+        char *near = strstr(je.text, " near ");
+        if (near)
+            *near = '\0';
         fail(l, "%s:%d:%d: %s", path, je.line, je.column, je.text);
         rc = PIPE_ECONFIG;
         goto out;

@@ -9,15 +9,15 @@
  *   <prefix>fence:<name>  the last fence handed out for name, kept for
  *                         FENCE_KEEP_MS after the name's last acquire, renew
  *                         or release
- * A new fence is max(last + 1, the server's clock in µs). The counter makes
- * fences grow however fast a name is taken; the clock floor keeps them
- * growing when the counter is gone — its key expired, or Redis restarted
- * empty or failed over to a replica that missed the last writes — so they
- * never go back to a value an earlier holder may have used. Microseconds,
- * not milliseconds: a lease lost to a flush and taken again within the same
- * millisecond got the very fence of the lost one (the round trips between
- * take far longer than a microsecond). 2^53 µs, where Lua's numbers stop
- * being exact, is in the year 2255. */
+ * A new fence is max(last + 1, the server's clock in microseconds). The
+ * counter makes fences grow however fast a name is taken; the clock floor
+ * keeps them growing when the counter is gone — its key expired, or Redis
+ * restarted empty or failed over to a replica that missed the last writes —
+ * so they never go back to a value an earlier holder may have used. The
+ * floor is in microseconds, not milliseconds: a flush and a new acquire
+ * can land in the same millisecond as the last fence handed out (seen on
+ * an idle machine), and an equal fence would let two holders look alike.
+ * Microseconds since 1970 (~1.8e15) stay exact in Lua's doubles (2^53). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>

@@ -784,9 +784,10 @@ static int load_type_dir(struct loading *l, const char *dir, const char *event)
     return rc;
 }
 
+/* Seeded: lookups are by the event type a client sent. */
 static uint64_t name_hash(const char *s, size_t n)
 {
-    return XXH3_64bits(s, n);
+    return XXH3_64bits_withSeed(s, n, pipe_mem_hash_seed());
 }
 
 /* index_set — groups the sorted schemas by type and builds the hash table. */

@@ -17,6 +17,7 @@
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/ndjson.h"
 #include "stages/filter/filter.h"
 
 #define OPT(field) offsetof(struct filter_cfg, field)
@@ -66,6 +67,17 @@ static const struct pipe_conf_opt filter_opts[] = {
      "accept|reject"},
     {"redact_key_file", PIPE_CONF_STR, NULL, OPT(redact_key_file),
      "file holding the key (16-64 bytes) of redact \"hash\"", 0, 0, "FILE"},
+    {"admin_on_ingest", PIPE_CONF_BOOL, "false", OPT(admin_on_ingest),
+     "also serve /healthz, /readyz and /metrics on the ingest port (else: --admin only)", 0, 0,
+     NULL},
+    {"max_conns", PIPE_CONF_INT, "1024", OPT(max_conns),
+     "open ingest connections at most; past it 503 + Retry-After", 1, 1000000, "N"},
+    {"max_conns_per_ip", PIPE_CONF_INT, "256", OPT(max_conns_per_ip),
+     "open ingest connections from one client address at most; past it 503", 1, 1000000, "N"},
+    {"max_records", PIPE_CONF_INT, "10000", OPT(max_records),
+     "records in one request at most (413 beyond)", 1, 100000000, "N"},
+    {"max_rejected", PIPE_CONF_SIZE, "4MiB", OPT(max_rejected),
+     "rejection lines one request may produce, in bytes (413 beyond)", 4096, 1LL << 32, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -87,10 +99,12 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
         }
         json_object_foreach (c->api_keys, k, v) {
             if (!json_is_string(v) || !pipe_keys_instance_valid(json_string_value(v))) {
+                /* never the key itself, nor a part of it: it is a secret */
+                (void)k;
                 snprintf(err, errlen,
-                         "api_keys: the channel of key '%.8s...' must be a name "
-                         "like \"web\" ([A-Za-z0-9_.-])",
-                         k);
+                         "api_keys: every channel must be a name like \"web\" "
+                         "([A-Za-z0-9_.-]); this one is not: %.64s",
+                         json_is_string(v) ? json_string_value(v) : "(not a string)");
                 return -1;
             }
         }
@@ -107,6 +121,17 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
         snprintf(err, errlen,
                  "max_pending must be at least twice flush_bytes (one batch "
                  "fills while the previous one is written)");
+        return -1;
+    }
+    if (c->max_body > c->max_decoded) {
+        snprintf(err, errlen, "max_body must not exceed max_decoded (a plain body is decoded)");
+        return -1;
+    }
+    if (c->max_decoded + c->max_rejected > c->max_pending / 2) {
+        snprintf(err, errlen,
+                 "max_pending must be at least twice max_decoded + max_rejected (the most one "
+                 "request can add), so that a request over the limits gets 413 and one within "
+                 "them always fits once the pending data is written");
         return -1;
     }
     if (c->max_event > c->flush_bytes) {
@@ -126,6 +151,18 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
     return 0;
 }
 
+/* labeled_counters — one counter of name per value of label. */
+static void labeled_counters(struct pipe_metrics *reg, const char *name, const char *help,
+                             const char *label, const char *const *values, int n,
+                             struct pipe_counter **out)
+{
+    for (int i = 0; i < n; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "%s=\"%s\"", label, values[i]);
+        out[i] = pipe_metrics_counter(reg, name, help, labels);
+    }
+}
+
 static void register_metrics(struct filter *f)
 {
     struct pipe_metrics *reg = pipe_stage_metrics(f->st);
@@ -137,14 +174,10 @@ static void register_metrics(struct filter *f)
         f->m.rejected[r] = pipe_metrics_counter(reg, "sluice_filter_events_rejected_total",
                                                 "Events rejected, by reason.", labels);
     }
-    static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int i = 0; i < 6; i++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "code=\"%s\"", classes[i]);
-        f->m.requests[i] =
-            pipe_metrics_counter(reg, "sluice_filter_requests_total",
-                                 "Ingest requests answered, by status class.", labels);
-    }
+    static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    labeled_counters(reg, "sluice_filter_requests_total",
+                     "Ingest requests answered, by status class.", "code", classes, 6,
+                     f->m.requests);
     f->m.bytes_in = pipe_metrics_counter(reg, "sluice_filter_bytes_in_total",
                                          "Request body bytes received (as sent).", NULL);
     f->m.flushes = pipe_metrics_counter(reg, "sluice_filter_flushes_total",
@@ -153,6 +186,10 @@ static void register_metrics(struct filter *f)
                                              "Batches whose write failed (answered 503).", NULL);
     f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
                                             "raw/ objects filtered.", NULL);
+    static const char *const qreasons[] = {"too_large", "undecodable", "overflow"};
+    labeled_counters(reg, "sluice_filter_raw_quarantined_total",
+                     "raw/ objects not filtered but quarantined, by reason.", "reason", qreasons, 3,
+                     f->m.raw_quarantined);
     f->m.unknown_types =
         pipe_metrics_counter(reg, "sluice_filter_unknown_type_events_total",
                              "Events of a type without schema (accepted or rejected).", NULL);
@@ -179,19 +216,56 @@ static void respond(struct filter *f, struct pipe_http_request *req, int status,
     pipe_httpd_respond(req, status, "application/json", body, strlen(body), extra);
 }
 
+/* error_body — {"error":code,"message":message} into b. */
+static void error_body(struct pipe_buf *b, const char *code, const char *message)
+{
+    pipe_buf_printf(b, "{\"error\":\"%s\",\"message\":", code);
+    if (pipe_json_append_string(b, message, strlen(message)) < 0)
+        pipe_buf_append_str(b, "\"\"");
+    pipe_buf_append_char(b, '}');
+}
+
+/* error_headers — Retry-After on a 503 (transient: retry), Allow on a 405. */
+static const char *error_headers(int status)
+{
+    return status == 503 ? "Retry-After: 1\r\n" : status == 405 ? "Allow: POST\r\n" : NULL;
+}
+
 static void respond_error(struct filter *f, struct pipe_http_request *req, int status,
                           const char *code, const char *message)
 {
-    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
-    char *s = json_dumps(o, JSON_COMPACT);
-    respond(f, req, status, s ? s : "{}", status == 503 ? "Retry-After: 1\r\n" : NULL);
-    free(s);
-    json_decref(o);
+    struct pipe_buf b;
+    pipe_buf_init(&b, 4096);
+    error_body(&b, code, message);
+    respond(f, req, status, b.data ? b.data : "{}", error_headers(status));
+    pipe_buf_cleanup(&b);
+}
+
+/* early_error — the same answer, given from the headers (body unread). */
+static void early_error(struct filter *f, struct pipe_http_early *ans, int status, const char *code,
+                        const char *message)
+{
+    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
+    ans->status = status;
+    ans->content_type = "application/json";
+    error_body(&ans->body, code, message);
+    const char *h = error_headers(status);
+    if (h)
+        pipe_buf_append_str(&ans->headers, h);
 }
 
 static double pending_bytes_value(void *arg)
 {
     return (double)((struct filter *)arg)->pending_bytes;
+}
+
+static double receiving_bytes_value(void *arg)
+{
+    struct filter *f = arg;
+    struct pipe_httpd_counters n = {0};
+    if (f->httpd)
+        pipe_httpd_counters(f->httpd, &n);
+    return (double)n.body_bytes_declared;
 }
 
 /* ---- flushing ---- */
@@ -224,6 +298,8 @@ static void flush_work(uv_work_t *w)
     b->rc = filter_batch_write(b->f, b);
 }
 
+static void age_timer_cb(uv_timer_t *t);
+
 static void flush_done(uv_work_t *w, int status)
 {
     struct filter_batch *b = w->data;
@@ -249,10 +325,19 @@ static void flush_done(uv_work_t *w, int status)
         filter_batch_free(b);
     /* What is pending now is the open batch alone. */
     f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
-    if (f->cur &&
-        (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
-         pipe_clock_mono_ms() - f->cur->opened_mono_ms >= f->cfg->flush_age_ms))
-        filter_flush(f);
+    if (f->cur) {
+        int64_t age = pipe_clock_mono_ms() - f->cur->opened_mono_ms;
+        if (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
+            age >= f->cfg->flush_age_ms) {
+            filter_flush(f);
+        } else {
+            /* The age timer may have fired while this write ran (libuv's
+             * cached loop time can be behind when a request took long) and
+             * found it in flight: arm it again for what is left. */
+            uv_update_time(pipe_stage_loop(f->st));
+            uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)(f->cfg->flush_age_ms - age), 0);
+        }
+    }
     filter_maybe_done(f);
 }
 
@@ -307,7 +392,12 @@ static struct filter_batch *open_batch(struct filter *f)
 
 /* ---- requests ---- */
 
-static const char *channel_for(struct filter *f, struct pipe_http_request *req)
+static const char events_path[] = "/v1/events";
+
+/* channel_for — the channel of the request's X-Api-Key, the default one on
+ * an open endpoint, NULL for a missing or unknown key. The key is only
+ * looked up, never logged or copied. */
+static const char *channel_for(struct filter *f, const struct pipe_http_request *req)
 {
     const json_t *keys = f->cfg->api_keys;
     if (keys == NULL || json_object_size(keys) == 0)
@@ -318,55 +408,116 @@ static const char *channel_for(struct filter *f, struct pipe_http_request *req)
     return json_string_value(json_object_get(keys, key));
 }
 
-static void handle_events(struct filter *f, struct pipe_http_request *req)
+static bool is_admin_path(const char *path)
 {
-    const char *channel = channel_for(f, req);
-    if (channel == NULL) {
-        respond_error(f, req, 401, "bad_api_key", "a valid X-Api-Key header is required");
-        return;
-    }
+    return strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+           strcmp(path, "/metrics") == 0;
+}
+
+/* unavailable — why no request can be taken now (stopping, the store
+ * down), with its error code; NULL when requests can be taken. */
+static const char *unavailable(const struct filter *f, const char **code)
+{
     if (f->stopping) {
-        respond_error(f, req, 503, "stopping", "the filter is shutting down; retry");
-        return;
+        *code = "stopping";
+        return "the filter is shutting down; retry";
     }
     if (pipe_clock_mono_ms() < f->store_down_until_mono) {
-        respond_error(f, req, 503, "store_unavailable", "the store is unavailable; retry");
-        return;
+        *code = "store_unavailable";
+        return "the store is unavailable; retry";
     }
-    if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
-        respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
-        return;
-    }
-    pipe_counter_add(f->m.bytes_in, req->body_len);
+    return NULL;
+}
 
-    const char *body = req->body;
-    size_t len = req->body_len;
-    struct pipe_buf decoded;
-    pipe_buf_init(&decoded, f->cfg->max_decoded);
-    const char *enc = pipe_http_request_header(req, "Content-Encoding");
-    if (enc && strcasecmp(enc, "identity") != 0) {
-        int rc = PIPE_EUNSUPP;
-        if (strcasecmp(enc, "zstd") == 0)
-            /* The decoder passes plain bytes through; a client that says
-             * zstd must have sent zstd. */
-            rc = pipe_codec_is_zstd(body, len) ? pipe_codec_decompress(body, len, &decoded)
-                                               : PIPE_ECORRUPT;
-        if (rc < 0) {
-            pipe_buf_cleanup(&decoded);
-            if (rc == PIPE_ETOOBIG)
-                respond_error(f, req, 413, "too_large", "the decoded body is over the limit");
-            else if (rc == PIPE_EUNSUPP)
-                respond_error(f, req, 415, "bad_encoding", "Content-Encoding must be zstd");
-            else
-                respond_error(f, req, 400, "bad_encoding", "the zstd body could not be decoded");
-            return;
-        }
-        body = decoded.data ? decoded.data : "";
-        len = decoded.len;
+/* on_head — everything decided from the request line and headers, before
+ * the body is read or any memory reserved for it: route, method, API key,
+ * and whether the body can be held at all (what is pending plus the bodies
+ * still arriving, by their declared length, against max_pending). */
+static void on_head(struct pipe_http_request *req, void *arg, struct pipe_http_early *ans)
+{
+    struct filter *f = arg;
+    if (strcmp(req->path, events_path) != 0) {
+        if (!(f->cfg->admin_on_ingest && is_admin_path(req->path)))
+            early_error(f, ans, 404, "not_found", "no such endpoint; events go to /v1/events");
+        return;
     }
+    if (strcmp(req->method, "POST") != 0) {
+        early_error(f, ans, 405, "method_not_allowed", "use POST");
+        return;
+    }
+    const char *channel = channel_for(f, req);
+    if (channel == NULL) {
+        early_error(f, ans, 401, "bad_api_key", "a valid X-Api-Key header is required");
+        return;
+    }
+    req->ctx = (void *)channel; /* owned by the configuration */
+    const char *code, *why = unavailable(f, &code);
+    if (why) {
+        early_error(f, ans, 503, code, why);
+        return;
+    }
+    struct pipe_httpd_counters n;
+    pipe_httpd_counters(f->httpd, &n);
+    uint64_t declared = req->content_length > 0 ? (uint64_t)req->content_length : 0;
+    /* a body over max_body is httpd's 413 (permanent), not a 503 */
+    if (declared <= f->cfg->max_body &&
+        f->pending_bytes + n.body_bytes_declared + declared > f->cfg->max_pending)
+        early_error(f, ans, 503, "busy", "too much unacknowledged data; retry shortly");
+}
+
+/* decode_body — the body as sent, or zstd-decoded into decoded (capped at
+ * max_decoded). 0, or the status to answer (with *code, *message). */
+static int decode_body(struct pipe_http_request *req, struct pipe_buf *decoded, const char **body,
+                       size_t *len, const char **code, const char **message)
+{
+    *body = req->body;
+    *len = req->body_len;
+    const char *enc = pipe_http_request_header(req, "Content-Encoding");
+    if (!enc || strcasecmp(enc, "identity") == 0)
+        return 0;
+    int rc = PIPE_EUNSUPP;
+    if (strcasecmp(enc, "zstd") == 0)
+        /* The decoder passes plain bytes through; a client that says zstd
+         * must have sent zstd. */
+        rc = pipe_codec_is_zstd(req->body, req->body_len)
+                 ? pipe_codec_decompress(req->body, req->body_len, decoded)
+                 : PIPE_ECORRUPT;
+    if (rc == PIPE_ETOOBIG) {
+        *code = "too_large";
+        *message = "the decoded body is over the limit (max_decoded)";
+        return 413;
+    }
+    if (rc == PIPE_EUNSUPP) {
+        *code = "bad_encoding";
+        *message = "Content-Encoding must be zstd";
+        return 415;
+    }
+    if (rc < 0) {
+        *code = "bad_encoding";
+        *message = "the zstd body could not be decoded";
+        return 400;
+    }
+    *body = decoded->data ? decoded->data : "";
+    *len = decoded->len;
+    return 0;
+}
+
+/* ingest_request — the body's events into the open batch; the request
+ * waits for the batch's write. A request over a limit gets 413 (never
+ * 503: retrying cannot help); one that does not fit the batch holding
+ * other requests' events gets 503 while that batch is written. */
+static void ingest_request(struct filter *f, struct pipe_http_request *req, const char *body,
+                           size_t len, const char *channel)
+{
+    const struct filter_cfg *cfg = f->cfg;
     const char *ctype = pipe_http_request_header(req, "Content-Type");
     bool ndjson = ctype && strstr(ctype, "ndjson") != NULL;
-
+    const struct filter_limits lim = {
+        .max_records = (uint64_t)cfg->max_records,
+        .max_rejected = cfg->max_rejected,
+        .max_out = cfg->max_decoded + cfg->max_rejected,
+    };
+    const struct filter_origin origin = {channel, pipe_clock_now_ms(), "http"};
     struct filter_batch *b = open_batch(f);
     struct filter_waiter *w = pipe_calloc(1, sizeof *w);
     w->req = req;
@@ -374,36 +525,62 @@ static void handle_events(struct filter *f, struct pipe_http_request *req)
     char msg[200];
     size_t before = b->accepted.len + b->rejected.len;
     /* The set is swapped on this thread only: no reference needed. */
-    int rc =
-        filter_ingest(f->cfg, &f->m, b, f->schemas, body, len, ndjson, channel, pipe_clock_now_ms(),
-                      "http", &w->accepted, &w->rejected, msg, sizeof msg);
-    pipe_buf_cleanup(&decoded);
+    int rc = filter_ingest(cfg, &f->m, b, f->schemas, body, len, ndjson, &lim, &origin,
+                           &w->accepted, &w->rejected, msg, sizeof msg);
     if (rc < 0) {
         pipe_free(w);
         if (rc == PIPE_EPARSE)
             respond_error(f, req, 400, "not_json", msg);
+        else if (rc == PIPE_ETOOBIG || before == 0)
+            respond_error(f, req, 413, "too_large",
+                          rc == PIPE_ETOOBIG ? msg : "the events are over the batch cap");
         else
             respond_error(f, req, 503, "busy", "the batch is full; retry shortly");
+        if (rc == PIPE_EFULL)
+            filter_flush(f);
         return;
     }
     f->pending_bytes += b->accepted.len + b->rejected.len - before;
     *b->tail = w;
     b->tail = &w->next;
-    if (b->accepted.len + b->rejected.len >= f->cfg->flush_bytes)
+    if (b->accepted.len + b->rejected.len >= cfg->flush_bytes)
         filter_flush(f);
 }
 
+static void handle_events(struct filter *f, struct pipe_http_request *req, const char *channel)
+{
+    /* Checked again: the state may have changed while the body arrived. */
+    const char *code, *why = unavailable(f, &code);
+    if (why) {
+        respond_error(f, req, 503, code, why);
+        return;
+    }
+    if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
+        respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
+        return;
+    }
+    pipe_counter_add(f->m.bytes_in, req->body_len);
+    struct pipe_buf decoded;
+    pipe_buf_init(&decoded, f->cfg->max_decoded);
+    const char *body, *message = NULL;
+    size_t len;
+    int status = decode_body(req, &decoded, &body, &len, &code, &message);
+    if (status)
+        respond_error(f, req, status, code, message);
+    else
+        ingest_request(f, req, body, len, channel);
+    pipe_buf_cleanup(&decoded);
+}
+
+/* http_handler — a request on_head let through: POST /v1/events with its
+ * channel in ctx, or (admin_on_ingest) an admin path. */
 static void http_handler(struct pipe_http_request *req, void *arg)
 {
     struct filter *f = arg;
-    if (strcmp(req->path, "/v1/events") == 0) {
-        if (strcmp(req->method, "POST") == 0)
-            handle_events(f, req);
-        else
-            respond_error(f, req, 405, "method_not_allowed", "use POST");
-    } else if (!pipe_stage_serve_admin(f->st, req)) {
+    if (req->ctx != NULL && strcmp(req->path, events_path) == 0)
+        handle_events(f, req, req->ctx);
+    else if (!(f->cfg->admin_on_ingest && pipe_stage_serve_admin(f->st, req)))
         respond_error(f, req, 404, "not_found", "no such endpoint; events go to /v1/events");
-    }
 }
 
 /* ---- the stage ---- */
@@ -418,6 +595,10 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     register_metrics(f);
     pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_pending_bytes",
                           "Bytes received but not yet acknowledged.", NULL, pending_bytes_value, f);
+    pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_receiving_bytes",
+                          "Declared length of request bodies still arriving (counted against "
+                          "max_pending).",
+                          NULL, receiving_bytes_value, f);
     uv_timer_init(pipe_stage_loop(st), &f->age_timer);
     f->age_timer.data = f;
     *state = f;
@@ -441,6 +622,9 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     hc.max_body_bytes = cfg->max_body;
     hc.idle_timeout_ms = cfg->idle_timeout_ms;
     hc.request_timeout_ms = cfg->request_timeout_ms;
+    hc.max_connections = (size_t)cfg->max_conns;
+    hc.max_connections_per_ip = (size_t)cfg->max_conns_per_ip;
+    hc.on_headers = on_head;
     rc = pipe_httpd_new(pipe_stage_loop(st), &hc, http_handler, f, &f->httpd);
     if (rc < 0) {
         pipe_log_error("cannot listen", "addr=%s err=\"%s\"", cfg->listen, pipe_strerror(rc));
