@@ -198,3 +198,15 @@ listen_port() {
   wait_log "$1" 'msg="ingest listening"' 10 >/dev/null 2>&1 || return 1
   sed -n 's/.*msg="ingest listening".* port=\([0-9]*\).*/\1/p' "$1" | tail -1
 }
+
+# holds_lease DIR PID PREFIX — process PID holds a lease whose name starts
+# with PREFIX (e.g. combine/: it is inside a job) in the local:// lease
+# directory DIR.
+holds_lease() {
+  local f
+  for f in "$1"/*.lease; do
+    grep -q "^pid $2\$" "$f" 2>/dev/null && grep -q "^name [0-9]*:$3" "$f" &&
+      ! grep -q '^owner -$' "$f" && return 0
+  done
+  return 1
+}

@@ -137,14 +137,7 @@ hashes() { (cd "$store" && find combined manifests/combined -type f ! -name '.*'
 # put's temp file is not one).
 count_keys() { count_objects "file://$store" "$1"; }
 # in_job PID — combiner PID holds a job's lease: it is inside that job.
-in_job() {
-  local f
-  for f in "$T"/leases/*.lease; do
-    grep -q "^pid $1\$" "$f" 2>/dev/null && grep -q '^name [0-9]*:combine/' "$f" &&
-      ! grep -q '^owner -$' "$f" && return 0
-  done
-  return 1
-}
+in_job() { holds_lease "$T/leases" "$1" combine/; }
 dispatch() { "$BIN/sluice-dispatcher" "${COMMON[@]}" --once --job-objects 6 "$@" >>"$T/disp.log" 2>&1; }
 combine() { "$BIN/sluice-combiner" "${COMMON[@]}" --once "$@" >>"$T/comb.log" 2>&1; }
 reset_combined() { rm -rf "$store/combined" "$store/manifests/combined" "$store/state/combine" \
