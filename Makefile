@@ -6,7 +6,7 @@ BIN ?= bin
 CC ?= cc
 OPT ?= -O2 -g
 SAN ?=
-PKGS := jansson libzstd libuv hiredis libxxhash libcurl libpcre2-8 libsodium libpq cmocka
+PKGS := jansson libzstd zlib libuv hiredis libxxhash libcurl libpcre2-8 libsodium libpq cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wformat=2
 ifeq ($(CI),true)

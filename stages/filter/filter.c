@@ -66,6 +66,17 @@ static const struct pipe_conf_opt filter_opts[] = {
      "accept|reject"},
     {"redact_key_file", PIPE_CONF_STR, NULL, OPT(redact_key_file),
      "file holding the key (16-64 bytes) of redact \"hash\"", 0, 0, "FILE"},
+    {"cors_origins", PIPE_CONF_STR, NULL, OPT(cors_origins),
+     "origins browsers may send from (CORS), comma-separated, e.g. https://shop.example; * "
+     "allows any",
+     0, 0, "LIST"},
+    {"snowplow_channel", PIPE_CONF_STR, NULL, OPT(snowplow_channel),
+     "channel of Snowplow tracker events (the protocol carries no key) when api_keys are set; "
+     "unset: Snowplow paths need X-Api-Key",
+     0, 0, "NAME"},
+    {"max_batch", PIPE_CONF_SIZE, "500KiB", OPT(max_batch),
+     "largest Segment/RudderStack/Snowplow request body, decoded (413 beyond)", 1024, 1LL << 32,
+     NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -111,6 +122,10 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
     }
     if (c->max_event > c->flush_bytes) {
         snprintf(err, errlen, "max_event must not exceed flush_bytes");
+        return -1;
+    }
+    if (c->snowplow_channel && !pipe_keys_instance_valid(c->snowplow_channel)) {
+        snprintf(err, errlen, "snowplow_channel must be a name like \"web\" ([A-Za-z0-9_.-])");
         return -1;
     }
     const char *unknown = c->unknown_types ? c->unknown_types : "accept";
@@ -172,11 +187,24 @@ static void register_metrics(struct filter *f)
         pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
 }
 
+/* respond_as — every ingest answer: counted, with the CORS headers of an
+ * allowed Origin so a browser may read it. */
+static void respond_as(struct filter *f, struct pipe_http_request *req, int status,
+                       const char *ctype, const void *body, size_t len, const char *extra)
+{
+    char headers[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), false, headers,
+                sizeof headers);
+    if (extra)
+        snprintf(headers + strlen(headers), sizeof headers - strlen(headers), "%s", extra);
+    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
+    pipe_httpd_respond(req, status, ctype, body, len, headers[0] ? headers : NULL);
+}
+
 static void respond(struct filter *f, struct pipe_http_request *req, int status, const char *body,
                     const char *extra)
 {
-    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
-    pipe_httpd_respond(req, status, "application/json", body, strlen(body), extra);
+    respond_as(f, req, status, "application/json", body, strlen(body), extra);
 }
 
 static void respond_error(struct filter *f, struct pipe_http_request *req, int status,
@@ -202,7 +230,9 @@ static void answer_waiters(struct filter *f, struct filter_batch *b)
     struct filter_waiter *w = b->waiters;
     while (w) {
         struct filter_waiter *next = w->next;
-        if (b->rc == 0) {
+        if (b->rc == 0 && w->gif) {
+            respond_as(f, w->req, 200, "image/gif", filter_pixel_gif, filter_pixel_gif_len, NULL);
+        } else if (b->rc == 0) {
             char body[80];
             snprintf(body, sizeof body, "{\"accepted\":%u,\"rejected\":%u}", w->accepted,
                      w->rejected);
@@ -318,58 +348,69 @@ static const char *channel_for(struct filter *f, struct pipe_http_request *req)
     return json_string_value(json_object_get(keys, key));
 }
 
-static void handle_events(struct filter *f, struct pipe_http_request *req)
+/* ingest_refused — answers 503 when a retry later can help (stopping,
+ * store down, memory full); true if it did. */
+static bool ingest_refused(struct filter *f, struct pipe_http_request *req)
 {
-    const char *channel = channel_for(f, req);
-    if (channel == NULL) {
-        respond_error(f, req, 401, "bad_api_key", "a valid X-Api-Key header is required");
-        return;
-    }
     if (f->stopping) {
         respond_error(f, req, 503, "stopping", "the filter is shutting down; retry");
-        return;
+        return true;
     }
     if (pipe_clock_mono_ms() < f->store_down_until_mono) {
         respond_error(f, req, 503, "store_unavailable", "the store is unavailable; retry");
-        return;
+        return true;
     }
     if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
         respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
-        return;
+        return true;
     }
     pipe_counter_add(f->m.bytes_in, req->body_len);
+    return false;
+}
 
-    const char *body = req->body;
-    size_t len = req->body_len;
-    struct pipe_buf decoded;
-    pipe_buf_init(&decoded, f->cfg->max_decoded);
+/* decode_body — the body with its Content-Encoding (zstd or gzip) undone,
+ * into decoded (whose cap is the decoded-size limit); *body and *len say
+ * where it is. On failure answers the request and returns false. */
+static bool decode_body(struct filter *f, struct pipe_http_request *req, struct pipe_buf *decoded,
+                        const char **body, size_t *len)
+{
+    *body = req->body;
+    *len = req->body_len;
     const char *enc = pipe_http_request_header(req, "Content-Encoding");
-    if (enc && strcasecmp(enc, "identity") != 0) {
-        int rc = PIPE_EUNSUPP;
-        if (strcasecmp(enc, "zstd") == 0)
-            /* The decoder passes plain bytes through; a client that says
-             * zstd must have sent zstd. */
-            rc = pipe_codec_is_zstd(body, len) ? pipe_codec_decompress(body, len, &decoded)
-                                               : PIPE_ECORRUPT;
-        if (rc < 0) {
-            pipe_buf_cleanup(&decoded);
-            if (rc == PIPE_ETOOBIG)
-                respond_error(f, req, 413, "too_large", "the decoded body is over the limit");
-            else if (rc == PIPE_EUNSUPP)
-                respond_error(f, req, 415, "bad_encoding", "Content-Encoding must be zstd");
-            else
-                respond_error(f, req, 400, "bad_encoding", "the zstd body could not be decoded");
-            return;
-        }
-        body = decoded.data ? decoded.data : "";
-        len = decoded.len;
+    if (enc == NULL || strcasecmp(enc, "identity") == 0)
+        return true;
+    int rc = PIPE_EUNSUPP;
+    if (strcasecmp(enc, "zstd") == 0)
+        /* The decoder passes plain bytes through; a client that says
+         * zstd must have sent zstd. */
+        rc = pipe_codec_is_zstd(*body, *len) ? pipe_codec_decompress(*body, *len, decoded)
+                                             : PIPE_ECORRUPT;
+    else if (strcasecmp(enc, "gzip") == 0)
+        rc = pipe_codec_gunzip(*body, *len, decoded);
+    if (rc < 0) {
+        if (rc == PIPE_ETOOBIG)
+            respond_error(f, req, 413, "too_large", "the decoded body is over the limit");
+        else if (rc == PIPE_EUNSUPP)
+            respond_error(f, req, 415, "bad_encoding", "Content-Encoding must be zstd or gzip");
+        else
+            respond_error(f, req, 400, "bad_encoding", "the body could not be decoded");
+        return false;
     }
-    const char *ctype = pipe_http_request_header(req, "Content-Type");
-    bool ndjson = ctype && strstr(ctype, "ndjson") != NULL;
+    *body = decoded->data ? decoded->data : "";
+    *len = decoded->len;
+    return true;
+}
 
+/* ingest_text — validates native event text (an array, a wrapper or
+ * NDJSON) into the open batch; the request is answered when the batch is
+ * durable (gif: with the pixel instead of the counts). */
+static void ingest_text(struct filter *f, struct pipe_http_request *req, const char *channel,
+                        const char *body, size_t len, bool ndjson, bool gif)
+{
     struct filter_batch *b = open_batch(f);
     struct filter_waiter *w = pipe_calloc(1, sizeof *w);
     w->req = req;
+    w->gif = gif;
     w->start_mono_ms = pipe_clock_mono_ms();
     char msg[200];
     size_t before = b->accepted.len + b->rejected.len;
@@ -377,7 +418,6 @@ static void handle_events(struct filter *f, struct pipe_http_request *req)
     int rc =
         filter_ingest(f->cfg, &f->m, b, f->schemas, body, len, ndjson, channel, pipe_clock_now_ms(),
                       "http", &w->accepted, &w->rejected, msg, sizeof msg);
-    pipe_buf_cleanup(&decoded);
     if (rc < 0) {
         pipe_free(w);
         if (rc == PIPE_EPARSE)
@@ -393,16 +433,142 @@ static void handle_events(struct filter *f, struct pipe_http_request *req)
         filter_flush(f);
 }
 
+static void handle_events(struct filter *f, struct pipe_http_request *req)
+{
+    const char *channel = channel_for(f, req);
+    if (channel == NULL) {
+        respond_error(f, req, 401, "bad_api_key", "a valid X-Api-Key header is required");
+        return;
+    }
+    if (ingest_refused(f, req))
+        return;
+    const char *body;
+    size_t len;
+    struct pipe_buf decoded;
+    pipe_buf_init(&decoded, f->cfg->max_decoded);
+    if (decode_body(f, req, &decoded, &body, &len)) {
+        const char *ctype = pipe_http_request_header(req, "Content-Type");
+        bool ndjson = ctype && strstr(ctype, "ndjson") != NULL;
+        ingest_text(f, req, channel, body, len, ndjson, false);
+    }
+    pipe_buf_cleanup(&decoded);
+}
+
+/* sdk_channel — the channel of an SDK request: open endpoint → the default;
+ * else the first key given (X-Api-Key, HTTP Basic user, the body's
+ * writeKey, ?writeKey=) looked up in api_keys, or fallback. NULL: 401. */
+static const char *sdk_channel(struct filter *f, struct pipe_http_request *req,
+                               const char *body_key, const char *fallback)
+{
+    const json_t *keys = f->cfg->api_keys;
+    if (keys == NULL || json_object_size(keys) == 0)
+        return f->cfg->default_channel;
+    char key[256];
+    const char *k = pipe_http_request_header(req, "X-Api-Key");
+    if (k == NULL &&
+        filter_basic_user(pipe_http_request_header(req, "Authorization"), key, sizeof key))
+        k = key;
+    if (k == NULL && body_key && body_key[0])
+        k = body_key;
+    if (k == NULL && filter_query_get(req->query, "writeKey", key, sizeof key))
+        k = key;
+    if (k == NULL)
+        return fallback;
+    return json_string_value(json_object_get(keys, k));
+}
+
+/* handle_sdk — a Segment / RudderStack (call, pixel) or Snowplow (snowplow;
+ * pixel for GET /i) request: translated into native events, then ingested
+ * as a native body is. */
+static void handle_sdk(struct filter *f, struct pipe_http_request *req, enum filter_call call,
+                       bool pixel, bool snowplow)
+{
+    if (ingest_refused(f, req))
+        return;
+    struct pipe_buf decoded, text, query;
+    pipe_buf_init(&decoded, f->cfg->max_batch);
+    pipe_buf_init(&query, f->cfg->max_batch);
+    /* a translated event is its message plus a few envelope members */
+    pipe_buf_init(&text, 2 * f->cfg->max_batch + 4096);
+    struct filter_xlate x = {.received_ms = pipe_clock_now_ms(),
+                             .max_depth = (int)f->cfg->max_depth};
+    const char *body;
+    size_t len;
+    int rc = 0;
+    if (pixel) {
+        rc = filter_query_json(req->query, &query);
+        body = query.data;
+        len = query.len;
+    } else if (!decode_body(f, req, &decoded, &body, &len)) {
+        goto out;
+    } else if (len > f->cfg->max_batch) {
+        rc = PIPE_ETOOBIG; /* a plain body over the SDK batch limit */
+    }
+    if (rc == 0 && snowplow)
+        rc = pixel ? filter_snowplow_payload(&x, body, len, &text)
+                   : filter_snowplow_translate(&x, body, len, &text);
+    else if (rc == 0)
+        rc = filter_segment_translate(&x, call, body, len, &text);
+    if (rc == PIPE_ETOOBIG) {
+        respond_error(f, req, 413, "too_large", "the batch is over the limit (max_batch)");
+        goto out;
+    }
+    if (rc < 0) {
+        respond_error(f, req, 400, "bad_request", x.msg[0] ? x.msg : "the body cannot be read");
+        goto out;
+    }
+    const char *channel =
+        sdk_channel(f, req, x.write_key, snowplow ? f->cfg->snowplow_channel : NULL);
+    if (channel == NULL)
+        respond_error(f, req, 401, "bad_write_key",
+                      "a valid write key is required (HTTP Basic user, writeKey, or X-Api-Key)");
+    else
+        ingest_text(f, req, channel, text.data ? text.data : "", text.len, true, pixel);
+out:
+    pipe_buf_cleanup(&text);
+    pipe_buf_cleanup(&query);
+    pipe_buf_cleanup(&decoded);
+}
+
+/* preflight — a browser's CORS OPTIONS: 204 with the allowed headers for
+ * an allowed Origin, else 403 without them (the browser then refuses). */
+static void preflight(struct filter *f, struct pipe_http_request *req)
+{
+    char headers[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), true, headers,
+                sizeof headers);
+    if (headers[0] == '\0') {
+        respond_error(f, req, 403, "origin_not_allowed", "this Origin is not in cors_origins");
+        return;
+    }
+    pipe_counter_inc(f->m.requests[2]);
+    pipe_httpd_respond(req, 204, NULL, "", 0, headers);
+}
+
 static void http_handler(struct pipe_http_request *req, void *arg)
 {
     struct filter *f = arg;
-    if (strcmp(req->path, "/v1/events") == 0) {
-        if (strcmp(req->method, "POST") == 0)
+    enum filter_call call = FILTER_CALL_BATCH;
+    bool pixel = false, snowplow = false, native = strcmp(req->path, "/v1/events") == 0;
+    if (strcmp(req->path, "/com.snowplowanalytics.snowplow/tp2") == 0 ||
+        strcmp(req->path, "/i") == 0) {
+        snowplow = true;
+        pixel = req->path[1] == 'i';
+    }
+    if (native || snowplow || filter_segment_route(req->path, &call, &pixel)) {
+        const char *want = pixel ? "GET" : "POST";
+        if (strcmp(req->method, "OPTIONS") == 0)
+            preflight(f, req);
+        else if (strcmp(req->method, want) != 0)
+            respond_error(f, req, 405, "method_not_allowed", pixel ? "use GET" : "use POST");
+        else if (native)
             handle_events(f, req);
         else
-            respond_error(f, req, 405, "method_not_allowed", "use POST");
+            handle_sdk(f, req, call, pixel, snowplow);
     } else if (!pipe_stage_serve_admin(f->st, req)) {
-        respond_error(f, req, 404, "not_found", "no such endpoint; events go to /v1/events");
+        respond_error(
+            f, req, 404, "not_found",
+            "no such endpoint; events go to /v1/events (or an SDK path, docs/clients.md)");
     }
 }
 
