@@ -15,6 +15,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "libpipe/buf.h"
+
 struct pipe_httpd;
 
 struct pipe_http_header {
@@ -33,7 +35,11 @@ struct pipe_http_request {
     size_t header_count;
     const char *body; /* NUL-terminated for convenience; may hold NULs */
     size_t body_len;
-    const char *peer; /* "1.2.3.4:5678" or "[::1]:5678" */
+    const char *peer;       /* "1.2.3.4:5678" or "[::1]:5678" */
+    int64_t content_length; /* declared Content-Length; -1 for chunked, 0 for none */
+    void *ctx;              /* set by the head callback for the handler (a route, a key's
+                               channel, ...); httpd never reads or frees it, so it must
+                               outlive the request (static or owned by the caller) */
 };
 
 /* pipe_httpd_handler — called once per request, on the loop thread. The
@@ -41,30 +47,64 @@ struct pipe_http_request {
  * either before it returns or later. */
 typedef void (*pipe_httpd_handler)(struct pipe_http_request *req, void *arg);
 
+/* An answer decided from the request line and headers alone. httpd
+ * initialises both buffers empty (capped at 64 KiB each) and frees them. */
+struct pipe_http_early {
+    int status;               /* 0: go on (read the body, call the handler) */
+    const char *content_type; /* NULL for none; must outlive the callback (static) */
+    struct pipe_buf body;     /* the response body */
+    struct pipe_buf headers;  /* extra header lines, each ending in "\r\n" */
+};
+
+/* pipe_httpd_head_fn — called on the loop thread once a request's line and
+ * headers are complete, BEFORE any body byte is read or any body memory is
+ * reserved: method, path, query, headers, content_length and peer are set
+ * (body is ""). Leave ans->status 0 to go on: the body is read and the
+ * handler called (req->ctx, if set here, travels with the request). Set
+ * ans->status (and optionally the rest of *ans) to answer at once: the
+ * handler is not called and the body is never read. A request without a
+ * body keeps its connection (keep-alive as usual); one with a body is
+ * answered with Connection: close and its body is discarded unread while
+ * the connection closes. arg is the handler's arg. */
+typedef void (*pipe_httpd_head_fn)(struct pipe_http_request *req, void *arg,
+                                   struct pipe_http_early *ans);
+
 struct pipe_httpd_config {
-    const char *listen;         /* "127.0.0.1:8080", "0.0.0.0:0", "[::1]:0"; copied */
-    size_t max_header_bytes;    /* URL + header names and values as stored, default
-                                   16 KiB; 431 (414 for the URL alone). http_parser
-                                   also refuses more than 80 KiB of raw header
-                                   bytes, whatever this says */
-    size_t max_body_bytes;      /* default 16 MiB; 413, decided from Content-Length
-                                   before the body is read, or while chunks arrive */
-    size_t max_pipeline_bytes;  /* bytes buffered behind a request awaiting its
-                                   answer before the socket is no longer read;
-                                   default 64 KiB */
-    int64_t idle_timeout_ms;    /* keep-alive idle (and stalled response write);
-                                   default 60 s */
-    int64_t request_timeout_ms; /* a request must arrive in full within this after
-                                   its first byte, default 30 s; 408 */
-    size_t max_connections;     /* default 1024; beyond it, new connections are
-                                   closed at once */
+    const char *listen;            /* "127.0.0.1:8080", "0.0.0.0:0", "[::1]:0"; copied */
+    size_t max_header_bytes;       /* URL + header names and values as stored, default
+                                      16 KiB; 431 (414 for the URL alone). http_parser
+                                      also refuses more than 80 KiB of raw header
+                                      bytes, whatever this says */
+    size_t max_body_bytes;         /* default 16 MiB; 413, decided from Content-Length
+                                      before the body is read, or while chunks arrive.
+                                      Memory grows as body bytes arrive, never
+                                      reserved from the declared length */
+    size_t max_pipeline_bytes;     /* bytes buffered behind a request awaiting its
+                                      answer before the socket is no longer read;
+                                      default 64 KiB */
+    int64_t idle_timeout_ms;       /* keep-alive idle (and stalled response write);
+                                      default 60 s */
+    int64_t request_timeout_ms;    /* a request must arrive in full within this after
+                                      its first byte, default 30 s; 408 */
+    size_t max_connections;        /* default 1024; beyond it, a new connection is
+                                      answered 503 with Retry-After and closed */
+    size_t max_connections_per_ip; /* connections from one client address at
+                                      most; 0 (the default): no limit below
+                                      max_connections. Beyond it: 503 as above */
+    pipe_httpd_head_fn on_headers; /* optional: a decision before the body */
 };
 
 /* Counters for /metrics. Gauges are "now"; the rest count since _new. */
 struct pipe_httpd_counters {
     uint64_t connections_open; /* gauge */
     uint64_t connections_accepted;
-    uint64_t connections_rejected; /* closed at once: over max_connections */
+    uint64_t connections_rejected; /* over max_connections or
+                                      max_connections_per_ip: answered 503 and
+                                      closed (or just closed when even the
+                                      answers would pile up) */
+    uint64_t bodies_receiving;     /* gauge: requests whose body is arriving */
+    uint64_t body_bytes_receiving; /* gauge: body bytes held by those requests */
+    uint64_t early_answers;        /* answered by on_headers, body unread */
     uint64_t requests;             /* complete requests handed to the handler */
     uint64_t requests_pending;     /* gauge: handed to the handler, not yet answered,
                                       client still connected */

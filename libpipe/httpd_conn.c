@@ -118,6 +118,23 @@ static void conn_fail(struct httpd_conn *c, int status)
     conn_respond(c, status, "text/plain", body, (size_t)n, NULL, false);
 }
 
+/* conn_answer_early — answers the request being received with what the
+ * on_headers callback decided. complete: the request had no body, so the
+ * connection may be kept; otherwise the body is left unread and the
+ * connection closes after the answer. */
+static void conn_answer_early(struct httpd_conn *c, bool complete)
+{
+    struct httpd_req *rq = c->cur;
+    c->cur = NULL;
+    if (!complete || !rq->keep_alive || c->srv->draining)
+        c->last = true;
+    c->srv->n.early_answers++;
+    struct pipe_http_early *a = &rq->ans;
+    conn_respond(c, a->status, a->content_type, a->body.data, a->body.len, a->headers.data,
+                 rq->is_head);
+    pipe__httpd_req_free(rq);
+}
+
 void pipe_httpd_respond(struct pipe_http_request *r, int status, const char *content_type,
                         const void *body, size_t len, const char *extra_headers)
 {
@@ -240,10 +257,17 @@ static bool conn_parse(struct httpd_conn *c)
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
-            conn_dispatch(c);
+            if (c->cur->early)
+                conn_answer_early(c, true);
+            else
+                conn_dispatch(c);
         } else if (e != HPE_OK || n < avail) {
             if (c->closing)
                 return false;
+            if (c->cur && c->cur->early) {
+                conn_answer_early(c, false);
+                return false;
+            }
             int status = c->err_status ? c->err_status : e == HPE_HEADER_OVERFLOW ? 431 : 400;
             conn_fail(c, status);
             return false;
@@ -355,6 +379,8 @@ void pipe__httpd_conn_close(struct httpd_conn *c)
     c->cur = NULL;
     if (c->counted)
         srv->n.connections_open--;
+    if (c->refusing)
+        srv->refusing--;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     uv_close((uv_handle_t *)&c->timer, on_conn_closed);
 }
@@ -368,17 +394,57 @@ static void conn_set_peer(struct httpd_conn *c)
     snprintf(c->peer, sizeof c->peer, "?");
     if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
         return;
+    c->ip.family = ss.ss_family;
     if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        memcpy(c->ip.addr, &a->sin_addr, sizeof a->sin_addr);
         uv_ip4_name(a, ip, sizeof ip);
         port = ntohs(a->sin_port);
         snprintf(c->peer, sizeof c->peer, "%s:%d", ip, port);
     } else if (ss.ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        memcpy(c->ip.addr, &a->sin6_addr, sizeof a->sin6_addr);
         uv_ip6_name(a, ip, sizeof ip);
         port = ntohs(a->sin6_port);
         snprintf(c->peer, sizeof c->peer, "[%s]:%d", ip, port);
     }
+}
+
+/* conn_over_cap — true when c would exceed max_connections or, from its
+ * address, max_connections_per_ip. A linear walk: the list is capped at
+ * max_connections, and a hash table keyed by client addresses would be
+ * one more table an attacker can aim at. */
+static bool conn_over_cap(struct pipe_httpd *srv, const struct httpd_conn *c)
+{
+    if (srv->n.connections_open >= srv->cfg.max_connections)
+        return true;
+    if (!srv->cfg.max_connections_per_ip)
+        return false;
+    size_t same = 0;
+    for (const struct httpd_conn *o = srv->conns; o; o = o->next)
+        if (o != c && o->counted && !o->closing && o->ip.family == c->ip.family &&
+            memcmp(o->ip.addr, c->ip.addr, sizeof o->ip.addr) == 0)
+            same++;
+    return same >= srv->cfg.max_connections_per_ip;
+}
+
+/* conn_refuse — answers 503 with Retry-After at once and closes (gently,
+ * so the client reads the answer); a connection is not read for a
+ * request. Past PIPE__HTTPD_MAX_REFUSING such answers in progress, the
+ * connection is just closed. */
+static void conn_refuse(struct pipe_httpd *srv, struct httpd_conn *c)
+{
+    static const char body[] = "{\"error\":\"busy\",\"message\":\"too many connections; retry\"}";
+    srv->n.connections_rejected++;
+    if (srv->refusing >= PIPE__HTTPD_MAX_REFUSING) {
+        pipe__httpd_conn_close(c);
+        return;
+    }
+    srv->refusing++;
+    c->refusing = true;
+    c->last = true;
+    c->deadline = uv_now(srv->loop) + (uint64_t)srv->cfg.idle_timeout_ms;
+    conn_respond(c, 503, "application/json", body, sizeof body - 1, "Retry-After: 1\r\n", false);
 }
 
 void pipe__httpd_on_connection(uv_stream_t *listener, int status)
@@ -405,18 +471,17 @@ void pipe__httpd_on_connection(uv_stream_t *listener, int status)
         pipe__httpd_conn_close(c);
         return;
     }
-    if (srv->n.connections_open >= srv->cfg.max_connections) {
-        srv->n.connections_rejected++;
-        pipe__httpd_conn_close(c);
+    conn_set_peer(c);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    if (conn_over_cap(srv, c)) {
+        conn_refuse(srv, c);
         return;
     }
     c->counted = true;
     srv->n.connections_open++;
     srv->n.connections_accepted++;
     uv_tcp_nodelay(&c->tcp, 1);
-    conn_set_peer(c);
-    http_parser_init(&c->parser, HTTP_REQUEST);
-    c->parser.data = c;
     c->deadline = uv_now(srv->loop) + (uint64_t)srv->cfg.idle_timeout_ms;
     conn_update(c);
 }

@@ -19,6 +19,10 @@
 #define PIPE__HTTPD_LINGER_MS   2000
 #define PIPE__HTTPD_BACKLOG     511
 #define PIPE__HTTPD_PEER_LEN    64
+/* connections answered 503 at once and still closing; beyond it, the next
+ * one is closed without an answer (a flood must not pile up descriptors) */
+#define PIPE__HTTPD_MAX_REFUSING 64
+#define PIPE__HTTPD_EARLY_MAX    (64 * 1024)
 
 #define PIPE__HTTPD_CONTAINER(ptr, type, field)                                                    \
     ((type *)(void *)((char *)(ptr)-offsetof(type, field)))
@@ -33,10 +37,11 @@ struct httpd_conn;
  * once the headers are complete, when head stops growing. */
 struct httpd_req {
     struct pipe_http_request pub; /* first: the handler's pointer is cast back */
-    struct httpd_conn *conn;      /* NULL once the connection is gone */
-    struct pipe_buf head;         /* capped at max_header_bytes */
-    struct pipe_buf body;         /* capped at max_body_bytes */
-    size_t *offs;                 /* name and value offsets into head, 2 per header */
+    struct pipe_httpd *srv;
+    struct httpd_conn *conn; /* NULL once the connection is gone */
+    struct pipe_buf head;    /* capped at max_header_bytes */
+    struct pipe_buf body;    /* capped at max_body_bytes */
+    size_t *offs;            /* name and value offsets into head, 2 per header */
     size_t nhdr;
     size_t offs_cap;
     struct pipe_http_header *hdrs;
@@ -45,7 +50,16 @@ struct httpd_req {
     size_t trailer_bytes;
     bool keep_alive;
     bool is_head;
+    bool receiving; /* counted in bodies_receiving */
+    bool early;     /* answered by on_headers: early holds the answer */
+    struct pipe_http_early ans;
     char peer[PIPE__HTTPD_PEER_LEN];
+};
+
+/* A client address without its port, for the per-address connection cap. */
+struct httpd_ip {
+    int family;
+    unsigned char addr[16];
 };
 
 struct httpd_conn {
@@ -69,6 +83,8 @@ struct httpd_conn {
     bool lingering; /* response sent, write side shut: discarding input until EOF */
     bool peer_eof;
     bool closing;
+    bool refusing; /* answered 503 at accept, closing: counted in srv->refusing */
+    struct httpd_ip ip;
     char peer[PIPE__HTTPD_PEER_LEN];
 };
 
@@ -91,6 +107,7 @@ struct pipe_httpd {
     struct httpd_conn *conns;
     int port;
     int open_handles; /* listener, gate, and one per connection */
+    size_t refusing;  /* connections answered 503 at accept, still closing */
     bool listening;   /* the listener handle is open */
     bool draining;    /* no new requests */
     bool closing;
@@ -101,6 +118,8 @@ struct pipe_httpd {
 /* httpd_req.c */
 struct httpd_req *pipe__httpd_req_new(struct httpd_conn *c);
 void pipe__httpd_req_free(struct httpd_req *rq); /* NULL is a no-op */
+/* the body has arrived whole (or will not): no longer counted as receiving */
+void pipe__httpd_req_received(struct httpd_req *rq);
 extern const http_parser_settings pipe__httpd_settings;
 
 /* httpd_conn.c */

@@ -17,6 +17,9 @@ struct httpd_req *pipe__httpd_req_new(struct httpd_conn *c)
     struct httpd_req *rq = pipe_calloc(1, sizeof *rq);
     pipe_buf_init(&rq->head, c->srv->cfg.max_header_bytes);
     pipe_buf_init(&rq->body, c->srv->cfg.max_body_bytes);
+    pipe_buf_init(&rq->ans.body, PIPE__HTTPD_EARLY_MAX);
+    pipe_buf_init(&rq->ans.headers, PIPE__HTTPD_EARLY_MAX);
+    rq->srv = c->srv;
     memcpy(rq->peer, c->peer, sizeof rq->peer);
     rq->pub.peer = rq->peer;
     rq->pub.query = "";
@@ -28,11 +31,23 @@ void pipe__httpd_req_free(struct httpd_req *rq)
 {
     if (!rq)
         return;
+    pipe__httpd_req_received(rq);
+    pipe_buf_cleanup(&rq->ans.body);
+    pipe_buf_cleanup(&rq->ans.headers);
     pipe_buf_cleanup(&rq->head);
     pipe_buf_cleanup(&rq->body);
     pipe_free(rq->offs);
     pipe_free(rq->hdrs);
     pipe_free(rq);
+}
+
+void pipe__httpd_req_received(struct httpd_req *rq)
+{
+    if (!rq->receiving)
+        return;
+    rq->receiving = false;
+    rq->srv->n.bodies_receiving--;
+    rq->srv->n.body_bytes_receiving -= rq->body.len;
 }
 
 /* req_add_header — starts a new header at the current end of head. */
@@ -204,9 +219,23 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return rc < 0 ? cb_fail(c, 431) : 0;
 }
 
-/* on_headers_complete — the body cap (decided before any body byte is read)
- * and Expect. A nonzero return other than 1 or 2 is an error to
- * http_parser; 1 would mean "no body", which is for responses. */
+/* req_ask_early — the caller's decision from the headers, if it has one;
+ * true when the request is answered without its body. */
+static bool req_ask_early(struct httpd_conn *c, struct httpd_req *rq)
+{
+    if (!c->srv->cfg.on_headers)
+        return false;
+    c->srv->cfg.on_headers(&rq->pub, c->srv->arg, &rq->ans);
+    rq->early = rq->ans.status != 0;
+    return rq->early;
+}
+
+/* on_headers_complete — the early decision, the body cap and Expect, all
+ * before any body byte is read. A request answered early without a body
+ * completes normally (and is answered instead of dispatched); one with a
+ * body stops the parser: the connection answers and closes. A nonzero
+ * return other than 1 or 2 is an error to http_parser; 1 would mean "no
+ * body", which is for responses. */
 static int on_headers_complete(http_parser *p)
 {
     struct httpd_conn *c = p->data;
@@ -215,6 +244,11 @@ static int on_headers_complete(http_parser *p)
     if (status)
         return cb_fail(c, status);
     bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
+    bool chunked = (p->flags & F_CHUNKED) != 0;
+    bool body_follows = chunked || (has_length && p->content_length > 0);
+    rq->pub.content_length = chunked ? -1 : has_length ? (int64_t)p->content_length : 0;
+    if (req_ask_early(c, rq))
+        return body_follows ? cb_fail(c, -1) : 0;
     if (has_length && p->content_length > c->srv->cfg.max_body_bytes)
         return cb_fail(c, 413);
     const char *expect = pipe_http_request_header(&rq->pub, "Expect");
@@ -222,14 +256,16 @@ static int on_headers_complete(http_parser *p)
     if (expect && http11) {
         if (strcasecmp(expect, "100-continue") != 0)
             return cb_fail(c, 417);
-        bool body_follows = (p->flags & F_CHUNKED) || (has_length && p->content_length > 0);
         if (body_follows)
             pipe__httpd_conn_write(c, NULL, 0, false);
     }
-    /* A Content-Length within the cap is reserved at once: one allocation
-     * instead of a doubling series, and untouched pages cost no memory. */
-    if (has_length && p->content_length > 0)
-        (void)pipe_buf_reserve(&rq->body, (size_t)p->content_length);
+    /* The body's memory grows as its bytes arrive (capped): a declared
+     * length reserves nothing, so a client that announces 16 MiB and sends
+     * ten bytes holds ten bytes. */
+    if (body_follows) {
+        rq->receiving = true;
+        c->srv->n.bodies_receiving++;
+    }
     return c->closing ? -1 : 0;
 }
 
@@ -238,6 +274,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
     struct httpd_conn *c = p->data;
     if (pipe_buf_append(&c->cur->body, at, len) < 0)
         return cb_fail(c, 413);
+    if (c->cur->receiving)
+        c->srv->n.body_bytes_receiving += len;
     return 0;
 }
 
@@ -247,6 +285,7 @@ static int on_message_complete(http_parser *p)
 {
     struct httpd_conn *c = p->data;
     c->cur->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    pipe__httpd_req_received(c->cur);
     http_parser_pause(p, 1);
     return 0;
 }

@@ -44,6 +44,8 @@ struct fx {
     char log[2048];                      /* "begin:/a;resp:/a;..." in the order the loop saw them */
     struct pipe_httpd_counters counters; /* snapshot taken when stopping */
     bool closed;                         /* pipe_httpd_close's done ran */
+    int heads;                           /* on_headers calls */
+    uint64_t body_bytes_seen;            /* body_bytes_receiving seen by on_headers */
 };
 
 /* A response answered later from a timer. */
@@ -73,6 +75,8 @@ static void echo(struct fx *f, struct pipe_http_request *r)
     pipe_free(body);
 }
 
+static const char ctx_mark[] = "from-head"; /* req->ctx set by on_head */
+
 static void on_delayed_closed(uv_handle_t *h)
 {
     pipe_free(h->data);
@@ -89,7 +93,10 @@ static void handler(struct pipe_http_request *r, void *arg)
 {
     struct fx *f = arg;
     fx_log(f, "begin", r->path);
-    if (strcmp(r->path, "/slow") == 0) {
+    if (r->ctx == ctx_mark) {
+        fx_log(f, "ctx", r->path);
+        echo(f, r);
+    } else if (strcmp(r->path, "/slow") == 0) {
         struct delayed *d = pipe_calloc(1, sizeof *d);
         d->req = r;
         d->f = f;
@@ -102,6 +109,29 @@ static void handler(struct pipe_http_request *r, void *arg)
         pthread_mutex_unlock(&f->mu);
     } else {
         echo(f, r);
+    }
+}
+
+/* on_head — the early decision used by the tests: /deny is refused with
+ * 401 (an extra header and a body built here), /ctx gets a context the
+ * handler echoes, anything else goes on. */
+static void on_head(struct pipe_http_request *r, void *arg, struct pipe_http_early *ans)
+{
+    struct fx *f = arg;
+    struct pipe_httpd_counters n;
+    f->heads++;
+    pipe_httpd_counters(f->h, &n);
+    f->body_bytes_seen = n.body_bytes_receiving;
+    assert_string_equal(r->body, "");
+    if (strcmp(r->path, "/deny") == 0) {
+        const char *k = pipe_http_request_header(r, "X-Key");
+        ans->status = 401;
+        ans->content_type = "text/plain";
+        pipe_buf_printf(&ans->body, "denied %s len=%lld\n", k ? k : "-",
+                        (long long)r->content_length);
+        pipe_buf_append_str(&ans->headers, "WWW-Authenticate: Basic realm=\"t\"\r\n");
+    } else if (strcmp(r->path, "/ctx") == 0) {
+        r->ctx = (void *)ctx_mark;
     }
 }
 
@@ -809,7 +839,7 @@ static void test_httpd_serves_200_concurrent_connections(void **state)
     fx_stop(f);
 }
 
-static void test_httpd_closes_connections_beyond_max_connections(void **state)
+static void test_httpd_answers_503_beyond_max_connections(void **state)
 {
     (void)state;
     struct pipe_httpd_config cfg;
@@ -823,12 +853,189 @@ static void test_httpd_closes_connections_beyond_max_connections(void **state)
     cl_send(b, "GET / HTTP/1.1\r\n\r\n");
     assert_int_equal(cl_read(b, &r), 0);
     struct client *c = cl_new(f->port);
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
     assert_true(cl_closed(c));
     cl_free(c);
     fx_call(f, do_snapshot);
     assert_int_equal(f->counters.connections_rejected, 1);
     assert_int_equal(f->counters.connections_open, 2);
     cl_free(a);
+    cl_free(b);
+    fx_stop(f);
+}
+
+/* ---- decisions from the headers ---------------------------------------- */
+
+static struct fx *fx_start_head(void)
+{
+    struct pipe_httpd_config cfg;
+    pipe_httpd_config_defaults(&cfg);
+    cfg.on_headers = on_head;
+    return fx_start(&cfg);
+}
+
+static void test_httpd_early_answer_with_body_is_sent_before_the_body_then_closes(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    /* 16 MiB declared, a few bytes sent: the answer must come anyway */
+    cl_send(c, "POST /deny HTTP/1.1\r\nHost: a\r\nX-Key: k1\r\n"
+               "Content-Length: 16777216\r\n\r\nabc");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(r.body, "denied k1 len=16777216\n");
+    assert_true(has_header(&r, "\r\nWWW-Authenticate: Basic realm=\"t\"\r\n"));
+    assert_true(has_header(&r, "\r\nConnection: close\r\n"));
+    assert_true(cl_closed(c));
+    cl_free(c);
+    fx_call(f, do_snapshot);
+    assert_int_equal(f->counters.requests, 0); /* the handler never saw it */
+    assert_int_equal(f->counters.early_answers, 1);
+    assert_int_equal(f->counters.bodies_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_receiving, 0);
+    assert_false(fx_log_has(f, "begin:/deny"));
+    fx_stop(f);
+}
+
+static void test_httpd_early_answer_with_expect_sends_no_100_continue(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    cl_send(c, "POST /deny HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+               "Content-Length: 1000\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 401); /* not 100 first */
+    assert_true(cl_closed(c));
+    cl_free(c);
+    fx_stop(f);
+}
+
+static void test_httpd_early_answer_without_body_keeps_the_connection(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    cl_send(c, "GET /deny HTTP/1.1\r\nHost: a\r\n\r\nGET /ok HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(r.body, "denied - len=0\n");
+    assert_true(has_header(&r, "\r\nConnection: keep-alive\r\n"));
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "GET /ok"));
+    cl_free(c);
+    fx_call(f, do_snapshot);
+    assert_int_equal(f->counters.requests, 1);
+    assert_int_equal(f->counters.early_answers, 1);
+    assert_int_equal(f->heads, 2);
+    fx_stop(f);
+}
+
+static void test_httpd_head_callback_context_reaches_the_handler(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    cl_send(c, "POST /ctx?a=b HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "q=a=b"));
+    assert_non_null(strstr(r.body, "body=hello"));
+    assert_true(fx_log_has(f, "ctx:/ctx"));
+    cl_free(c);
+    fx_stop(f);
+}
+
+/* A body still arriving is counted (requests and bytes) while it arrives,
+ * and no longer once it is complete. */
+static void test_httpd_counts_bodies_while_they_arrive(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    cl_send(c, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n12345");
+    for (int i = 0; i < 300; i++) {
+        fx_call(f, do_snapshot);
+        if (f->counters.body_bytes_receiving == 5)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(f->counters.bodies_receiving, 1);
+    assert_int_equal(f->counters.body_bytes_receiving, 5);
+    /* a second client's headers see the first one's body bytes */
+    struct client *d = cl_new(f->port);
+    cl_send(d, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_int_equal(cl_read(d, &r), 0);
+    assert_int_equal(f->body_bytes_seen, 5);
+    cl_send(c, "67890");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    fx_call(f, do_snapshot);
+    assert_int_equal(f->counters.bodies_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_receiving, 0);
+    cl_free(d);
+    /* a client that leaves halfway is no longer counted */
+    cl_send(c, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n123");
+    cl_free(c);
+    for (int i = 0; i < 300; i++) {
+        fx_call(f, do_snapshot);
+        if (f->counters.connections_open == 0)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(f->counters.connections_open, 0);
+    assert_int_equal(f->counters.bodies_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_receiving, 0);
+    fx_stop(f);
+}
+
+/* Over the per-address cap, a new connection gets 503 + Retry-After and is
+ * closed; once one closes, a new one is served again. */
+static void test_httpd_answers_503_over_the_per_address_cap(void **state)
+{
+    (void)state;
+    struct pipe_httpd_config cfg;
+    pipe_httpd_config_defaults(&cfg);
+    cfg.max_connections_per_ip = 2;
+    struct fx *f = fx_start(&cfg);
+    struct client *a = cl_new(f->port), *b = cl_new(f->port);
+    struct resp r;
+    cl_send(a, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(a, &r), 0);
+    cl_send(b, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(b, &r), 0);
+    struct client *c = cl_new(f->port);
+    cl_send(c, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
+    assert_true(has_header(&r, "\r\nConnection: close\r\n"));
+    assert_true(cl_closed(c));
+    cl_free(c);
+    cl_free(a);
+    for (int i = 0; i < 300; i++) {
+        fx_call(f, do_snapshot);
+        if (f->counters.connections_open == 1)
+            break;
+        sleep_ms(10);
+    }
+    struct client *d = cl_new(f->port);
+    cl_send(d, "GET /again HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(d, &r), 0);
+    assert_int_equal(r.status, 200);
+    fx_call(f, do_snapshot);
+    assert_int_equal(f->counters.connections_rejected, 1);
+    assert_int_equal(f->counters.connections_open, 2);
+    cl_free(d);
     cl_free(b);
     fx_stop(f);
 }
@@ -943,7 +1150,13 @@ int main(void)
         cmocka_unit_test(test_httpd_stop_accepting_finishes_in_flight_request_then_closes),
         cmocka_unit_test(test_httpd_close_with_unanswered_request_frees_it_when_answered),
         cmocka_unit_test(test_httpd_serves_200_concurrent_connections),
-        cmocka_unit_test(test_httpd_closes_connections_beyond_max_connections),
+        cmocka_unit_test(test_httpd_answers_503_beyond_max_connections),
+        cmocka_unit_test(test_httpd_early_answer_with_body_is_sent_before_the_body_then_closes),
+        cmocka_unit_test(test_httpd_early_answer_with_expect_sends_no_100_continue),
+        cmocka_unit_test(test_httpd_early_answer_without_body_keeps_the_connection),
+        cmocka_unit_test(test_httpd_head_callback_context_reaches_the_handler),
+        cmocka_unit_test(test_httpd_counts_bodies_while_they_arrive),
+        cmocka_unit_test(test_httpd_answers_503_over_the_per_address_cap),
         cmocka_unit_test(test_httpd_survives_random_bytes),
         cmocka_unit_test(test_httpd_new_rejects_bad_addresses_and_busy_ports),
     };
