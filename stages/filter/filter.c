@@ -557,8 +557,16 @@ static void http_handler(struct pipe_http_request *req, void *arg)
     }
     if (native || snowplow || filter_segment_route(req->path, &call, &pixel)) {
         const char *want = pixel ? "GET" : "POST";
+        const char *origin = pipe_http_request_header(req, "Origin");
+        char cors[1024];
+        if (origin)
+            filter_cors(f->cfg->cors_origins, origin, false, cors, sizeof cors);
         if (strcmp(req->method, "OPTIONS") == 0)
             preflight(f, req);
+        else if (origin && cors[0] == '\0')
+            /* A browser's simple request (text/plain, no preflight) from an
+             * origin not allowed: refused here too, not only by the browser. */
+            respond_error(f, req, 403, "origin_not_allowed", "this Origin is not in cors_origins");
         else if (strcmp(req->method, want) != 0)
             respond_error(f, req, 405, "method_not_allowed", pixel ? "use GET" : "use POST");
         else if (native)

@@ -169,3 +169,15 @@ put() {
 }
 # tree DIR — the object keys under DIR (temp files excluded), sorted.
 tree() { (cd "$1" && find . -type f ! -name '.*' | sed 's|^\./||' | LC_ALL=C sort); }
+
+# pipeline_once ARGS... — dispatcher, combiner, then splitter (with
+# --dedup $DEDUP_URL), each --once with ARGS (--store, --leases, ...); logs
+# in $T/STAGE.log. Fails at the first stage that fails.
+pipeline_once() {
+  local s extra
+  for s in dispatcher combiner splitter; do
+    extra=()
+    [ "$s" = splitter ] && extra=(--dedup "$DEDUP_URL")
+    "$BIN/sluice-$s" "$@" "${extra[@]}" --once --admin off >>"$T/$s.log" 2>&1 || return 1
+  done
+}

@@ -62,12 +62,7 @@ check "stored events map the envelope and keep the original message ($(tail -1 "
 
 stop_pid "$FILTER_PID"
 check "the filter stops on SIGTERM with status 0" test $? -eq 0
-for stage in dispatcher combiner; do
-  "$BIN/sluice-$stage" "${common[@]}" --once --admin off >>"$T/$stage.log" 2>&1
-  check "$stage --once succeeds" test $? -eq 0
-done
-"$BIN/sluice-splitter" "${common[@]}" --dedup "$DEDUP_URL" --once --admin off >>"$T/splitter.log" 2>&1
-check "splitter --once succeeds" test $? -eq 0
+check "dispatcher, combiner and splitter --once succeed" pipeline_once "${common[@]}"
 check "split/ holds each SDK event exactly once, under its type, with the SDK's id" \
   "$PY" "$HERE/verify.py" ids "$store" split "$T/ids.tsv"
 
