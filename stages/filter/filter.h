@@ -255,6 +255,13 @@ bool filter_json_string_copy(const struct pipe_json_member *m, char *dst, size_t
  * nothing was written after the event's '{' yet. */
 int filter_xlate_tail(struct pipe_buf *out, bool first, const struct pipe_buf *moved,
                       const struct pipe_buf *obj, size_t kept);
+/* filter_json_string_append — n bytes as a JSON string (quotes, backslash
+ * and control characters escaped; bytes that are not UTF-8 pass through
+ * for the validator to judge). 0 or PIPE_ETOOBIG. */
+int filter_json_string_append(struct pipe_buf *out, const char *s, size_t n);
+/* filter_xlate_verbatim — a message that cannot be translated, appended as
+ * it was sent (line breaks made spaces) for the envelope check to judge. */
+int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len);
 /* filter_query_json — the query string's parameters, percent-decoded, as
  * one JSON object of strings appended to out. 0 or PIPE_ETOOBIG. */
 int filter_query_json(const char *query, struct pipe_buf *out);

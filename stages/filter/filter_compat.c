@@ -49,6 +49,19 @@ int filter_xlate_tail(struct pipe_buf *out, bool first, const struct pipe_buf *m
     return rc;
 }
 
+int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len)
+{
+    size_t at = out->len;
+    int rc = pipe_buf_append(out, msg, len);
+    /* Raw line breaks in JSON text can only be whitespace between tokens
+     * (inside strings they are invalid, and such text fails anyway): made
+     * spaces, the message stays one NDJSON record. */
+    for (size_t i = at; rc == 0 && i < out->len; i++)
+        if (out->data[i] == '\n' || out->data[i] == '\r')
+            out->data[i] = ' ';
+    return rc;
+}
+
 static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
@@ -80,9 +93,7 @@ static size_t pct_decode(const char *s, size_t n, char *dst)
     return o;
 }
 
-/* json_string_append — bytes as a JSON string; control characters escaped.
- * Bytes that are not UTF-8 pass through for the validator to judge. */
-static int json_string_append(struct pipe_buf *out, const char *s, size_t n)
+int filter_json_string_append(struct pipe_buf *out, const char *s, size_t n)
 {
     int rc = pipe_buf_append_char(out, '"');
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -127,11 +138,11 @@ static bool query_json_one(void *arg, const char *k, size_t kn, const char *v, s
         qj->rc = pipe_buf_append_char(qj->out, ',');
     qj->first = false;
     if (qj->rc == 0)
-        qj->rc = json_string_append(qj->out, qj->tmp, pct_decode(k, kn, qj->tmp));
+        qj->rc = filter_json_string_append(qj->out, qj->tmp, pct_decode(k, kn, qj->tmp));
     if (qj->rc == 0)
         qj->rc = pipe_buf_append_char(qj->out, ':');
     if (qj->rc == 0)
-        qj->rc = json_string_append(qj->out, qj->tmp, pct_decode(v, vn, qj->tmp));
+        qj->rc = filter_json_string_append(qj->out, qj->tmp, pct_decode(v, vn, qj->tmp));
     return qj->rc == 0;
 }
 

@@ -196,7 +196,7 @@ static int translate_one(const char *msg, size_t len, enum filter_call call,
     if (rc == PIPE_ETOOBIG)
         return rc;
     if (rc < 0 || jr.type != PIPE_JSON_OBJECT) {
-        rc = pipe_buf_append(out, msg, len);
+        rc = filter_xlate_verbatim(out, msg, len);
         return rc ? rc : pipe_buf_append_char(out, '\n');
     }
     const char *type = call == FILTER_CALL_BATCH ? sm.type : call_names[call];
@@ -220,14 +220,10 @@ static int translate_one(const char *msg, size_t len, enum filter_call call,
         first = false;
     }
     if (rc == 0 && ts[0]) {
-        /* ts is the client's string unescaped, or one we formatted: it is
-         * written back escaped, as a JSON string */
-        rc = pipe_buf_append_str(out, first ? "\"ts\":\"" : ",\"ts\":\"");
-        for (const char *p = ts; rc == 0 && *p; p++)
-            rc = (*p == '"' || *p == '\\') ? pipe_buf_printf(out, "\\%c", *p)
-                                           : pipe_buf_append_char(out, *p);
+        /* ts is the client's string unescaped, or one we formatted */
+        rc = pipe_buf_append_str(out, first ? "\"ts\":" : ",\"ts\":");
         if (rc == 0)
-            rc = pipe_buf_append_char(out, '"');
+            rc = filter_json_string_append(out, ts, strlen(ts));
         first = false;
     }
     if (rc == 0)

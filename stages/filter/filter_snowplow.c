@@ -155,7 +155,7 @@ int filter_snowplow_payload(const struct filter_xlate *x, const char *p, size_t 
         goto out;
     if (rc < 0 || jr.type != PIPE_JSON_OBJECT) {
         /* passed on as it is: the envelope check says what is wrong */
-        rc = pipe_buf_append(out, p, len);
+        rc = filter_xlate_verbatim(out, p, len);
         goto nl;
     }
     char name[PIPE_EVENT_TYPE_MAX + 1];
