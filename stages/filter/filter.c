@@ -254,6 +254,8 @@ static void flush_work(uv_work_t *w)
     b->rc = filter_batch_write(b->f, b);
 }
 
+static void age_timer_cb(uv_timer_t *t);
+
 static void flush_done(uv_work_t *w, int status)
 {
     struct filter_batch *b = w->data;
@@ -279,10 +281,17 @@ static void flush_done(uv_work_t *w, int status)
         filter_batch_free(b);
     /* What is pending now is the open batch alone. */
     f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
+    int64_t age = f->cur ? pipe_clock_mono_ms() - f->cur->opened_mono_ms : 0;
     if (f->cur &&
         (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
-         pipe_clock_mono_ms() - f->cur->opened_mono_ms >= f->cfg->flush_age_ms))
+         age >= f->cfg->flush_age_ms))
         filter_flush(f);
+    else if (f->cur && !uv_is_active((uv_handle_t *)&f->age_timer))
+        /* The age timer already fired while this write ran (the loop's
+         * clock lags the monotonic one, so it can fire a little before
+         * flush_age by ours): arm it again for what is left, or the open
+         * batch, and every request in it, would wait for more traffic. */
+        uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)(f->cfg->flush_age_ms - age), 0);
     filter_maybe_done(f);
 }
 
