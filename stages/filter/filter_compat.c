@@ -95,7 +95,9 @@ static size_t pct_decode(const char *s, size_t n, char *dst)
 
 int filter_json_string_append(struct pipe_buf *out, const char *s, size_t n)
 {
-    int rc = pipe_buf_append_char(out, '"');
+    int rc = pipe_buf_reserve(out, n + 2);
+    if (rc == 0)
+        rc = pipe_buf_append_char(out, '"');
     for (size_t i = 0; rc == 0 && i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c == '"' || c == '\\')

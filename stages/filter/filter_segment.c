@@ -109,7 +109,10 @@ struct seg_msg {
 /* move — keeps member m under a new key in the moved buffer. */
 static bool move(struct seg_msg *sm, const char *newkey, const struct pipe_json_member *m)
 {
-    pipe_buf_printf(sm->moved, ",\"%s\":", newkey);
+    /* appends, not printf: this runs for several members of every message */
+    pipe_buf_append(sm->moved, ",\"", 2);
+    pipe_buf_append_str(sm->moved, newkey);
+    pipe_buf_append(sm->moved, "\":", 2);
     pipe_buf_append(sm->moved, m->value, m->value_len);
     return true; /* dropped from the message's own text */
 }
@@ -216,7 +219,11 @@ static int translate_one(const char *msg, size_t len, enum filter_call call,
     bool first = true;
     if (rc == 0 && ev) {
         /* snake_case output holds only [a-z0-9_]: no escaping needed */
-        rc = pipe_buf_printf(out, "\"event\":\"%s\"", ev);
+        rc = pipe_buf_append_str(out, "\"event\":\"");
+        if (rc == 0)
+            rc = pipe_buf_append_str(out, ev);
+        if (rc == 0)
+            rc = pipe_buf_append_char(out, '"');
         first = false;
     }
     if (rc == 0 && ts[0]) {
