@@ -357,7 +357,11 @@ static int apply_text(struct loader *l, const struct pipe_conf_opt *o, const cha
         json_error_t je;
         json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
         if (j == NULL) {
-            fail(l, "%s: '%s' is not valid JSON (%s at column %d)", src, text, je.text, je.column);
+            /* Neither the value nor jansson's message (which quotes the
+             * text near the error): a JSON option may hold secrets, such as
+             * the filter's api_keys. */
+            fail(l, "%s: not valid JSON (error at line %d, column %d; the value is not shown)", src,
+                 je.line, je.column);
             return PIPE_ECONFIG;
         }
         json_decref(*(json_t **)f);
@@ -546,6 +550,11 @@ static int apply_file(struct loader *l, const char *path)
         goto out;
     root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &je);
     if (root == NULL) {
+        /* jansson ends its message with the text near the error ("near
+         * '...'"), which may be part of a secret such as an API key */
+        char *near = strstr(je.text, " near ");
+        if (near)
+            *near = '\0';
         fail(l, "%s:%d:%d: %s", path, je.line, je.column, je.text);
         rc = PIPE_ECONFIG;
         goto out;

@@ -104,6 +104,9 @@ struct pipe_httpd_counters {
                                       answers would pile up) */
     uint64_t bodies_receiving;     /* gauge: requests whose body is arriving */
     uint64_t body_bytes_receiving; /* gauge: body bytes held by those requests */
+    uint64_t body_bytes_declared;  /* gauge: what those requests will hold: their
+                                      Content-Length (chunked: bytes so far) — what
+                                      a caller counts against its memory cap */
     uint64_t early_answers;        /* answered by on_headers, body unread */
     uint64_t requests;             /* complete requests handed to the handler */
     uint64_t requests_pending;     /* gauge: handed to the handler, not yet answered,

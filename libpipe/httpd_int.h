@@ -50,8 +50,9 @@ struct httpd_req {
     size_t trailer_bytes;
     bool keep_alive;
     bool is_head;
-    bool receiving; /* counted in bodies_receiving */
-    bool early;     /* answered by on_headers: early holds the answer */
+    bool receiving;  /* counted in bodies_receiving */
+    size_t declared; /* counted in body_bytes_declared */
+    bool early;      /* answered by on_headers: early holds the answer */
     struct pipe_http_early ans;
     char peer[PIPE__HTTPD_PEER_LEN];
 };

@@ -48,6 +48,8 @@ void pipe__httpd_req_received(struct httpd_req *rq)
     rq->receiving = false;
     rq->srv->n.bodies_receiving--;
     rq->srv->n.body_bytes_receiving -= rq->body.len;
+    rq->srv->n.body_bytes_declared -= rq->declared;
+    rq->declared = 0;
 }
 
 /* req_add_header — starts a new header at the current end of head. */
@@ -264,7 +266,9 @@ static int on_headers_complete(http_parser *p)
      * ten bytes holds ten bytes. */
     if (body_follows) {
         rq->receiving = true;
+        rq->declared = chunked ? 0 : (size_t)p->content_length;
         c->srv->n.bodies_receiving++;
+        c->srv->n.body_bytes_declared += rq->declared;
     }
     return c->closing ? -1 : 0;
 }
@@ -274,8 +278,14 @@ static int on_body(http_parser *p, const char *at, size_t len)
     struct httpd_conn *c = p->data;
     if (pipe_buf_append(&c->cur->body, at, len) < 0)
         return cb_fail(c, 413);
-    if (c->cur->receiving)
+    struct httpd_req *rq = c->cur;
+    if (rq->receiving) {
         c->srv->n.body_bytes_receiving += len;
+        if (rq->pub.content_length < 0) {
+            rq->declared += len;
+            c->srv->n.body_bytes_declared += len;
+        }
+    }
     return 0;
 }
 

@@ -663,6 +663,48 @@ size_t pipe_json_unescape(const char *raw, size_t n, char *dst)
     return len;
 }
 
+int pipe_json_append_string(struct pipe_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *p = (const unsigned char *)s, *end = p + n, *run = p;
+    size_t at = b->len;
+    int rc = pipe_buf_append_char(b, '"');
+    while (rc == 0 && p < end) {
+        unsigned c = *p;
+        size_t seq = c < 0x80 ? 1 : utf8_seq(p, end);
+        if (seq == 0) {
+            rc = PIPE_EINVAL;
+            break;
+        }
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            p += seq;
+            continue;
+        }
+        rc = pipe_buf_append(b, run, (size_t)(p - run));
+        char q[6] = {'\\', (char)c, 0, 0, 0, 0};
+        size_t qn = 2;
+        if (c < 0x20) {
+            memcpy(q + 1, "u00", 3);
+            q[4] = hex[c >> 4];
+            q[5] = hex[c & 15];
+            qn = 6;
+        }
+        if (rc == 0)
+            rc = pipe_buf_append(b, q, qn);
+        run = ++p;
+    }
+    if (rc == 0)
+        rc = pipe_buf_append(b, run, (size_t)(p - run));
+    if (rc == 0)
+        rc = pipe_buf_append_char(b, '"');
+    if (rc < 0) {
+        b->len = at;
+        if (b->data)
+            b->data[at] = '\0';
+    }
+    return rc;
+}
+
 const char *pipe_json_error_name(enum pipe_json_error e)
 {
     switch (e) {

@@ -100,6 +100,13 @@ int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts
  * or only measures it when dst is NULL. Returns the decoded length. */
 size_t pipe_json_unescape(const char *raw, size_t n, char *dst);
 
+/* pipe_json_append_string — appends s[0..n) to b as a JSON string, quotes
+ * included: '"' and '\\' escaped, control bytes (NUL too) as \u00XX, the
+ * rest (valid UTF-8) as is. Returns 0, PIPE_EINVAL when s is not valid UTF-8
+ * or PIPE_ETOOBIG at b's cap (b unchanged on error). For writing JSON text
+ * without a document tree. */
+int pipe_json_append_string(struct pipe_buf *b, const char *s, size_t n);
+
 /* pipe_json_error_name — "syntax", "utf8", "depth", "number", "string",
  * "too_large" or "ok". Never NULL. */
 const char *pipe_json_error_name(enum pipe_json_error e);

@@ -4,10 +4,13 @@
  * written to the store on a worker thread and only then is every request in
  * it answered (200 after the write, 503 if the store failed). One batch is in
  * flight at a time while the next one fills, which is what makes the commit
- * a group commit. Memory is bounded by max_pending: past it, 503. */
+ * a group commit. Memory is bounded by max_pending: past it, 503. Besides
+ * the native POST /v1/events it routes the SDKs' protocols (filter_segment.c,
+ * filter_snowplow.c) and answers browsers' CORS (filter_compat.c). */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
@@ -17,6 +20,7 @@
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/ndjson.h"
 #include "stages/filter/filter.h"
 
 #define OPT(field) offsetof(struct filter_cfg, field)
@@ -66,6 +70,17 @@ static const struct pipe_conf_opt filter_opts[] = {
      "accept|reject"},
     {"redact_key_file", PIPE_CONF_STR, NULL, OPT(redact_key_file),
      "file holding the key (16-64 bytes) of redact \"hash\"", 0, 0, "FILE"},
+    {"admin_on_ingest", PIPE_CONF_BOOL, "false", OPT(admin_on_ingest),
+     "also serve /healthz, /readyz and /metrics on the ingest port (else: --admin only)", 0, 0,
+     NULL},
+    {"max_conns", PIPE_CONF_INT, "1024", OPT(max_conns),
+     "open ingest connections at most; past it 503 + Retry-After", 1, 1000000, "N"},
+    {"max_conns_per_ip", PIPE_CONF_INT, "256", OPT(max_conns_per_ip),
+     "open ingest connections from one client address at most; past it 503", 1, 1000000, "N"},
+    {"max_records", PIPE_CONF_INT, "10000", OPT(max_records),
+     "records in one request at most (413 beyond)", 1, 100000000, "N"},
+    {"max_rejected", PIPE_CONF_SIZE, "4MiB", OPT(max_rejected),
+     "rejection lines one request may produce, in bytes (413 beyond)", 4096, 1LL << 32, NULL},
     {"cors_origins", PIPE_CONF_STR, NULL, OPT(cors_origins),
      "origins browsers may send from (CORS), comma-separated, e.g. https://shop.example; * "
      "allows any",
@@ -98,10 +113,12 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
         }
         json_object_foreach (c->api_keys, k, v) {
             if (!json_is_string(v) || !pipe_keys_instance_valid(json_string_value(v))) {
+                /* never the key itself, nor a part of it: it is a secret */
+                (void)k;
                 snprintf(err, errlen,
-                         "api_keys: the channel of key '%.8s...' must be a name "
-                         "like \"web\" ([A-Za-z0-9_.-])",
-                         k);
+                         "api_keys: every channel must be a name like \"web\" "
+                         "([A-Za-z0-9_.-]); this one is not: %.64s",
+                         json_is_string(v) ? json_string_value(v) : "(not a string)");
                 return -1;
             }
         }
@@ -120,12 +137,27 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
                  "fills while the previous one is written)");
         return -1;
     }
+    if (c->max_body > c->max_decoded) {
+        snprintf(err, errlen, "max_body must not exceed max_decoded (a plain body is decoded)");
+        return -1;
+    }
+    if (c->max_decoded + c->max_rejected > c->max_pending / 2) {
+        snprintf(err, errlen,
+                 "max_pending must be at least twice max_decoded + max_rejected (the most one "
+                 "request can add), so that a request over the limits gets 413 and one within "
+                 "them always fits once the pending data is written");
+        return -1;
+    }
     if (c->max_event > c->flush_bytes) {
         snprintf(err, errlen, "max_event must not exceed flush_bytes");
         return -1;
     }
     if (c->snowplow_channel && !pipe_keys_instance_valid(c->snowplow_channel)) {
         snprintf(err, errlen, "snowplow_channel must be a name like \"web\" ([A-Za-z0-9_.-])");
+        return -1;
+    }
+    if (c->max_batch > c->max_decoded) {
+        snprintf(err, errlen, "max_batch must not exceed max_decoded");
         return -1;
     }
     const char *unknown = c->unknown_types ? c->unknown_types : "accept";
@@ -141,6 +173,18 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
     return 0;
 }
 
+/* labeled_counters — one counter of name per value of label. */
+static void labeled_counters(struct pipe_metrics *reg, const char *name, const char *help,
+                             const char *label, const char *const *values, int n,
+                             struct pipe_counter **out)
+{
+    for (int i = 0; i < n; i++) {
+        char labels[64];
+        snprintf(labels, sizeof labels, "%s=\"%s\"", label, values[i]);
+        out[i] = pipe_metrics_counter(reg, name, help, labels);
+    }
+}
+
 static void register_metrics(struct filter *f)
 {
     struct pipe_metrics *reg = pipe_stage_metrics(f->st);
@@ -152,14 +196,10 @@ static void register_metrics(struct filter *f)
         f->m.rejected[r] = pipe_metrics_counter(reg, "sluice_filter_events_rejected_total",
                                                 "Events rejected, by reason.", labels);
     }
-    static const char *classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
-    for (int i = 0; i < 6; i++) {
-        char labels[32];
-        snprintf(labels, sizeof labels, "code=\"%s\"", classes[i]);
-        f->m.requests[i] =
-            pipe_metrics_counter(reg, "sluice_filter_requests_total",
-                                 "Ingest requests answered, by status class.", labels);
-    }
+    static const char *const classes[] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    labeled_counters(reg, "sluice_filter_requests_total",
+                     "Ingest requests answered, by status class.", "code", classes, 6,
+                     f->m.requests);
     f->m.bytes_in = pipe_metrics_counter(reg, "sluice_filter_bytes_in_total",
                                          "Request body bytes received (as sent).", NULL);
     f->m.flushes = pipe_metrics_counter(reg, "sluice_filter_flushes_total",
@@ -168,6 +208,10 @@ static void register_metrics(struct filter *f)
                                              "Batches whose write failed (answered 503).", NULL);
     f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
                                             "raw/ objects filtered.", NULL);
+    static const char *const qreasons[] = {"too_large", "undecodable", "overflow"};
+    labeled_counters(reg, "sluice_filter_raw_quarantined_total",
+                     "raw/ objects not filtered but quarantined, by reason.", "reason", qreasons, 3,
+                     f->m.raw_quarantined);
     f->m.unknown_types =
         pipe_metrics_counter(reg, "sluice_filter_unknown_type_events_total",
                              "Events of a type without schema (accepted or rejected).", NULL);
@@ -187,8 +231,8 @@ static void register_metrics(struct filter *f)
         pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
 }
 
-/* respond_as — every ingest answer: counted, with the CORS headers of an
- * allowed Origin so a browser may read it. */
+/* respond_as — every answer to a request the handler took: counted, with
+ * the CORS headers of an allowed Origin so that a browser may read it. */
 static void respond_as(struct filter *f, struct pipe_http_request *req, int status,
                        const char *ctype, const void *body, size_t len, const char *extra)
 {
@@ -207,19 +251,61 @@ static void respond(struct filter *f, struct pipe_http_request *req, int status,
     respond_as(f, req, status, "application/json", body, strlen(body), extra);
 }
 
+/* error_body — {"error":code,"message":message} into b. */
+static void error_body(struct pipe_buf *b, const char *code, const char *message)
+{
+    pipe_buf_printf(b, "{\"error\":\"%s\",\"message\":", code);
+    if (pipe_json_append_string(b, message, strlen(message)) < 0)
+        pipe_buf_append_str(b, "\"\"");
+    pipe_buf_append_char(b, '}');
+}
+
+/* error_headers — Retry-After on a 503 (transient: retry), Allow on a 405. */
+static const char *error_headers(int status)
+{
+    return status == 503 ? "Retry-After: 1\r\n" : status == 405 ? "Allow: POST\r\n" : NULL;
+}
+
 static void respond_error(struct filter *f, struct pipe_http_request *req, int status,
                           const char *code, const char *message)
 {
-    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", message);
-    char *s = json_dumps(o, JSON_COMPACT);
-    respond(f, req, status, s ? s : "{}", status == 503 ? "Retry-After: 1\r\n" : NULL);
-    free(s);
-    json_decref(o);
+    struct pipe_buf b;
+    pipe_buf_init(&b, 4096);
+    error_body(&b, code, message);
+    respond(f, req, status, b.data ? b.data : "{}", error_headers(status));
+    pipe_buf_cleanup(&b);
+}
+
+/* early_error — the same answer, given from the headers (body unread). */
+static void early_error(struct filter *f, const struct pipe_http_request *req,
+                        struct pipe_http_early *ans, int status, const char *code,
+                        const char *message)
+{
+    char cors[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), false, cors,
+                sizeof cors);
+    pipe_buf_append_str(&ans->headers, cors);
+    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
+    ans->status = status;
+    ans->content_type = "application/json";
+    error_body(&ans->body, code, message);
+    const char *h = error_headers(status);
+    if (h)
+        pipe_buf_append_str(&ans->headers, h);
 }
 
 static double pending_bytes_value(void *arg)
 {
     return (double)((struct filter *)arg)->pending_bytes;
+}
+
+static double receiving_bytes_value(void *arg)
+{
+    struct filter *f = arg;
+    struct pipe_httpd_counters n = {0};
+    if (f->httpd)
+        pipe_httpd_counters(f->httpd, &n);
+    return (double)n.body_bytes_declared;
 }
 
 /* ---- flushing ---- */
@@ -281,17 +367,19 @@ static void flush_done(uv_work_t *w, int status)
         filter_batch_free(b);
     /* What is pending now is the open batch alone. */
     f->pending_bytes = f->cur ? f->cur->accepted.len + f->cur->rejected.len : 0;
-    int64_t age = f->cur ? pipe_clock_mono_ms() - f->cur->opened_mono_ms : 0;
-    if (f->cur &&
-        (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
-         age >= f->cfg->flush_age_ms))
-        filter_flush(f);
-    else if (f->cur && !uv_is_active((uv_handle_t *)&f->age_timer))
-        /* The age timer already fired while this write ran (the loop's
-         * clock lags the monotonic one, so it can fire a little before
-         * flush_age by ours): arm it again for what is left, or the open
-         * batch, and every request in it, would wait for more traffic. */
-        uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)(f->cfg->flush_age_ms - age), 0);
+    if (f->cur) {
+        int64_t age = pipe_clock_mono_ms() - f->cur->opened_mono_ms;
+        if (f->stopping || f->cur->accepted.len + f->cur->rejected.len >= f->cfg->flush_bytes ||
+            age >= f->cfg->flush_age_ms) {
+            filter_flush(f);
+        } else {
+            /* The age timer may have fired while this write ran (libuv's
+             * cached loop time can be behind when a request took long) and
+             * found it in flight: arm it again for what is left. */
+            uv_update_time(pipe_stage_loop(f->st));
+            uv_timer_start(&f->age_timer, age_timer_cb, (uint64_t)(f->cfg->flush_age_ms - age), 0);
+        }
+    }
     filter_maybe_done(f);
 }
 
@@ -346,7 +434,12 @@ static struct filter_batch *open_batch(struct filter *f)
 
 /* ---- requests ---- */
 
-static const char *channel_for(struct filter *f, struct pipe_http_request *req)
+static const char events_path[] = "/v1/events";
+
+/* channel_for — the channel of the request's X-Api-Key, the default one on
+ * an open endpoint, NULL for a missing or unknown key. The key is only
+ * looked up, never logged or copied. */
+static const char *channel_for(struct filter *f, const struct pipe_http_request *req)
 {
     const json_t *keys = f->cfg->api_keys;
     if (keys == NULL || json_object_size(keys) == 0)
@@ -357,65 +450,230 @@ static const char *channel_for(struct filter *f, struct pipe_http_request *req)
     return json_string_value(json_object_get(keys, key));
 }
 
-/* ingest_refused — answers 503 when a retry later can help (stopping,
- * store down, memory full); true if it did. */
-static bool ingest_refused(struct filter *f, struct pipe_http_request *req)
+static bool is_admin_path(const char *path)
 {
-    if (f->stopping) {
-        respond_error(f, req, 503, "stopping", "the filter is shutting down; retry");
-        return true;
-    }
-    if (pipe_clock_mono_ms() < f->store_down_until_mono) {
-        respond_error(f, req, 503, "store_unavailable", "the store is unavailable; retry");
-        return true;
-    }
-    if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
-        respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
-        return true;
-    }
-    pipe_counter_add(f->m.bytes_in, req->body_len);
-    return false;
+    return strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+           strcmp(path, "/metrics") == 0;
 }
 
-/* decode_body — the body with its Content-Encoding (zstd or gzip) undone,
- * into decoded (whose cap is the decoded-size limit); *body and *len say
- * where it is. On failure answers the request and returns false. */
-static bool decode_body(struct filter *f, struct pipe_http_request *req, struct pipe_buf *decoded,
-                        const char **body, size_t *len)
+/* unavailable — why no request can be taken now (stopping, the store
+ * down), with its error code; NULL when requests can be taken. */
+static const char *unavailable(const struct filter *f, const char **code)
+{
+    if (f->stopping) {
+        *code = "stopping";
+        return "the filter is shutting down; retry";
+    }
+    if (pipe_clock_mono_ms() < f->store_down_until_mono) {
+        *code = "store_unavailable";
+        return "the store is unavailable; retry";
+    }
+    return NULL;
+}
+
+/* What an SDK path is: Segment / RudderStack (call, pixel) or Snowplow. */
+struct sdk_route {
+    enum filter_call call;
+    bool pixel;
+    bool snowplow;
+};
+
+static bool sdk_route_of(const char *path, struct sdk_route *r)
+{
+    r->call = FILTER_CALL_BATCH;
+    r->pixel = r->snowplow = false;
+    if (strcmp(path, "/com.snowplowanalytics.snowplow/tp2") == 0 || strcmp(path, "/i") == 0) {
+        r->snowplow = true;
+        r->pixel = path[1] == 'i';
+        return true;
+    }
+    return filter_segment_route(path, &r->call, &r->pixel) == 1;
+}
+
+/* Set as req->ctx by on_head for an SDK request it let through. */
+static const char sdk_admitted = 1;
+
+/* sdk_key — the write key a request presents before its body: X-Api-Key,
+ * the user name of HTTP Basic, or ?writeKey= (into buf); NULL for none. */
+static const char *sdk_key(const struct pipe_http_request *req, char *buf, size_t cap)
+{
+    const char *k = pipe_http_request_header(req, "X-Api-Key");
+    if (k == NULL && filter_basic_user(pipe_http_request_header(req, "Authorization"), buf, cap))
+        k = buf;
+    if (k == NULL && filter_query_get(req->query, "writeKey", buf, cap))
+        k = buf;
+    return k;
+}
+
+/* sdk_channel — the channel of an SDK request: the default one on an open
+ * endpoint; else its key (sdk_key, else the body's writeKey) looked up in
+ * api_keys, or fallback when it has no key. NULL: 401. */
+static const char *sdk_channel(struct filter *f, const struct pipe_http_request *req,
+                               const char *body_key, const char *fallback)
+{
+    const json_t *keys = f->cfg->api_keys;
+    if (keys == NULL || json_object_size(keys) == 0)
+        return f->cfg->default_channel;
+    char buf[256];
+    const char *k = sdk_key(req, buf, sizeof buf);
+    if (k == NULL && body_key && body_key[0])
+        k = body_key;
+    if (k == NULL)
+        return fallback;
+    return json_string_value(json_object_get(keys, k));
+}
+
+/* preflight — a browser's CORS OPTIONS: 204 with the allowed origin and
+ * headers, or 403 without them (the browser then refuses). */
+static void preflight(struct filter *f, const struct pipe_http_request *req,
+                      struct pipe_http_early *ans)
+{
+    char headers[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), true, headers,
+                sizeof headers);
+    if (headers[0] == '\0') {
+        early_error(f, req, ans, 403, "origin_not_allowed", "this Origin is not in cors_origins");
+        return;
+    }
+    pipe_counter_inc(f->m.requests[2]);
+    ans->status = 204;
+    pipe_buf_append_str(&ans->headers, headers);
+}
+
+/* head_route — route, CORS, method and key of a request; false when it was
+ * answered in ans. */
+static bool head_route(struct filter *f, struct pipe_http_request *req, struct pipe_http_early *ans)
+{
+    struct sdk_route r = {0};
+    bool native = strcmp(req->path, events_path) == 0;
+    if (!native && !sdk_route_of(req->path, &r)) {
+        if (!(f->cfg->admin_on_ingest && is_admin_path(req->path)))
+            early_error(f, req, ans, 404, "not_found",
+                        "no such endpoint; events go to /v1/events (SDK paths: docs/clients.md)");
+        return false;
+    }
+    const char *origin = pipe_http_request_header(req, "Origin");
+    char cors[1024];
+    if (strcmp(req->method, "OPTIONS") == 0) {
+        preflight(f, req, ans);
+        return false;
+    }
+    if (origin) {
+        /* A simple request (text/plain: no preflight) is sent by the browser
+         * whatever the answer: an origin not allowed is refused here too. */
+        filter_cors(f->cfg->cors_origins, origin, false, cors, sizeof cors);
+        if (cors[0] == '\0') {
+            early_error(f, req, ans, 403, "origin_not_allowed",
+                        "this Origin is not in cors_origins");
+            return false;
+        }
+    }
+    if (strcmp(req->method, r.pixel ? "GET" : "POST") != 0) {
+        early_error(f, req, ans, 405, "method_not_allowed", r.pixel ? "use GET" : "use POST");
+        return false;
+    }
+    if (native) {
+        const char *channel = channel_for(f, req);
+        if (channel == NULL) {
+            early_error(f, req, ans, 401, "bad_api_key", "a valid X-Api-Key header is required");
+            return false;
+        }
+        req->ctx = (void *)channel; /* owned by the configuration */
+        return true;
+    }
+    /* An SDK request: a key presented and unknown, or none where the body
+     * cannot bring one (pixels, Snowplow without snowplow_channel), is 401
+     * now; a Segment body may still carry its writeKey. */
+    char buf[256];
+    const char *key = sdk_key(req, buf, sizeof buf);
+    bool keyed = f->cfg->api_keys && json_object_size(f->cfg->api_keys) > 0;
+    bool body_key = !r.pixel && !r.snowplow;
+    if (keyed && ((key && sdk_channel(f, req, NULL, NULL) == NULL) ||
+                  (!key && !body_key && !(r.snowplow && f->cfg->snowplow_channel)))) {
+        early_error(f, req, ans, 401, "bad_write_key",
+                    "a valid write key is required (HTTP Basic user, writeKey, or X-Api-Key)");
+        return false;
+    }
+    req->ctx = (void *)&sdk_admitted;
+    return true;
+}
+
+/* on_head — everything decided from the request line and headers, before
+ * the body is read or any memory reserved for it: route, CORS, method, API
+ * key, and whether the body can be held at all (what is pending plus the
+ * bodies still arriving, by their declared length, against max_pending). */
+static void on_head(struct pipe_http_request *req, void *arg, struct pipe_http_early *ans)
+{
+    struct filter *f = arg;
+    if (!head_route(f, req, ans) || req->ctx == NULL)
+        return;
+    const char *code, *why = unavailable(f, &code);
+    if (why) {
+        early_error(f, req, ans, 503, code, why);
+        return;
+    }
+    struct pipe_httpd_counters n;
+    pipe_httpd_counters(f->httpd, &n);
+    uint64_t declared = req->content_length > 0 ? (uint64_t)req->content_length : 0;
+    /* a body over max_body is httpd's 413 (permanent), not a 503 */
+    if (declared <= f->cfg->max_body &&
+        f->pending_bytes + n.body_bytes_declared + declared > f->cfg->max_pending)
+        early_error(f, req, ans, 503, "busy", "too much unacknowledged data; retry shortly");
+}
+
+/* decode_body — the body as sent, or zstd- or gzip-decoded into decoded
+ * (capped by decoded's max). 0, or the status to answer (with *code, *message). */
+static int decode_body(struct pipe_http_request *req, struct pipe_buf *decoded, const char **body,
+                       size_t *len, const char **code, const char **message)
 {
     *body = req->body;
     *len = req->body_len;
     const char *enc = pipe_http_request_header(req, "Content-Encoding");
-    if (enc == NULL || strcasecmp(enc, "identity") == 0)
-        return true;
+    if (!enc || strcasecmp(enc, "identity") == 0)
+        return 0;
     int rc = PIPE_EUNSUPP;
     if (strcasecmp(enc, "zstd") == 0)
-        /* The decoder passes plain bytes through; a client that says
-         * zstd must have sent zstd. */
-        rc = pipe_codec_is_zstd(*body, *len) ? pipe_codec_decompress(*body, *len, decoded)
-                                             : PIPE_ECORRUPT;
+        /* The decoder passes plain bytes through; a client that says zstd
+         * must have sent zstd. */
+        rc = pipe_codec_is_zstd(req->body, req->body_len)
+                 ? pipe_codec_decompress(req->body, req->body_len, decoded)
+                 : PIPE_ECORRUPT;
     else if (strcasecmp(enc, "gzip") == 0)
-        rc = pipe_codec_gunzip(*body, *len, decoded);
+        rc = pipe_codec_gunzip(req->body, req->body_len, decoded);
+    if (rc == PIPE_ETOOBIG) {
+        *code = "too_large";
+        *message = "the decoded body is over the limit (max_decoded)";
+        return 413;
+    }
+    if (rc == PIPE_EUNSUPP) {
+        *code = "bad_encoding";
+        *message = "Content-Encoding must be zstd or gzip";
+        return 415;
+    }
     if (rc < 0) {
-        if (rc == PIPE_ETOOBIG)
-            respond_error(f, req, 413, "too_large", "the decoded body is over the limit");
-        else if (rc == PIPE_EUNSUPP)
-            respond_error(f, req, 415, "bad_encoding", "Content-Encoding must be zstd or gzip");
-        else
-            respond_error(f, req, 400, "bad_encoding", "the body could not be decoded");
-        return false;
+        *code = "bad_encoding";
+        *message = "the body could not be decoded (Content-Encoding)";
+        return 400;
     }
     *body = decoded->data ? decoded->data : "";
     *len = decoded->len;
-    return true;
+    return 0;
 }
 
-/* ingest_text — validates native event text (an array, a wrapper or
- * NDJSON) into the open batch; the request is answered when the batch is
- * durable (gif: with the pixel instead of the counts). */
-static void ingest_text(struct filter *f, struct pipe_http_request *req, const char *channel,
-                        const char *body, size_t len, bool ndjson, bool gif)
+/* ingest_request — the body's events into the open batch; the request
+ * waits for the batch's write. A request over a limit gets 413 (never
+ * 503: retrying cannot help); one that does not fit the batch holding
+ * other requests' events gets 503 while that batch is written. */
+static void ingest_request(struct filter *f, struct pipe_http_request *req, const char *body,
+                           size_t len, const char *channel, bool ndjson, bool gif)
 {
+    const struct filter_cfg *cfg = f->cfg;
+    const struct filter_limits lim = {
+        .max_records = (uint64_t)cfg->max_records,
+        .max_rejected = cfg->max_rejected,
+        .max_out = cfg->max_decoded + cfg->max_rejected,
+    };
+    const struct filter_origin origin = {channel, pipe_clock_now_ms(), "http"};
     struct filter_batch *b = open_batch(f);
     struct filter_waiter *w = pipe_calloc(1, sizeof *w);
     w->req = req;
@@ -424,169 +682,138 @@ static void ingest_text(struct filter *f, struct pipe_http_request *req, const c
     char msg[200];
     size_t before = b->accepted.len + b->rejected.len;
     /* The set is swapped on this thread only: no reference needed. */
-    int rc =
-        filter_ingest(f->cfg, &f->m, b, f->schemas, body, len, ndjson, channel, pipe_clock_now_ms(),
-                      "http", &w->accepted, &w->rejected, msg, sizeof msg);
+    int rc = filter_ingest(cfg, &f->m, b, f->schemas, body, len, ndjson, &lim, &origin,
+                           &w->accepted, &w->rejected, msg, sizeof msg);
     if (rc < 0) {
         pipe_free(w);
         if (rc == PIPE_EPARSE)
             respond_error(f, req, 400, "not_json", msg);
+        else if (rc == PIPE_ETOOBIG || before == 0)
+            respond_error(f, req, 413, "too_large",
+                          rc == PIPE_ETOOBIG ? msg : "the events are over the batch cap");
         else
             respond_error(f, req, 503, "busy", "the batch is full; retry shortly");
+        if (rc == PIPE_EFULL)
+            filter_flush(f);
         return;
     }
     f->pending_bytes += b->accepted.len + b->rejected.len - before;
     *b->tail = w;
     b->tail = &w->next;
-    if (b->accepted.len + b->rejected.len >= f->cfg->flush_bytes)
+    if (b->accepted.len + b->rejected.len >= cfg->flush_bytes)
         filter_flush(f);
 }
 
-static void handle_events(struct filter *f, struct pipe_http_request *req)
+/* admitted — checked again, the state may have changed while the body
+ * arrived: true when the request can be taken (counted), else answered. */
+static bool admitted(struct filter *f, struct pipe_http_request *req)
 {
-    const char *channel = channel_for(f, req);
-    if (channel == NULL) {
-        respond_error(f, req, 401, "bad_api_key", "a valid X-Api-Key header is required");
-        return;
+    const char *code, *why = unavailable(f, &code);
+    if (why) {
+        respond_error(f, req, 503, code, why);
+        return false;
     }
-    if (ingest_refused(f, req))
+    if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
+        respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
+        return false;
+    }
+    pipe_counter_add(f->m.bytes_in, req->body_len);
+    return true;
+}
+
+static void handle_events(struct filter *f, struct pipe_http_request *req, const char *channel)
+{
+    if (!admitted(f, req))
         return;
-    const char *body;
-    size_t len;
+    const char *code;
     struct pipe_buf decoded;
     pipe_buf_init(&decoded, f->cfg->max_decoded);
-    if (decode_body(f, req, &decoded, &body, &len)) {
-        const char *ctype = pipe_http_request_header(req, "Content-Type");
-        bool ndjson = ctype && strstr(ctype, "ndjson") != NULL;
-        ingest_text(f, req, channel, body, len, ndjson, false);
-    }
+    const char *body, *message = NULL;
+    size_t len;
+    int status = decode_body(req, &decoded, &body, &len, &code, &message);
+    const char *ctype = pipe_http_request_header(req, "Content-Type");
+    if (status)
+        respond_error(f, req, status, code, message);
+    else
+        ingest_request(f, req, body, len, channel, ctype && strstr(ctype, "ndjson"), false);
     pipe_buf_cleanup(&decoded);
 }
 
-/* sdk_channel — the channel of an SDK request: open endpoint → the default;
- * else the first key given (X-Api-Key, HTTP Basic user, the body's
- * writeKey, ?writeKey=) looked up in api_keys, or fallback. NULL: 401. */
-static const char *sdk_channel(struct filter *f, struct pipe_http_request *req,
-                               const char *body_key, const char *fallback)
+/* sdk_translate — the request's messages as native NDJSON events in text
+ * (x says what the body held). 0, or the status answered. */
+static int sdk_translate(struct filter *f, struct pipe_http_request *req, const struct sdk_route *r,
+                         struct filter_xlate *x, struct pipe_buf *text)
 {
-    const json_t *keys = f->cfg->api_keys;
-    if (keys == NULL || json_object_size(keys) == 0)
-        return f->cfg->default_channel;
-    char key[256];
-    const char *k = pipe_http_request_header(req, "X-Api-Key");
-    if (k == NULL &&
-        filter_basic_user(pipe_http_request_header(req, "Authorization"), key, sizeof key))
-        k = key;
-    if (k == NULL && body_key && body_key[0])
-        k = body_key;
-    if (k == NULL && filter_query_get(req->query, "writeKey", key, sizeof key))
-        k = key;
-    if (k == NULL)
-        return fallback;
-    return json_string_value(json_object_get(keys, k));
-}
-
-/* handle_sdk — a Segment / RudderStack (call, pixel) or Snowplow (snowplow;
- * pixel for GET /i) request: translated into native events, then ingested
- * as a native body is. */
-static void handle_sdk(struct filter *f, struct pipe_http_request *req, enum filter_call call,
-                       bool pixel, bool snowplow)
-{
-    if (ingest_refused(f, req))
-        return;
-    struct pipe_buf decoded, text, query;
+    struct pipe_buf decoded, query;
     pipe_buf_init(&decoded, f->cfg->max_batch);
     pipe_buf_init(&query, f->cfg->max_batch);
-    /* a translated event is its message plus a few envelope members */
-    pipe_buf_init(&text, 2 * f->cfg->max_batch + 4096);
-    struct filter_xlate x = {.received_ms = pipe_clock_now_ms(),
-                             .max_depth = (int)f->cfg->max_depth};
-    const char *body;
+    const char *body, *code = "bad_request", *message = NULL;
     size_t len;
-    int rc = 0;
-    if (pixel) {
+    int status = 0, rc = 0;
+    if (r->pixel) {
         rc = filter_query_json(req->query, &query);
         body = query.data;
         len = query.len;
-    } else if (!decode_body(f, req, &decoded, &body, &len)) {
-        goto out;
-    } else if (len > f->cfg->max_batch) {
+    } else if ((status = decode_body(req, &decoded, &body, &len, &code, &message)) == 0 &&
+               len > f->cfg->max_batch) {
         rc = PIPE_ETOOBIG; /* a plain body over the SDK batch limit */
     }
-    if (rc == 0 && snowplow)
-        rc = pixel ? filter_snowplow_payload(&x, body, len, &text)
-                   : filter_snowplow_translate(&x, body, len, &text);
-    else if (rc == 0)
-        rc = filter_segment_translate(&x, call, body, len, &text);
-    if (rc == PIPE_ETOOBIG) {
-        respond_error(f, req, 413, "too_large", "the batch is over the limit (max_batch)");
-        goto out;
+    if (status == 0 && rc == 0 && r->snowplow)
+        rc = r->pixel ? filter_snowplow_payload(x, body, len, text)
+                      : filter_snowplow_translate(x, body, len, text);
+    else if (status == 0 && rc == 0)
+        rc = filter_segment_translate(x, r->call, body, len, text);
+    if (status == 0 && rc == PIPE_ETOOBIG) {
+        status = 413;
+        code = "too_large";
+        message = "the batch is over the limit (max_batch)";
+    } else if (status == 0 && rc < 0) {
+        status = 400;
+        message = x->msg[0] ? x->msg : "the query string is not UTF-8";
     }
-    if (rc < 0) {
-        respond_error(f, req, 400, "bad_request", x.msg[0] ? x.msg : "the body cannot be read");
-        goto out;
-    }
-    const char *channel =
-        sdk_channel(f, req, x.write_key, snowplow ? f->cfg->snowplow_channel : NULL);
-    if (channel == NULL)
-        respond_error(f, req, 401, "bad_write_key",
-                      "a valid write key is required (HTTP Basic user, writeKey, or X-Api-Key)");
-    else
-        ingest_text(f, req, channel, text.data ? text.data : "", text.len, true, pixel);
-out:
-    pipe_buf_cleanup(&text);
+    if (status)
+        respond_error(f, req, status, code, message);
     pipe_buf_cleanup(&query);
     pipe_buf_cleanup(&decoded);
+    return status;
 }
 
-/* preflight — a browser's CORS OPTIONS: 204 with the allowed headers for
- * an allowed Origin, else 403 without them (the browser then refuses). */
-static void preflight(struct filter *f, struct pipe_http_request *req)
+/* handle_sdk — a Segment / RudderStack or Snowplow request: translated
+ * into native events, then ingested as a native body is. */
+static void handle_sdk(struct filter *f, struct pipe_http_request *req, const struct sdk_route *r)
 {
-    char headers[1024];
-    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), true, headers,
-                sizeof headers);
-    if (headers[0] == '\0') {
-        respond_error(f, req, 403, "origin_not_allowed", "this Origin is not in cors_origins");
+    if (!admitted(f, req))
         return;
+    /* a translated event is its message plus a few envelope members */
+    struct pipe_buf text;
+    pipe_buf_init(&text, 2 * f->cfg->max_batch + 4096);
+    struct filter_xlate x = {.received_ms = pipe_clock_now_ms(),
+                             .max_depth = (int)f->cfg->max_depth};
+    if (sdk_translate(f, req, r, &x, &text) == 0) {
+        const char *channel =
+            sdk_channel(f, req, x.write_key, r->snowplow ? f->cfg->snowplow_channel : NULL);
+        if (channel == NULL)
+            respond_error(f, req, 401, "bad_write_key",
+                          "a valid write key is required (HTTP Basic user, writeKey, or "
+                          "X-Api-Key)");
+        else
+            ingest_request(f, req, text.data ? text.data : "", text.len, channel, true, r->pixel);
     }
-    pipe_counter_inc(f->m.requests[2]);
-    pipe_httpd_respond(req, 204, NULL, "", 0, headers);
+    pipe_buf_cleanup(&text);
 }
 
+/* http_handler — a request on_head let through: POST /v1/events with its
+ * channel in ctx, an SDK path, or (admin_on_ingest) an admin path. */
 static void http_handler(struct pipe_http_request *req, void *arg)
 {
     struct filter *f = arg;
-    enum filter_call call = FILTER_CALL_BATCH;
-    bool pixel = false, snowplow = false, native = strcmp(req->path, "/v1/events") == 0;
-    if (strcmp(req->path, "/com.snowplowanalytics.snowplow/tp2") == 0 ||
-        strcmp(req->path, "/i") == 0) {
-        snowplow = true;
-        pixel = req->path[1] == 'i';
-    }
-    if (native || snowplow || filter_segment_route(req->path, &call, &pixel)) {
-        const char *want = pixel ? "GET" : "POST";
-        const char *origin = pipe_http_request_header(req, "Origin");
-        char cors[1024];
-        if (origin)
-            filter_cors(f->cfg->cors_origins, origin, false, cors, sizeof cors);
-        if (strcmp(req->method, "OPTIONS") == 0)
-            preflight(f, req);
-        else if (origin && cors[0] == '\0')
-            /* A browser's simple request (text/plain, no preflight) from an
-             * origin not allowed: refused here too, not only by the browser. */
-            respond_error(f, req, 403, "origin_not_allowed", "this Origin is not in cors_origins");
-        else if (strcmp(req->method, want) != 0)
-            respond_error(f, req, 405, "method_not_allowed", pixel ? "use GET" : "use POST");
-        else if (native)
-            handle_events(f, req);
-        else
-            handle_sdk(f, req, call, pixel, snowplow);
-    } else if (!pipe_stage_serve_admin(f->st, req)) {
-        respond_error(
-            f, req, 404, "not_found",
-            "no such endpoint; events go to /v1/events (or an SDK path, docs/clients.md)");
-    }
+    struct sdk_route r;
+    if (req->ctx != NULL && strcmp(req->path, events_path) == 0)
+        handle_events(f, req, req->ctx);
+    else if (req->ctx == &sdk_admitted && sdk_route_of(req->path, &r))
+        handle_sdk(f, req, &r);
+    else if (!(f->cfg->admin_on_ingest && pipe_stage_serve_admin(f->st, req)))
+        respond_error(f, req, 404, "not_found", "no such endpoint; events go to /v1/events");
 }
 
 /* ---- the stage ---- */
@@ -601,6 +828,10 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     register_metrics(f);
     pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_pending_bytes",
                           "Bytes received but not yet acknowledged.", NULL, pending_bytes_value, f);
+    pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_receiving_bytes",
+                          "Declared length of request bodies still arriving (counted against "
+                          "max_pending).",
+                          NULL, receiving_bytes_value, f);
     uv_timer_init(pipe_stage_loop(st), &f->age_timer);
     f->age_timer.data = f;
     *state = f;
@@ -624,6 +855,9 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     hc.max_body_bytes = cfg->max_body;
     hc.idle_timeout_ms = cfg->idle_timeout_ms;
     hc.request_timeout_ms = cfg->request_timeout_ms;
+    hc.max_connections = (size_t)cfg->max_conns;
+    hc.max_connections_per_ip = (size_t)cfg->max_conns_per_ip;
+    hc.on_headers = on_head;
     rc = pipe_httpd_new(pipe_stage_loop(st), &hc, http_handler, f, &f->httpd);
     if (rc < 0) {
         pipe_log_error("cannot listen", "addr=%s err=\"%s\"", cfg->listen, pipe_strerror(rc));

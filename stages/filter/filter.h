@@ -26,6 +26,8 @@ struct pipe_schema_checker;
 struct pipe_schema_set;
 struct pipe_httpd;
 struct pipe_zwriter;
+struct pipe_body_iter;
+struct pipe_store_obj;
 
 struct filter_cfg {
     struct pipe_stage_common common; /* must come first */
@@ -48,13 +50,21 @@ struct filter_cfg {
     uint64_t max_raw;
     int64_t idle_timeout_ms;
     int64_t request_timeout_ms;
-    char *schemas;          /* schema directory, NULL: none */
-    char *unknown_types;    /* "accept" or "reject" */
-    char *redact_key_file;  /* key of redact "hash" */
+    char *schemas;         /* schema directory, NULL: none */
+    char *unknown_types;   /* "accept" or "reject" */
+    char *redact_key_file; /* key of redact "hash" */
+    bool admin_on_ingest;  /* also serve /healthz, /readyz, /metrics on listen */
+    int64_t max_conns;
+    int64_t max_conns_per_ip;
+    int64_t max_records;    /* per request */
+    uint64_t max_rejected;  /* rejection bytes per request */
     char *cors_origins;     /* comma-separated origins allowed by CORS; "*": any */
     char *snowplow_channel; /* channel of Snowplow events when api_keys are set */
     uint64_t max_batch;     /* largest SDK batch body, decoded (413 beyond) */
 };
+
+/* Why a raw/ object was quarantined instead of filtered. */
+enum filter_quarantine { FILTER_Q_TOO_LARGE, FILTER_Q_UNDECODABLE, FILTER_Q_OVERFLOW };
 
 /* One event's fate, counted per reason for /metrics. */
 struct filter_metrics {
@@ -65,9 +75,10 @@ struct filter_metrics {
     struct pipe_counter *flushes;
     struct pipe_counter *flush_errors;
     struct pipe_counter *raw_objects;
-    struct pipe_counter *unknown_types;     /* events of a type without schema */
-    struct pipe_counter *rewritten;         /* events changed by defaults or redaction */
-    struct pipe_counter *schema_reloads[2]; /* ok, error */
+    struct pipe_counter *raw_quarantined[3]; /* by enum filter_quarantine */
+    struct pipe_counter *unknown_types;      /* events of a type without schema */
+    struct pipe_counter *rewritten;          /* events changed by defaults or redaction */
+    struct pipe_counter *schema_reloads[2];  /* ok, error */
     struct pipe_histogram *ack_latency;
     struct pipe_histogram *flush_latency;
 };
@@ -155,15 +166,48 @@ int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_r
                   const char *message, const char *channel, const char *received_at,
                   const char *source);
 
+/* filter_quarantine_line — the rejected/ line that records a raw/ object
+ * not filtered: its key, etag and size, the reason code, why it was
+ * quarantined ("too_large", "undecodable", "overflow") and a message. */
+int filter_quarantine_line(struct pipe_buf *out, const struct pipe_store_obj *o,
+                           enum pipe_reason reason, const char *why, const char *message,
+                           const char *channel, const char *received_at, const char *source);
+
+/* What one body may cost; 0 is no limit. max_* are a request's limits
+ * (over one: PIPE_ETOOBIG, permanent); piece_* cut a long body into pieces
+ * (filter_ingest_piece returns 1 when one is full). */
+struct filter_limits {
+    uint64_t max_records;  /* records in the body */
+    uint64_t max_rejected; /* bytes of rejection lines it produces */
+    uint64_t max_out;      /* bytes it adds to the batch in all */
+    uint64_t piece_records;
+    uint64_t piece_bytes; /* of input */
+};
+
+/* Where a body's events come from. */
+struct filter_origin {
+    const char *channel;
+    int64_t received_ms;
+    const char *source; /* "http", "raw:<key>", "input" */
+};
+
 /* filter_ingest — validates every record of body (envelope, then the
  * schema of its type when schemas is not NULL) and appends accepted events
  * and rejection lines to b. *n_acc and *n_rej count them. Returns 0, or
- * PIPE_EPARSE when the body is not JSON at all (msg says why; b is left as
- * it was), or PIPE_ETOOBIG when the batch is full (b as it was). */
+ * with b left as it was: PIPE_EPARSE when the body is not JSON at all,
+ * PIPE_ETOOBIG when it passes a limit of lim (both permanent; msg says
+ * why), PIPE_EFULL when the batch is full (transient). */
 int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct filter_batch *b,
                   const struct pipe_schema_set *schemas, const char *body, size_t len, bool ndjson,
-                  const char *channel, int64_t received_ms, const char *source, uint32_t *n_acc,
+                  const struct filter_limits *lim, const struct filter_origin *o, uint32_t *n_acc,
                   uint32_t *n_rej, char *msg, size_t msglen);
+/* filter_ingest_piece — as filter_ingest, from it onwards, stopping after
+ * a piece (lim->piece_*): 1 when records remain, 0 at the end. */
+int filter_ingest_piece(const struct filter_cfg *cfg, struct filter_metrics *m,
+                        struct filter_batch *b, const struct pipe_schema_set *schemas,
+                        struct pipe_body_iter *it, const struct filter_limits *lim,
+                        const struct filter_origin *o, uint32_t *n_acc, uint32_t *n_rej, char *msg,
+                        size_t msglen);
 
 /* ---- filter.c: the HTTP side ---- */
 
@@ -255,15 +299,12 @@ bool filter_json_string_copy(const struct pipe_json_member *m, char *dst, size_t
  * nothing was written after the event's '{' yet. */
 int filter_xlate_tail(struct pipe_buf *out, bool first, const struct pipe_buf *moved,
                       const struct pipe_buf *obj, size_t kept);
-/* filter_json_string_append — n bytes as a JSON string (quotes, backslash
- * and control characters escaped; bytes that are not UTF-8 pass through
- * for the validator to judge). 0 or PIPE_ETOOBIG. */
-int filter_json_string_append(struct pipe_buf *out, const char *s, size_t n);
 /* filter_xlate_verbatim — a message that cannot be translated, appended as
  * it was sent (line breaks made spaces) for the envelope check to judge. */
 int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len);
 /* filter_query_json — the query string's parameters, percent-decoded, as
- * one JSON object of strings appended to out. 0 or PIPE_ETOOBIG. */
+ * one JSON object of strings appended to out. 0, PIPE_EINVAL when a
+ * parameter is not UTF-8, or PIPE_ETOOBIG. */
 int filter_query_json(const char *query, struct pipe_buf *out);
 /* filter_query_get — the percent-decoded value of parameter name into dst
  * (cap bytes with the NUL); false when absent or too long. */

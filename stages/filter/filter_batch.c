@@ -3,7 +3,7 @@
  *
  * A batch is filled on the loop thread and written on a worker thread; the
  * caller hands it over whole, so no field is shared while a write runs. */
-#include <jansson.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "libpipe/clock.h"
@@ -105,48 +105,102 @@ int filter_batch_write(struct filter *f, struct filter_batch *b)
     return rc;
 }
 
-static void base64_append(struct pipe_buf *out, const unsigned char *p, size_t n)
+/* put_field — `"name":"value",` (or without the comma for the last); a
+ * value that is not UTF-8 (a message quoting client bytes) becomes "". */
+static int put_field(struct pipe_buf *out, const char *name, const char *v, bool last)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < n; i += 3) {
-        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
-                     (i + 2 < n ? p[i + 2] : 0);
-        char q[4] = {tbl[v >> 18 & 63], tbl[v >> 12 & 63], i + 1 < n ? tbl[v >> 6 & 63] : '=',
-                     i + 2 < n ? tbl[v & 63] : '='};
-        pipe_buf_append(out, q, 4);
-    }
+    int rc = pipe_buf_printf(out, "\"%s\":", name);
+    if (rc == 0 && pipe_json_append_string(out, v, strlen(v)) == PIPE_EINVAL)
+        rc = pipe_buf_append(out, "\"\"", 2);
+    if (rc == 0 && !last)
+        rc = pipe_buf_append_char(out, ',');
+    return rc;
 }
 
-/* Not a hot path: jansson does the escaping. */
+/* put_raw — the record as "raw" (a JSON string) when it is UTF-8, else as
+ * "raw_base64". */
+static int put_raw(struct pipe_buf *out, const char *rec, size_t len)
+{
+    int rc = pipe_buf_append_str(out, "\"raw\":");
+    if (rc < 0)
+        return rc;
+    size_t at = out->len - 6;
+    rc = pipe_json_append_string(out, rec, len);
+    if (rc != PIPE_EINVAL)
+        return rc == 0 ? pipe_buf_append_char(out, ',') : rc;
+    out->len = at;
+    size_t b64 = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
+    rc = pipe_buf_append_str(out, "\"raw_base64\":\"");
+    if (rc == 0)
+        rc = pipe_buf_reserve(out, b64 + 2);
+    if (rc < 0)
+        return rc;
+    sodium_bin2base64(out->data + out->len, b64, (const unsigned char *)rec, len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    out->len += b64 - 1; /* without its NUL */
+    return pipe_buf_append(out, "\",", 2);
+}
+
+/* A rejected/ line is written field by field, keys in sorted order, with
+ * no document tree: a body of many bad records costs one pass over its
+ * bytes. line_begin writes the fields up to "message", line_end those from
+ * "reason" on (undoing the whole line on an error). */
+static int line_begin(struct pipe_buf *out, const char *channel, const char *message)
+{
+    int rc = pipe_buf_append_char(out, '{');
+    if (rc == 0)
+        rc = put_field(out, "channel", channel, false);
+    if (rc == 0)
+        rc = put_field(out, "message", message, false);
+    return rc;
+}
+
+static int line_end(struct pipe_buf *out, size_t at, int rc, enum pipe_reason reason,
+                    const char *received_at, const char *source)
+{
+    if (rc == 0)
+        rc = put_field(out, "reason", pipe_reason_code(reason), false);
+    if (rc == 0)
+        rc = put_field(out, "received_at", received_at, false);
+    if (rc == 0)
+        rc = put_field(out, "source", source, true);
+    if (rc == 0)
+        rc = pipe_buf_append(out, "}\n", 2);
+    if (rc < 0) {
+        out->len = at;
+        if (out->data)
+            out->data[at] = '\0';
+    }
+    return rc;
+}
+
 int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_reason reason,
                   const char *message, const char *channel, const char *received_at,
                   const char *source)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "reason", json_string(pipe_reason_code(reason)));
-    json_object_set_new(o, "message", json_string(message));
-    json_object_set_new(o, "source", json_string(source));
-    json_object_set_new(o, "channel", json_string(channel));
-    json_object_set_new(o, "received_at", json_string(received_at));
-    json_t *raw = rec ? json_stringn(rec, len) : NULL;
-    if (rec == NULL) {
-        /* the record is the source object itself (too large to copy) */
-    } else if (raw != NULL) {
-        json_object_set_new(o, "raw", raw);
-    } else {
-        struct pipe_buf b64;
-        pipe_buf_init(&b64, SIZE_MAX);
-        base64_append(&b64, (const unsigned char *)rec, len);
-        json_object_set_new(o, "raw_base64", json_stringn(b64.data ? b64.data : "", b64.len));
-        pipe_buf_cleanup(&b64);
-    }
-    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(o);
-    int rc = s ? pipe_buf_append_str(out, s) : PIPE_EINVAL;
+    size_t at = out->len;
+    int rc = line_begin(out, channel, message);
+    /* rec NULL: the record is the source object itself (too large to copy) */
+    if (rc == 0 && rec != NULL)
+        rc = put_raw(out, rec, len);
+    return line_end(out, at, rc, reason, received_at, source);
+}
+
+int filter_quarantine_line(struct pipe_buf *out, const struct pipe_store_obj *o,
+                           enum pipe_reason reason, const char *why, const char *message,
+                           const char *channel, const char *received_at, const char *source)
+{
+    size_t at = out->len;
+    int rc = line_begin(out, channel, message);
     if (rc == 0)
-        rc = pipe_buf_append_char(out, '\n');
-    free(s);
-    return rc;
+        rc = put_field(out, "quarantine", why, false);
+    if (rc == 0)
+        rc = put_field(out, "raw_etag", o->etag, false);
+    if (rc == 0)
+        rc = put_field(out, "raw_key", o->key, false);
+    if (rc == 0)
+        rc = pipe_buf_printf(out, "\"raw_size\":%llu,", (unsigned long long)o->size);
+    return line_end(out, at, rc, reason, received_at, source);
 }
 
 /* Per-body tallies, added to the metrics only if the body is kept. */
@@ -218,9 +272,175 @@ static int reject_one(struct filter_batch *b, const struct pipe_schema_set *sche
     return filter_reject(&b->rejected, raw, len, reason, message, channel, received_at, source);
 }
 
+/* batch_truncate — drops what was appended to b since acc_len/rej_len. */
+static void batch_truncate(struct filter_batch *b, size_t acc_len, size_t rej_len)
+{
+    b->accepted.len = acc_len;
+    b->rejected.len = rej_len;
+    if (b->accepted.data)
+        b->accepted.data[acc_len] = '\0';
+    if (b->rejected.data)
+        b->rejected.data[rej_len] = '\0';
+}
+
+/* over_limit — a request limit the records so far have passed: PIPE_ETOOBIG
+ * with msg saying which, else 0. */
+static int over_limit(const struct filter_limits *lim, const struct tally *t, size_t out,
+                      size_t rejected, char *msg, size_t msglen)
+{
+    if (lim->max_records && (uint64_t)t->acc + t->rej > lim->max_records)
+        snprintf(msg, msglen, "more than %llu records in one request",
+                 (unsigned long long)lim->max_records);
+    else if (lim->max_rejected && rejected > lim->max_rejected)
+        snprintf(msg, msglen, "the rejected records would take more than %llu bytes",
+                 (unsigned long long)lim->max_rejected);
+    else if (lim->max_out && out > lim->max_out)
+        snprintf(msg, msglen, "the events would take more than %llu bytes",
+                 (unsigned long long)lim->max_out);
+    else
+        return 0;
+    return PIPE_ETOOBIG;
+}
+
+/* One body (or piece of one) being filtered into a batch. */
+struct ingest {
+    const struct filter_cfg *cfg;
+    struct filter_batch *b;
+    const struct pipe_schema_set *schemas;
+    const struct filter_limits *lim;
+    const struct pipe_event_ctx *ctx;
+    const char *channel, *received_at, *source;
+    char *msg;
+    size_t msglen;
+    struct tally t;
+};
+
+/* ingest_one — validates one record into the batch (accepted, or its
+ * rejection line) and counts it in g->t. */
+static int ingest_one(struct ingest *g, const struct pipe_body_record *rec)
+{
+    struct filter_batch *b = g->b;
+    struct pipe_event_result res;
+    struct pipe_schema_result sr = {.reason = PIPE_REASON_OK};
+    size_t at = b->accepted.len;
+    int rc = 0;
+    if (rec->err == PIPE_JSON_ETOOLARGE) {
+        res.reason = PIPE_REASON_TOO_LARGE;
+        snprintf(res.message, sizeof res.message, "record of %zu bytes is over the %llu-byte limit",
+                 rec->len, (unsigned long long)g->cfg->max_event);
+    } else {
+        rc = pipe_event_process(rec->data, rec->len, g->ctx, &b->accepted, &res);
+        if (rc == 0 && res.reason == PIPE_REASON_OK && g->schemas)
+            rc = schema_step(g->cfg, b, g->schemas, at, &res, &sr, &g->t);
+        if (rc < 0)
+            return rc;
+    }
+    if (res.reason == PIPE_REASON_OK) {
+        g->t.acc++;
+        return 0;
+    }
+    g->t.rej++;
+    g->t.by_reason[res.reason]++;
+    g->t.not_json += res.reason == PIPE_REASON_NOT_JSON;
+    /* A schema's message can be longer than the envelope's. */
+    return reject_one(b, g->schemas, rec, res.reason,
+                      sr.reason != PIPE_REASON_OK ? sr.message : res.message, g->channel,
+                      g->received_at, g->source);
+}
+
+/* ingest_run — records of it into g->b until the body ends (0) or the
+ * piece limits are reached (1). On an error the batch is as it was and
+ * the error is returned: PIPE_ETOOBIG for a request limit (msg says
+ * which), PIPE_EFULL when the batch cannot hold the records. */
+static int ingest_run(struct ingest *g, struct pipe_body_iter *it)
+{
+    struct filter_batch *b = g->b;
+    const struct filter_limits *lim = g->lim;
+    size_t acc_len = b->accepted.len, rej_len = b->rejected.len;
+    size_t start = it->pos;
+    struct pipe_body_record rec;
+    int rc = 0;
+    while (rc == 0) {
+        if ((lim->piece_records && (uint64_t)g->t.acc + g->t.rej >= lim->piece_records) ||
+            (lim->piece_bytes && it->pos - start >= lim->piece_bytes)) {
+            rc = 1;
+            break;
+        }
+        if (!pipe_body_iter_next(it, &rec))
+            break;
+        rc = ingest_one(g, &rec);
+        if (rc == 0)
+            rc = over_limit(lim, &g->t, b->accepted.len - acc_len + b->rejected.len - rej_len,
+                            b->rejected.len - rej_len, g->msg, g->msglen);
+    }
+    if (rc < 0)
+        batch_truncate(b, acc_len, rej_len);
+    if (rc == PIPE_ETOOBIG && !g->msg[0])
+        rc = PIPE_EFULL; /* the batch's cap, not a request limit */
+    return rc;
+}
+
+/* ingest_commit — adds g's tallies to the batch and the metrics. */
+static void ingest_commit(struct ingest *g, struct filter_metrics *m, uint32_t *n_acc,
+                          uint32_t *n_rej)
+{
+    g->b->n_accepted += g->t.acc;
+    g->b->n_rejected += g->t.rej;
+    for (int r = 1; r < PIPE_REASON__COUNT; r++)
+        if (g->t.by_reason[r])
+            pipe_counter_add(m->rejected[r], g->t.by_reason[r]);
+    pipe_counter_add(m->unknown_types, g->t.unknown);
+    pipe_counter_add(m->rewritten, g->t.rewritten);
+    *n_acc = g->t.acc;
+    *n_rej = g->t.rej;
+}
+
+/* ingest_body — the records of it into b, committed to the metrics
+ * unless an error rolls b back. whole: it is a whole request body, which
+ * is refused (PIPE_EPARSE) when none of its records is JSON at all. */
+static int ingest_body(const struct filter_cfg *cfg, struct filter_metrics *m,
+                       struct filter_batch *b, const struct pipe_schema_set *schemas,
+                       struct pipe_body_iter *it, const struct filter_limits *lim, bool whole,
+                       const struct filter_origin *o, uint32_t *n_acc, uint32_t *n_rej, char *msg,
+                       size_t msglen)
+{
+    const struct pipe_event_ctx ctx = {
+        .channel = o->channel,
+        .received_ms = o->received_ms,
+        .max_bytes = cfg->max_event,
+        .max_depth = (int)cfg->max_depth,
+    };
+    char received_at[PIPE_CLOCK_RFC3339_LEN + 1];
+    pipe_clock_format_rfc3339(o->received_ms, received_at);
+    msg[0] = '\0';
+    size_t acc_len = b->accepted.len, rej_len = b->rejected.len;
+    struct ingest g = {cfg,         b,         schemas, lim,    &ctx, o->channel,
+                       received_at, o->source, msg,     msglen, {0}};
+    int rc = ingest_run(&g, it);
+    if (rc == 0 && whole && g.t.acc + g.t.rej > 0 && g.t.not_json == g.t.acc + g.t.rej) {
+        /* Nothing in the body was JSON: the client sent something else
+         * entirely, and deserves a 400 rather than a pile of rejections. */
+        batch_truncate(b, acc_len, rej_len);
+        snprintf(msg, msglen, "the body is not JSON (no record parsed)");
+        return PIPE_EPARSE;
+    }
+    if (rc >= 0)
+        ingest_commit(&g, m, n_acc, n_rej);
+    return rc;
+}
+
+int filter_ingest_piece(const struct filter_cfg *cfg, struct filter_metrics *m,
+                        struct filter_batch *b, const struct pipe_schema_set *schemas,
+                        struct pipe_body_iter *it, const struct filter_limits *lim,
+                        const struct filter_origin *o, uint32_t *n_acc, uint32_t *n_rej, char *msg,
+                        size_t msglen)
+{
+    return ingest_body(cfg, m, b, schemas, it, lim, false, o, n_acc, n_rej, msg, msglen);
+}
+
 int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct filter_batch *b,
                   const struct pipe_schema_set *schemas, const char *body, size_t len, bool ndjson,
-                  const char *channel, int64_t received_ms, const char *source, uint32_t *n_acc,
+                  const struct filter_limits *lim, const struct filter_origin *o, uint32_t *n_acc,
                   uint32_t *n_rej, char *msg, size_t msglen)
 {
     struct pipe_body_iter it;
@@ -231,70 +451,5 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
         snprintf(msg, msglen, "the body is not JSON: %s at byte %zu", jr.what, jr.offset);
         return PIPE_EPARSE;
     }
-    const struct pipe_event_ctx ctx = {
-        .channel = channel,
-        .received_ms = received_ms,
-        .max_bytes = cfg->max_event,
-        .max_depth = (int)cfg->max_depth,
-    };
-    char received_at[PIPE_CLOCK_RFC3339_LEN + 1];
-    pipe_clock_format_rfc3339(received_ms, received_at);
-    size_t acc_len = b->accepted.len, rej_len = b->rejected.len;
-    struct tally t = {0};
-    struct pipe_body_record rec;
-    rc = 0;
-    while (rc == 0 && pipe_body_iter_next(&it, &rec)) {
-        struct pipe_event_result res;
-        struct pipe_schema_result sr = {.reason = PIPE_REASON_OK};
-        size_t at = b->accepted.len;
-        if (rec.err == PIPE_JSON_ETOOLARGE) {
-            res.reason = PIPE_REASON_TOO_LARGE;
-            snprintf(res.message, sizeof res.message,
-                     "record of %zu bytes is over the %llu-byte "
-                     "limit",
-                     rec.len, (unsigned long long)cfg->max_event);
-        } else {
-            rc = pipe_event_process(rec.data, rec.len, &ctx, &b->accepted, &res);
-            if (rc == 0 && res.reason == PIPE_REASON_OK && schemas)
-                rc = schema_step(cfg, b, schemas, at, &res, &sr, &t);
-            if (rc < 0)
-                break;
-        }
-        if (res.reason == PIPE_REASON_OK) {
-            t.acc++;
-            continue;
-        }
-        t.rej++;
-        t.by_reason[res.reason]++;
-        t.not_json += res.reason == PIPE_REASON_NOT_JSON;
-        /* A schema's message can be longer than the envelope's. */
-        rc = reject_one(b, schemas, &rec, res.reason,
-                        sr.reason != PIPE_REASON_OK ? sr.message : res.message, channel,
-                        received_at, source);
-    }
-    if (rc == 0 && t.acc + t.rej > 0 && t.not_json == t.acc + t.rej) {
-        /* Nothing in the body was JSON: the client sent something else
-         * entirely, and deserves a 400 rather than a pile of rejections. */
-        snprintf(msg, msglen, "the body is not JSON (no record parsed)");
-        rc = PIPE_EPARSE;
-    }
-    if (rc < 0) {
-        b->accepted.len = acc_len;
-        b->rejected.len = rej_len;
-        if (b->accepted.data)
-            b->accepted.data[acc_len] = '\0';
-        if (b->rejected.data)
-            b->rejected.data[rej_len] = '\0';
-        return rc == PIPE_EPARSE ? rc : PIPE_ETOOBIG;
-    }
-    b->n_accepted += t.acc;
-    b->n_rejected += t.rej;
-    for (int r = 1; r < PIPE_REASON__COUNT; r++)
-        if (t.by_reason[r])
-            pipe_counter_add(m->rejected[r], t.by_reason[r]);
-    pipe_counter_add(m->unknown_types, t.unknown);
-    pipe_counter_add(m->rewritten, t.rewritten);
-    *n_acc = t.acc;
-    *n_rej = t.rej;
-    return 0;
+    return ingest_body(cfg, m, b, schemas, &it, lim, true, o, n_acc, n_rej, msg, msglen);
 }

@@ -93,23 +93,6 @@ static size_t pct_decode(const char *s, size_t n, char *dst)
     return o;
 }
 
-int filter_json_string_append(struct pipe_buf *out, const char *s, size_t n)
-{
-    int rc = pipe_buf_reserve(out, n + 2);
-    if (rc == 0)
-        rc = pipe_buf_append_char(out, '"');
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            rc = pipe_buf_printf(out, "\\%c", c);
-        else if (c < 0x20)
-            rc = pipe_buf_printf(out, "\\u%04x", c);
-        else
-            rc = pipe_buf_append_char(out, (char)c);
-    }
-    return rc ? rc : pipe_buf_append_char(out, '"');
-}
-
 /* The query walked as name/value spans; fn returns false to stop. */
 typedef bool (*query_fn)(void *arg, const char *k, size_t kn, const char *v, size_t vn);
 
@@ -140,11 +123,11 @@ static bool query_json_one(void *arg, const char *k, size_t kn, const char *v, s
         qj->rc = pipe_buf_append_char(qj->out, ',');
     qj->first = false;
     if (qj->rc == 0)
-        qj->rc = filter_json_string_append(qj->out, qj->tmp, pct_decode(k, kn, qj->tmp));
+        qj->rc = pipe_json_append_string(qj->out, qj->tmp, pct_decode(k, kn, qj->tmp));
     if (qj->rc == 0)
         qj->rc = pipe_buf_append_char(qj->out, ':');
     if (qj->rc == 0)
-        qj->rc = filter_json_string_append(qj->out, qj->tmp, pct_decode(v, vn, qj->tmp));
+        qj->rc = pipe_json_append_string(qj->out, qj->tmp, pct_decode(v, vn, qj->tmp));
     return qj->rc == 0;
 }
 

@@ -3,9 +3,14 @@
  *
  * Each raw/ object is filtered once, into objects whose names and contents
  * are functions of the raw object alone (its key, etag and mtime), so that a
- * crash half way through simply redoes the same writes. The filtered/ object
- * is written last and is the durable record that the raw object is done;
- * an in-memory set only saves the stat on later passes. */
+ * crash half way through simply redoes the same writes. A large object is
+ * filtered in pieces (<name>-pNNNN after the first), each written when
+ * full; the first piece's filtered/ object is written last and is the
+ * durable record that the raw object is done. An object that cannot be
+ * filtered (over max_raw, not decodable, a piece over its cap) is
+ * quarantined: one rejected/ line with its key, etag, size and reason, and
+ * the empty filtered/ marker; the walk goes on. A bounded in-memory set
+ * only saves the stat on later passes. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,8 +23,21 @@
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/ndjson.h"
 #include "libpipe/store.h"
 #include "stages/filter/filter.h"
+
+/* A raw object is filtered in pieces: a new piece starts once this much of
+ * its input, or this many records, went into the current one. Constants,
+ * not settings: the pieces of an object must be the same on every run, so
+ * that a run cut short redoes exactly the same writes. */
+#define RAW_PIECE_BYTES   (8u << 20)
+#define RAW_PIECE_RECORDS 100000u
+/* The done-set is emptied when it holds this many objects (the filtered/
+ * marker stays the record; the set only saves a stat per object). */
+#define RAW_DONE_MAX (1u << 16)
+
+static const char *const quarantine_names[] = {"too_large", "undecodable", "overflow"};
 
 /* A set of 64-bit hashes of (key, etag) already known to be filtered. */
 struct done_set {
@@ -41,6 +59,11 @@ static bool done_has(const struct done_set *d, uint64_t h)
 
 static void done_add(struct done_set *d, uint64_t h)
 {
+    if (d->count >= RAW_DONE_MAX) {
+        /* bounded: forget everything; later passes stat those objects */
+        memset(d->slots, 0, d->cap * sizeof *d->slots);
+        d->count = 0;
+    }
     if ((d->count + 1) * 2 > d->cap) {
         struct done_set n = {pipe_calloc(d->cap ? d->cap * 2 : 1024, sizeof(uint64_t)),
                              d->cap ? d->cap * 2 : 1024, 0};
@@ -70,29 +93,28 @@ static uint64_t obj_hash(const struct pipe_store_obj *o)
     return h ? h : 1;
 }
 
-/* filter_body_as_batch — filters one whole body (a raw object or a file)
- * of channel into b; a body that is not JSON at all becomes one rejection. */
+/* filter_body_as_batch — filters one whole body (a --input file) into b;
+ * a body that is not JSON at all becomes one rejection. */
 static int filter_body_as_batch(struct filter *f, struct filter_batch *b, const char *body,
-                                size_t len, const char *channel, int64_t received_ms,
-                                const char *source)
+                                size_t len, const struct filter_origin *origin)
 {
     uint32_t acc = 0, rej = 0;
     char msg[200];
-    const struct filter_cfg *cfg = f->cfg;
+    const struct filter_limits none = {0};
     /* A reference: a SIGHUP reload may swap the set while this runs on a
      * worker thread. */
     struct pipe_schema_set *set = filter_schemas_get(f);
-    int rc = filter_ingest(cfg, &f->m, b, set, body, len, false, channel, received_ms, source, &acc,
-                           &rej, msg, sizeof msg);
+    int rc = filter_ingest(f->cfg, &f->m, b, set, body, len, false, &none, origin, &acc, &rej, msg,
+                           sizeof msg);
     filter_schemas_put(set);
     if (rc == PIPE_EPARSE) {
         char at[PIPE_CLOCK_RFC3339_LEN + 1];
-        pipe_clock_format_rfc3339(received_ms, at);
-        rc = filter_reject(&b->rejected, body, len, PIPE_REASON_NOT_JSON, msg, channel, at, source);
+        pipe_clock_format_rfc3339(origin->received_ms, at);
+        rc = filter_reject(&b->rejected, body, len, PIPE_REASON_NOT_JSON, msg, origin->channel, at,
+                           origin->source);
         pipe_counter_inc(f->m.rejected[PIPE_REASON_NOT_JSON]);
         b->n_rejected++;
     }
-    (void)cfg;
     return rc;
 }
 
@@ -115,59 +137,193 @@ static const char *raw_channel(const struct filter_cfg *cfg, const char *key, ch
     return cfg->input_channel;
 }
 
-/* raw_one — filters one raw/ object unless its filtered/ object exists. */
+/* One raw object being filtered. */
+struct raw_obj {
+    struct filter *f;
+    const struct pipe_store_obj *o;
+    const char *name; /* of its outputs; piece 0 and the quarantine record */
+    char source[1100];
+    char chan[PIPE_KEYS_NAME_MAX + 1];
+    struct filter_origin origin;
+    uint64_t accepted, rejected;
+};
+
+static size_t piece_cap(const struct filter_cfg *cfg)
+{
+    /* what a piece can produce: escaping at most 6x its input, a line's
+     * fixed fields per record, and one record over max_event */
+    return 6 * (size_t)RAW_PIECE_BYTES + (size_t)RAW_PIECE_RECORDS * 512 + 6 * cfg->max_event;
+}
+
+/* piece_write — writes piece b unless a run cut short wrote it already (a
+ * piece's name and contents are functions of the object alone). */
+static int piece_write(struct raw_obj *r, struct filter_batch *b)
+{
+    struct pipe_buf key;
+    struct pipe_store_obj st;
+    pipe_buf_init(&key, 4096);
+    int rc = pipe_keys_filtered(&key, b->time_ms, b->name);
+    if (rc == 0 && pipe_store_stat(pipe_stage_store(r->f->st), key.data, &st) != 0)
+        rc = filter_batch_write(r->f, b);
+    pipe_buf_cleanup(&key);
+    r->accepted += b->n_accepted;
+    r->rejected += b->n_rejected;
+    return rc;
+}
+
+/* raw_pieces — filters body into b0 (piece 0, written last: its filtered/
+ * object marks the whole raw object done) and further pieces, each written
+ * as soon as it is full. */
+static int raw_pieces(struct raw_obj *r, struct filter_batch *b0, const char *body, size_t len)
+{
+    struct filter *f = r->f;
+    const struct filter_limits lim = {.piece_records = RAW_PIECE_RECORDS,
+                                      .piece_bytes = RAW_PIECE_BYTES};
+    struct pipe_body_iter it;
+    struct pipe_json_result jr;
+    char msg[200];
+    uint32_t acc, rej;
+    int rc = pipe_body_iter_init(&it, body, len, PIPE_BODY_AUTO, f->cfg->max_event, &jr);
+    if (rc < 0) {
+        char at[PIPE_CLOCK_RFC3339_LEN + 1];
+        pipe_clock_format_rfc3339(r->origin.received_ms, at);
+        snprintf(msg, sizeof msg, "the body is not JSON: %s at byte %zu", jr.what, jr.offset);
+        pipe_counter_inc(f->m.rejected[PIPE_REASON_NOT_JSON]);
+        b0->n_rejected++;
+        rc = filter_reject(&b0->rejected, body, len, PIPE_REASON_NOT_JSON, msg, r->origin.channel,
+                           at, r->source);
+        return rc == PIPE_ETOOBIG ? PIPE_EFULL : rc;
+    }
+    struct pipe_schema_set *set = filter_schemas_get(f);
+    struct filter_batch *b = NULL;
+    struct pipe_buf name;
+    pipe_buf_init(&name, 512);
+    rc = filter_ingest_piece(f->cfg, &f->m, b0, set, &it, &lim, &r->origin, &acc, &rej, msg,
+                             sizeof msg);
+    for (unsigned piece = 1; rc == 1; piece++) {
+        pipe_buf_reset(&name);
+        pipe_buf_printf(&name, "%s-p%04u", r->name, piece);
+        if (b == NULL)
+            b = filter_batch_new(f, r->o->mtime_ms, name.data, piece_cap(f->cfg));
+        else
+            filter_batch_recycle(b, r->o->mtime_ms, name.data);
+        rc = filter_ingest_piece(f->cfg, &f->m, b, set, &it, &lim, &r->origin, &acc, &rej, msg,
+                                 sizeof msg);
+        if (rc >= 0) {
+            int wrc = piece_write(r, b);
+            rc = wrc < 0 ? wrc : rc;
+        }
+    }
+    filter_schemas_put(set);
+    filter_batch_free(b);
+    pipe_buf_cleanup(&name);
+    return rc;
+}
+
+/* raw_quarantine — records why o is not filtered (one rejected/ line with
+ * its key, etag, size and reason, and the empty filtered/ marker, so it is
+ * not tried again), counts and logs it. The object stays in raw/ for an
+ * operator. */
+static int raw_quarantine(struct raw_obj *r, enum filter_quarantine q, const char *detail)
+{
+    struct filter *f = r->f;
+    char at[PIPE_CLOCK_RFC3339_LEN + 1], msg[300];
+    pipe_clock_format_rfc3339(r->o->mtime_ms, at);
+    snprintf(msg, sizeof msg, "raw object quarantined (%s): %s", quarantine_names[q], detail);
+    enum pipe_reason reason =
+        q == FILTER_Q_UNDECODABLE ? PIPE_REASON_NOT_JSON : PIPE_REASON_TOO_LARGE;
+    struct filter_batch *b = filter_batch_new(f, r->o->mtime_ms, r->name, 1 << 20);
+    int rc = filter_quarantine_line(&b->rejected, r->o, reason, quarantine_names[q], msg,
+                                    r->origin.channel, at, r->source);
+    if (rc == 0)
+        rc = filter_batch_write(f, b);
+    if (rc == 0) {
+        pipe_counter_inc(f->m.raw_quarantined[q]);
+        pipe_counter_inc(f->m.rejected[reason]);
+        pipe_log_warn("raw object quarantined", "key=%s size=%llu reason=%s detail=\"%s\"",
+                      r->o->key, (unsigned long long)r->o->size, quarantine_names[q], detail);
+    }
+    filter_batch_free(b);
+    return rc;
+}
+
+/* raw_get — the object, decoded, into decoded: 0, or the quarantine reason
+ * (as 1 + enum filter_quarantine) with detail, or a transient error. */
+static int raw_get(struct raw_obj *r, struct pipe_buf *decoded, char *detail, size_t dlen)
+{
+    const struct filter_cfg *cfg = r->f->cfg;
+    if (r->o->size > cfg->max_raw) {
+        snprintf(detail, dlen, "%llu bytes is over max_raw (%llu)", (unsigned long long)r->o->size,
+                 (unsigned long long)cfg->max_raw);
+        return 1 + FILTER_Q_TOO_LARGE;
+    }
+    struct pipe_buf data;
+    pipe_buf_init(&data, cfg->max_raw);
+    int rc = pipe_store_get(pipe_stage_store(r->f->st), r->o->key, &data);
+    if (rc == 0)
+        rc = pipe_codec_decompress(data.data ? data.data : "", data.len, decoded);
+    pipe_buf_cleanup(&data);
+    if (rc == PIPE_ETOOBIG) {
+        snprintf(detail, dlen, "over max_raw (%llu bytes) once decoded",
+                 (unsigned long long)cfg->max_raw);
+        return 1 + FILTER_Q_TOO_LARGE;
+    }
+    if (rc == PIPE_ECORRUPT) {
+        snprintf(detail, dlen, "not decodable: %s", pipe_strerror(rc));
+        return 1 + FILTER_Q_UNDECODABLE;
+    }
+    return rc;
+}
+
+/* raw_one — filters one raw/ object unless its filtered/ object exists; an
+ * object that cannot be filtered is quarantined, so the walk goes on. */
 static int raw_one(struct filter *f, const struct pipe_store_obj *o)
 {
     const struct filter_cfg *cfg = f->cfg;
-    struct pipe_store *store = pipe_stage_store(f->st);
-    struct pipe_buf name, key, data, decoded;
+    struct pipe_buf name, key, decoded;
     struct filter_batch *b = NULL;
+    struct raw_obj r = {.f = f, .o = o};
+    char detail[200];
     pipe_buf_init(&name, 512);
     pipe_buf_init(&key, 4096);
-    pipe_buf_init(&data, cfg->max_raw);
     pipe_buf_init(&decoded, cfg->max_raw);
-    char source[1100];
-    snprintf(source, sizeof source, "raw:%s", o->key);
+    snprintf(r.source, sizeof r.source, "raw:%s", o->key);
+    r.origin = (struct filter_origin){raw_channel(cfg, o->key, r.chan, sizeof r.chan), o->mtime_ms,
+                                      r.source};
 
     int rc = pipe_keys_raw_name(&name, (unsigned)cfg->common.generation, o->key, o->etag);
     if (rc == 0)
         rc = pipe_keys_filtered(&key, o->mtime_ms, name.data);
     struct pipe_store_obj st;
-    if (rc == 0 && pipe_store_stat(store, key.data, &st) == 0)
+    if (rc < 0 || pipe_store_stat(pipe_stage_store(f->st), key.data, &st) == 0)
         goto out; /* filtered before */
-    b = filter_batch_new(f, o->mtime_ms, name.data, cfg->max_raw * 2 + (1 << 20));
-    if (rc == 0)
-        rc = pipe_store_get(store, o->key, &data);
-    if (rc == 0)
-        rc = pipe_codec_decompress(data.data ? data.data : "", data.len, &decoded);
-    if (rc == PIPE_ETOOBIG || rc == PIPE_ECORRUPT) {
-        /* The object itself stays in raw/ for an operator; record why it
-         * was not filtered instead of retrying it for ever. */
-        char at[PIPE_CLOCK_RFC3339_LEN + 1], msg[160];
-        pipe_clock_format_rfc3339(o->mtime_ms, at);
-        snprintf(msg, sizeof msg, "raw object %s: %s", o->key, pipe_strerror(rc));
-        enum pipe_reason why = rc == PIPE_ETOOBIG ? PIPE_REASON_TOO_LARGE : PIPE_REASON_NOT_JSON;
-        rc = filter_reject(&b->rejected, NULL, 0, why, msg, cfg->input_channel, at, source);
-        pipe_counter_inc(f->m.rejected[why]);
-    } else if (rc == 0) {
-        char chan[PIPE_KEYS_NAME_MAX + 1];
-        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
-                                  raw_channel(cfg, o->key, chan, sizeof chan), o->mtime_ms, source);
-    }
-    if (rc == 0)
-        rc = filter_batch_write(f, b);
+    r.name = name.data;
+    rc = raw_get(&r, &decoded, detail, sizeof detail);
     if (rc == 0) {
+        b = filter_batch_new(f, o->mtime_ms, name.data, piece_cap(cfg));
+        rc = raw_pieces(&r, b, decoded.data ? decoded.data : "", decoded.len);
+        pipe_buf_cleanup(&decoded);
+        if (rc == PIPE_EFULL || rc == PIPE_ETOOBIG) {
+            snprintf(detail, sizeof detail, "a piece's output is over its cap (%zu bytes)",
+                     piece_cap(cfg));
+            rc = 1 + FILTER_Q_OVERFLOW;
+        } else if (rc == 0) {
+            rc = piece_write(&r, b);
+        }
+    }
+    if (rc > 0) {
+        rc = raw_quarantine(&r, (enum filter_quarantine)(rc - 1), detail);
+    } else if (rc == 0) {
         pipe_counter_inc(f->m.raw_objects);
-        pipe_counter_add(f->m.accepted, b->n_accepted);
+        pipe_counter_add(f->m.accepted, r.accepted);
         pipe_log_info("raw object filtered", "key=%s accepted=%llu rejected=%llu", o->key,
-                      (unsigned long long)b->n_accepted, (unsigned long long)b->n_rejected);
+                      (unsigned long long)r.accepted, (unsigned long long)r.rejected);
     } else if (rc == PIPE_ENOTFOUND) {
         rc = 0; /* swept or replaced meanwhile: a later listing will tell */
     }
 out:
     filter_batch_free(b);
     pipe_buf_cleanup(&decoded);
-    pipe_buf_cleanup(&data);
     pipe_buf_cleanup(&key);
     pipe_buf_cleanup(&name);
     return rc;
@@ -287,9 +443,9 @@ int filter_input_file(struct filter *f, const char *path)
     int rc = read_input(path, &data);
     if (rc == 0)
         rc = pipe_codec_decompress(data.data ? data.data : "", data.len, &decoded);
+    const struct filter_origin origin = {cfg->input_channel, now, "input"};
     if (rc == 0)
-        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len,
-                                  cfg->input_channel, now, "input");
+        rc = filter_body_as_batch(f, b, decoded.data ? decoded.data : "", decoded.len, &origin);
     if (rc == 0)
         rc = filter_batch_write(f, b);
     if (rc == 0) {

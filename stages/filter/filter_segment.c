@@ -230,7 +230,7 @@ static int translate_one(const char *msg, size_t len, enum filter_call call,
         /* ts is the client's string unescaped, or one we formatted */
         rc = pipe_buf_append_str(out, first ? "\"ts\":" : ",\"ts\":");
         if (rc == 0)
-            rc = filter_json_string_append(out, ts, strlen(ts));
+            rc = pipe_json_append_string(out, ts, strlen(ts));
         first = false;
     }
     if (rc == 0)

@@ -51,8 +51,10 @@ r=$(curl -s -o /dev/null -w '%{http_code}' "$FILTER_URL/v1/events")
 check "GET on the ingest path gets 405 ($r)" test "$r" = 405
 r=$(curl -s -o /dev/null -w '%{http_code}' "$FILTER_URL/nope")
 check "an unknown path gets 404 ($r)" test "$r" = 404
-r=$(curl -s "$FILTER_URL/healthz")
-check "healthz answers on the ingest port" test "$r" = ok
+r=$(curl -s -o /dev/null -w '%{http_code}' "$FILTER_URL/healthz")
+check "healthz is not served on the ingest port by default ($r)" test "$r" = 404
+r=$(curl -s -o /dev/null -w '%{http_code}' "$FILTER_URL/metrics")
+check "metrics are not served on the ingest port by default ($r)" test "$r" = 404
 head -c $((17 * 1024 * 1024)) /dev/zero | tr '\0' ' ' >"$T/big"
 r=$(post /v1/events --data-binary @"$T/big")
 check "a body over the limit gets 413 ($r)" bash -c "[[ '$r' == 413* ]]"
@@ -122,22 +124,53 @@ ids=$("$PY" "$HERE/verify.py" dump "$store" filtered | "$PY" -c "
 import sys, json; print(' '.join(sorted(json.loads(l)['id'] for l in sys.stdin)))")
 check "only acknowledged events were stored ($ids)" test "$ids" = "s1 s4"
 
-# --- bounded memory: past max_pending, 503 with Retry-After ---
+# --- bounded memory: bodies still arriving count against max_pending ---
+# Two clients that have declared 3 MB bodies (and sent a few bytes) hold
+# that much of max_pending (8 MiB): a third body of 2.8 MB does not fit
+# beside them and gets 503 + Retry-After from its headers alone; once they
+# leave, the same request fits. A body that can never fit is refused by
+# the limits (413), never 503.
 store=$T/store6
-start_filter f6 --store "file://$store" --max-pending 8MiB --flush-bytes 4MiB \
+start_filter f6 --store "file://$store" --max-pending 8MiB --flush-bytes 1MiB \
+  --max-body 3MiB --max-decoded 3MiB --max-rejected 1MiB --admin-on-ingest \
   || { not_ok "small-buffer filter starts"; exit 1; }
 "$PY" -c "
 import sys
 line = b'{\"event\":\"big\",\"id\":\"%d\",\"pad\":\"' + b'x' * 900 + b'\"}\n'
-sys.stdout.buffer.write(b''.join(line.replace(b'%d', str(i).encode()) for i in range(10000)))
-" >"$T/ten-mb.ndjson"
+sys.stdout.buffer.write(b''.join(line.replace(b'%d', str(i).encode()) for i in range(3000)))
+" >"$T/three-mb.ndjson"
+port=${FILTER_URL##*:}
+exec 7<>"/dev/tcp/127.0.0.1/$port" 8<>"/dev/tcp/127.0.0.1/$port"
+printf 'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n{"ev' >&7
+printf 'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n{"ev' >&8
+for _ in $(seq 100); do
+  curl -s "$FILTER_URL/metrics" | grep -q '^sluice_filter_receiving_bytes 6000000$' && break
+  sleep 0.05
+done
+check "both bodies still arriving are counted" \
+  bash -c "curl -s '$FILTER_URL/metrics' | grep -q '^sluice_filter_receiving_bytes 6000000$'"
 code=$(curl -s -D "$T/h503" -o /dev/null -w '%{http_code}' -X POST "$FILTER_URL/v1/events" \
-  -H 'Content-Type: application/x-ndjson' --data-binary @"$T/ten-mb.ndjson")
-check "a body that would pass max_pending gets 503 ($code)" test "$code" = 503
+  -H 'Content-Type: application/x-ndjson' --data-binary @"$T/three-mb.ndjson")
+check "a body that would pass max_pending beside two still arriving gets 503 ($code)" \
+  test "$code" = 503
 check "the 503 carries Retry-After" grep -qi '^Retry-After: ' "$T/h503"
-r=$(post /v1/events --data-binary '[{"event":"small","id":"ok1"}]')
-check "a small request still fits ($r)" test "$r" = '200 {"accepted":1,"rejected":0}'
+exec 7<&- 8<&-
+r=""
+for _ in $(seq 50); do
+  r=$(post /v1/events -H 'Content-Type: application/x-ndjson' --data-binary @"$T/three-mb.ndjson")
+  [[ $r == 200* ]] && break
+  sleep 0.1
+done
+check "once those clients left, the same body fits ($r)" \
+  test "$r" = '200 {"accepted":3000,"rejected":0}'
+head -c $((4 * 1024 * 1024)) /dev/zero | tr '\0' ' ' >"$T/four-mb"
+r=$(post /v1/events --data-binary @"$T/four-mb")
+check "a body over max_body gets 413, not 503 ($r)" bash -c "[[ '$r' == 413* ]]"
 stop_pid "$FILTER_PID"
+"$BIN/sluice-filter" --max-pending 8MiB --flush-bytes 1MiB --admin off --store "file://$T/x" \
+  2>"$T/cfg6.log"; rc=$?
+check "max_pending below twice what one request may add is a usage error (exit $rc)" \
+  bash -c "[ $rc = 2 ] && grep -q max_decoded '$T/cfg6.log'"
 
 # --- raw/ objects are filtered once, to deterministic names ---
 store=$T/store4

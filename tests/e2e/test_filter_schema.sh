@@ -11,7 +11,7 @@ schemas=$T/schemas
 cp -r "$ROOT_DIR/tests/data/schemas/set" "$schemas"
 printf 'e2e-redaction-key-0123456789abcdef\n' >"$T/key"
 store=$T/store
-start_filter s1 --store "file://$store" --flush-age 100ms --schemas "$schemas" \
+start_filter s1 --store "file://$store" --flush-age 100ms --schemas "$schemas" --admin-on-ingest \
   --redact-key-file "$T/key" || { not_ok "filter with schemas starts"; exit 1; }
 ok "filter with schemas starts"
 check "the start logs how many schemas it loaded" grep -q 'msg="schemas loaded".*schemas=4' "$T/s1.log"
@@ -88,7 +88,7 @@ check "the python checks ran" test "$(wc -l <"$T/checks.txt")" -ge 18
 
 # --- unknown types rejected by configuration ---
 store=$T/store2
-start_filter s2 --store "file://$store" --flush-age 100ms --schemas "$schemas" \
+start_filter s2 --store "file://$store" --flush-age 100ms --schemas "$schemas" --admin-on-ingest \
   --redact-key-file "$T/key" --unknown-types reject || { not_ok "second filter starts"; exit 1; }
 r=$(post /v1/events --data-binary '[{"event":"brand_new_event","id":"n1"},{"event":"page_view","id":"p1","properties":{"path":"/"}}]')
 check "with --unknown-types reject an unknown type is rejected ($r)" \

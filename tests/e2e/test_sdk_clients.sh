@@ -68,7 +68,7 @@ check "split/ holds each SDK event exactly once, under its type, with the SDK's 
 
 # --- the drop-in paths' statuses and hostile input ---
 start_filter hostile --store "file://$T/store2" --flush-age 100ms --api-keys '{"sdk-key":"web"}' \
-  --snowplow-channel web --max-batch 64KiB --max-decoded 1MiB ||
+  --snowplow-channel web --max-batch 64KiB --max-decoded 1MiB --max-body 1MiB ||
   { not_ok "second filter starts"; exit 1; }
 auth=(-u sdk-key:)
 r=$(post /v1/batch -d '{"batch":[{"type":"track","event":"A","messageId":"x1"}]}')

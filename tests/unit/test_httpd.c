@@ -839,6 +839,28 @@ static void test_httpd_serves_200_concurrent_connections(void **state)
     fx_stop(f);
 }
 
+/* two_held_then_third — a and b are served and stay open; a third
+ * connection is then opened, sends a request and must get 503 +
+ * Retry-After and be closed. Returns a and b. */
+static void two_held_then_third(struct fx *f, struct client **a, struct client **b)
+{
+    struct resp r;
+    *a = cl_new(f->port);
+    *b = cl_new(f->port);
+    cl_send(*a, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(*a, &r), 0);
+    cl_send(*b, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(*b, &r), 0);
+    struct client *c = cl_new(f->port);
+    cl_send(c, "GET / HTTP/1.1\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 503);
+    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
+    assert_true(has_header(&r, "\r\nConnection: close\r\n"));
+    assert_true(cl_closed(c));
+    cl_free(c);
+}
+
 static void test_httpd_answers_503_beyond_max_connections(void **state)
 {
     (void)state;
@@ -846,18 +868,8 @@ static void test_httpd_answers_503_beyond_max_connections(void **state)
     pipe_httpd_config_defaults(&cfg);
     cfg.max_connections = 2;
     struct fx *f = fx_start(&cfg);
-    struct client *a = cl_new(f->port), *b = cl_new(f->port);
-    struct resp r;
-    cl_send(a, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(a, &r), 0);
-    cl_send(b, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(b, &r), 0);
-    struct client *c = cl_new(f->port);
-    assert_int_equal(cl_read(c, &r), 0);
-    assert_int_equal(r.status, 503);
-    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
-    assert_true(cl_closed(c));
-    cl_free(c);
+    struct client *a, *b;
+    two_held_then_third(f, &a, &b);
     fx_call(f, do_snapshot);
     assert_int_equal(f->counters.connections_rejected, 1);
     assert_int_equal(f->counters.connections_open, 2);
@@ -971,6 +983,7 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     }
     assert_int_equal(f->counters.bodies_receiving, 1);
     assert_int_equal(f->counters.body_bytes_receiving, 5);
+    assert_int_equal(f->counters.body_bytes_declared, 10);
     /* a second client's headers see the first one's body bytes */
     struct client *d = cl_new(f->port);
     cl_send(d, "GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -982,6 +995,7 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     fx_call(f, do_snapshot);
     assert_int_equal(f->counters.bodies_receiving, 0);
     assert_int_equal(f->counters.body_bytes_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_declared, 0);
     cl_free(d);
     /* a client that leaves halfway is no longer counted */
     cl_send(c, "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n123");
@@ -995,6 +1009,37 @@ static void test_httpd_counts_bodies_while_they_arrive(void **state)
     assert_int_equal(f->counters.connections_open, 0);
     assert_int_equal(f->counters.bodies_receiving, 0);
     assert_int_equal(f->counters.body_bytes_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_declared, 0);
+    fx_stop(f);
+}
+
+/* A chunked body has no declared length: what has arrived counts as
+ * declared, and nothing once it is complete. */
+static void test_httpd_counts_chunked_bodies_by_bytes_so_far(void **state)
+{
+    (void)state;
+    struct fx *f = fx_start_head();
+    struct client *c = cl_new(f->port);
+    struct resp r;
+    cl_send(c, "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "6\r\nabcdef\r\n");
+    for (int i = 0; i < 300; i++) {
+        fx_call(f, do_snapshot);
+        if (f->counters.body_bytes_declared == 6)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(f->counters.bodies_receiving, 1);
+    assert_int_equal(f->counters.body_bytes_declared, 6);
+    assert_int_equal(f->counters.body_bytes_receiving, 6);
+    cl_send(c, "3\r\nghi\r\n0\r\n\r\n");
+    assert_int_equal(cl_read(c, &r), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "len=9"));
+    fx_call(f, do_snapshot);
+    assert_int_equal(f->counters.bodies_receiving, 0);
+    assert_int_equal(f->counters.body_bytes_declared, 0);
+    cl_free(c);
     fx_stop(f);
 }
 
@@ -1007,20 +1052,9 @@ static void test_httpd_answers_503_over_the_per_address_cap(void **state)
     pipe_httpd_config_defaults(&cfg);
     cfg.max_connections_per_ip = 2;
     struct fx *f = fx_start(&cfg);
-    struct client *a = cl_new(f->port), *b = cl_new(f->port);
+    struct client *a, *b;
     struct resp r;
-    cl_send(a, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(a, &r), 0);
-    cl_send(b, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(b, &r), 0);
-    struct client *c = cl_new(f->port);
-    cl_send(c, "GET / HTTP/1.1\r\n\r\n");
-    assert_int_equal(cl_read(c, &r), 0);
-    assert_int_equal(r.status, 503);
-    assert_true(has_header(&r, "\r\nRetry-After: 1\r\n"));
-    assert_true(has_header(&r, "\r\nConnection: close\r\n"));
-    assert_true(cl_closed(c));
-    cl_free(c);
+    two_held_then_third(f, &a, &b);
     cl_free(a);
     for (int i = 0; i < 300; i++) {
         fx_call(f, do_snapshot);
@@ -1156,6 +1190,7 @@ int main(void)
         cmocka_unit_test(test_httpd_early_answer_without_body_keeps_the_connection),
         cmocka_unit_test(test_httpd_head_callback_context_reaches_the_handler),
         cmocka_unit_test(test_httpd_counts_bodies_while_they_arrive),
+        cmocka_unit_test(test_httpd_counts_chunked_bodies_by_bytes_so_far),
         cmocka_unit_test(test_httpd_answers_503_over_the_per_address_cap),
         cmocka_unit_test(test_httpd_survives_random_bytes),
         cmocka_unit_test(test_httpd_new_rejects_bad_addresses_and_busy_ports),

@@ -502,6 +502,30 @@ static void test_body_skips_leading_bom(void **state)
     assert_string_equal(r.text[0], "{\"a\":1}");
 }
 
+/* pipe_json_append_string: quotes, escapes, UTF-8 kept, invalid UTF-8
+ * refused with the buffer unchanged, the cap respected. */
+static void test_append_string_escapes_and_refuses_invalid_utf8(void **state)
+{
+    (void)state;
+    struct pipe_buf b;
+    pipe_buf_init(&b, 64);
+    assert_int_equal(pipe_buf_append_str(&b, "x="), 0);
+    static const char in[] = "a\"b\\c\n\x01\0d\xc3\xa9";
+    assert_int_equal(pipe_json_append_string(&b, in, sizeof in - 1), 0);
+    assert_string_equal(b.data, "x=\"a\\\"b\\\\c\\u000a\\u0001\\u0000d\xc3\xa9\"");
+    size_t len = b.len;
+    assert_int_equal(pipe_json_append_string(&b, "ok\xff", 3), PIPE_EINVAL);
+    assert_int_equal(pipe_json_append_string(&b, "\xc3", 1), PIPE_EINVAL); /* cut short */
+    assert_int_equal(pipe_json_append_string(&b, "\xed\xa0\x80", 3), PIPE_EINVAL); /* surrogate */
+    assert_int_equal(b.len, len);
+    assert_int_equal(pipe_json_append_string(&b, "0123456789012345678901234567890123456789", 40),
+                     PIPE_ETOOBIG);
+    assert_int_equal(b.len, len);
+    assert_int_equal(pipe_json_append_string(&b, "", 0), 0);
+    assert_string_equal(b.data + len, "\"\"");
+    pipe_buf_cleanup(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_body_wrapper_yields_events_array_and_ignores_other_keys),
         cmocka_unit_test(test_body_auto_detects_single_object_and_ndjson),
         cmocka_unit_test(test_body_skips_leading_bom),
+        cmocka_unit_test(test_append_string_escapes_and_refuses_invalid_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
