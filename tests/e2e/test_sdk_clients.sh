@@ -68,7 +68,8 @@ check "split/ holds each SDK event exactly once, under its type, with the SDK's 
 
 # --- the drop-in paths' statuses and hostile input ---
 start_filter hostile --store "file://$T/store2" --flush-age 100ms --api-keys '{"sdk-key":"web"}' \
-  --snowplow-channel web --max-batch 64KiB --max-decoded 1MiB --max-body 1MiB ||
+  --snowplow-channel web --max-batch 64KiB --max-decoded 1MiB --max-body 1MiB \
+  --cors-origins 'https://shop.example' ||
   { not_ok "second filter starts"; exit 1; }
 auth=(-u sdk-key:)
 r=$(post /v1/batch -d '{"batch":[{"type":"track","event":"A","messageId":"x1"}]}')
@@ -120,6 +121,22 @@ r=$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "$FILTER_URL/pixel/v1
 check "RudderStack GET pixel answers a GIF ($r)" test "$r" = '200 image/gif'
 r=$(curl -s -o /dev/null -w '%{http_code}' "$FILTER_URL/v1/batch")
 check "GET on /v1/batch gets 405 ($r)" test "$r" = 405
+curl -s -o /dev/null -D "$T/pre.h" -X OPTIONS "$FILTER_URL/v1/t" -H 'Origin: https://shop.example' \
+  -H 'Access-Control-Request-Method: POST' -H 'Access-Control-Request-Headers: content-type'
+check "a preflight from an allowed origin gets 204, the origin echoed, credentials, max-age" \
+  bash -c "grep -q '^HTTP/1.1 204' '$T/pre.h' && grep -qi '^Access-Control-Allow-Origin: https://shop.example' '$T/pre.h' &&
+           grep -qi '^Access-Control-Allow-Credentials: true' '$T/pre.h' && grep -qi '^Access-Control-Max-Age:' '$T/pre.h' &&
+           grep -qi '^Access-Control-Allow-Headers:.*AnonymousId' '$T/pre.h'"
+curl -s -o /dev/null -D "$T/pre2.h" -X OPTIONS "$FILTER_URL/v1/t" -H 'Origin: https://evil.example'
+check "a preflight from another origin gets 403 without CORS headers" \
+  bash -c "grep -q '^HTTP/1.1 403' '$T/pre2.h' && ! grep -qi 'Access-Control-Allow-Origin' '$T/pre2.h'"
+r=$(post '/v1/t?writeKey=sdk-key' -H 'Origin: https://evil.example' -H 'Content-Type: text/plain' \
+  -d '{"type":"track","event":"X","messageId":"evil1"}')
+check "a simple request from another origin is refused by the filter too ($r)" bash -c "[[ '$r' == 403* ]]"
+curl -s -o /dev/null -D "$T/ok.h" -X POST "$FILTER_URL/v1/t?writeKey=sdk-key" -H 'Origin: https://shop.example' \
+  -H 'Content-Type: text/plain' -d '{"type":"track","event":"Shop Seen","messageId":"shop1"}'
+check "an answer to an allowed origin carries its CORS headers" \
+  bash -c "grep -q '^HTTP/1.1 200' '$T/ok.h' && grep -qi '^Access-Control-Allow-Origin: https://shop.example' '$T/ok.h'"
 stop_pid "$FILTER_PID"
 check "the second filter stops on SIGTERM with status 0" test $? -eq 0
 "$PY" "$HERE/verify.py" dump "$T/store2" rejected >"$T/rej.ndjson"
