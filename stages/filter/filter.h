@@ -293,6 +293,17 @@ bool filter_json_key_is(const struct pipe_json_member *m, const char *k);
 /* filter_json_string_copy — a string member's unescaped contents into dst
  * (cap bytes with the NUL); false if not a string or too long. */
 bool filter_json_string_copy(const struct pipe_json_member *m, char *dst, size_t cap);
+/* A top-level member's value found by a scan that writes no output (so it
+ * points into the scanned text). */
+struct filter_json_span {
+    const char *value;
+    size_t len;
+    bool found, is_array;
+};
+/* filter_json_note_array — if m is the member called key, notes its value
+ * in *span and returns true. */
+bool filter_json_note_array(const struct pipe_json_member *m, const char *key,
+                            struct filter_json_span *span);
 /* filter_xlate_tail — ends a translated event: the moved members (each
  * ",\"key\":value"), then the original members scanned into obj (a
  * compacted object with kept members), then '}'. first says

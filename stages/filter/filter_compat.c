@@ -2,8 +2,10 @@
  * filter_snowplow.c) and the filter's HTTP side share: splicing translated
  * events, query strings, HTTP Basic write keys, CORS headers and the
  * pixel GIF. Pure functions over caller-owned buffers. */
+#include <ctype.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -49,6 +51,18 @@ int filter_xlate_tail(struct pipe_buf *out, bool first, const struct pipe_buf *m
     return rc;
 }
 
+bool filter_json_note_array(const struct pipe_json_member *m, const char *key,
+                            struct filter_json_span *span)
+{
+    if (!filter_json_key_is(m, key))
+        return false;
+    span->found = true;
+    span->is_array = m->type == PIPE_JSON_ARRAY;
+    span->value = m->value;
+    span->len = m->value_len;
+    return true;
+}
+
 int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len)
 {
     size_t at = out->len;
@@ -62,29 +76,18 @@ int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len)
     return rc;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* pct_decode — n bytes of a query component, '+' as space and %XX decoded
  * (a malformed escape stays as it is), into dst (n bytes suffice). */
 static size_t pct_decode(const char *s, size_t n, char *dst)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
-        int hi, lo;
         if (s[i] == '+') {
             dst[o++] = ' ';
-        } else if (s[i] == '%' && i + 2 < n && (hi = hex_value(s[i + 1])) >= 0 &&
-                   (lo = hex_value(s[i + 2])) >= 0) {
-            dst[o++] = (char)(hi << 4 | lo);
+        } else if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
+                   isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = {s[i + 1], s[i + 2], '\0'};
+            dst[o++] = (char)strtol(hex, NULL, 16);
             i += 2;
         } else {
             dst[o++] = s[i];

@@ -243,9 +243,7 @@ struct seg_body {
     struct filter_xlate *x;
     enum filter_call call;
     struct pipe_buf *out, *scratch, *moved;
-    const char *batch; /* the batch array's text, inside the body */
-    size_t batch_len;
-    bool has_batch, batch_is_array;
+    struct filter_json_span batch; /* inside the body */
     char sent_at[40];
     int rc;
 };
@@ -253,16 +251,12 @@ struct seg_body {
 static bool on_body_member(void *arg, const struct pipe_json_member *m)
 {
     struct seg_body *sb = arg;
-    if (filter_json_key_is(m, "batch")) {
-        sb->has_batch = true;
-        sb->batch_is_array = m->type == PIPE_JSON_ARRAY;
-        sb->batch = m->value; /* no output: points into the body */
-        sb->batch_len = m->value_len;
-    } else if (filter_json_key_is(m, "sentAt")) {
+    if (filter_json_note_array(m, "batch", &sb->batch))
+        return false;
+    if (filter_json_key_is(m, "sentAt"))
         filter_json_string_copy(m, sb->sent_at, sizeof sb->sent_at);
-    } else if (filter_json_key_is(m, "writeKey")) {
+    else if (filter_json_key_is(m, "writeKey"))
         filter_json_string_copy(m, sb->x->write_key, sizeof sb->x->write_key);
-    }
     return false;
 }
 
@@ -298,13 +292,13 @@ int filter_segment_translate(struct filter_xlate *x, enum filter_call call, cons
     }
     if (rc < 0)
         goto out;
-    if (call != FILTER_CALL_BATCH || !sb.has_batch) {
+    if (call != FILTER_CALL_BATCH || !sb.batch.found) {
         /* One message: a single-call path, or a batch path given one. */
         x->n_messages = 1;
         rc = translate_one(body, len, call, x, &scratch, &moved, out);
         goto out;
     }
-    if (!sb.batch_is_array) {
+    if (!sb.batch.is_array) {
         snprintf(x->msg, sizeof x->msg, "\"batch\" must be an array of messages");
         rc = PIPE_EPARSE;
         goto out;
@@ -313,7 +307,7 @@ int filter_segment_translate(struct filter_xlate *x, enum filter_call call, cons
     x->sent_at = sb.sent_at;
     o.max_depth = x->max_depth + 1;
     o.on_member = on_batch_element;
-    rc = pipe_json_scan(sb.batch, sb.batch_len, &o, NULL, &jr);
+    rc = pipe_json_scan(sb.batch.value, sb.batch.len, &o, NULL, &jr);
     if (rc == 0)
         rc = sb.rc;
 out:

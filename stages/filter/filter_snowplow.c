@@ -203,21 +203,13 @@ out:
 struct sp_body {
     struct filter_xlate *x;
     struct pipe_buf *out;
-    const char *data;
-    size_t data_len;
-    bool has_data, data_is_array;
+    struct filter_json_span data; /* inside the body */
     int rc;
 };
 
 static bool on_body_member(void *arg, const struct pipe_json_member *m)
 {
-    struct sp_body *b = arg;
-    if (filter_json_key_is(m, "data")) {
-        b->has_data = true;
-        b->data_is_array = m->type == PIPE_JSON_ARRAY;
-        b->data = m->value; /* no output: points into the body */
-        b->data_len = m->value_len;
-    }
+    filter_json_note_array(m, "data", &((struct sp_body *)arg)->data);
     return false;
 }
 
@@ -243,13 +235,13 @@ int filter_snowplow_translate(struct filter_xlate *x, const char *body, size_t l
         snprintf(x->msg, sizeof x->msg, "the body is not JSON: %s at byte %zu", jr.what, jr.offset);
         return rc;
     }
-    if (rc == 0 && (jr.type != PIPE_JSON_OBJECT || !b.has_data || !b.data_is_array)) {
+    if (rc == 0 && (jr.type != PIPE_JSON_OBJECT || !b.data.found || !b.data.is_array)) {
         snprintf(x->msg, sizeof x->msg,
                  "the body must be a payload_data object: {\"schema\": ..., \"data\": [...]}");
         return PIPE_EPARSE;
     }
     o.max_depth = x->max_depth + 1;
     o.on_member = on_payload;
-    rc = pipe_json_scan(b.data, b.data_len, &o, NULL, &jr);
+    rc = pipe_json_scan(b.data.value, b.data.len, &o, NULL, &jr);
     return rc < 0 ? rc : b.rc;
 }

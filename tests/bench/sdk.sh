@@ -8,12 +8,9 @@
 # Figures, never assertions. BENCH_RUNS (default 3) runs per form, medians.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=${BIN:-bin}
-BUILD=${BUILD:-build}
-RUNS=${BENCH_RUNS:-3}
-PY=${PYTHON3:-/usr/bin/python3}
 corpus=$1
 events=${2:-400000}
+BIN=${BIN:-bin} BUILD=${BUILD:-build} RUNS=${BENCH_RUNS:-3} PY=${PYTHON3:-/usr/bin/python3}
 work=$PWD/$BUILD/bench/sdk
 mkdir -p "$work"
 tck=$(getconf CLK_TCK)

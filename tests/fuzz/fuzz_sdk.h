@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libpipe/err.h"
 #include "libpipe/event.h"
 #include "stages/filter/filter.h"
 
@@ -30,6 +31,17 @@ static void fuzz_sdk_check_lines(const struct pipe_buf *out, size_t messages)
     if (lines != messages)
         abort();
     pipe_buf_cleanup(&ev);
+}
+
+/* fuzz_sdk_finish — the outcome of one translation checked, buffers freed. */
+static void fuzz_sdk_finish(int rc, struct pipe_buf *out, struct pipe_buf *q, size_t messages)
+{
+    if (rc == 0)
+        fuzz_sdk_check_lines(out, messages);
+    else if (rc != PIPE_EPARSE && rc != PIPE_ETOOBIG)
+        abort();
+    pipe_buf_cleanup(q);
+    pipe_buf_cleanup(out);
 }
 
 #endif
