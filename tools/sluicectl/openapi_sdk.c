@@ -129,8 +129,8 @@ void ctl_openapi_sdk(json_t *paths, json_t *schemas, json_t *security)
                         json_pack("{s:s, s:[s], s:{s:{s:s, s:{s:s}}, s:{s:s, s:s}, s:{s:s}}}",
                                   "type", "object", "required", "batch", "properties", "batch",
                                   "type", "array", "items", "$ref",
-                                  "#/components/schemas/SluiceSegmentMessage", "sentAt", "type", "string",
-                                  "format", "date-time", "writeKey", "type", "string"));
+                                  "#/components/schemas/SluiceSegmentMessage", "sentAt", "type",
+                                  "string", "format", "date-time", "writeKey", "type", "string"));
     json_object_set_new(schemas, "SluiceSnowplowPayloadData",
                         json_pack("{s:s, s:[s], s:{s:{s:s}, s:{s:s, s:{s:s, s:{s:s}}}}}", "type",
                                   "object", "required", "data", "properties", "schema", "type",
