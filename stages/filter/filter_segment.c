@@ -188,16 +188,22 @@ static void event_time(const struct seg_msg *sm, int64_t received_ms, char *out,
  * so the envelope check rejects it with its reason. */
 static int translate_one(const char *msg, size_t len, enum filter_call call,
                          const struct filter_xlate *x, struct pipe_buf *scratch,
-                         struct pipe_buf *moved, struct pipe_buf *out)
+                         struct pipe_buf *moved, struct pipe_buf *out, size_t *used)
 {
     struct seg_msg sm = {.moved = moved, .batch_sent_at = x->sent_at};
     pipe_buf_reset(scratch);
     pipe_buf_reset(moved);
     struct pipe_json_opts o = {.max_depth = x->max_depth, .on_member = on_msg_member, .arg = &sm};
+    if (used)
+        o.flags = PIPE_JSON_PREFIX; /* the message is where msg starts; more follows */
     struct pipe_json_result jr;
     int rc = pipe_json_scan(msg, len, &o, scratch, &jr);
     if (rc == PIPE_ETOOBIG)
         return rc;
+    if (used && rc < 0)
+        return 1; /* where it ends is unknown: the caller finds out another way */
+    if (used)
+        len = *used = jr.end;
     if (rc < 0 || jr.type != PIPE_JSON_OBJECT) {
         rc = filter_xlate_verbatim(out, msg, len);
         return rc ? rc : pipe_buf_append_char(out, '\n');
@@ -266,10 +272,42 @@ static bool on_batch_element(void *arg, const struct pipe_json_member *m)
     if (sb->rc == 0) {
         /* the scan writes no output: value points into its input */
         sb->rc = translate_one(m->value, m->value_len, FILTER_CALL_BATCH, sb->x, sb->scratch,
-                               sb->moved, sb->out);
+                               sb->moved, sb->out, NULL);
         sb->x->n_messages++;
     }
     return false;
+}
+
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* walk_batch — each message of the batch array a (n bytes, validated as
+ * part of the whole body) translated where it starts, the commas between
+ * skipped: the array is not scanned a second time just to find its
+ * elements. 1 when a message cannot be scanned at message depth (too
+ * deep): the caller then walks the array with the scanner. */
+static int walk_batch(struct seg_body *sb, const char *a, size_t n)
+{
+    size_t i = 1; /* after '[' */
+    for (;;) {
+        while (i < n && is_ws(a[i]))
+            i++;
+        if (i >= n || a[i] == ']')
+            return 0;
+        size_t used = 0;
+        int rc = translate_one(a + i, n - i, FILTER_CALL_BATCH, sb->x, sb->scratch, sb->moved,
+                               sb->out, &used);
+        if (rc != 0)
+            return rc;
+        sb->x->n_messages++;
+        i += used;
+        while (i < n && is_ws(a[i]))
+            i++;
+        if (i < n && a[i] == ',')
+            i++;
+    }
 }
 
 int filter_segment_translate(struct filter_xlate *x, enum filter_call call, const char *body,
@@ -280,7 +318,7 @@ int filter_segment_translate(struct filter_xlate *x, enum filter_call call, cons
     pipe_buf_init(&moved, out->max);
     struct seg_body sb = {.x = x, .call = call, .out = out, .scratch = &scratch, .moved = &moved};
     struct pipe_json_opts o = {
-        .max_depth = x->max_depth + 2, .on_member = on_body_member, .arg = &sb};
+        .max_depth = PIPE_JSON_DEPTH_LIMIT, .on_member = on_body_member, .arg = &sb};
     struct pipe_json_result jr;
     /* Pass one: the body must be a JSON object; note batch, sentAt, writeKey. */
     int rc = pipe_json_scan(body, len, &o, NULL, &jr);
@@ -295,7 +333,7 @@ int filter_segment_translate(struct filter_xlate *x, enum filter_call call, cons
     if (call != FILTER_CALL_BATCH || !sb.batch.found) {
         /* One message: a single-call path, or a batch path given one. */
         x->n_messages = 1;
-        rc = translate_one(body, len, call, x, &scratch, &moved, out);
+        rc = translate_one(body, len, call, x, &scratch, &moved, out, NULL);
         goto out;
     }
     if (!sb.batch.is_array) {
@@ -305,7 +343,15 @@ int filter_segment_translate(struct filter_xlate *x, enum filter_call call, cons
     }
     /* Pass two: each element of the batch array becomes one event. */
     x->sent_at = sb.sent_at;
-    o.max_depth = x->max_depth + 1;
+    size_t start = out->len;
+    rc = walk_batch(&sb, sb.batch.value, sb.batch.len);
+    if (rc != 1)
+        goto out;
+    out->len = start;
+    if (out->data)
+        out->data[start] = '\0';
+    x->n_messages = 0;
+    o.max_depth = PIPE_JSON_DEPTH_LIMIT; /* a message too deep is rejected alone, later */
     o.on_member = on_batch_element;
     rc = pipe_json_scan(sb.batch.value, sb.batch.len, &o, NULL, &jr);
     if (rc == 0)

@@ -228,7 +228,7 @@ int filter_snowplow_translate(struct filter_xlate *x, const char *body, size_t l
 {
     struct sp_body b = {.x = x, .out = out};
     struct pipe_json_opts o = {
-        .max_depth = x->max_depth + 2, .on_member = on_body_member, .arg = &b};
+        .max_depth = PIPE_JSON_DEPTH_LIMIT, .on_member = on_body_member, .arg = &b};
     struct pipe_json_result jr;
     int rc = pipe_json_scan(body, len, &o, NULL, &jr);
     if (rc == PIPE_EPARSE) {
@@ -240,7 +240,7 @@ int filter_snowplow_translate(struct filter_xlate *x, const char *body, size_t l
                  "the body must be a payload_data object: {\"schema\": ..., \"data\": [...]}");
         return PIPE_EPARSE;
     }
-    o.max_depth = x->max_depth + 1;
+    o.max_depth = PIPE_JSON_DEPTH_LIMIT; /* a message too deep is rejected alone, later */
     o.on_member = on_payload;
     rc = pipe_json_scan(b.data.value, b.data.len, &o, NULL, &jr);
     return rc < 0 ? rc : b.rc;

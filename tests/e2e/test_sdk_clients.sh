@@ -91,6 +91,12 @@ r=$(post /v1/batch "${auth[@]}" -d '{"batch":[{"type":"track","event":5,"message
 check "wrong types are rejected per message, the rest accepted ($r)" \
   test "$r" = '200 {"accepted":1,"rejected":4}'
 "$PY" -c "
+deep = '{\"a\":' * 40 + '1' + '}' * 40
+print('{\"batch\":[{\"type\":\"page\",\"messageId\":\"d1\",\"properties\":%s},\n {\"type\":\"page\",\"messageId\":\"d2\"}]}' % deep)" >"$T/deep.json"
+r=$(post /v1/batch "${auth[@]}" --data-binary @"$T/deep.json")
+check "a message nested too deep is rejected alone, the next one accepted ($r)" \
+  test "$r" = '200 {"accepted":1,"rejected":1}'
+"$PY" -c "
 import json; print(json.dumps({'batch': [{'type': 'track', 'event': 'Big', 'messageId': 'b%d' % i,
   'properties': {'pad': 'x' * 1000}} for i in range(100)]}))" >"$T/big.json"
 r=$(post /v1/batch "${auth[@]}" --data-binary @"$T/big.json")
