@@ -497,6 +497,21 @@ out:
     return rc;
 }
 
+/* Keys that several programs read and that must hold the same value in all
+ * of them (SPEC §5.7): the de-duplication window the splitters check and the
+ * dispatcher's sweep keeps index objects for, and the retentions the sweeps
+ * apply. A config file sets them at its top level only, so one file cannot
+ * give two programs two values; a program that does not take one skips it. */
+static const char *const shared_keys[] = {"dedup_window", "retention", NULL};
+
+static bool is_shared(const char *key)
+{
+    for (size_t i = 0; shared_keys[i]; i++)
+        if (strcmp(shared_keys[i], key) == 0)
+            return true;
+    return false;
+}
+
 /* is_annotation — keys a config file may carry for its readers, ignored. */
 static bool is_annotation(const char *key)
 {
@@ -525,6 +540,15 @@ static int apply_object(struct loader *l, const char *path, json_t *obj, bool to
         }
         if (o == NULL && top && strncmp(key, "sluice", 6) == 0 && json_is_object(v))
             continue;
+        if (!top && is_shared(key)) {
+            fail(l,
+                 "%s: '%s' in section '%s': several programs read it and must agree, so it is "
+                 "set once, at the top level of the file",
+                 path, key, l->p->name);
+            return PIPE_ECONFIG;
+        }
+        if (o == NULL && top && is_shared(key))
+            continue; /* another program's */
         if (o == NULL) {
             const char *near = nearest(l->p, key);
             fail(l, "%s: unknown key '%s'%s%s%s", path, key, near ? " (did you mean '" : "",

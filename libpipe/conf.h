@@ -51,6 +51,13 @@ struct pipe_conf_program {
  * file (-c FILE / --config FILE, else $SLUICE_CONFIG), SLUICE_* variables
  * and argv, then runs range checks and p->validate.
  *
+ * Config file: top-level keys apply to every program that takes them; an
+ * object named after the program ("sluice-splitter") holds its own keys and
+ * wins over the top level. Keys several programs must agree on
+ * (dedup_window, retention) are only accepted at the top level, so that one
+ * file gives every program the same value; a program skips those it does
+ * not take.
+ *
  * Flags: `--key VALUE`, `--key=VALUE`; booleans `--once`, `--once=false`,
  * `--no-once`; `-h`/`--help`, `--version`; "--" ends the flags. Positional
  * arguments may be mixed with flags: argv is permuted (pointers only) so

@@ -71,6 +71,12 @@ void pipe_dedup_key_of(const char *event, size_t event_len, const char *id, size
     out->lo = h.low64;
 }
 
+uint64_t pipe_dedup_key_hash(const struct pipe_dedup_key *k, uint64_t seed)
+{
+    uint64_t v[2] = {k->hi, k->lo}; /* no padding hashed */
+    return XXH3_64bits_withSeed(v, sizeof v, seed);
+}
+
 /* Zero fields take the defaults; anything out of range is a configuration
  * error rather than something to clamp silently. */
 static int config_resolve(const struct pipe_dedup_config *in, struct pipe_dedup_config *out)

@@ -40,6 +40,12 @@ struct pipe_dedup_config {
 void pipe_dedup_key_of(const char *event, size_t event_len, const char *id, size_t id_len,
                        struct pipe_dedup_key *out);
 
+/* pipe_dedup_key_hash — where a key goes in a hash table: XXH3-64 of the
+ * whole key under seed (pipe_mem_hash_seed). The key itself is a fixed
+ * function of client bytes (it is stored), so a table that indexed by its
+ * bits would let a client pick the slots. */
+uint64_t pipe_dedup_key_hash(const struct pipe_dedup_key *k, uint64_t seed);
+
 /* pipe_dedup_open — a de-duplication backend by URL: "local" (NULL means
  * "local"), or `redis://host:port[/db][?prefix=P&buckets=N]` /
  * `unix:///path[?db=N&...]` (docs/backends.md). store and leases are

@@ -53,10 +53,8 @@ struct local {
 
 static size_t slot_of(const struct table *t, uint64_t hi, uint64_t lo)
 {
-    uint64_t h = (lo ^ t->seed) * 0x9e3779b97f4a7c15ULL;
-    h ^= (hi + t->seed) >> 29;
-    h ^= h >> 32;
-    return (size_t)h & (t->cap - 1);
+    struct pipe_dedup_key k = {hi, lo};
+    return (size_t)pipe_dedup_key_hash(&k, t->seed) & (t->cap - 1);
 }
 
 static struct slot *table_find(const struct table *t, uint64_t hi, uint64_t lo)
@@ -165,7 +163,7 @@ static int local_open(struct pipe_dedup *d, const char *url)
 {
     (void)url; /* `local` and `local:///dir` alike: the state is the store's */
     struct local *L = pipe_calloc(1, sizeof *L);
-    uint64_t seed = XXH3_64bits_withSeed(&L, sizeof L, (uint64_t)pipe_clock_mono_ms());
+    uint64_t seed = pipe_mem_hash_seed();
     L->claims.seed = seed;
     L->loaded.seed = seed ^ 0x5bd1e995u;
     L->purged_lo = -1;

@@ -132,9 +132,9 @@ static enum pipe_reason reason_of(enum pipe_json_error e)
     }
 }
 
-static bool event_type_ok(const char *s, size_t n)
+bool pipe_event_type_valid(const char *s, size_t n)
 {
-    if (n < 1 || n > PIPE_EVENT_TYPE_MAX)
+    if (s == NULL || n < 1 || n > PIPE_EVENT_TYPE_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -181,6 +181,13 @@ static bool ts_from_string(const char *raw, size_t n, bool esc, int64_t *ms)
     return true;
 }
 
+bool pipe_event_ts_parse(const char *value, size_t n, bool escaped, int64_t *ms)
+{
+    if (n >= 2 && value[0] == '"' && value[n - 1] == '"')
+        return ts_from_string(value + 1, n - 2, escaped, ms);
+    return n > 0 && ts_from_number(value, n, ms);
+}
+
 /* The envelope rules after a successful scan; fills res->message on
  * failure. data is the compacted event. */
 static enum pipe_reason check_envelope(const struct envelope *env, const char *data,
@@ -199,7 +206,7 @@ static enum pipe_reason check_envelope(const struct envelope *env, const char *d
         return PIPE_REASON_MISSING_EVENT;
     }
     if (ev->type != PIPE_JSON_STRING || ev->esc ||
-        !event_type_ok(data + ev->off + 1, ev->len - 2)) {
+        !pipe_event_type_valid(data + ev->off + 1, ev->len - 2)) {
         snprintf(msg, cap, "\"event\" must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ (at byte %zu)",
                  ev->in_off);
         return PIPE_REASON_BAD_EVENT_TYPE;
@@ -216,11 +223,8 @@ static enum pipe_reason check_envelope(const struct envelope *env, const char *d
     }
     res->time_ms = ctx->received_ms;
     if (ts->count) {
-        bool ok = ts->type == PIPE_JSON_NUMBER
-                      ? ts_from_number(data + ts->off, ts->len, &res->time_ms)
-                  : ts->type == PIPE_JSON_STRING
-                      ? ts_from_string(data + ts->off + 1, ts->len - 2, ts->esc, &res->time_ms)
-                      : false;
+        bool ok = (ts->type == PIPE_JSON_NUMBER || ts->type == PIPE_JSON_STRING) &&
+                  pipe_event_ts_parse(data + ts->off, ts->len, ts->esc, &res->time_ms);
         if (!ok) {
             snprintf(msg, cap,
                      "\"ts\" must be an RFC 3339 time or epoch milliseconds "

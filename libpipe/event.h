@@ -9,6 +9,7 @@
 #ifndef PIPE_EVENT_H
 #define PIPE_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,9 +43,25 @@ enum pipe_reason {
 #define PIPE_EVENT_ID_MAX            128                      /* bytes in an id (decoded) */
 #define PIPE_EVENT_TS_MAX            INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
+/* pipe_event_type_valid — the one event-type rule,
+ * ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ over exactly len bytes of s: never
+ * empty, never a path separator, never "." or "..". The envelope check, the
+ * key layout (libpipe/keys.h) and the schema directory's event directories
+ * all use it. NULL s is invalid. */
+bool pipe_event_type_valid(const char *s, size_t len);
+
 /* pipe_reason_code — the stable snake_case code ("not_json", "too_deep",
  * ...; "ok" for PIPE_REASON_OK, "unknown" out of range). Never NULL. */
 const char *pipe_reason_code(enum pipe_reason r);
+
+/* pipe_event_ts_parse — the one reading of a time member ("ts",
+ * "received_at") that every stage shares, so that an event the filter
+ * accepted is never refused later: value is the member's JSON token (a
+ * string with its quotes, or a number), n its length, escaped whether the
+ * string holds a backslash escape. A string is an RFC 3339 time, a number
+ * an integer of epoch milliseconds ("-0" is 0); both in
+ * 0..PIPE_EVENT_TS_MAX. true and *ms set, or false (*ms untouched). */
+bool pipe_event_ts_parse(const char *value, size_t n, bool escaped, int64_t *ms);
 
 struct pipe_event_ctx {
     const char *channel; /* written as the "channel" member; NULL means "" */

@@ -9,11 +9,15 @@
  *   <prefix>fence:<name>  the last fence handed out for name, kept for
  *                         FENCE_KEEP_MS after the name's last acquire, renew
  *                         or release
- * A new fence is max(last + 1, the server's clock in ms). The counter makes
- * fences grow however fast a name is taken; the clock floor keeps them
- * growing when the counter is gone — its key expired, or Redis restarted
- * empty or failed over to a replica that missed the last writes — so they
- * never go back to a value an earlier holder may have used. */
+ * A new fence is max(last + 1, the server's clock in microseconds). The
+ * counter makes fences grow however fast a name is taken; the clock floor
+ * keeps them growing when the counter is gone — its key expired, or Redis
+ * restarted empty or failed over to a replica that missed the last writes —
+ * so they never go back to a value an earlier holder may have used. The
+ * floor is in microseconds, not milliseconds: a flush and a new acquire
+ * can land in the same millisecond as the last fence handed out (seen on
+ * an idle machine), and an equal fence would let two holders look alike.
+ * Microseconds since 1970 (~1.8e15) stay exact in Lua's doubles (2^53). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,7 +43,7 @@ enum script { S_ACQUIRE, S_RENEW, S_CHECK, S_RELEASE, S_COUNT };
 static const char *const scripts[S_COUNT] = {
     [S_ACQUIRE] = "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n"
                   "local t = redis.call('TIME')\n"
-                  "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+                  "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
                   "local f = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now)\n"
                   "redis.call('SET', KEYS[2], string.format('%d', f), 'PX', ARGV[3])\n"
                   "redis.call('SET', KEYS[1], string.format('%d:%s', f, ARGV[1]), 'PX', ARGV[2])\n"

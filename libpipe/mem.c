@@ -4,7 +4,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 
 static void oom(size_t n)
 {
@@ -65,4 +68,26 @@ char *pipe_asprintf(const char *fmt, ...)
 void pipe_free(void *p)
 {
     free(p);
+}
+
+static uint64_t hash_seed;
+static pthread_once_t hash_seed_once = PTHREAD_ONCE_INIT;
+
+static void hash_seed_draw(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+        /* Kernels without getrandom(2): less secret, still per process. */
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = ((uint64_t)ts.tv_nsec << 32 ^ (uint64_t)ts.tv_sec) * 0x9e3779b97f4a7c15ULL ^
+            (uint64_t)(uintptr_t)&v;
+    }
+    hash_seed = v;
+}
+
+uint64_t pipe_mem_hash_seed(void)
+{
+    pthread_once(&hash_seed_once, hash_seed_draw);
+    return hash_seed;
 }

@@ -9,6 +9,7 @@
 #define PIPE_MEM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void *pipe_malloc(size_t n);
 void *pipe_calloc(size_t count, size_t size);
@@ -18,5 +19,10 @@ char *pipe_strndup(const char *s, size_t n);
 /* pipe_asprintf — a newly allocated formatted string; caller frees. */
 char *pipe_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void pipe_free(void *p);
+/* pipe_mem_hash_seed — 64 random bits drawn once per process (getrandom),
+ * the seed of every hash table keyed by bytes a client chose, so that
+ * nobody can craft keys that share a probe sequence. Output must never
+ * depend on it: tables only find things, order comes from elsewhere. */
+uint64_t pipe_mem_hash_seed(void);
 
 #endif

@@ -19,8 +19,10 @@
 #define RET_PROGRESS_EVERY 100 /* objects between progress calls */
 
 static const char *const class_names[PIPE_RET__COUNT] = {
-    "raw", "filtered", "rejected", "combined", "split", "dedup_window",
+    "raw", "filtered", "rejected", "combined", "split", "dedup",
 };
+
+#define RET_MIN_GUARDED_MS RET_HOUR_MS /* filtered/ and combined/: a stage may lag */
 
 struct sweep;
 
@@ -247,6 +249,28 @@ int pipe_retention_sweep(struct pipe_store *s, const struct pipe_retention_confi
 
 /* ---- configuration -------------------------------------------------------- */
 
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The replay horizon: how old an input a replay can still find. */
+static int64_t replay_horizon(const struct pipe_retention_config *c, const char **which)
+{
+    bool comb = c->ttl_ms[PIPE_RET_COMBINED] >= c->ttl_ms[PIPE_RET_FILTERED];
+    *which = comb ? "combined" : "filtered";
+    return c->ttl_ms[comb ? PIPE_RET_COMBINED : PIPE_RET_FILTERED];
+}
+
+/* derive_dedup — state/dedup/ kept for the window and the replay horizon,
+ * unless "dedup" was given. */
+static void derive_dedup(struct pipe_retention_config *c)
+{
+    const char *which;
+    if (!c->dedup_set)
+        c->ttl_ms[PIPE_RET_DEDUP] = max64(c->dedup_window_ms, replay_horizon(c, &which));
+}
+
 void pipe_retention_config_init(struct pipe_retention_config *c, unsigned generation,
                                 int64_t dedup_window_ms)
 {
@@ -256,8 +280,9 @@ void pipe_retention_config_init(struct pipe_retention_config *c, unsigned genera
     c->ttl_ms[PIPE_RET_REJECTED] = 30 * RET_DAY_MS;
     c->ttl_ms[PIPE_RET_COMBINED] = 30 * RET_DAY_MS;
     c->ttl_ms[PIPE_RET_SPLIT] = 90 * RET_DAY_MS;
-    c->ttl_ms[PIPE_RET_DEDUP] = dedup_window_ms;
+    c->dedup_window_ms = dedup_window_ms;
     c->generation = generation;
+    derive_dedup(c);
 }
 
 int pipe_retention_config_parse(struct pipe_retention_config *c, const struct json_t *j, char *err,
@@ -270,21 +295,23 @@ int pipe_retention_config_parse(struct pipe_retention_config *c, const struct js
         return PIPE_ECONFIG;
     }
     int64_t ttl[PIPE_RET__COUNT];
+    bool dedup_set = c->dedup_set;
     memcpy(ttl, c->ttl_ms, sizeof ttl);
     const char *k;
     json_t *v;
     /* json_object_foreach takes a non-const object; it does not modify it. */
     json_object_foreach ((json_t *)j, k, v) {
         int i = 0;
-        while (i < PIPE_RET_DEDUP && strcmp(class_names[i], k) != 0)
+        while (i < PIPE_RET__COUNT && strcmp(class_names[i], k) != 0)
             i++;
-        if (i == PIPE_RET_DEDUP) {
+        if (i == PIPE_RET__COUNT) {
             snprintf(err, errlen,
                      "retention: unknown prefix \"%s\" (raw, filtered, rejected, combined, "
-                     "split)",
+                     "split, dedup)",
                      k);
             return PIPE_ECONFIG;
         }
+        dedup_set = dedup_set || i == PIPE_RET_DEDUP;
         int64_t ms;
         if (!json_is_string(v) || pipe_conf_parse_duration(json_string_value(v), &ms) < 0 ||
             ms <= 0) {
@@ -295,6 +322,46 @@ int pipe_retention_config_parse(struct pipe_retention_config *c, const struct js
         ttl[i] = ms;
     }
     memcpy(c->ttl_ms, ttl, sizeof ttl);
+    c->dedup_set = dedup_set;
+    derive_dedup(c);
+    return 0;
+}
+
+int pipe_retention_config_check(const struct pipe_retention_config *c, char *err, size_t errlen)
+{
+    char a[32], b[32];
+    static const enum pipe_retention_class guarded[] = {PIPE_RET_FILTERED, PIPE_RET_COMBINED};
+    for (size_t i = 0; i < 2; i++) {
+        if (c->ttl_ms[guarded[i]] < RET_MIN_GUARDED_MS) {
+            snprintf(err, errlen,
+                     "retention for %s/ is %s: at least 1h is required, a shorter one could "
+                     "sweep objects while a stage lags",
+                     class_names[guarded[i]],
+                     pipe_conf_format_duration(c->ttl_ms[guarded[i]], a, sizeof a));
+            return PIPE_ECONFIG;
+        }
+    }
+    int64_t dedup = c->ttl_ms[PIPE_RET_DEDUP];
+    if (dedup < c->dedup_window_ms) {
+        snprintf(err, errlen,
+                 "retention.dedup (%s) is shorter than dedup_window (%s): the sweep would delete "
+                 "state/dedup/ index objects the splitters still check, letting duplicates "
+                 "through",
+                 pipe_conf_format_duration(dedup, a, sizeof a),
+                 pipe_conf_format_duration(c->dedup_window_ms, b, sizeof b));
+        return PIPE_ECONFIG;
+    }
+    const char *which;
+    int64_t horizon = replay_horizon(c, &which);
+    if (dedup < horizon) {
+        snprintf(err, errlen,
+                 "retention.dedup (%s) is shorter than the replay horizon, retention.%s (%s): a "
+                 "replay of an hour whose state/dedup/ index objects were swept would put its "
+                 "events in split/ twice",
+                 pipe_conf_format_duration(dedup, a, sizeof a), which,
+                 pipe_conf_format_duration(horizon, b, sizeof b));
+        return PIPE_ECONFIG;
+    }
     return 0;
 }
 

@@ -35,6 +35,8 @@ enum pipe_retention_class {
 
 struct pipe_retention_config {
     int64_t ttl_ms[PIPE_RET__COUNT]; /* > 0 each */
+    int64_t dedup_window_ms;         /* the splitters' de-duplication window */
+    bool dedup_set;                  /* ttl_ms[PIPE_RET_DEDUP] came from "dedup" */
     unsigned generation;             /* the filter's: names the filtered/ object of a raw/ object */
     size_t page_keys;                /* keys per listing; 0 = 1000 */
 };
@@ -74,18 +76,28 @@ struct pipe_retention_callbacks {
 };
 
 /* pipe_retention_config_init — the defaults of SPEC §2: raw 7 d, filtered
- * 7 d, rejected 30 d, combined 30 d, split 90 d; state/dedup/ by
- * dedup_window_ms (give the splitter's de-duplication window: an index
- * object swept earlier lets a duplicate through). */
+ * 7 d, rejected 30 d, combined 30 d, split 90 d; state/dedup/ index objects
+ * for the longest of dedup_window_ms (the splitters' window: an index
+ * object swept earlier lets a duplicate through) and the replay horizon
+ * (the retention of filtered/ and combined/: a replay of an old hour is
+ * checked against that hour's index objects, which must still be there). */
 void pipe_retention_config_init(struct pipe_retention_config *c, unsigned generation,
                                 int64_t dedup_window_ms);
 
 /* pipe_retention_config_parse — overrides c's retentions from a JSON object
  * of positive durations keyed by "raw", "filtered", "rejected", "combined",
- * "split" ({"filtered":"3d"}). j NULL changes nothing. Returns 0, or
+ * "split", "dedup" (state/dedup/; unless given it follows the rule of
+ * _init) ({"filtered":"3d"}). j NULL changes nothing. Returns 0, or
  * PIPE_ECONFIG with a one-line reason in err (c is then unchanged). */
 int pipe_retention_config_parse(struct pipe_retention_config *c, const struct json_t *j, char *err,
                                 size_t errlen);
+
+/* pipe_retention_config_check — SPEC §5.7: refuses retentions that would
+ * lose or duplicate data, with a message in err naming both settings:
+ * filtered/ or combined/ under an hour (swept while a stage lags), and
+ * state/dedup/ shorter than the de-duplication window or than the replay
+ * horizon. 0 or PIPE_ECONFIG. */
+int pipe_retention_config_check(const struct pipe_retention_config *c, char *err, size_t errlen);
 
 /* pipe_retention_config_warnings — settings that are safe but keep objects
  * forever: raw/ outliving filtered/ (or combined/ outliving split/) means

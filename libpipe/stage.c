@@ -3,14 +3,18 @@
  * creates; a stage owns only its state. */
 #include "libpipe/stage.h"
 
+#include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libpipe/buf.h"
+#include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/httpd.h"
 #include "libpipe/lease.h"
@@ -438,4 +442,97 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     teardown(st, &prog);
     pipe_log_info("stopped", "exit=%d", exit_rc);
     return exit_rc;
+}
+
+/* ---- lease keeper ---------------------------------------------------- */
+
+struct pipe_stage_keeper {
+    struct pipe_leases *ls;
+    struct pipe_lease *l;
+    int64_t ttl_ms;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC */
+    bool stop;
+    atomic_bool lost;
+};
+
+/* keeper_main — renews every ttl/3 (a failed renewal is tried again at the
+ * next tick, while the lease may still be valid), until stopped or lost. */
+static void *keeper_main(void *arg)
+{
+    struct pipe_stage_keeper *k = arg;
+    int64_t every = k->ttl_ms / 3 > 0 ? k->ttl_ms / 3 : 1;
+    pthread_mutex_lock(&k->mu);
+    while (!k->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int64_t ns = (int64_t)until.tv_nsec + (every % 1000) * 1000000;
+        until.tv_sec += (time_t)(every / 1000 + ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+        int w = 0;
+        while (!k->stop && w != ETIMEDOUT)
+            w = pthread_cond_timedwait(&k->cv, &k->mu, &until);
+        if (k->stop)
+            break;
+        pthread_mutex_unlock(&k->mu);
+        int rc = pipe_lease_renew(k->ls, k->l, k->ttl_ms);
+        pthread_mutex_lock(&k->mu);
+        if (rc == PIPE_ELOST) {
+            atomic_store(&k->lost, true);
+            pipe_log_warn("lease lost while renewing it", "lease=%s", k->l->name);
+            break;
+        }
+        if (rc < 0)
+            pipe_log_warn("cannot renew a lease; trying again", "lease=%s err=\"%s\"", k->l->name,
+                          pipe_strerror(rc));
+    }
+    pthread_mutex_unlock(&k->mu);
+    return NULL;
+}
+
+int pipe_stage_keeper_start(struct pipe_leases *ls, struct pipe_lease *l, int64_t ttl_ms,
+                            struct pipe_stage_keeper **out)
+{
+    struct pipe_stage_keeper *k = pipe_calloc(1, sizeof *k);
+    k->ls = ls;
+    k->l = l;
+    k->ttl_ms = ttl_ms;
+    atomic_init(&k->lost, false);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&k->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&k->mu, NULL);
+    int rc = -pthread_create(&k->thread, NULL, keeper_main, k);
+    if (rc < 0) {
+        pthread_cond_destroy(&k->cv);
+        pthread_mutex_destroy(&k->mu);
+        pipe_free(k);
+        return rc;
+    }
+    *out = k;
+    return 0;
+}
+
+bool pipe_stage_keeper_lost(const struct pipe_stage_keeper *k)
+{
+    return atomic_load(&k->lost);
+}
+
+int pipe_stage_keeper_stop(struct pipe_stage_keeper *k)
+{
+    if (k == NULL)
+        return 0;
+    pthread_mutex_lock(&k->mu);
+    k->stop = true;
+    pthread_cond_signal(&k->cv);
+    pthread_mutex_unlock(&k->mu);
+    pthread_join(k->thread, NULL);
+    int rc = atomic_load(&k->lost) ? PIPE_ELOST : 0;
+    pthread_cond_destroy(&k->cv);
+    pthread_mutex_destroy(&k->mu);
+    pipe_free(k);
+    return rc;
 }

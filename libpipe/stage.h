@@ -22,6 +22,8 @@ struct pipe_store;
 struct pipe_leases;
 struct pipe_metrics;
 struct pipe_http_request;
+struct pipe_lease;
+struct pipe_stage_keeper;
 
 /* The flags every program takes; the first member of each program's config
  * struct, so the runtime can read it through a cast. */
@@ -89,5 +91,22 @@ void pipe_stage_done(struct pipe_stage *st, int rc);
 /* pipe_stage_serve_admin — answers /healthz, /readyz and /metrics; returns
  * false for any other path. The filter uses it on its ingest port too. */
 bool pipe_stage_serve_admin(struct pipe_stage *st, struct pipe_http_request *req);
+
+/* pipe_stage_keeper_start — renews the lease l (taken for ttl_ms from ls)
+ * every third of its TTL from a thread of its own, so that one long call
+ * (a put of a large object) cannot outlast it. Until
+ * pipe_stage_keeper_stop, l belongs to the keeper: the caller neither
+ * renews, checks nor releases it. Returns 0 and the keeper in *out, or
+ * -errno if the thread cannot start (l untouched). */
+int pipe_stage_keeper_start(struct pipe_leases *ls, struct pipe_lease *l, int64_t ttl_ms,
+                            struct pipe_stage_keeper **out);
+/* pipe_stage_keeper_lost — true once a renewal found the lease no longer
+ * ours (any thread): the work in hand must not be committed. */
+bool pipe_stage_keeper_lost(const struct pipe_stage_keeper *k);
+/* pipe_stage_keeper_stop — stops renewing, joins the thread and frees k;
+ * l is the caller's again. Returns 0 or PIPE_ELOST when a renewal found
+ * the lease lost. NULL is a no-op returning 0. Commit only after a
+ * pipe_lease_check that follows it. */
+int pipe_stage_keeper_stop(struct pipe_stage_keeper *k);
 
 #endif

@@ -8,12 +8,15 @@
  *   <op>_fail=P     put/get/stat/delete/list fails with PIPE_EIO with
  *                   probability P (0..1), before the inner store is touched
  *   seed=N          seed of the pseudo-random failures (default 1)
+ *   put_delay_ms=MS a put of at least put_delay_bytes=N bytes (default 0:
+ *                   every put) waits MS milliseconds first: a slow upload
  * Everything else passes through; capabilities are the inner store's. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
@@ -23,6 +26,7 @@ struct fault_store {
     struct pipe_store *inner;
     char *down_file; /* NULL when not set */
     double fail[PIPE_STORE_OP__COUNT];
+    long long put_delay_ms, put_delay_bytes;
     /* splitmix64 state: one atomic add per draw keeps draws thread-safe
      * and, from one thread, reproducible for a given seed. */
     atomic_uint_least64_t rng;
@@ -61,6 +65,17 @@ static int parse_option(struct fault_store *f, const char *opt, size_t len)
         if (errno || *end)
             return PIPE_ECONFIG;
         atomic_store(&f->rng, seed);
+        return 0;
+    }
+    if (strcmp(buf, "put_delay_ms") == 0 || strcmp(buf, "put_delay_bytes") == 0) {
+        errno = 0;
+        long long v = strtoll(val, &end, 10);
+        if (errno || *end || v < 0)
+            return PIPE_ECONFIG;
+        if (strcmp(buf, "put_delay_ms") == 0)
+            f->put_delay_ms = v;
+        else
+            f->put_delay_bytes = v;
         return 0;
     }
     for (int op = 0; op < PIPE_STORE_OP__COUNT; op++) {
@@ -152,6 +167,13 @@ static int pass(struct pipe_store *s, int rc)
 static int fault_put(struct pipe_store *s, const char *key, const void *data, size_t len)
 {
     struct fault_store *f = s->priv;
+    if (f->put_delay_ms > 0 && (long long)len >= f->put_delay_bytes) {
+        struct timespec ts = {f->put_delay_ms / 1000, (f->put_delay_ms % 1000) * 1000000};
+        int slept;
+        do /* a signal cuts the sleep short: sleep the rest */
+            slept = nanosleep(&ts, &ts);
+        while (slept < 0 && errno == EINTR);
+    }
     int rc = inject(s, PIPE_STORE_OP_PUT, key);
     return rc < 0 ? rc : pass(s, pipe_store_put(f->inner, key, data, len));
 }

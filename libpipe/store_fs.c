@@ -8,13 +8,17 @@
  * (with "a" stored, put "a/b" fails with -ENOTDIR, and the reverse with
  * -EISDIR), and delete is not fsynced (a delete lost in a crash is redone by
  * the next sweep). Temp files of a crashed writer stay as ".tmp.*" files,
- * which list never shows. The etag is "<mtime ns>-<size>-<inode>" in hex:
- * each put renames a new inode into place, so it changes on every rewrite. */
+ * which list never shows; one older than tmp_max_age (URL parameter,
+ * seconds, default an hour: far longer than any live put takes to rename
+ * its file) is removed when open walks the tree and whenever a listing
+ * reads its directory, so the sweeps clear them as they go. The etag is "<mtime ns>-<size>-<inode>"
+ * in hex: each put renames a new inode into place, so it changes on every rewrite. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -28,9 +32,15 @@
  * it has just created (delete prunes empty directories). */
 #define FS_PUT_ATTEMPTS 16
 
+#define FS_TMP_PREFIX    ".tmp."
+#define FS_TMP_MAX_AGE_S 3600 /* default age past which a temp file is a dead put's */
+#define FS_TMP_MAX_DEPTH 128  /* directories deep, for the walk at open */
+#define FS_TMP_URL_PARAM "?tmp_max_age="
+
 struct fs_store {
     int rootfd;
     char *root; /* as given in the URL, for messages */
+    int64_t tmp_max_age_s;
 };
 
 static atomic_uint_least64_t tmp_counter;
@@ -102,17 +112,82 @@ static int fs_parse_url(const char *url, const char **path)
     return 0;
 }
 
+/* reap_tmp — removes name, in directory dirfd, if it is a temp file older
+ * than max_age_s: what a put killed before its rename left. A put in
+ * progress writes, fsyncs and renames its file within seconds; if one ever
+ * took longer than the bound, its rename fails and the put reports an
+ * error, so nothing acknowledged is lost. */
+static void reap_tmp(int dirfd, const char *name, int64_t max_age_s)
+{
+    struct stat st;
+    if (strncmp(name, FS_TMP_PREFIX, strlen(FS_TMP_PREFIX)) != 0 ||
+        fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return;
+    if ((int64_t)time(NULL) - (int64_t)st.st_mtime >= max_age_s)
+        (void)unlinkat(dirfd, name, 0);
+}
+
+/* reap_tree — reap_tmp over every directory below dirfd (which it closes). */
+static void reap_tree(int fd, int64_t max_age_s, int depth)
+{
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        close(fd);
+        return;
+    }
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) {
+            int sub =
+                depth < FS_TMP_MAX_DEPTH
+                    ? openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                    : -1;
+            if (sub >= 0) {
+                reap_tree(sub, max_age_s, depth + 1);
+                continue;
+            }
+        }
+        reap_tmp(dirfd(d), de->d_name, max_age_s);
+    }
+    closedir(d);
+}
+
+/* tmp_param — takes "?tmp_max_age=SECONDS" off the end of dir. */
+static int tmp_param(char *dir, int64_t *max_age_s)
+{
+    *max_age_s = FS_TMP_MAX_AGE_S;
+    char *q = strstr(dir, FS_TMP_URL_PARAM);
+    if (q == NULL)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(q + strlen(FS_TMP_URL_PARAM), &end, 10);
+    if (errno || end == q + strlen(FS_TMP_URL_PARAM) || *end != '\0' || v < 1)
+        return PIPE_ECONFIG;
+    *max_age_s = v;
+    *q = '\0';
+    return 0;
+}
+
 static int fs_open(struct pipe_store *s, const char *url)
 {
     const char *path = NULL;
     char *dir = NULL;
+    int64_t tmp_max_age_s = 0;
     int rc = fs_parse_url(url, &path);
+    if (rc == 0) {
+        dir = pipe_strdup(path);
+        rc = tmp_param(dir, &tmp_max_age_s);
+        path = dir;
+    }
     if (rc < 0) {
-        pipe__store_set_error(s, "store URL \"%.200s\": want file:///abs/path or file://./rel/path",
+        pipe__store_set_error(s,
+                              "store URL \"%.200s\": want file:///abs/path or "
+                              "file://./rel/path, optionally with ?tmp_max_age=SECONDS (>= 1)",
                               url);
         goto out;
     }
-    dir = pipe_strdup(path);
     rc = make_dirs(AT_FDCWD, dir);
     if (rc < 0) {
         pipe__store_set_error(s, "store root %s: mkdir: %s", path, pipe_strerror(rc));
@@ -127,8 +202,12 @@ static int fs_open(struct pipe_store *s, const char *url)
     struct fs_store *fs = pipe_malloc(sizeof *fs);
     fs->rootfd = fd;
     fs->root = dir;
+    fs->tmp_max_age_s = tmp_max_age_s;
     dir = NULL;
     s->priv = fs;
+    int walk = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (walk >= 0)
+        reap_tree(walk, tmp_max_age_s, 0);
 out:
     pipe_free(dir);
     return rc;
@@ -358,6 +437,7 @@ struct fs_walk {
     int rootfd;
     const char *prefix, *after;
     size_t plen, alen, max_keys;
+    int64_t tmp_max_age_s;
     struct pipe_store_list *out;
     size_t items_cap;
     char path[PIPE_STORE_KEY_MAX + 2]; /* key prefix of the directory walked: "" or "a/b/" */
@@ -462,8 +542,10 @@ static int read_dir(struct fs_walk *w, struct fs_ent **ents, size_t *n, struct p
             rc = errno ? -errno : 0;
             break;
         }
-        if (!name_ok(de->d_name))
+        if (!name_ok(de->d_name)) {
+            reap_tmp(dirfd(d), de->d_name, w->tmp_max_age_s);
             continue;
+        }
         bool dir = de->d_type == DT_DIR;
         if (de->d_type == DT_UNKNOWN || de->d_type == DT_LNK) {
             struct stat st;
@@ -565,6 +647,7 @@ static int fs_list(struct pipe_store *s, const char *prefix, const char *start_a
         .plen = strlen(prefix),
         .alen = strlen(start_after),
         .max_keys = max_keys,
+        .tmp_max_age_s = fs->tmp_max_age_s,
         .out = out,
     };
     /* Start in the deepest directory the prefix names. If that part of the

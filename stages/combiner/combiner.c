@@ -170,7 +170,7 @@ static void register_metrics(struct combiner *c)
                                         "Stored (compressed) bytes of combined objects.", NULL);
     m->invalid = pipe_metrics_counter(
         reg, "sluice_combiner_invalid_jobs_total",
-        "Job runs refused: an input changed, is missing or undecodable, or the descriptor is bad.",
+        "Job runs refused: an input is undecodable or over max_input, or the descriptor is bad.",
         NULL);
     m->lease_lost = pipe_metrics_counter(reg, "sluice_combiner_lease_lost_total",
                                          "Jobs abandoned because their lease was lost.", NULL);
@@ -179,6 +179,11 @@ static void register_metrics(struct combiner *c)
     m->superseded = pipe_metrics_counter(
         reg, "sluice_combiner_jobs_superseded_total",
         "Jobs dropped because another job had already combined one of their inputs.", NULL);
+    m->replanned = pipe_metrics_counter(
+        reg, "sluice_combiner_jobs_replanned_total",
+        "Jobs dropped because an input changed or vanished since the dispatcher wrote them; "
+        "the dispatcher plans their inputs again.",
+        NULL);
     m->duration = pipe_metrics_histogram(reg, "sluice_combiner_job_seconds",
                                          "Time to run one job, lease to cleanup.", NULL,
                                          pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);

@@ -45,6 +45,7 @@ struct comb_metrics {
     struct pipe_counter *lease_lost;
     struct pipe_counter *abandoned;
     struct pipe_counter *superseded; /* inputs already combined by another job */
+    struct pipe_counter *replanned;  /* an input changed or vanished: job dropped */
     struct pipe_histogram *duration;
     struct pipe_gauge *pending_jobs;
     struct pipe_gauge *freshness;

@@ -1,8 +1,9 @@
 /* combiner_job — runs one combine job (docs/compaction.md): read the inputs
  * the descriptor names (refusing any whose etag changed), merge their lines
- * into one object, check the lease, then commit in an order that a crash
- * anywhere can redo: combined object, manifest, split job, done markers,
- * and last the deletion of the descriptor. Every write is a pure function
+ * into one object (a thread renews the lease meanwhile), check the lease,
+ * then commit in an order that a crash anywhere can redo: combined object
+ * (renewed again while it is put), manifest, split job, done markers, and
+ * last the deletion of the descriptor. Every write is a pure function
  * of the descriptor, so a redo writes the same bytes. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "libpipe/manifest.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/stage.h"
 #include "libpipe/store.h"
 #include "stages/combiner/combiner.h"
 
@@ -26,12 +28,13 @@ struct run {
     struct combiner *c;
     const char *id;
     struct pipe_lease *lease;
-    int64_t renewed_mono_ms;
+    struct pipe_stage_keeper *keeper; /* renews lease during the merge and the object's put */
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
     struct pipe_manifest_combined man;
     uint64_t bytes_in;
+    const char *stale; /* an input that changed or vanished (then rc PIPE_ENOTFOUND) */
 };
 
 /* Counts the lines of an input that hold something: the events. */
@@ -90,19 +93,6 @@ out:
 
 /* ---- merging ----------------------------------------------------------- */
 
-/* Renews the lease once half its TTL has passed. Only a definite loss
- * stops the job; a backend hiccup is left to the check before commit. */
-static int keep_alive(struct run *r)
-{
-    int64_t ttl = r->c->cfg->lease_ttl_ms;
-    if (pipe_clock_mono_ms() - r->renewed_mono_ms < ttl / 2)
-        return 0;
-    int rc = pipe_lease_renew(pipe_stage_leases(r->c->st), r->lease, ttl);
-    if (rc == 0)
-        r->renewed_mono_ms = pipe_clock_mono_ms();
-    return rc == PIPE_ELOST ? rc : 0;
-}
-
 /* Fetches one input into c->in, exactly the version the descriptor names. */
 static int fetch_input(struct run *r, const struct pipe_manifest_object *in)
 {
@@ -124,6 +114,14 @@ static int fetch_input(struct run *r, const struct pipe_manifest_object *in)
         why = "is missing";
     else if (rc == PIPE_ETOOBIG)
         why = "is larger than max_input";
+    if (why && rc != PIPE_ETOOBIG) {
+        /* A replay or a rewrite: the job cannot be done as written, and
+         * waiting would freeze its other inputs too. It is planned again. */
+        pipe_log_warn("job input changed or vanished", "job=%s key=%s why=\"%s\"", r->id, in->key,
+                      why);
+        r->stale = in->key;
+        return PIPE_ENOTFOUND;
+    }
     if (why) {
         pipe_log_error("job input cannot be combined; job left in place",
                        "job=%s key=%s why=\"%s\"", r->id, in->key, why);
@@ -221,7 +219,7 @@ static int merge(struct run *r)
     for (size_t i = 0; i < r->job.n_inputs && rc == 0; i++) {
         if (pipe_stage_stopping(c->st))
             return PIPE_ESHUTDOWN; /* abandon: nothing was written */
-        rc = keep_alive(r);
+        rc = pipe_stage_keeper_lost(r->keeper) ? PIPE_ELOST : 0;
         if (rc == 0)
             rc = add_input(r, &r->job.inputs[i]);
     }
@@ -248,20 +246,49 @@ static int merge(struct run *r)
 
 /* ---- committing -------------------------------------------------------- */
 
-/* Puts the combined object and its manifest; then *info describes the
- * stored object. */
-static int put_output(struct run *r, struct pipe_store_obj *info)
+/* Puts the combined object: the long write, made while the keeper renews
+ * the lease. Nothing counts as committed before the manifest. */
+static int put_object(struct run *r)
 {
     struct combiner *c = r->c;
-    struct pipe_store *s = pipe_stage_store(c->st);
+    return pipe_store_put(pipe_stage_store(c->st), r->job.output_key,
+                          c->out.data ? c->out.data : "", c->out.len);
+}
+
+/* write_object — checks the lease, then puts the combined object while a
+ * thread renews the lease. The check is the last point where stopping costs
+ * nothing. Once the object is put, a holder that lost the lease meanwhile
+ * (paused past its TTL, so its renewals stopped too) finishes its commit
+ * all the same: every write is the same bytes under the same keys, and
+ * stopping could leave the split job of whoever committed first naming an
+ * etag that this put replaced (file:// etags change on every put). */
+static int write_object(struct run *r)
+{
+    struct pipe_leases *ls = pipe_stage_leases(r->c->st);
+    int rc = pipe_lease_check(ls, r->lease);
+    if (rc == 0)
+        rc = pipe_stage_keeper_start(ls, r->lease, r->c->cfg->lease_ttl_ms, &r->keeper);
+    if (rc == 0)
+        rc = put_object(r);
+    if (pipe_stage_keeper_stop(r->keeper) == PIPE_ELOST && rc == 0)
+        pipe_log_warn("lease lost while the object was put; finishing the commit, whose writes "
+                      "are idempotent",
+                      "job=%s", r->id);
+    r->keeper = NULL;
+    return rc;
+}
+
+/* Puts the manifest (the commit: committed_before looks for it); then
+ * *info describes the stored object. */
+static int put_manifest(struct run *r, struct pipe_store_obj *info)
+{
+    struct pipe_store *s = pipe_stage_store(r->c->st);
     struct pipe_buf key, json;
     pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
     pipe_buf_init(&json, DESCRIPTOR_MAX);
     int rc = pipe_manifest_combined_to_json(&r->man, &json);
     if (rc == 0)
         rc = pipe_keys_manifest(&key, "combined", r->id);
-    if (rc == 0)
-        rc = pipe_store_put(s, r->job.output_key, c->out.data ? c->out.data : "", c->out.len);
     if (rc == 0)
         rc = pipe_store_put(s, key.data, json.data, json.len);
     if (rc == 0)
@@ -391,6 +418,34 @@ static int drop_superseded(struct run *r, const char *other)
     return rc;
 }
 
+/* replan — drops a job with an input that changed or vanished (r->stale):
+ * its descriptor goes, so the dispatcher's next pass finds its inputs
+ * neither pending nor done and groups them again as they now are (a new
+ * job, named from the new versions). Nothing was committed (no manifest):
+ * a combined object an earlier holder put goes first, then the
+ * descriptor; a crash between the two leaves the descriptor, and the next
+ * holder drops the job again. Done under the lease, checked first. */
+static int replan(struct run *r)
+{
+    struct pipe_store *s = pipe_stage_store(r->c->st);
+    struct pipe_buf key;
+    pipe_buf_init(&key, PIPE_STORE_KEY_MAX);
+    int rc = pipe_lease_check(pipe_stage_leases(r->c->st), r->lease);
+    if (rc == 0)
+        rc = pipe_store_delete(s, r->job.output_key);
+    if (rc == 0)
+        rc = pipe_keys_job(&key, r->id);
+    if (rc == 0)
+        rc = pipe_store_delete(s, key.data);
+    if (rc == 0) {
+        pipe_counter_inc(r->c->m.replanned);
+        pipe_log_warn("job dropped; its inputs go back to the dispatcher", "job=%s input=%s", r->id,
+                      r->stale);
+    }
+    pipe_buf_cleanup(&key);
+    return rc;
+}
+
 static void count_done(struct run *r, int64_t start_mono, bool recovered)
 {
     struct comb_metrics *m = &r->c->m;
@@ -414,7 +469,7 @@ static void count_done(struct run *r, int64_t start_mono, bool recovered)
 int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
 {
     int64_t start = pipe_clock_mono_ms();
-    struct run r = {.c = c, .id = id, .lease = lease, .renewed_mono_ms = start};
+    struct run r = {.c = c, .id = id, .lease = lease};
     struct pipe_buf key;
     struct pipe_store_obj info;
     bool recovered = false;
@@ -428,19 +483,34 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_lease *lease)
         rc = committed_before(&r, &recovered, &info);
     if (rc < 0 || recovered)
         goto commit;
-    rc = merge(&r);
-    char other[PIPE_KEYS_NAME_MAX + 1];
+    /* While the inputs are read a thread renews the lease: one get of a
+     * large object can take longer than the TTL. */
+    rc = pipe_stage_keeper_start(pipe_stage_leases(c->st), lease, c->cfg->lease_ttl_ms, &r.keeper);
+    if (rc == 0)
+        rc = merge(&r);
+    char other[PIPE_KEYS_NAME_MAX + 1] = "";
     if (rc == 0)
         rc = claimed_elsewhere(&r, other, sizeof other);
+    int krc = pipe_stage_keeper_stop(r.keeper);
+    r.keeper = NULL;
+    if (rc == 0)
+        rc = krc;
     if (rc == 0 && other[0]) {
         rc = drop_superseded(&r, other);
         goto out;
     }
-    /* The last moment to find out that another holder took over. */
+    if (rc == PIPE_ENOTFOUND && r.stale) {
+        rc = replan(&r);
+        goto out;
+    }
+    /* A stop asked for during the merge abandons the job before its first
+     * write: all of it is redone by the next holder. */
+    if (rc == 0 && pipe_stage_stopping(c->st))
+        rc = PIPE_ESHUTDOWN;
     if (rc == 0)
-        rc = pipe_lease_check(pipe_stage_leases(c->st), lease);
+        rc = write_object(&r);
     if (rc == 0)
-        rc = put_output(&r, &info);
+        rc = put_manifest(&r, &info);
 commit:
     if (rc == 0)
         rc = finish(&r, &info);

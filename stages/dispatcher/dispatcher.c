@@ -55,10 +55,12 @@ static const struct pipe_conf_opt dispatcher_opts[] = {
     {"retention", PIPE_CONF_JSON, NULL, OPT(retention),
      "retention per prefix for the sweep, a JSON object of durations overriding the defaults "
      "{\"raw\":\"7d\",\"filtered\":\"7d\",\"rejected\":\"30d\",\"combined\":\"30d\","
-     "\"split\":\"90d\"}; filtered and combined at least 1h",
+     "\"split\":\"90d\"}; filtered and combined at least 1h; \"dedup\" (state/dedup/) defaults "
+     "to the longest of dedup_window, filtered and combined, and may not be shorter",
      0, 0, "JSON"},
     {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
-     "the splitters' de-duplication window: the sweep keeps state/dedup/ index objects this long",
+     "the splitters' de-duplication window (set it at the top level of the config file, which "
+     "every program reads): the sweep keeps state/dedup/ index objects at least this long",
      1000, 365LL * 86400000, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };

@@ -16,29 +16,13 @@
 #include "libpipe/store.h"
 #include "stages/dispatcher/dispatcher.h"
 
-/* The shortest retention for filtered/ and combined/: below it, an object
- * could be swept while a stage lags behind (SPEC §5.7). */
-#define SWEEP_MIN_RETENTION_MS DISP_HOUR_MS
-
 int disp_sweep_validate(const struct dispatcher_cfg *c, char *err, size_t errlen)
 {
     struct pipe_retention_config r;
     pipe_retention_config_init(&r, (unsigned)c->common.generation, c->dedup_window_ms);
     if (pipe_retention_config_parse(&r, c->retention, err, errlen) < 0)
         return -1;
-    static const enum pipe_retention_class guarded[] = {PIPE_RET_FILTERED, PIPE_RET_COMBINED};
-    static const char *const names[] = {"filtered", "combined"};
-    for (size_t i = 0; i < 2; i++) {
-        if (r.ttl_ms[guarded[i]] < SWEEP_MIN_RETENTION_MS) {
-            char d[32];
-            snprintf(err, errlen,
-                     "retention for %s/ is %s: at least 1h is required, a shorter one could "
-                     "sweep objects while a stage lags",
-                     names[i], pipe_conf_format_duration(r.ttl_ms[guarded[i]], d, sizeof d));
-            return -1;
-        }
-    }
-    return 0;
+    return pipe_retention_config_check(&r, err, errlen) < 0 ? -1 : 0;
 }
 
 void disp_sweep_init(struct dispatcher *d)

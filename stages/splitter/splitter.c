@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "libpipe/clock.h"
+#include "libpipe/codec.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/lease.h"
@@ -32,6 +33,7 @@
 #include "libpipe/manifest.h"
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
+#include "libpipe/retention.h"
 #include "libpipe/store.h"
 #include "stages/splitter/splitter.h"
 
@@ -49,7 +51,13 @@ static const struct pipe_conf_opt splitter_opts[] = {
      0, 0, "FIELD"},
     {"dedup", PIPE_CONF_STR, "local", OPT(dedup), "de-duplication backend", 0, 0, "URL"},
     {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
-     "an event repeated within this window of partitions is dropped", 60000, 90LL * 86400000, NULL},
+     "an event repeated within this window of partitions is dropped (set it at the top level of "
+     "the config file, which the dispatcher's sweep reads too)",
+     60000, 90LL * 86400000, NULL},
+    {"retention", PIPE_CONF_JSON, NULL, OPT(retention),
+     "the sweeps' retention per prefix (top level of the config file): checked at start against "
+     "dedup_window, so that no index object a splitter needs is swept",
+     0, 0, "JSON"},
     {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level), "compression level of split files", -5, 19,
      "N"},
     {"url_prefix", PIPE_CONF_STR, "", OPT(url_prefix),
@@ -112,6 +120,13 @@ static int splitter_validate(void *cfgp, char *err, size_t errlen)
         snprintf(err, errlen, "url_prefix must end with '/' (e.g. s3://bucket/root/)");
         return -1;
     }
+    /* The sweeps keep state/dedup/ by these same settings: refuse here too
+     * what would have them delete index objects this splitter checks. */
+    struct pipe_retention_config r;
+    pipe_retention_config_init(&r, (unsigned)c->common.generation, c->dedup_window_ms);
+    if (pipe_retention_config_parse(&r, c->retention, err, errlen) < 0 ||
+        pipe_retention_config_check(&r, err, errlen) < 0)
+        return -1;
     return 0;
 }
 
@@ -230,7 +245,7 @@ static enum job_result route(struct job *j)
 {
     struct splitter *s = j->s;
     struct split_route *r = &s->route;
-    split_route_reset(r, j->id);
+    split_route_reset(r, j->id, j->desc.inputs[0].key);
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
     if (rc == 0)
         rc = keep_lease(j, true);
@@ -280,7 +295,26 @@ static int build_manifest(struct job *j, struct split_output **outs, size_t n,
     return pipe_manifest_split_to_json(m, &s->doc);
 }
 
-/* commit — puts every split file, then the manifest (the job's durable
+/* put_rejects — the job's rejected lines, compressed, under a key named
+ * after the job (so a re-run rewrites it), before the manifest that counts
+ * them: nothing the ledger calls rejected is missing from rejected/. */
+static int put_rejects(struct job *j)
+{
+    struct splitter *s = j->s;
+    struct split_route *r = &s->route;
+    if (r->rejects.len == 0)
+        return 0;
+    int rc = split_reject_key(&s->key, j->id, j->hour_ms);
+    pipe_buf_reset(&r->gather);
+    if (rc == 0)
+        rc = pipe_zwriter_frame(r->zw, r->rejects.data, r->rejects.len, &r->gather);
+    if (rc == 0)
+        rc = pipe_store_put(pipe_stage_store(s->st), s->key.data, r->gather.data, r->gather.len);
+    return rc;
+}
+
+/* commit — puts every split file (a thread renews the lease meanwhile), the
+ * rejected lines, then the manifest (the job's durable
  * "done"), then deletes the descriptor. */
 static enum job_result commit(struct job *j)
 {
@@ -303,19 +337,30 @@ static enum job_result commit(struct job *j)
                       pipe_strerror(rc));
         goto out;
     }
+    /* A thread renews the lease while the outputs go out: one put of a
+     * large split file can outlast the TTL. */
+    struct pipe_stage_keeper *keeper = NULL;
+    rc =
+        pipe_stage_keeper_start(pipe_stage_leases(s->st), &j->lease, s->cfg->lease_ttl_ms, &keeper);
     for (size_t i = 0; i < n && rc == 0; i++) {
         const char *data = NULL;
         size_t len = 0;
-        rc = keep_lease(j, false);
+        rc = pipe_stage_keeper_lost(keeper) ? PIPE_ELOST : 0;
         if (rc == 0)
             rc = split_route_output_data(&s->route, outs[i], &data, &len);
         if (rc == 0)
             rc = pipe_store_put(store, m.outputs[i].key, data, len);
         bytes += len;
     }
-    pipe_keys_manifest(&s->key, "split", j->id);
     if (rc == 0)
-        rc = keep_lease(j, false);
+        rc = put_rejects(j);
+    int krc = pipe_stage_keeper_stop(keeper);
+    if (rc == 0)
+        rc = krc;
+    /* The manifest is the commit: only while the lease is still ours. */
+    if (rc == 0)
+        rc = pipe_lease_check(pipe_stage_leases(s->st), &j->lease);
+    pipe_keys_manifest(&s->key, "split", j->id);
     if (rc == 0)
         rc = pipe_store_put(store, s->key.data, s->doc.data, s->doc.len);
     pipe_keys_split_job(&s->key, j->id);

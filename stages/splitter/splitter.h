@@ -14,6 +14,7 @@
 #include "libpipe/stage.h"
 
 struct pipe_zwriter;
+struct json_t;
 
 struct splitter_cfg {
     struct pipe_stage_common common; /* must come first */
@@ -21,6 +22,7 @@ struct splitter_cfg {
     char *time_field; /* "received_at" or "ts" */
     char *dedup;      /* de-duplication backend URL */
     int64_t dedup_window_ms;
+    struct json_t *retention; /* shared with the sweeps: checked, not used */
     int64_t zstd_level;
     char *url_prefix;
     uint64_t max_line;
@@ -69,6 +71,7 @@ struct split_route {
     size_t max_line;
     size_t max_output;  /* cap on one output's compressed bytes */
     const char *job_id; /* borrowed, for log lines */
+    const char *source; /* borrowed: the combined object's key */
 
     /* outputs, and an open-addressing index over them (u32 slots) */
     struct split_output *outs;
@@ -107,6 +110,11 @@ struct split_route {
     int64_t hour_ms_cached;
     bool hour_valid;
 
+    /* rejected lines in the format of rejected/ (split_reject_line) */
+    struct pipe_buf rejects;
+    /* per-process seed of the tables keyed by client bytes (otab, ktab) */
+    uint64_t seed;
+
     struct pipe_zwriter *zw;
     struct pipe_line_reader *lr; /* kept across passes and jobs */
     struct pipe_buf scratch;
@@ -127,8 +135,9 @@ int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_l
                      size_t max_output);
 void split_route_cleanup(struct split_route *r);
 
-/* split_route_reset — forgets the previous job, keeping allocations. */
-void split_route_reset(struct split_route *r, const char *job_id);
+/* split_route_reset — forgets the previous job, keeping allocations.
+ * job_id and source (the combined object's key) are borrowed. */
+void split_route_reset(struct split_route *r, const char *job_id, const char *source);
 
 /* split_route_pass — the one pass over a combined object (plain or zstd,
  * data[0..n)): parses every line, drops in-batch duplicates, and writes
@@ -155,5 +164,19 @@ int split_route_output_data(struct split_route *r, const struct split_output *o,
 /* split_route_sorted — the non-empty outputs, ordered by
  * (event, hour); the caller frees the array. *n receives the count. */
 struct split_output **split_route_sorted(const struct split_route *r, size_t *n);
+
+/* ---- splitter_reject.c ---- */
+
+/* split_reject_line — appends to out one line of rejected/ for a line of a
+ * combined object that the splitter cannot route: {"line", "message",
+ * "raw" (or "raw_base64" when the text is not UTF-8; neither for a line
+ * over max_line, which was never read), "reason", "source"}, keys sorted as
+ * the filter writes them. 0, PIPE_ETOOBIG past out's cap, or PIPE_EINVAL (jansson failed). */
+int split_reject_line(struct pipe_buf *out, const char *line, size_t len, uint64_t line_no,
+                      const char *reason, const char *message, const char *source);
+
+/* split_reject_key — the deterministic key of a job's rejected/ object
+ * ("<job-id>.split"), so that a re-run rewrites the same key. */
+int split_reject_key(struct pipe_buf *key, const char *job_id, int64_t hour_ms);
 
 #endif

@@ -16,10 +16,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
 #include "libpipe/err.h"
+#include "libpipe/event.h"
 #include "libpipe/keys.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
@@ -99,30 +101,25 @@ static bool digits(const char *s, const int *at, int n)
     return true;
 }
 
-/* hour_of_string — the hour of an RFC 3339 string value. The filter writes
- * received_at as "YYYY-MM-DDTHH:MM:SS.mmmZ", and consecutive events mostly
- * share its first 13 bytes, so a UTC time of that shape whose prefix matches
+/* hour_of — the hour of a time member, read as the filter reads it
+ * (pipe_event_ts_parse). The filter writes received_at as
+ * "YYYY-MM-DDTHH:MM:SS.mmmZ", and consecutive events mostly share its first
+ * 13 bytes, so an unescaped UTC string of that shape whose prefix matches
  * the last one parsed reuses its hour instead of parsing again. */
-static bool hour_of_string(struct split_route *r, const struct span *v, int64_t *hour)
+static bool hour_of(struct split_route *r, const struct span *v, int64_t *hour)
 {
     static const int tail_digits[] = {14, 15, 17, 18, 20, 21, 22};
+    if (v->type != PIPE_JSON_STRING && v->type != PIPE_JSON_NUMBER)
+        return false;
     const char *s = v->p + 1;
-    size_t n = v->n - 2;
-    char tmp[64];
-    if (v->esc) {
-        if (n > 6 * sizeof tmp || pipe_json_unescape(s, n, NULL) > sizeof tmp)
-            return false;
-        n = pipe_json_unescape(s, n, tmp);
-        s = tmp;
-    }
-    bool canonical = n == 24 && s[23] == 'Z' && s[13] == ':' && s[16] == ':' && s[19] == '.' &&
-                     digits(s, tail_digits, 7);
+    bool canonical = v->type == PIPE_JSON_STRING && !v->esc && v->n == 26 && s[23] == 'Z' &&
+                     s[13] == ':' && s[16] == ':' && s[19] == '.' && digits(s, tail_digits, 7);
     if (canonical && r->hour_valid && memcmp(s, r->hour_prefix, 13) == 0) {
         *hour = r->hour_ms_cached;
         return true;
     }
     int64_t ms;
-    if (pipe_clock_parse_rfc3339(s, n, &ms) < 0 || ms < 0)
+    if (!pipe_event_ts_parse(v->p, v->n, v->esc, &ms))
         return false;
     *hour = ms - ms % HOUR_MS;
     if (canonical) {
@@ -131,30 +128,6 @@ static bool hour_of_string(struct split_route *r, const struct span *v, int64_t 
         r->hour_valid = true;
     }
     return true;
-}
-
-/* hour_of_number — ts as epoch milliseconds: a non-negative integer. */
-static bool hour_of_number(const struct span *v, int64_t *hour)
-{
-    int64_t ms = 0;
-    if (v->n == 0 || v->n > 15) /* past year 9999 anyway */
-        return false;
-    for (size_t i = 0; i < v->n; i++) {
-        if (v->p[i] < '0' || v->p[i] > '9')
-            return false;
-        ms = ms * 10 + (v->p[i] - '0');
-    }
-    *hour = ms - ms % HOUR_MS;
-    return true;
-}
-
-static bool hour_of(struct split_route *r, const struct span *v, int64_t *hour)
-{
-    if (v->type == PIPE_JSON_STRING)
-        return hour_of_string(r, v, hour);
-    if (v->type == PIPE_JSON_NUMBER)
-        return hour_of_number(v, hour);
-    return false;
 }
 
 /* event_hour — ts when configured and present (and readable), else
@@ -168,13 +141,11 @@ static bool event_hour(struct split_route *r, const struct envelope *e, int64_t 
 
 /* ---- outputs ---- */
 
-static uint64_t route_hash(const char *event, size_t n, int64_t hour)
+/* route_hash — the route table's key: seeded, as event types come from
+ * clients. */
+static uint64_t route_hash(const struct split_route *r, const char *event, size_t n, int64_t hour)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a: event names are short */
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)event[i]) * 1099511628211ULL;
-    h ^= (uint64_t)hour * 0x9E3779B97F4A7C15ULL;
-    return h ^ (h >> 29);
+    return XXH3_64bits_withSeed(event, n, r->seed ^ (uint64_t)hour);
 }
 
 static void otab_grow(struct split_route *r)
@@ -225,7 +196,7 @@ static void drop_stage(struct split_route *r, struct split_output *o)
 static int route_get(struct split_route *r, const char *event, size_t n, int64_t hour,
                      struct split_output **out)
 {
-    uint64_t h = route_hash(event, n, hour);
+    uint64_t h = route_hash(r, event, n, hour);
     size_t mask = r->otab_size - 1;
     for (size_t j = h & mask;; j = (j + 1) & mask) {
         uint32_t slot = r->otab[j];
@@ -386,7 +357,7 @@ static void ktab_grow(struct split_route *r)
     size_t size = r->ktab_size ? r->ktab_size * 2 : 1u << 16;
     uint64_t *t = pipe_calloc(size, sizeof *t);
     for (size_t i = 0; i < r->n_keys; i++) {
-        size_t j = r->keys[i].lo & (size - 1);
+        size_t j = pipe_dedup_key_hash(&r->keys[i], r->seed) & (size - 1);
         while (t[j])
             j = (j + 1) & (size - 1);
         t[j] = kslot(&r->keys[i], i);
@@ -401,7 +372,7 @@ static void ktab_grow(struct split_route *r)
 static bool key_insert(struct split_route *r, const struct pipe_dedup_key *k, uint32_t *idx)
 {
     size_t mask = r->ktab_size - 1;
-    size_t j = k->lo & mask;
+    size_t j = pipe_dedup_key_hash(k, r->seed) & mask;
     uint64_t tag = k->hi & 0xffffffff00000000ULL;
     for (uint64_t slot; (slot = r->ktab[j]) != 0; j = (j + 1) & mask) {
         if ((slot & 0xffffffff00000000ULL) != tag)
@@ -441,11 +412,17 @@ static int push_line(struct split_route *r, size_t *idx)
     return 0;
 }
 
-static void reject(struct split_route *r, uint64_t line_no, const char *reason)
+/* reject — counts a line that names no output and keeps it, with its
+ * reason, for the job's rejected/ object. line is NULL for a line over
+ * max_line (never read). */
+static int reject(struct split_route *r, const char *line, size_t len, uint64_t line_no,
+                  enum pipe_reason reason, const char *message)
 {
     r->c.rejected++;
     pipe_log_warn("line rejected", "job=%s line=%llu reason=%s", r->job_id,
-                  (unsigned long long)line_no, reason);
+                  (unsigned long long)line_no, pipe_reason_code(reason));
+    return split_reject_line(&r->rejects, line, len, line_no, pipe_reason_code(reason), message,
+                             r->source);
 }
 
 /* route_line — the fate of one non-blank line: its output (where it is
@@ -459,34 +436,29 @@ static int route_line(struct split_route *r, size_t idx, const char *line, size_
     struct pipe_json_opts opts = {SPLIT_MAX_DEPTH, PIPE_JSON_LENIENT, on_member, &e};
     struct pipe_json_result res;
     if (pipe_json_scan(line, len, &opts, NULL, &res) < 0 || res.type != PIPE_JSON_OBJECT) {
-        reject(r, line_no, "not_json");
-        return 0;
+        return reject(r, line, len, line_no, PIPE_REASON_NOT_JSON, "not a JSON object");
     }
     if (e.dup) {
-        reject(r, line_no, "duplicate_field");
-        return 0;
+        return reject(r, line, len, line_no, PIPE_REASON_DUPLICATE_FIELD,
+                      "\"event\", \"id\", \"ts\" or \"received_at\" appears twice");
     }
-    if (!e.event.seen || e.event.type != PIPE_JSON_STRING || e.event.esc) {
-        reject(r, line_no, "bad_event_type");
-        return 0;
-    }
-    if (!e.id.seen || e.id.type != PIPE_JSON_STRING || e.id.n < 3) {
-        reject(r, line_no, "bad_id");
-        return 0;
-    }
+    if (!e.event.seen || e.event.type != PIPE_JSON_STRING || e.event.esc)
+        return reject(r, line, len, line_no, PIPE_REASON_BAD_EVENT_TYPE,
+                      "no \"event\" string without escapes");
+    if (!e.id.seen || e.id.type != PIPE_JSON_STRING || e.id.n < 3)
+        return reject(r, line, len, line_no, PIPE_REASON_BAD_ID, "no non-empty \"id\" string");
     int64_t hour;
-    if (!event_hour(r, &e, &hour)) {
-        reject(r, line_no, "bad_time");
-        return 0;
-    }
+    if (!event_hour(r, &e, &hour))
+        return reject(r, line, len, line_no, PIPE_REASON_BAD_TS,
+                      r->use_ts ? "neither \"ts\" nor \"received_at\" is a time in 1970..9999"
+                                : "\"received_at\" is not a time in 1970..9999");
     struct split_output *o;
     int rc = route_get(r, e.event.p + 1, e.event.n - 2, hour, &o);
     if (rc < 0)
         return rc;
-    if (o == NULL) {
-        reject(r, line_no, "bad_event_type");
-        return 0;
-    }
+    if (o == NULL)
+        return reject(r, line, len, line_no, PIPE_REASON_BAD_EVENT_TYPE,
+                      "\"event\" cannot name a split/ key (^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$)");
     struct pipe_dedup_key k;
     pipe_dedup_key_of(e.event.p + 1, e.event.n - 2, e.id.p + 1, e.id.n - 2, &k);
     uint32_t kidx;
@@ -506,8 +478,8 @@ static int pass_line(struct split_route *r, size_t idx, const char *line, size_t
 {
     if (rc_next == PIPE_ETOOBIG) {
         r->c.in++;
-        reject(r, line_no, "too_large");
-        return 0;
+        return reject(r, NULL, 0, line_no, PIPE_REASON_TOO_LARGE,
+                      "line over max_line (the combined object holds it)");
     }
     if (len == 0) {
         r->line_out[idx] = SPLIT_LINE_SKIP;
@@ -689,6 +661,10 @@ int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_l
     r->zstd_level = level;
     r->max_line = max_line;
     r->max_output = max_output;
+    r->seed = pipe_mem_hash_seed();
+    /* a rejected line is at most its text escaped (6 bytes per control
+     * byte) plus a few hundred bytes: bounded by the object's size */
+    pipe_buf_init(&r->rejects, SIZE_MAX);
     pipe_buf_init(&r->scratch, PIPE_STORE_KEY_MAX);
     pipe_buf_init(&r->zarena, max_output > SIZE_MAX / 2 ? SIZE_MAX : max_output * 2);
     pipe_buf_init(&r->gather, max_output);
@@ -699,9 +675,10 @@ int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_l
         pipe_buf_cleanup(&r->zarena);
         pipe_buf_cleanup(&r->gather);
         pipe_buf_cleanup(&r->plain);
+        pipe_buf_cleanup(&r->rejects);
         return rc;
     }
-    split_route_reset(r, "");
+    split_route_reset(r, "", "");
     return 0;
 }
 
@@ -725,10 +702,12 @@ static void pool_outputs(struct split_route *r)
     r->stage_alloc = 0;
 }
 
-void split_route_reset(struct split_route *r, const char *job_id)
+void split_route_reset(struct split_route *r, const char *job_id, const char *source)
 {
     pool_outputs(r);
     r->job_id = job_id;
+    r->source = source;
+    pipe_buf_reset(&r->rejects);
     if (r->otab_size == 0)
         otab_grow(r);
     memset(r->otab, 0, r->otab_size * sizeof *r->otab);
@@ -753,6 +732,7 @@ void split_route_cleanup(struct split_route *r)
     pipe_buf_cleanup(&r->zarena);
     pipe_buf_cleanup(&r->gather);
     pipe_buf_cleanup(&r->plain);
+    pipe_buf_cleanup(&r->rejects);
     pipe_line_reader_free(r->lr);
     pipe_free(r->outs);
     pipe_free(r->otab);

@@ -113,6 +113,9 @@ tests/bench/combine.sh | tee "$work/combine.txt"
 echo "splitter (zstd in and out) and its peer"
 BIN=$BIN "$BUILD/tests/bench/bench_split" 1000000 "$RUNS" | tee "$work/bench_split.txt"
 
+echo "splitter: ids crafted to collide against random ids"
+"$BUILD/tests/bench/bench_collide" 16384 5 | tee "$work/bench_collide.txt"
+
 echo "peers on the same corpus (one core each)"
 peer_zstd=$("$PY" - "$corpus" <<'PY'
 import subprocess, sys, time
@@ -172,6 +175,14 @@ redis_stop "$work/redis-dedup" || true
   echo
   echo '```'
   cat "$work/bench_split.txt"
+  echo '```'
+  echo
+  echo "Crafted collisions (\`$BUILD/tests/bench/bench_collide 16384 5\`): the splitter's"
+  echo "routing pass over ids whose keys share their low bits, against random ids; tables"
+  echo "keyed by client bytes are seeded per process, so the two should cost about the same:"
+  echo
+  echo '```'
+  cat "$work/bench_collide.txt"
   echo '```'
   echo
   echo "Peers measured in the same run:"

@@ -130,7 +130,7 @@ wait_drained() {
 }
 
 # store_put KEY FILE [DATE] — writes FILE to the test's store at KEY, through
-# the store's own interface (S3 PUT on s3rver), then, with DATE (as `touch
+# the store's own interface (an S3 PUT straight to s3rver, past the verifier), then, with DATE (as `touch
 # -d` takes it), makes that its mtime, which the store reports as the
 # object's age: s3rver takes Last-Modified from its file's mtime.
 store_put() {
@@ -143,7 +143,7 @@ store_put() {
           return 1 ;;
     s3) path=$STORE_VIEW/$key._S3rver_object
         [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$file" \
-          "http://$S3_ENDPOINT/$SRV_BUCKET/${STORE_VIEW#"$S3_BUCKET_DIR/"}/$key")" = 200 ] || return 1 ;;
+          "http://$S3_RAW_ENDPOINT/$SRV_BUCKET/${STORE_VIEW#"$S3_BUCKET_DIR/"}/$key")" = 200 ] || return 1 ;;
   esac
   [ -z "$date" ] || touch -d "$date" "$path"
 }

@@ -61,8 +61,12 @@ put "$root" "rejected/$oh/rj-10d.ndjson.zst" $((10 * D))
 put "$root" "split/page_view/$oh/g1-old.ndjson.zst" $((91 * D))
 put "$root" "manifests/split/g1-2020010100-00000000000000b1.json" $((91 * D))
 put "$root" "split/page_view/$oh/$jo.ndjson.zst" $((10 * D))
-# state/dedup/: past the window (2 d) and within it.
-put "$root" "state/dedup/$oh/$jo.idx" $((2 * D))
+# state/dedup/: past the replay horizon, within it, and new.
+# (kept past the de-duplication window, 1 d, up to the replay horizon: the
+# retention of combined/, 30 d, so that a replay of an old hour finds it)
+dh=$(hour_dir $((now - 31 * D)))
+put "$root" "state/dedup/$dh/$jo.idx" $((31 * D))
+put "$root" "state/dedup/$oh/g1-replayable.idx" $((2 * D))
 put "$root" "state/dedup/$nh/g1-new.idx" 60
 # jobs/combine/: two pending jobs, the older one an hour old.
 put "$root" "jobs/combine/g1-$(hour_id "$now")-00000000000000c1.json" 3600
@@ -105,7 +109,7 @@ state/combine/$oh/$(basename "$raw_f" .ndjson.zst)
 rejected/$oh/rj-31d.ndjson.zst
 split/page_view/$oh/g1-old.ndjson.zst
 manifests/split/g1-2020010100-00000000000000b1.json
-state/dedup/$oh/$jo.idx
+state/dedup/$dh/$jo.idx
 EOF
 )
 snapshot "$root" >"$T/snap.before"

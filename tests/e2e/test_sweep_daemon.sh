@@ -42,12 +42,16 @@ put "$root" "manifests/split/$jo.json" $((40 * D))
 put "$root" "combined/$oh/$ju.ndjson.zst" $((40 * D))
 put "$root" "manifests/combined/$ju.json" $((40 * D))
 put "$root" "jobs/split/$ju.json" $((40 * D))
-# rejected/, split/, state/dedup/: by age.
+# rejected/, split/, state/dedup/: by age (state/dedup/ past the replay horizon).
 put "$root" "rejected/$oh/rj-31d.ndjson.zst" $((31 * D))
 put "$root" "rejected/$oh/rj-10d.ndjson.zst" $((10 * D))
 put "$root" "split/page_view/$oh/g1-old.ndjson.zst" $((91 * D))
 put "$root" "split/page_view/$oh/$jo.ndjson.zst" $((10 * D))
-put "$root" "state/dedup/$oh/$jo.idx" $((2 * D))
+# (kept past the de-duplication window, 1 d, up to the replay horizon: the
+# retention of combined/, 30 d, so that a replay of an old hour finds it)
+dh=$(hour_dir $((now - 31 * D)))
+put "$root" "state/dedup/$dh/$jo.idx" $((31 * D))
+put "$root" "state/dedup/$oh/g1-replayable.idx" $((2 * D))
 put "$root" "state/dedup/$nh/g1-new.idx" 60
 
 want_deleted=$(LC_ALL=C sort <<EOF2
@@ -60,7 +64,7 @@ combined/$oh/$jo.ndjson.zst
 manifests/combined/$jo.json
 rejected/$oh/rj-31d.ndjson.zst
 split/page_view/$oh/g1-old.ndjson.zst
-state/dedup/$oh/$jo.idx
+state/dedup/$dh/$jo.idx
 EOF2
 )
 cp -a "$root" "$T/copy"

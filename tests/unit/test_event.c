@@ -10,14 +10,15 @@
 
 #include "libpipe/err.h"
 #include "libpipe/event.h"
+#include "libpipe/keys.h"
 
 #define RECEIVED 1700000000123LL /* 2023-11-14T22:13:20.123Z */
 
 static const struct pipe_event_ctx ctx = {"web", RECEIVED, 0, 0};
 
 /* Processes s under c; on success copies the line (without '\n') to line. */
-static enum pipe_reason run_ctx(const char *s, size_t n, const struct pipe_event_ctx *c,
-                                char *line, size_t cap, struct pipe_event_result *res)
+static enum pipe_reason run_ctx(const char *s, size_t n, const struct pipe_event_ctx *c, char *line,
+                                size_t cap, struct pipe_event_result *res)
 {
     struct pipe_buf b;
     struct pipe_event_result r;
@@ -48,11 +49,22 @@ static enum pipe_reason run(const char *s)
 static void test_event_reason_codes_are_stable(void **state)
 {
     (void)state;
-    static const char *const want[] = {"ok", "not_json", "not_object", "missing_event",
-                                       "bad_event_type", "bad_id", "bad_ts", "too_large",
-                                       "invalid_utf8", "too_deep", "bad_number", "bad_string",
-                                       "duplicate_field", "schema_violation",
-                                       "unknown_schema_version", "unknown_event_type"};
+    static const char *const want[] = {"ok",
+                                       "not_json",
+                                       "not_object",
+                                       "missing_event",
+                                       "bad_event_type",
+                                       "bad_id",
+                                       "bad_ts",
+                                       "too_large",
+                                       "invalid_utf8",
+                                       "too_deep",
+                                       "bad_number",
+                                       "bad_string",
+                                       "duplicate_field",
+                                       "schema_violation",
+                                       "unknown_schema_version",
+                                       "unknown_event_type"};
     for (int i = 0; i < PIPE_REASON__COUNT; i++)
         assert_string_equal(pipe_reason_code((enum pipe_reason)i), want[i]);
     assert_string_equal(pipe_reason_code(PIPE_REASON__COUNT), "unknown");
@@ -96,12 +108,14 @@ static void test_event_drops_client_received_at_and_channel(void **state)
     char line[512];
     const char *tail = "\"received_at\":\"2023-11-14T22:13:20.123Z\",\"channel\":\"web\"}";
     char want[512];
-    const char *in1 = "{\"received_at\":\"1999\",\"event\":\"a\",\"id\":\"1\",\"channel\":\"evil\"}";
+    const char *in1 =
+        "{\"received_at\":\"1999\",\"event\":\"a\",\"id\":\"1\",\"channel\":\"evil\"}";
     assert_int_equal(run_ctx(in1, strlen(in1), &ctx, line, sizeof line, NULL), PIPE_REASON_OK);
     snprintf(want, sizeof want, "{\"event\":\"a\",\"id\":\"1\",%s", tail);
     assert_string_equal(line, want);
     /* Escaped spellings are the same key. */
-    const char *in2 = "{\"event\":\"a\",\"id\":\"1\",\"chann\\u0065l\":1,\"received_at\":{\"x\":[]}}";
+    const char *in2 =
+        "{\"event\":\"a\",\"id\":\"1\",\"chann\\u0065l\":1,\"received_at\":{\"x\":[]}}";
     assert_int_equal(run_ctx(in2, strlen(in2), &ctx, line, sizeof line, NULL), PIPE_REASON_OK);
     assert_string_equal(line, want);
     /* Nested ones are the event's own data. */
@@ -144,11 +158,11 @@ static void test_event_derives_deterministic_id_when_absent(void **state)
     get_id("{\"event\":\"a\",\"x\":1}", &ctx, a);
     assert_int_equal(strlen(a), 32);
     assert_int_equal(strspn(a, "0123456789abcdef"), 32);
-    get_id(" {\"event\" : \"a\",\n\"x\":1 }", &later, b);              /* retry, reformatted */
+    get_id(" {\"event\" : \"a\",\n\"x\":1 }", &later, b);               /* retry, reformatted */
     get_id("{\"event\":\"a\",\"x\":1,\"received_at\":\"z\"}", &ctx, c); /* overwritten field */
-    get_id("{\"event\":\"a\",\"x\":2}", &ctx, d);                      /* other data */
-    get_id("{\"event\":\"a\",\"x\":1}", &ios, e);                      /* other channel */
-    get_id("{\"x\":1,\"event\":\"a\"}", &ctx, f);                      /* other order */
+    get_id("{\"event\":\"a\",\"x\":2}", &ctx, d);                       /* other data */
+    get_id("{\"event\":\"a\",\"x\":1}", &ios, e);                       /* other channel */
+    get_id("{\"x\":1,\"event\":\"a\"}", &ctx, f);                       /* other order */
     assert_string_equal(a, b);
     assert_string_equal(a, c);
     assert_string_not_equal(a, d);
@@ -258,7 +272,8 @@ static void test_event_checks_event_type_pattern(void **state)
     assert_int_equal(run("{\"event\":\"a b\"}"), PIPE_REASON_BAD_EVENT_TYPE);
     assert_int_equal(run("{\"event\":\"caf\xc3\xa9\"}"), PIPE_REASON_BAD_EVENT_TYPE);
     assert_int_equal(run("{\"event\":\"a\\u002fb\"}"), PIPE_REASON_BAD_EVENT_TYPE);
-    assert_int_equal(run("{\"event\":\"\\u0061\"}"), PIPE_REASON_BAD_EVENT_TYPE); /* raw must match */
+    assert_int_equal(run("{\"event\":\"\\u0061\"}"),
+                     PIPE_REASON_BAD_EVENT_TYPE); /* raw must match */
     assert_int_equal(run("{\"event\":\"a\\n\"}"), PIPE_REASON_BAD_EVENT_TYPE);
     assert_int_equal(run("{\"event\":1}"), PIPE_REASON_BAD_EVENT_TYPE);
     assert_int_equal(run("{\"event\":null}"), PIPE_REASON_BAD_EVENT_TYPE);
@@ -271,6 +286,29 @@ static void test_event_checks_event_type_pattern(void **state)
     buf[10 + 128] = 'e';
     strcpy(buf + 10 + 129, "\"}");
     assert_int_equal(run(buf), PIPE_REASON_BAD_EVENT_TYPE);
+}
+
+/* pipe_event_type_valid is the one rule: every byte at the first and at a
+ * later position, the length bounds, and the key layout's guard agreeing. */
+static void test_event_type_valid_is_the_one_rule(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 256; b++) {
+        bool alnum = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9');
+        bool inner = alnum || b == '_' || b == '.' || b == '-';
+        char first[2] = {(char)b, 'a'}, later[2] = {'a', (char)b};
+        assert_int_equal(pipe_event_type_valid(first, 2), alnum);
+        assert_int_equal(pipe_event_type_valid(later, 2), inner);
+        assert_int_equal(pipe_keys_event_valid(first, 2), alnum);
+        assert_int_equal(pipe_keys_event_valid(later, 2), inner);
+    }
+    char name[PIPE_EVENT_TYPE_MAX + 1];
+    memset(name, 'x', sizeof name);
+    assert_true(pipe_event_type_valid(name, PIPE_EVENT_TYPE_MAX));
+    assert_false(pipe_event_type_valid(name, PIPE_EVENT_TYPE_MAX + 1));
+    assert_false(pipe_event_type_valid(name, 0));
+    assert_false(pipe_event_type_valid(NULL, 0));
+    assert_int_equal(PIPE_KEYS_EVENT_MAX, PIPE_EVENT_TYPE_MAX);
 }
 
 static void test_event_checks_id(void **state)
@@ -324,7 +362,8 @@ static void test_event_checks_ts_forms_and_range(void **state)
     assert_int_equal(run("{\"event\":\"a\",\"ts\":\"\"}"), PIPE_REASON_BAD_TS);
     assert_int_equal(run("{\"event\":\"a\",\"ts\":\"2024-02-30T00:00:00Z\"}"), PIPE_REASON_BAD_TS);
     assert_int_equal(run("{\"event\":\"a\",\"ts\":\"1700000000000\"}"), PIPE_REASON_BAD_TS);
-    assert_int_equal(run("{\"event\":\"a\",\"ts\":\"1970-01-01T00:00:00+01:00\"}"), PIPE_REASON_BAD_TS);
+    assert_int_equal(run("{\"event\":\"a\",\"ts\":\"1970-01-01T00:00:00+01:00\"}"),
+                     PIPE_REASON_BAD_TS);
 }
 
 static void test_event_rejects_duplicate_envelope_fields_only(void **state)
@@ -360,6 +399,30 @@ static void test_event_full_output_buffer_is_an_error_not_a_rejection(void **sta
     pipe_buf_cleanup(&b);
 }
 
+/* The one reading of a time member that the filter and the splitter share. */
+static void test_event_ts_parse_reads_json_tokens_as_the_filter_does(void **state)
+{
+    (void)state;
+    int64_t ms = 7;
+    assert_true(pipe_event_ts_parse("-0", 2, false, &ms));
+    assert_int_equal(ms, 0);
+    assert_true(pipe_event_ts_parse("1700000000123", 13, false, &ms));
+    assert_int_equal(ms, 1700000000123LL);
+    assert_true(pipe_event_ts_parse("\"1970-01-01T01:00:00+01:00\"", 27, false, &ms));
+    assert_int_equal(ms, 0);
+    assert_true(pipe_event_ts_parse("\"1970-01-01T00:00:01\\u005a\"", 27, true, &ms));
+    assert_int_equal(ms, 1000);
+    ms = 7;
+    assert_false(pipe_event_ts_parse("-1", 2, false, &ms));
+    assert_false(pipe_event_ts_parse("1.5", 3, false, &ms));
+    assert_false(pipe_event_ts_parse("1e3", 3, false, &ms));
+    assert_false(pipe_event_ts_parse("253402300800000", 15, false, &ms));
+    assert_false(pipe_event_ts_parse("\"yesterday\"", 11, false, &ms));
+    assert_false(pipe_event_ts_parse("", 0, false, &ms));
+    assert_false(pipe_event_ts_parse("-", 1, false, &ms));
+    assert_int_equal(ms, 7);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,8 +438,10 @@ int main(void)
         cmocka_unit_test(test_event_checks_depth_against_ctx),
         cmocka_unit_test(test_event_too_large_uses_ctx_cap),
         cmocka_unit_test(test_event_checks_event_type_pattern),
+        cmocka_unit_test(test_event_type_valid_is_the_one_rule),
         cmocka_unit_test(test_event_checks_id),
         cmocka_unit_test(test_event_checks_ts_forms_and_range),
+        cmocka_unit_test(test_event_ts_parse_reads_json_tokens_as_the_filter_does),
         cmocka_unit_test(test_event_rejects_duplicate_envelope_fields_only),
         cmocka_unit_test(test_event_full_output_buffer_is_an_error_not_a_rejection),
     };

@@ -51,6 +51,10 @@ static int setup(void **state)
     /* Mid-hour, so that "an hour ago" is another partition. */
     f->now_ms = pipe_clock_now_ms() / HOUR_MS * HOUR_MS + HOUR_MS / 2;
     pipe_retention_config_init(&f->c, 1, DAY_MS);
+    /* state/dedup/ by the window alone (1 d), as {"dedup":"1d"} would: the
+     * sweep's rules are tested here, not the start-up check. */
+    f->c.ttl_ms[PIPE_RET_DEDUP] = DAY_MS;
+    f->c.dedup_set = true;
     *state = f;
     return rc;
 }
@@ -413,6 +417,7 @@ static void test_retention_json_errors_leave_the_config_unchanged(void **state)
         "{\"raw\":\"0\"}",
         "{\"filtered\":\"1d\",\"x\":\"1d\"}",
         "{\"dedup_window\":\"1d\"}",
+        "{\"dedup\":\"-1d\"}",
     };
     struct pipe_retention_config before = f->c;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -459,11 +464,52 @@ static void test_retention_defaults_and_overrides(void **state)
     assert_int_equal(pipe_retention_config_warnings(&f->c, w, 1), 2);
 }
 
+/* state/dedup/ follows the window and the replay horizon unless given,
+ * and SPEC §5.7 refuses what would lose or duplicate, naming both settings. */
+static void test_retention_dedup_covers_window_and_replay_horizon(void **state)
+{
+    (void)state;
+    struct pipe_retention_config c;
+    char err[256] = "";
+    pipe_retention_config_init(&c, 1, DAY_MS);
+    assert_int_equal(c.ttl_ms[PIPE_RET_DEDUP], 30 * DAY_MS); /* combined/ */
+    assert_int_equal(pipe_retention_config_check(&c, err, sizeof err), 0);
+    json_t *j = json_loads("{\"filtered\":\"2d\",\"combined\":\"3d\"}", 0, NULL);
+    assert_int_equal(pipe_retention_config_parse(&c, j, err, sizeof err), 0);
+    json_decref(j);
+    assert_int_equal(c.ttl_ms[PIPE_RET_DEDUP], 3 * DAY_MS);
+    pipe_retention_config_init(&c, 1, 40 * DAY_MS);
+    assert_int_equal(c.ttl_ms[PIPE_RET_DEDUP], 40 * DAY_MS); /* the window */
+
+    pipe_retention_config_init(&c, 1, DAY_MS);
+    j = json_loads("{\"dedup\":\"2d\"}", 0, NULL);
+    assert_int_equal(pipe_retention_config_parse(&c, j, err, sizeof err), 0);
+    json_decref(j);
+    assert_int_equal(pipe_retention_config_check(&c, err, sizeof err), PIPE_ECONFIG);
+    assert_non_null(strstr(err, "retention.dedup (2d)"));
+    assert_non_null(strstr(err, "retention.combined (30d)"));
+
+    pipe_retention_config_init(&c, 1, 3 * DAY_MS);
+    j = json_loads("{\"dedup\":\"2d\",\"filtered\":\"1d\",\"combined\":\"1d\"}", 0, NULL);
+    assert_int_equal(pipe_retention_config_parse(&c, j, err, sizeof err), 0);
+    json_decref(j);
+    assert_int_equal(pipe_retention_config_check(&c, err, sizeof err), PIPE_ECONFIG);
+    assert_non_null(strstr(err, "dedup_window (3d)"));
+
+    pipe_retention_config_init(&c, 1, DAY_MS);
+    j = json_loads("{\"filtered\":\"30m\"}", 0, NULL);
+    assert_int_equal(pipe_retention_config_parse(&c, j, err, sizeof err), 0);
+    json_decref(j);
+    assert_int_equal(pipe_retention_config_check(&c, err, sizeof err), PIPE_ECONFIG);
+    assert_non_null(strstr(err, "retention for filtered/ is 30m"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_retention_sweep_deletes_exactly_the_old_consumed_objects),
+        T(test_retention_dedup_covers_window_and_replay_horizon),
         T(test_retention_sweep_deletes_a_marker_after_its_object),
         T(test_retention_sweep_dry_run_deletes_nothing_and_reports_the_same),
         T(test_retention_second_sweep_finds_nothing),

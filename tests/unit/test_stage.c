@@ -12,7 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "libpipe/err.h"
+#include "libpipe/lease.h"
 #include "libpipe/log.h"
+#include "libpipe/mem.h"
 #include "libpipe/stage.h"
 #include "libpipe/store.h"
 #include "tests/support/testutil.h"
@@ -160,8 +163,8 @@ static void test_stage_usage_errors_exit_2_and_help_exits_0(void **state)
 static void test_stage_bad_store_url_fails_to_start(void **state)
 {
     (void)state;
-    const char *argv[] = {"sluice-fake", "--store", "nope://x", "--admin", "off", "--log-level",
-                          "off", "--once", NULL};
+    const char *argv[] = {"sluice-fake", "--store", "nope://x", "--admin", "off",
+                          "--log-level", "off",     "--once",   NULL};
     assert_int_equal(pipe_stage_main(&fake, 8, (char **)argv), 1);
 }
 
@@ -184,6 +187,32 @@ static void test_stage_daemon_stops_cleanly_on_sigterm(void **state)
     assert_true(last.calls >= 3); /* it kept polling until told to stop */
 }
 
+/* A lease kept by the keeper outlives its TTL many times over while the
+ * holder is busy in one long call; the same wait without a keeper loses it
+ * (the control that shows the wait is long enough). */
+static void test_stage_keeper_renews_a_lease_through_a_long_call(void **state)
+{
+    (void)state;
+    char *url = pipe_asprintf("local://%s/leases", dir);
+    struct pipe_leases *ls = NULL;
+    assert_int_equal(pipe_leases_open(url, NULL, &ls), 0);
+    struct pipe_lease kept = {0}, bare = {0};
+    assert_int_equal(pipe_lease_acquire(ls, "job/kept", 300, &kept), 0);
+    assert_int_equal(pipe_lease_acquire(ls, "job/bare", 300, &bare), 0);
+    struct pipe_stage_keeper *k = NULL;
+    assert_int_equal(pipe_stage_keeper_start(ls, &kept, 300, &k), 0);
+    usleep(1200 * 1000); /* four TTLs: a put of a large object */
+    assert_false(pipe_stage_keeper_lost(k));
+    assert_int_equal(pipe_stage_keeper_stop(k), 0);
+    assert_int_equal(pipe_lease_check(ls, &kept), 0);
+    assert_int_equal(pipe_lease_check(ls, &bare), PIPE_ELOST);
+    assert_int_equal(pipe_stage_keeper_stop(NULL), 0);
+    pipe_lease_release(ls, &kept);
+    pipe_lease_release(ls, &bare);
+    pipe_leases_free(ls);
+    pipe_free(url);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +225,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_stage_bad_store_url_fails_to_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_daemon_stops_cleanly_on_sigterm, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_stage_keeper_renews_a_lease_through_a_long_call, setup,
                                         teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

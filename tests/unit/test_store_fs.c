@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libpipe/err.h"
@@ -22,7 +24,7 @@
 #include "tests/support/testutil.h"
 
 struct fixture {
-    char *dir;  /* temp dir; the store root is dir/root */
+    char *dir; /* temp dir; the store root is dir/root */
     char *root;
     struct pipe_store *s;
 };
@@ -143,6 +145,69 @@ static void test_store_fs_list_skips_temp_and_foreign_files(void **state)
     pipe_free(p3);
 }
 
+/* make_tmp — a temp file as a killed put leaves it, its mtime age_s ago. */
+static char *make_tmp(const char *root, const char *rel, time_t age_s)
+{
+    char *p = pipe_asprintf("%s/%s", root, rel);
+    assert_int_equal(tu_write_file(p, "x", 1), 0);
+    struct timespec t[2] = {{time(NULL) - age_s, 0}, {time(NULL) - age_s, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, p, t, 0), 0);
+    return p;
+}
+
+/* Temp files older than tmp_max_age are a killed put's: opening the store
+ * removes them anywhere in the tree; younger ones may be a live put's and
+ * stay; other hidden files are not the store's to touch. */
+static void test_store_fs_open_removes_only_old_temp_files(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(pipe_store_put(f->s, "a/b/k", "1", 1), 0);
+    char *old1 = make_tmp(f->root, ".tmp.1.a.b", 7200);
+    char *old2 = make_tmp(f->root, "a/b/.tmp.2.c.d", 3601);
+    char *young = make_tmp(f->root, "a/b/.tmp.3.e.f", 60);
+    char *other = make_tmp(f->root, "a/.hidden", 7200);
+    char *url = pipe_asprintf("file://%s", f->root);
+    struct pipe_store *s2 = NULL;
+    assert_int_equal(pipe_store_open(url, &s2), 0);
+    assert_false(exists(f->root, ".tmp.1.a.b"));
+    assert_false(exists(f->root, "a/b/.tmp.2.c.d"));
+    assert_true(exists(f->root, "a/b/.tmp.3.e.f"));
+    assert_true(exists(f->root, "a/.hidden"));
+    assert_true(exists(f->root, "a/b/k"));
+    pipe_store_free(s2);
+    pipe_free(url);
+    pipe_free(old1);
+    pipe_free(old2);
+    pipe_free(young);
+    pipe_free(other);
+}
+
+/* A long-running process (the sweeps) clears them as its listings read
+ * their directories; the bound comes from the URL. */
+static void test_store_fs_list_removes_temp_files_past_the_url_bound(void **state)
+{
+    struct fixture *f = *state;
+    char *url = pipe_asprintf("file://%s?tmp_max_age=100", f->root);
+    struct pipe_store *s2 = NULL;
+    assert_int_equal(pipe_store_open(url, &s2), 0);
+    assert_int_equal(pipe_store_put(s2, "p/k", "1", 1), 0);
+    char *dead = make_tmp(f->root, "p/.tmp.9.a.b", 200);
+    char *live = make_tmp(f->root, "p/.tmp.9.c.d", 10);
+    struct pipe_store_list l = {0};
+    assert_int_equal(pipe_store_list(s2, "p/", NULL, 100, &l), 0);
+    assert_int_equal(l.count, 1);
+    assert_false(exists(f->root, "p/.tmp.9.a.b"));
+    assert_true(exists(f->root, "p/.tmp.9.c.d"));
+    pipe_store_list_cleanup(&l);
+    pipe_store_free(s2);
+    pipe_free(url);
+    pipe_free(dead);
+    pipe_free(live);
+    char *bad = pipe_asprintf("file://%s?tmp_max_age=0", f->root);
+    assert_int_equal(pipe_store_open(bad, &s2), PIPE_ECONFIG);
+    pipe_free(bad);
+}
+
 /* A directory far larger than a page, written behind the store's back for
  * speed: pages come back complete, in order, and resume exactly. */
 static void test_store_fs_list_pages_through_large_directory(void **state)
@@ -198,8 +263,17 @@ static void test_store_open_rejects_bad_urls_with_config_error(void **state)
     char *inner_bad = pipe_asprintf("fault:nope=1:file://%s", f->root);
     char *prob_bad = pipe_asprintf("fault:put_fail=2:file://%s", f->root);
     char *seed_bad = pipe_asprintf("fault:seed=x:file://%s", f->root);
-    const char *bad[] = {"file://", "ftp://x", "", "file:relative", "file://host/x", "nonsense",
-                         "fault:seed=1:ftp://x", "fault:nocolon", inner_bad, prob_bad, seed_bad};
+    const char *bad[] = {"file://",
+                         "ftp://x",
+                         "",
+                         "file:relative",
+                         "file://host/x",
+                         "nonsense",
+                         "fault:seed=1:ftp://x",
+                         "fault:nocolon",
+                         inner_bad,
+                         prob_bad,
+                         seed_bad};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct pipe_store *s = (struct pipe_store *)0x1;
         assert_int_equal(pipe_store_open(bad[i], &s), PIPE_ECONFIG);
@@ -244,7 +318,7 @@ static void test_store_counters_count_requests_and_only_real_errors(void **state
     pipe_store_list_cleanup(&l);
     assert_int_equal(pipe_store_list(f->s, "", NULL, 0, &l), PIPE_EINVAL);
     const uint64_t want[PIPE_STORE_OP__COUNT][2] = {
-        [PIPE_STORE_OP_PUT] = {3, 1}, [PIPE_STORE_OP_GET] = {2, 0},
+        [PIPE_STORE_OP_PUT] = {3, 1},  [PIPE_STORE_OP_GET] = {2, 0},
         [PIPE_STORE_OP_STAT] = {1, 0}, [PIPE_STORE_OP_DELETE] = {1, 0},
         [PIPE_STORE_OP_LIST] = {2, 1},
     };
@@ -438,6 +512,8 @@ int main(void)
         T(test_store_fs_delete_removes_empty_parent_dirs_but_not_root),
         T(test_store_fs_directory_is_not_an_object),
         T(test_store_fs_list_skips_temp_and_foreign_files),
+        T(test_store_fs_open_removes_only_old_temp_files),
+        T(test_store_fs_list_removes_temp_files_past_the_url_bound),
         T(test_store_fs_list_pages_through_large_directory),
         T(test_store_fs_relative_root_url_resolves_against_cwd_at_open),
         T(test_store_open_rejects_bad_urls_with_config_error),

@@ -2,14 +2,16 @@
  * document of the ingest API and per-event-type warehouse tables in four SQL
  * dialects. The table planner (ctl_ddl_plan) is the part other commands
  * reuse: it says which column holds which top-level member, typed how. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
+#include "libpipe/schema.h"
 #include "tools/sluicectl/ctl.h"
-#include "tools/sluicectl/warehouse.h"
 
 /* ---- OpenAPI ----------------------------------------------------------------- */
 
@@ -258,31 +260,34 @@ static int oas_add(json_t *schemas, const char *name, json_t *c, char *err, size
     return 0;
 }
 
-json_t *ctl_openapi_build(const struct ctl_schema_set *set, const char *title, const char *server,
+json_t *ctl_openapi_build(const struct pipe_schema_set *set, const char *title, const char *server,
                           char *err, size_t errlen)
 {
     json_t *schemas = json_object();
     oas_fixed_components(schemas);
     json_t *one_of = json_array(), *mapping = json_object();
     int rc = 0;
-    for (size_t i = 0; i < set->n && rc == 0; i++) {
-        const struct ctl_schema_type *t = &set->types[i];
-        const struct ctl_schema_version *top = &t->versions[t->n - 1];
+    size_t n_types = pipe_schema_set_types(set);
+    for (size_t i = 0; i < n_types && rc == 0; i++) {
+        size_t n;
+        const struct pipe_schema *const *t = pipe_schema_set_type(set, i, &n);
+        const char *ev = pipe_schema_event(t[0]);
         char ref[300], name[200], vtitle[200];
-        rc = oas_add(schemas, t->event, oas_event_component(t->event, top->doc, NULL), err, errlen);
-        for (size_t v = 0; v < t->n && rc == 0; v++) {
-            snprintf(name, sizeof name, "%s.v%u", t->event, t->versions[v].version);
-            snprintf(vtitle, sizeof vtitle, "%s (schema version %u)", t->event,
-                     t->versions[v].version);
-            rc = oas_add(schemas, name, oas_event_component(t->event, t->versions[v].doc, vtitle),
-                         err, errlen);
+        rc = oas_add(schemas, ev, oas_event_component(ev, pipe_schema_doc(t[n - 1]), NULL), err,
+                     errlen);
+        for (size_t v = 0; v < n && rc == 0; v++) {
+            snprintf(name, sizeof name, "%s.v%d", ev, pipe_schema_version(t[v]));
+            snprintf(vtitle, sizeof vtitle, "%s (schema version %d)", ev,
+                     pipe_schema_version(t[v]));
+            rc = oas_add(schemas, name, oas_event_component(ev, pipe_schema_doc(t[v]), vtitle), err,
+                         errlen);
         }
-        snprintf(ref, sizeof ref, "#/components/schemas/%s", t->event);
+        snprintf(ref, sizeof ref, "#/components/schemas/%s", ev);
         json_array_append_new(one_of, json_pack("{s:s}", "$ref", ref));
-        json_object_set_new(mapping, t->event, json_string(ref));
+        json_object_set_new(mapping, ev, json_string(ref));
     }
     json_t *event;
-    if (set->n > 0) {
+    if (n_types > 0) {
         event = json_pack("{s:s, s:o, s:{s:s, s:o}}", "description",
                           "An event of one of the declared types (its highest schema version).",
                           "oneOf", one_of, "discriminator", "propertyName", "event", "mapping",
@@ -482,6 +487,20 @@ static int ddl_add_declared(const struct dialect_desc *d, struct ctl_ddl_table *
     return 0;
 }
 
+void ctl_ddl_table_name(const char *event, char out[CTL_DDL_NAME_MAX])
+{
+    size_t n = strlen(event), i;
+    size_t keep = n < CTL_DDL_NAME_MAX ? n : 54;
+    for (i = 0; i < keep; i++) {
+        char c = event[i];
+        out[i] = (c == '.' || c == '-') ? '_' : (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+    }
+    if (keep < n)
+        i += (size_t)snprintf(out + i, CTL_DDL_NAME_MAX - i, "_%08" PRIx32,
+                              (uint32_t)XXH3_64bits(event, n));
+    out[i] = '\0';
+}
+
 int ctl_ddl_plan(const char *dialect, const char *event, const json_t *const *schemas, size_t n,
                  struct ctl_ddl_table *out, char *err, size_t errlen)
 {
@@ -492,8 +511,8 @@ int ctl_ddl_plan(const char *dialect, const char *event, const json_t *const *sc
     }
     struct ctl_ddl_table t = {0};
     size_t cap = 0;
-    char name[CTL_WH_NAME_MAX];
-    ctl_wh_table_name(event, name);
+    char name[CTL_DDL_NAME_MAX];
+    ctl_ddl_table_name(event, name);
     t.name = ddl_column_name(d, name);
     ddl_add(&t, &cap, ddl_column_name(d, "id"), "id", pipe_strdup(d->id_type), true);
     ddl_add(&t, &cap, ddl_column_name(d, "event"), "event", pipe_strdup(d->event_type), true);

@@ -33,7 +33,8 @@ static const struct pipe_conf_opt sweep_opts[] = {
     {"retention", PIPE_CONF_JSON, NULL, offsetof(struct sweep_cfg, retention),
      "retention per prefix, a JSON object of durations overriding the defaults "
      "{\"raw\":\"7d\",\"filtered\":\"7d\",\"rejected\":\"30d\",\"combined\":\"30d\","
-     "\"split\":\"90d\"}",
+     "\"split\":\"90d\"}; \"dedup\" (state/dedup/) defaults to the longest of dedup_window, "
+     "filtered and combined",
      0, 0, "JSON"},
     {"dry_run", PIPE_CONF_BOOL, "false", offsetof(struct sweep_cfg, dry_run),
      "print what would be deleted and delete nothing", 0, 0, NULL},
@@ -41,7 +42,8 @@ static const struct pipe_conf_opt sweep_opts[] = {
      "generation the filter runs with (names the filtered/ object of a raw/ object)", 1, 999999,
      "N"},
     {"dedup_window", PIPE_CONF_DURATION, "24h", offsetof(struct sweep_cfg, dedup_window_ms),
-     "de-duplication window: state/dedup/ index objects older than this go", 1, INT64_MAX, NULL},
+     "the splitters' de-duplication window: state/dedup/ index objects are kept at least this long",
+     1, INT64_MAX, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -137,6 +139,10 @@ static int sweep_setup(struct sweep_cfg *cfg, struct pipe_retention_config *rc_o
     pipe_retention_config_init(rc_out, (unsigned)cfg->generation, cfg->dedup_window_ms);
     if (pipe_retention_config_parse(rc_out, cfg->retention, err, sizeof err) < 0) {
         fprintf(stderr, "sluicectl sweep: --%s\n", err);
+        return CTL_EXIT_USAGE;
+    }
+    if (pipe_retention_config_check(rc_out, err, sizeof err) < 0) {
+        fprintf(stderr, "sluicectl sweep: %s\n", err);
         return CTL_EXIT_USAGE;
     }
     const char *warn[4];
