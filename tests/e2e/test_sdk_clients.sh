@@ -125,6 +125,11 @@ r=$(curl -s -o "$T/gif" -w '%{http_code} %{content_type}' "$FILTER_URL/i?e=pv&ei
 check "Snowplow GET /i answers a GIF after storing ($r)" bash -c "[[ '$r' == '200 image/gif' ]] && head -c 6 '$T/gif' | grep -q GIF89a"
 r=$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "$FILTER_URL/pixel/v1/track?writeKey=sdk-key&event=Pixel%20Seen&messageId=px1&anonymousId=a")
 check "RudderStack GET pixel answers a GIF ($r)" test "$r" = '200 image/gif'
+r=$(post /v1/batch "${auth[@]}" -d '{"batch":[{"type":"track","event":"ORDER completed","messageId":"n1"},
+ {"type":"track","event":"HTTPServer Started","messageId":"n2"},{"type":"track","event":"plan_v2 chosen","messageId":"n3"},
+ {"type":"track","event":"_private","messageId":"n4"},{"type":"track","event":"!!!","messageId":"n5"}]}')
+check "track names are snake_cased; one that becomes no valid type is rejected ($r)" \
+  test "$r" = '200 {"accepted":3,"rejected":2}'
 r=$(curl -s -o /dev/null -w '%{http_code}' "$FILTER_URL/v1/batch")
 check "GET on /v1/batch gets 405 ($r)" test "$r" = 405
 curl -s -o /dev/null -D "$T/pre.h" -X OPTIONS "$FILTER_URL/v1/t" -H 'Origin: https://shop.example' \
@@ -149,6 +154,10 @@ check "the second filter stops on SIGTERM with status 0" test $? -eq 0
 check "the rejected Snowplow payloads say why (translate_error kept)" \
   bash -c "[ \$(grep -c 'translate_error' '$T/rej.ndjson') -eq 2 ]"
 "$PY" "$HERE/verify.py" dump "$T/store2" filtered >"$T/acc.ndjson"
+check "ORDER completed, HTTPServer Started, plan_v2 chosen map as go-snakecase does (plan_v_2_chosen)" \
+  bash -c "grep -q '\"event\":\"order_completed\".*\"id\":\"n1\"' '$T/acc.ndjson' &&
+           grep -q '\"event\":\"httpserver_started\".*\"id\":\"n2\"' '$T/acc.ndjson' &&
+           grep -q '\"event\":\"plan_v_2_chosen\".*\"id\":\"n3\"' '$T/acc.ndjson'"
 check "the pixel and beacon events are stored with their mapped types" \
   bash -c "grep -q '\"event\":\"pixel_seen\".*\"id\":\"px1\"' '$T/acc.ndjson' &&
            grep -q '\"event\":\"beacon_sent\"' '$T/acc.ndjson' && grep -q '\"id\":\"s6\"' '$T/acc.ndjson'"
