@@ -132,9 +132,9 @@ static enum pipe_reason reason_of(enum pipe_json_error e)
     }
 }
 
-static bool event_type_ok(const char *s, size_t n)
+bool pipe_event_type_valid(const char *s, size_t n)
 {
-    if (n < 1 || n > PIPE_EVENT_TYPE_MAX)
+    if (s == NULL || n < 1 || n > PIPE_EVENT_TYPE_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -206,7 +206,7 @@ static enum pipe_reason check_envelope(const struct envelope *env, const char *d
         return PIPE_REASON_MISSING_EVENT;
     }
     if (ev->type != PIPE_JSON_STRING || ev->esc ||
-        !event_type_ok(data + ev->off + 1, ev->len - 2)) {
+        !pipe_event_type_valid(data + ev->off + 1, ev->len - 2)) {
         snprintf(msg, cap, "\"event\" must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ (at byte %zu)",
                  ev->in_off);
         return PIPE_REASON_BAD_EVENT_TYPE;

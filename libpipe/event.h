@@ -43,6 +43,13 @@ enum pipe_reason {
 #define PIPE_EVENT_ID_MAX            128                      /* bytes in an id (decoded) */
 #define PIPE_EVENT_TS_MAX            INT64_C(253402300799999) /* 9999-12-31T23:59:59.999Z */
 
+/* pipe_event_type_valid — the one event-type rule,
+ * ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ over exactly len bytes of s: never
+ * empty, never a path separator, never "." or "..". The envelope check, the
+ * key layout (libpipe/keys.h) and the schema directory's event directories
+ * all use it. NULL s is invalid. */
+bool pipe_event_type_valid(const char *s, size_t len);
+
 /* pipe_reason_code — the stable snake_case code ("not_json", "too_deep",
  * ...; "ok" for PIPE_REASON_OK, "unknown" out of range). Never NULL. */
 const char *pipe_reason_code(enum pipe_reason r);

@@ -11,6 +11,7 @@
 
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
+#include "libpipe/event.h"
 #include "libpipe/mem.h"
 
 #define KEY_MAX 512 /* longer than any key the builders can produce */
@@ -35,7 +36,7 @@ static bool component_valid(const char *s, size_t len, size_t max)
 
 bool pipe_keys_event_valid(const char *event, size_t len)
 {
-    return component_valid(event, len, PIPE_KEYS_EVENT_MAX);
+    return pipe_event_type_valid(event, len);
 }
 
 bool pipe_keys_name_valid(const char *name)

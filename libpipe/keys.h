@@ -10,11 +10,12 @@
 #include <stdint.h>
 
 #include "libpipe/buf.h"
+#include "libpipe/event.h"
 
 #define PIPE_KEYS_SUFFIX       ".ndjson.zst"
-#define PIPE_KEYS_NAME_MAX     200 /* longest <name> / <job-id> component */
-#define PIPE_KEYS_EVENT_MAX    128 /* longest event type */
-#define PIPE_KEYS_INSTANCE_MAX 64  /* longest filter instance id */
+#define PIPE_KEYS_NAME_MAX     200                 /* longest <name> / <job-id> component */
+#define PIPE_KEYS_EVENT_MAX    PIPE_EVENT_TYPE_MAX /* longest event type */
+#define PIPE_KEYS_INSTANCE_MAX 64                  /* longest filter instance id */
 
 /* Builders. Each replaces out's contents with the key and returns 0;
  * PIPE_EINVAL (out unchanged) for a time outside years 1970..9999, an invalid
@@ -113,9 +114,9 @@ struct pipe_key_parts {
  * 0 or PIPE_EINVAL (out unchanged). */
 int pipe_keys_parse(const char *key, struct pipe_key_parts *out);
 
-/* pipe_keys_event_valid — ^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$ over exactly len
- * bytes: never a path separator, never "." or "..", never empty. This is the
- * guard that keeps hostile event names from becoming paths. */
+/* pipe_keys_event_valid — pipe_event_type_valid (libpipe/event.h), the one
+ * event-type rule: never a path separator, never "." or "..", never empty.
+ * This is the guard that keeps hostile event names from becoming paths. */
 bool pipe_keys_event_valid(const char *event, size_t len);
 
 /* pipe_keys_name_valid — a <name> or <job-id> component:

@@ -4,7 +4,8 @@
  * the format.
  *
  * A directory holds <dir>/<event>/<N>.json, one file per event type and
- * version. pipe_schema_set_load parses and compiles all of them into an
+ * version. pipe_schema_set_load (the one loader: the filter and every
+ * sluicectl command read schemas through it) parses and compiles all of them into an
  * immutable, reference-counted set that any number of threads may read at
  * once; a reload builds a new set and swaps the pointer. Checking works on
  * the compacted bytes the envelope checks produced (no DOM per event): a
@@ -25,8 +26,9 @@ struct pipe_schema;         /* one compiled schema: an event type at one version
 struct pipe_schema_set;     /* every schema of a directory */
 struct pipe_schema_checker; /* per-thread scratch for checking */
 
-#define PIPE_SCHEMA_MAX_VERSION 999999999 /* versions are 1..this */
-#define PIPE_SCHEMA_HASH_HEX    32        /* hex digits of a "hash" redaction */
+#define PIPE_SCHEMA_MAX_VERSION 999999999  /* versions are 1..this */
+#define PIPE_SCHEMA_FILE_MAX    (1u << 20) /* bytes in one schema file */
+#define PIPE_SCHEMA_HASH_HEX    32         /* hex digits of a "hash" redaction */
 
 /* What compiling needs besides the documents. */
 struct pipe_schema_opts {
@@ -34,6 +36,12 @@ struct pipe_schema_opts {
      * using redact "hash" fails to load without one. Copied. */
     const unsigned char *hash_key;
     size_t hash_key_len;
+    /* How pipe_schema_set_load treats an entry that does not fit the
+     * layout. false (the filter): it is skipped with a warning in the log.
+     * true (sluicectl, a check run in CI): a .json file not named <N>.json,
+     * an <N>.json that is not a regular file or a directory whose name is
+     * not an event type fails the load; other files are skipped silently. */
+    bool strict;
 };
 
 /* ---- compiling and loading ---- */
@@ -54,14 +62,30 @@ int pipe_schema_new(const json_t *doc, const char *event, int version, const cha
 void pipe_schema_free(struct pipe_schema *s);
 
 /* pipe_schema_set_load — loads every <dir>/<event>/<N>.json into a new set
- * (reference count 1). Files and directories that do not fit that layout
- * are skipped with a warning in the log (dot files silently); an empty
- * directory gives an empty set. Any unreadable file, JSON error or schema
- * error fails the whole load: err gets one line naming the file and, for a
- * schema error, the path inside it. Returns 0, PIPE_EINVAL (a bad schema),
- * or -errno (the directory cannot be read); *out only on success. */
+ * (reference count 1): <event> passes pipe_event_type_valid, N is 1..
+ * PIPE_SCHEMA_MAX_VERSION without leading zeros, a file is at most
+ * PIPE_SCHEMA_FILE_MAX bytes. Names starting with a dot are skipped
+ * silently, other entries that do not fit the layout as opts->strict says;
+ * an empty directory gives an empty set. Any unreadable file, JSON error or
+ * schema error fails the whole load: err gets one line naming the file and,
+ * for a schema error, the path inside it ("DIR/page_view/1.json:7:3: ..."
+ * for JSON). Returns 0, PIPE_EINVAL (a bad schema), PIPE_ETOOBIG (a file
+ * over the limit) or -errno (unreadable); *out only on success. opts may be
+ * NULL. */
 int pipe_schema_set_load(const char *dir, const struct pipe_schema_opts *opts,
                          struct pipe_schema_set **out, char *err, size_t errlen);
+
+/* pipe_schema_load_file — reads, parses and compiles the one file path as
+ * event type event at version (what pipe_schema_set_load does for each
+ * file, same limits and messages). 0 and *out (pipe_schema_free), or
+ * PIPE_EINVAL / PIPE_ETOOBIG / -errno with err set. */
+int pipe_schema_load_file(const char *path, const char *event, int version,
+                          const struct pipe_schema_opts *opts, struct pipe_schema **out, char *err,
+                          size_t errlen);
+
+/* pipe_schema_file_version — N for a file name "<N>.json" (N in
+ * 1..PIPE_SCHEMA_MAX_VERSION, no sign, no leading zero), else 0. */
+int pipe_schema_file_version(const char *name);
 
 /* pipe_schema_set_ref — takes one more reference (any thread); returns s. */
 struct pipe_schema_set *pipe_schema_set_ref(struct pipe_schema_set *s);
@@ -85,6 +109,20 @@ const struct pipe_schema *pipe_schema_set_at(const struct pipe_schema_set *s, si
  * has schemas but not that version. */
 int pipe_schema_lookup(const struct pipe_schema_set *s, const char *event, size_t len, int version,
                        const struct pipe_schema **out);
+
+/* pipe_schema_set_types — how many event types the set has schemas for. */
+size_t pipe_schema_set_types(const struct pipe_schema_set *s);
+
+/* pipe_schema_set_type — the versions (ascending, *n of them) of the i-th
+ * event type, types ordered bytewise; NULL and *n = 0 past the end.
+ * Borrowed from the set. */
+const struct pipe_schema *const *pipe_schema_set_type(const struct pipe_schema_set *s, size_t i,
+                                                      size_t *n);
+
+/* pipe_schema_versions — the versions (ascending, *n of them) of event type
+ * event[0..len); NULL and *n = 0 for a type the set does not have. */
+const struct pipe_schema *const *pipe_schema_versions(const struct pipe_schema_set *s,
+                                                      const char *event, size_t len, size_t *n);
 
 /* Accessors, all borrowed from the schema. */
 const char *pipe_schema_event(const struct pipe_schema *s);

@@ -1000,7 +1000,7 @@ int pipe_schema_redact_record(const struct pipe_schema_set *set, struct pipe_sch
         scan_top(ck->compact.data, ck->compact.len, &t) < 0 ||
         !event_name(&t, ev, sizeof ev, &evlen))
         return 0;
-    const struct pipe_schema *const *all = pipe__schema_versions(set, ev, evlen, &n);
+    const struct pipe_schema *const *all = pipe_schema_versions(set, ev, evlen, &n);
     const struct pipe_schema *one = NULL;
     int v = t.n_ver == 1 ? version_of(t.ver, t.ver_end) : 0;
     if (v && pipe_schema_lookup(set, ev, evlen, v, &one) == 0) {

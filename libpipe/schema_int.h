@@ -1,11 +1,16 @@
-/* schema_int — the compiled form of a schema, shared by schema_load.c
- * (which builds it) and schema_check.c (which walks events beside it). Not
- * for use outside those two files. */
+/* schema_int — the compiled form of a schema and the layout of a set,
+ * shared by the schema modules and by nothing else. The modules form layers,
+ * each calling only those below it:
+ *   schema_load.c     directories and files -> sets (the one loader)
+ *   schema_compile.c  one document -> compiled tree (defaults checked)
+ *   schema_check.c    events checked beside a compiled tree; set lookups
+ *   schema_set.c      a set's index: lookup by event type and version */
 #ifndef PIPE_SCHEMA_INT_H
 #define PIPE_SCHEMA_INT_H
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -33,10 +38,9 @@ enum {
 
 enum sch_redact { SCH_REDACT_NONE = 0, SCH_REDACT_REMOVE, SCH_REDACT_HASH };
 
-#define SCH_MAX_PROPS   1024 /* members declared (or required) per object */
-#define SCH_MAX_NAME    256  /* bytes in a declared property name */
-#define SCH_MAX_DEPTH   64   /* nesting of schemas inside a document */
-#define SCH_MAX_FILE    (1u << 20)
+#define SCH_MAX_PROPS   1024    /* members declared (or required) per object */
+#define SCH_MAX_NAME    256     /* bytes in a declared property name */
+#define SCH_MAX_DEPTH   64      /* nesting of schemas inside a document */
 #define SCH_MATCH_LIMIT 100000u /* pcre2 backtracking budget per match */
 #define SCH_PATH_MAX    200     /* bytes of a path in a message */
 
@@ -98,10 +102,31 @@ struct pipe_schema {
     bool redacts, hashes;
 };
 
-/* pipe__schema_versions — every schema of event type event[0..len),
- * ascending; NULL and *n = 0 for a type the set does not have. */
-const struct pipe_schema *const *pipe__schema_versions(const struct pipe_schema_set *s,
-                                                       const char *event, size_t len, size_t *n);
+/* All versions of one event type, ascending. */
+struct sch_type {
+    const char *name; /* the first schema's event */
+    size_t len;
+    struct pipe_schema **v;
+    size_t n;
+};
+
+struct pipe_schema_set {
+    atomic_int refs;
+    struct pipe_schema **all; /* by type, then version */
+    size_t n_all;
+    struct sch_type *types;
+    size_t n_types;
+    struct sch_type **table; /* open addressing over XXH3 of the name */
+    size_t table_cap;        /* a power of two */
+};
+
+/* pipe__schema_set_new — a set (reference count 1) of the n schemas in all
+ * (taken over, all may be NULL when n is 0), sorted and indexed. Freed by
+ * pipe_schema_set_free (schema_load.c), which frees the schemas too. */
+struct pipe_schema_set *pipe__schema_set_new(struct pipe_schema **all, size_t n);
+
+/* pipe__schema_set_index_free — frees the index of s (not its schemas). */
+void pipe__schema_set_index_free(struct pipe_schema_set *s);
 
 /* pipe__schema_value_ok — checks the compact JSON value v[0..n) against
  * node n (used at load time on every "default"). Returns true if it passes;

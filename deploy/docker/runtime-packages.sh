@@ -1,8 +1,9 @@
 #!/bin/sh
 # runtime-packages.sh BINARY... — prints the Debian packages that hold the
 # shared libraries the binaries load, one per line: what the runtime image
-# must install. Libraries outside any package (an upstream libs3 under
-# /usr/local/lib) are left out; the Dockerfile copies those itself.
+# must install (ca-certificates aside: libcurl verifies S3's certificate
+# against the system CA store, and the Dockerfile installs it). Libraries
+# outside any package are left out.
 set -eu
 # With merged /usr, dpkg may know a library under /lib or under /usr/lib,
 # by its ldd path or its real path: ask for every spelling in one call.

@@ -49,7 +49,8 @@ static double schemas_loaded(void *arg)
 
 static int load(struct filter *f, struct pipe_schema_set **out, char *err, size_t errlen)
 {
-    const struct pipe_schema_opts o = {f->redact_key, f->redact_key_len};
+    const struct pipe_schema_opts o = {.hash_key = f->redact_key,
+                                       .hash_key_len = f->redact_key_len};
     return pipe_schema_set_load(f->cfg->schemas, &o, out, err, errlen);
 }
 

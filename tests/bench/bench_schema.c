@@ -92,7 +92,8 @@ static void write_schema(const char *dir, const char *ip_redact)
 
 static struct pipe_schema_set *load(const char *ip_redact)
 {
-    static const struct pipe_schema_opts key = {(const unsigned char *)"bench-key-0123456789", 20};
+    static const struct pipe_schema_opts key = {(const unsigned char *)"bench-key-0123456789", 20,
+                                                false};
     char *dir = tu_tmpdir("bench-schema");
     write_schema(dir, ip_redact);
     struct pipe_schema_set *set = NULL;

@@ -3,7 +3,8 @@
 # acknowledgement latency over real HTTP, with same-run peers (the jansson
 # reference validator, the zstd CLI); the whole pipeline, also side by side
 # on the file store and on S3 (s3rver) + Redis with store requests per
-# million events (tests/bench/backends.sh); the combiner, the splitter,
+# million events (tests/bench/backends.sh); the dispatcher's LIST rate
+# (tests/bench/lists.sh); the combiner, the splitter,
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -86,6 +87,9 @@ PY
   tail -1 "$results"
 done
 
+echo "SDK-format (Segment) batches beside the native API, same client, same events"
+tests/bench/sdk.sh "$corpus" 400000 | tee "$work/sdk.txt"
+
 echo "whole pipeline, default settings (200k events, 16 connections, batches of 500)"
 : >"$work/pipeline.runs"
 for _ in $(seq "$RUNS"); do
@@ -103,6 +107,9 @@ echo "  $pipeline"
 
 echo "whole pipeline on the file store and on S3 (s3rver) + Redis, side by side"
 BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
+
+echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
+tests/bench/lists.sh | tee "$work/lists.txt"
 
 echo "combiner, per mode"
 tests/bench/combine.sh | tee "$work/combine.txt"
@@ -143,6 +150,14 @@ redis_stop "$work/redis-dedup" || true
   echo "|---|---|---|---|---|---|---|---|---|---|"
   awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$results"
   echo
+  echo "Segment-format batches (\`POST /v1/batch\`, each event a track call) beside the native"
+  echo "API in the same run (\`tests/bench/sdk.sh CORPUS 400000\`): the same events, the same"
+  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms:"
+  echo
+  echo "| form | path | events | events/s per filter core | MB/s per filter core | events/s wall | runs |"
+  echo "|---|---|---|---|---|---|---|"
+  awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$work/sdk.txt"
+  echo
   echo "Whole pipeline with default settings (four stages as daemons, \`tests/bench/pipeline.sh 200000\`):"
   echo "events/s per core counts the CPU of all four stages; latency is from an event's"
   echo "\`received_at\` to the write of the split file holding it."
@@ -152,6 +167,14 @@ redis_stop "$work/redis-dedup" || true
   echo "$pipeline"
   echo
   cat "$work/backends/backends.md"
+  echo
+  echo "Dispatcher polling (\`tests/bench/lists.sh\`): LIST requests per second while idle at"
+  echo "--poll 1s, the design's bound, and how long a late object in a lookback hour that is"
+  echo "not hot waits to be combined (--full-scan 1h, so it is the lookback that finds it):"
+  echo
+  echo "| idle LIST/s | bound LIST/s | late object combined after | --lookback-every |"
+  echo "|---|---|---|---|"
+  cat "$work/lists.txt"
   echo
   echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
   echo "process; MB are uncompressed NDJSON."

@@ -304,6 +304,66 @@ static void test_store_list_orders_full_keys_bytewise(void **state)
     wipe(&c);
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Characters a URL or a signature must encode (space, '+', '%', '=', '&',
+ * '?', '#', ...), and UTF-8: each key round-trips, lists in byte order,
+ * also from prefixes and markers that hold them. */
+static void test_store_keys_with_reserved_and_unicode_bytes_round_trip(void **state)
+{
+    struct ctx c = ctx_new(state, "chars");
+    const char *keys[] = {"s p/a+b",
+                          "s p/a b",
+                          "s p/pct%41%",
+                          "s p/eq=x&y?z#w",
+                          "s p/\xc3\xa9t\xc3\xa9",
+                          "s p/\xe2\x82\xac",
+                          "s p/\xf0\x9f\x98\x80",
+                          "s p/t~*'()!$,;:@[]",
+                          "s p/a+b=/c d"};
+    enum { N = sizeof keys / sizeof *keys };
+    for (size_t i = 0; i < N; i++)
+        put_str(&c, keys[i], keys[i]);
+    for (size_t i = 0; i < N; i++) {
+        check_get(&c, keys[i], keys[i], strlen(keys[i]));
+        char *k = key_at(&c, keys[i]);
+        struct pipe_store_obj o;
+        assert_int_equal(pipe_store_stat(c.s, k, &o), 0);
+        assert_int_equal(o.size, strlen(keys[i]));
+        pipe_free(k);
+    }
+    const char *sorted[N];
+    memcpy(sorted, keys, sizeof sorted);
+    qsort(sorted, N, sizeof *sorted, cmp_str);
+    struct pipe_buf want;
+    pipe_buf_init(&want, SIZE_MAX);
+    for (size_t i = 0; i < N; i++)
+        pipe_buf_printf(&want, "%s\n", sorted[i]);
+    int pages;
+    char *all = list_all(&c, "s p/", 2, &pages); /* markers with these bytes */
+    assert_string_equal(all, want.data);
+    assert_int_equal(pages, (N + 1) / 2);
+    pipe_free(all);
+    all = list_all(&c, "s p/a+b", 1000, &pages); /* a prefix with '+' */
+    assert_string_equal(all, "s p/a+b\ns p/a+b=/c d\n");
+    pipe_free(all);
+    all = list_all(&c, "s p/\xc3\xa9", 1000, &pages); /* a prefix in UTF-8 */
+    assert_string_equal(all, "s p/\xc3\xa9t\xc3\xa9\n");
+    pipe_free(all);
+    char *k = key_at(&c, "s p/eq=x&y?z#w");
+    assert_int_equal(pipe_store_delete(c.s, k), 0);
+    struct pipe_buf b;
+    pipe_buf_init(&b, 100);
+    assert_int_equal(pipe_store_get(c.s, k, &b), PIPE_ENOTFOUND);
+    pipe_buf_cleanup(&b);
+    pipe_free(k);
+    pipe_buf_cleanup(&want);
+    wipe(&c);
+}
+
 struct walk_seen {
     struct pipe_buf keys;
     int stop_after; /* stop the walk with 7 after this many objects; 0 = never */
@@ -349,11 +409,6 @@ static void test_store_walk_visits_every_key_in_order_and_stops_on_request(void 
     wipe(&c);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static void test_store_list_pagination_resumes_exactly_after_marker(void **state)
 {
     struct ctx c = ctx_new(state, "pages");
@@ -362,11 +417,21 @@ static void test_store_list_pagination_resumes_exactly_after_marker(void **state
     for (int i = 0; i < N; i++) {
         /* a mix of depths and of '-', '.' and '/' right after a shared stem */
         switch (i % 5) {
-        case 0: names[i] = pipe_asprintf("k%03d", i); break;
-        case 1: names[i] = pipe_asprintf("k%03d/x", i - 1); break;
-        case 2: names[i] = pipe_asprintf("k%03d-y", i - 2); break;
-        case 3: names[i] = pipe_asprintf("d%d/e%d/k%03d", i % 3, i % 7, i); break;
-        default: names[i] = pipe_asprintf("k%03d.z", i - 4); break;
+        case 0:
+            names[i] = pipe_asprintf("k%03d", i);
+            break;
+        case 1:
+            names[i] = pipe_asprintf("k%03d/x", i - 1);
+            break;
+        case 2:
+            names[i] = pipe_asprintf("k%03d-y", i - 2);
+            break;
+        case 3:
+            names[i] = pipe_asprintf("d%d/e%d/k%03d", i % 3, i % 7, i);
+            break;
+        default:
+            names[i] = pipe_asprintf("k%03d.z", i - 4);
+            break;
         }
     }
     /* "k000" and "k000/x" cannot both exist in a directory tree store, so
@@ -417,9 +482,9 @@ static void test_store_rejects_invalid_keys(void **state)
     char long_key[PIPE_STORE_KEY_MAX + 2];
     memset(long_key, 'a', sizeof long_key);
     long_key[PIPE_STORE_KEY_MAX + 1] = '\0';
-    const char *bad[] = {"../x", "/x", "a//b", "a/./b", "a/../b", "", ".hidden", "a/.tmp",
-                         "a/", "tab\tkey", "nl\nkey", "del\x7fkey", "back\\slash", ".",
-                         long_key};
+    const char *bad[] = {"../x",    "/x",         "a//b",        "a/./b", "a/../b",
+                         "",        ".hidden",    "a/.tmp",      "a/",    "tab\tkey",
+                         "nl\nkey", "del\x7fkey", "back\\slash", ".",     long_key};
     struct pipe_buf b;
     pipe_buf_init(&b, 100);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -566,6 +631,7 @@ static int run_suite(const char *url)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_put_get_round_trips_binary_empty_and_large_objects),
         cmocka_unit_test(test_store_put_overwrites_existing_object),
+        cmocka_unit_test(test_store_keys_with_reserved_and_unicode_bytes_round_trip),
         cmocka_unit_test(test_store_get_missing_key_is_not_found_and_leaves_buffer),
         cmocka_unit_test(test_store_get_over_cap_is_too_big_and_leaves_buffer),
         cmocka_unit_test(test_store_stat_reports_size_mtime_and_changing_etag),

@@ -130,7 +130,7 @@ wait_drained() {
 }
 
 # store_put KEY FILE [DATE] — writes FILE to the test's store at KEY, through
-# the store's own interface (S3 PUT on s3rver), then, with DATE (as `touch
+# the store's own interface (an S3 PUT straight to s3rver, past the verifier), then, with DATE (as `touch
 # -d` takes it), makes that its mtime, which the store reports as the
 # object's age: s3rver takes Last-Modified from its file's mtime.
 store_put() {
@@ -143,7 +143,7 @@ store_put() {
           return 1 ;;
     s3) path=$STORE_VIEW/$key._S3rver_object
         [ "$(curl -s -o /dev/null -w '%{http_code}' -X PUT --data-binary @"$file" \
-          "http://$S3_ENDPOINT/$SRV_BUCKET/${STORE_VIEW#"$S3_BUCKET_DIR/"}/$key")" = 200 ] || return 1 ;;
+          "http://$S3_RAW_ENDPOINT/$SRV_BUCKET/${STORE_VIEW#"$S3_BUCKET_DIR/"}/$key")" = 200 ] || return 1 ;;
   esac
   [ -z "$date" ] || touch -d "$date" "$path"
 }
@@ -169,3 +169,56 @@ put() {
 }
 # tree DIR — the object keys under DIR (temp files excluded), sorted.
 tree() { (cd "$1" && find . -type f ! -name '.*' | sed 's|^\./||' | LC_ALL=C sort); }
+
+# count_objects STORE_URL PREFIX — how many objects the store lists under
+# PREFIX/, through `sluicectl ls` (the store's own listing, which never shows
+# the hidden temp file a killed put leaves behind). Prints -1 and fails if
+# the store cannot be listed.
+count_objects() {
+  local out
+  out=$("$BIN/sluicectl" ls --store "$1" "${2%/}/" 2>/dev/null) || { echo -1; return 1; }
+  awk 'NF { n++ } END { print n + 0 }' <<<"$out"
+}
+
+# wait_until SECONDS CMD... — runs CMD every 0.1 s until it succeeds; fails
+# after SECONDS. A bound on a wait, never a measure of speed.
+wait_until() {
+  local limit=$1 i
+  shift
+  for ((i = 0; i < limit * 10; i++)); do
+    "$@" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# listen_port LOGFILE — the ingest port a filter started with --listen
+# 127.0.0.1:0 printed (the kernel picks a free one: no port is guessed).
+listen_port() {
+  wait_log "$1" 'msg="ingest listening"' 10 >/dev/null 2>&1 || return 1
+  sed -n 's/.*msg="ingest listening".* port=\([0-9]*\).*/\1/p' "$1" | tail -1
+}
+
+# holds_lease DIR PID PREFIX — process PID holds a lease whose name starts
+# with PREFIX (e.g. combine/: it is inside a job) in the local:// lease
+# directory DIR.
+holds_lease() {
+  local f
+  for f in "$1"/*.lease; do
+    grep -q "^pid $2\$" "$f" 2>/dev/null && grep -q "^name [0-9]*:$3" "$f" &&
+      ! grep -q '^owner -$' "$f" && return 0
+  done
+  return 1
+}
+
+# pipeline_once ARGS... — dispatcher, combiner, then splitter (with
+# --dedup $DEDUP_URL), each --once with ARGS (--store, --leases, ...); logs
+# in $T/STAGE.log. Fails at the first stage that fails.
+pipeline_once() {
+  local s extra
+  for s in dispatcher combiner splitter; do
+    extra=()
+    [ "$s" = splitter ] && extra=(--dedup "$DEDUP_URL")
+    "$BIN/sluice-$s" "$@" "${extra[@]}" --once --admin off >>"$T/$s.log" 2>&1 || return 1
+  done
+}

@@ -133,7 +133,11 @@ fill_filtered() {
 
 # Objects only: a put cut short by kill -9 leaves a hidden temp file.
 hashes() { (cd "$store" && find combined manifests/combined -type f ! -name '.*' | sort | xargs sha256sum); }
-count_keys() { find "$store/$1" -type f ! -name '.*' 2>/dev/null | wc -l; }
+# count_keys PREFIX — objects under PREFIX as the store lists them (a killed
+# put's temp file is not one).
+count_keys() { count_objects "file://$store" "$1"; }
+# in_job PID — combiner PID holds a job's lease: it is inside that job.
+in_job() { holds_lease "$T/leases" "$1" combine/; }
 dispatch() { "$BIN/sluice-dispatcher" "${COMMON[@]}" --once --job-objects 6 "$@" >>"$T/disp.log" 2>&1; }
 combine() { "$BIN/sluice-combiner" "${COMMON[@]}" --once "$@" >>"$T/comb.log" 2>&1; }
 reset_combined() { rm -rf "$store/combined" "$store/manifests/combined" "$store/state/combine" \
@@ -174,7 +178,7 @@ check "back in the default mode the bytes are the same again" diff "$T/ref.sha" 
 
 # ---- a job committed by a holder that died before its cleanup -------------
 job=$(basename "$(ls "$T/jobs.saved" | head -1)" .json)
-marker=$(find "$store/state/combine" -type f | xargs grep -l "$job" | head -1)
+marker=$(find "$store/state/combine" -type f ! -name '.*' | xargs grep -l "$job" | head -1)
 inode=$(stat -c %i "$store"/combined/*/*/"$job".ndjson.zst)
 mkdir -p "$store/jobs/combine" # an emptied directory is pruned
 cp "$T/jobs.saved/$job.json" "$store/jobs/combine/"
@@ -211,8 +215,7 @@ dispatch
 "$BIN/sluice-combiner" "${COMMON[@]}" --once --zstd-level 19 >"$T/term.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
-wait_log "$T/term.log" 'msg="started"'
-sleep 0.3
+check "the combiner starts a job" wait_until 30 in_job "$pid"
 stop_pid "$pid"
 check "SIGTERM mid-job exits 0" test $? -eq 0
 check "the job is abandoned, nothing committed" \
@@ -223,8 +226,7 @@ check "the abandonment is logged" grep -q "job abandoned before its commit" "$T/
 "$BIN/sluice-combiner" "${COMMON[@]}" --zstd-level 19 >"$T/kill.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
-wait_log "$T/kill.log" 'msg="started"'
-sleep 0.4
+check "the daemon starts a job" wait_until 30 in_job "$pid"
 { kill -9 "$pid"; wait "$pid"; } 2>/dev/null
 check "kill -9 mid-job leaves every descriptor" test "$(count_keys jobs/combine)" -eq 4
 combine
@@ -238,11 +240,12 @@ dispatch
   --admin off --once >"$T/fault.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
-sleep 2
+check "puts failed along the way" wait_log "$T/fault.log" "job failed; will retry" 60
+some_written() { [ "$(count_keys combined)" -gt 0 ]; }
+check "some combined output was written before the kill" wait_until 60 some_written
 { kill -9 "$pid"; wait "$pid"; } 2>/dev/null
 note "left behind: $(count_keys combined) combined, $(count_keys manifests/combined) manifests," \
   "$(count_keys state/combine) markers, $(count_keys jobs/combine) descriptors"
-check "puts failed along the way" grep -q "job failed; will retry" "$T/fault.log"
 combine
 check "after half-done commits a re-run gives the same bytes" diff "$T/ref.sha" <(hashes)
 check "after half-done commits invariants hold" "$PY" "$T/check.py" "$store"
@@ -266,28 +269,36 @@ for i in 1 2 3; do
   eval "c${i}_pid=$!"
   PIDS+=("$!")
 done
-# New objects arrive while they run; one dispatcher and one combiner are
-# killed half way (the others must take over).
+# New objects arrive while they run; the active dispatcher and one combiner
+# are killed half way (the others must take over).
 (fill_filtered "$T/c" 3 30) &
 feed_pid=$!
-sleep 1
-{ kill -9 "$d1_pid" "$c2_pid"; wait "$d1_pid" "$c2_pid"; } 2>/dev/null
+active() { grep -l "dispatcher lease acquired" "$T/d1.log" "$T/d2.log" 2>/dev/null | head -1; }
+has_active() { [ -n "$(active)" ]; }
+check "one dispatcher takes the lease" wait_until 30 has_active
+a=$(active)
+a=${a##*/d}
+a=${a%.log}
+standby=$((3 - a))
+eval "active_pid=\$d${a}_pid standby_pid=\$d${standby}_pid"
+check "the standby dispatcher has not taken the lease" bash -c "! grep -q 'dispatcher lease acquired' '$T/d$standby.log'"
+{ kill -9 "$active_pid" "$c2_pid"; wait "$active_pid" "$c2_pid"; } 2>/dev/null
 wait "$feed_pid"
 check "new filtered objects kept arriving" test "$(count_keys filtered)" -eq 40
-drained=no
-for _ in $(seq 1 200); do
+all_done() {
   n_done=$(count_keys state/combine)
-  if [ "$n_done" -eq 40 ] && [ "$(count_keys jobs/combine)" -eq 0 ]; then drained=yes; break; fi
-  sleep 0.1
-done
-check "the daemons combine everything ($n_done of 40 done)" test "$drained" = yes
-port=$(sed -n 's/.*msg="admin listening".* port=\([0-9]*\).*/\1/p' "$T/c1.log" | head -1)
+  [ "$n_done" -eq 40 ] && [ "$(count_keys jobs/combine)" -eq 0 ]
+}
+n_done=0
+check "the daemons combine everything" wait_until 120 all_done
+note "$n_done of 40 done"
+port=$(admin_port "$T/c1.log")
 check "the combiner serves its metrics" \
   sh -c "curl -s http://127.0.0.1:$port/metrics | grep -q '^sluice_combiner_jobs_total'"
 # The standby takes the lease at its next poll after the kill; the work
 # may be drained before that, so wait for it rather than race it.
-check "the standby dispatcher took over" wait_log "$T/d2.log" "dispatcher lease acquired" 15
-for p in "$d2_pid" "$c1_pid" "$c3_pid"; do
+check "the standby dispatcher took over" wait_log "$T/d$standby.log" "dispatcher lease acquired" 30
+for p in "$standby_pid" "$c1_pid" "$c3_pid"; do
   stop_pid "$p"
   check "daemon $p stops with exit 0 on SIGTERM" test $? -eq 0
 done

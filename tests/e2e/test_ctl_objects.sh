@@ -51,9 +51,10 @@ mkdir -p "$root/jobs/combine"
 for i in $(seq -w 1 2500); do echo "{\"job\":\"$i\"}" >"$root/jobs/combine/job-$i.json"; done
 
 # Expected figures, computed from the tree.
-expect_count() { find "$root/$1" -type f 2>/dev/null | wc -l; }
-expect_bytes() { find "$root/$1" -type f -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
-all_keys() { (cd "$root" && find . -type f | sed 's|^\./||' | LC_ALL=C sort); }
+# (names starting with '.' are the file store's temp files, never objects)
+expect_count() { find "$root/$1" -type f ! -name '.*' 2>/dev/null | wc -l; }
+expect_bytes() { find "$root/$1" -type f ! -name '.*' -printf '%s\n' 2>/dev/null | awk '{s+=$1} END {print s+0}'; }
+all_keys() { (cd "$root" && find . -type f ! -name '.*' | sed 's|^\./||' | LC_ALL=C sort); }
 
 # --- ls ---
 "$ctl" ls --store "$store" >"$T/ls.out"

@@ -2,8 +2,10 @@
 # sluicectl schema check, openapi and ddl. Every compatibility case of
 # tests/data/schema-compat/cases.tsv (OLD, NEW, mode, expected exit and a
 # substring of the output) is run; --dir compares each type's last two
-# versions; the OpenAPI document has the structure SDK generators need; the
-# DDL of each dialect equals its golden file in tests/data/golden/.
+# versions (the _all modes: the highest against every earlier one); schema
+# files are read with the filter's limits; the OpenAPI document has the
+# structure SDK generators need; the DDL of each dialect equals its golden
+# file in tests/data/golden/.
 . "$(dirname "$0")/lib.sh"
 
 ctl="$BIN/sluicectl"
@@ -74,6 +76,60 @@ mkdir -p "$T/badname/page_view" && cp "$GOLDEN/schemas/page_view/1.json" "$T/bad
 check "a schema file not named N.json is exit 2" test $? -eq 2
 check "... and the message names it" grep -q 'page_view/01.json' "$T/badname.err"
 
+# ---- transitive modes: the highest version against every earlier one ----
+# v1 and v2 have coupon as a string, v3 drops it, v4 brings it back as an
+# integer: each step is compatible, but events of v1 and v2 (late mobile
+# events carry old versions) no longer pass v4, nor v4's events old readers.
+mkdir -p "$T/trans/checkout"
+coupon='"coupon":{"type":"string"},'
+for v in 1 2 3 4; do
+  case $v in 3) c="" ;; 4) c='"coupon":{"type":"integer"},' ;; *) c=$coupon ;; esac
+  echo "{\"type\":\"object\",\"properties\":{$c\"amount\":{\"type\":\"number\"}},\"required\":[\"amount\"]}" \
+    >"$T/trans/checkout/$v.json"
+done
+cp -r "$GOLDEN/schemas/page_view" "$T/trans/"
+for m in backward forward full; do
+  "$ctl" schema check --dir "$T/trans" --mode "$m" >"$T/t-$m.out" 2>"$T/t-$m.err"
+  check "--mode $m passes a chain whose every step is compatible (v3->v4)" test $? -eq 0
+  "$ctl" schema check --dir "$T/trans" --mode "${m}_all" >"$T/t-$m-all.out" 2>"$T/t-$m-all.err"
+  check "--mode ${m}_all fails it (exit 1)" test $? -eq 1
+  check "... naming the breaking change against v1 and v2, oldest first, not v3" \
+    bash -c "grep -o '^checkout v[0-9]*->v[0-9]*: coupon: type changed from string to integer' \
+      '$T/t-$m-all.out' | cut -d: -f1 | uniq | tr '\n' ' ' | grep -qx 'checkout v1->v4 checkout v2->v4 '"
+  check "... and every line is EVENT vOLD->vNEW: PATH: CHANGE: CONSEQUENCE" \
+    bash -c "! grep -qvE '^checkout v[12]->v4: coupon: .+: (old|new) data may not be readable by (new|old) readers$' '$T/t-$m-all.out'"
+  check "... and says how many pairs it compared" \
+    grep -q '2 event types, 1 with a previous version compared against every earlier version (3 pairs), ' \
+    "$T/t-$m-all.err"
+done
+check "backward_all names the backward break only" \
+  bash -c "test \$(grep -c 'old data may not be readable by new readers' '$T/t-backward-all.out') -eq 2 &&
+    ! grep -q 'new data' '$T/t-backward-all.out'"
+check "forward_all names the forward break only" \
+  bash -c "test \$(grep -c 'new data may not be readable by old readers' '$T/t-forward-all.out') -eq 2 &&
+    ! grep -q 'old data' '$T/t-forward-all.out'"
+check "full_all names both directions against both versions" test "$(wc -l <"$T/t-full-all.out")" -eq 4
+"$ctl" schema check --dir "$GOLDEN/schemas" --mode full_all >/dev/null 2>&1
+check "full_all passes the compatible golden schemas" test $? -eq 0
+"$ctl" schema check --dir "$T/trans" --mode full_al >/dev/null 2>"$T/badmode.err"
+check "a misspelt transitive mode is a usage error (exit 2) listing the modes" \
+  bash -c "grep -q 'full_all' '$T/badmode.err'"
+"$ctl" schema check "$T/trans/checkout/3.json" "$T/trans/checkout/4.json" --mode full_all \
+  >/dev/null 2>&1
+check "with two files a transitive mode is its plain mode (one earlier version)" test $? -eq 0
+
+# ---- one loader: the filter's limits and layout rules ----
+mkdir -p "$T/big/checkout"
+"$PY" -c "import json; print(json.dumps({'type': 'object', 'description': 'x' * (1 << 20)}))" \
+  >"$T/big/checkout/1.json"
+"$ctl" schema check --dir "$T/big" >/dev/null 2>"$T/big.err"
+check "a schema file over 1 MiB is refused as the filter refuses it (exit 2)" test $? -eq 2
+check "... with the filter's message" grep -q 'checkout/1.json: over 1 MiB' "$T/big.err"
+mkdir -p "$T/badtype/bad name" && cp "$GOLDEN/schemas/page_view/1.json" "$T/badtype/bad name/1.json"
+"$ctl" schema ddl --dir "$T/badtype" --dialect postgres >/dev/null 2>"$T/badtype.err"
+check "a directory that is not an event type fails the command (exit 2)" test $? -eq 2
+check "... and the message names it" grep -q 'bad name: not an event type' "$T/badtype.err"
+
 # ---- openapi ----
 "$ctl" schema openapi --dir "$GOLDEN/schemas" --title "Acme events" --server https://ev.example.com \
   >"$T/openapi.json" 2>"$T/openapi.err"
@@ -116,16 +172,20 @@ need(s["checkout"]["properties"]["phone"].get("x-sluice-redact") == "hash", "red
 text = json.dumps(d)
 need('"redact"' not in text, "no bare redact keyword left")
 need('"$schema"' not in text, "no $schema left")
-def walk(x):
-    if isinstance(x, dict):
+def walk(x, names=False):
+    # names: x maps property names to schemas (a property may be called "type")
+    if isinstance(x, dict) and names:
+        for v in x.values():
+            walk(v)
+    elif isinstance(x, dict):
         t = x.get("type")
         need(t is None or isinstance(t, str), "type arrays are gone: %r" % t)
         need(t != "null", "no null type")
         if "$ref" in x:
             name = x["$ref"].split("/")[-1]
             need(x["$ref"].startswith("#/components/schemas/") and name in s, "ref " + x["$ref"])
-        for v in x.values():
-            walk(v)
+        for k, v in x.items():
+            walk(v, k == "properties")
     elif isinstance(x, list):
         for v in x:
             walk(v)
@@ -133,16 +193,30 @@ walk(d)
 c = s["checkout"]["properties"]["coupon"]
 need(c.get("type") == "string" and c.get("nullable") is True, "[string,null] -> nullable")
 need(len(s["checkout"]["properties"]["revenue"]["anyOf"]) == 2, "union -> anyOf")
+# The SDKs' drop-in endpoints (docs/clients.md): each with its CORS preflight.
+sdk_posts = ["/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch", "/com.snowplowanalytics.snowplow/tp2"]
+sdk_posts += ["/v1/" + c for c in ("track", "identify", "page", "screen", "group", "alias")]
+sdk_posts += ["/v1/" + c for c in "tipsga"]
+for p in sdk_posts:
+    op = d["paths"].get(p, {}).get("post", {})
+    need(set(op.get("responses", {})) >= {"200", "400", "401", "413", "503"}, "SDK POST " + p)
+    need("options" in d["paths"].get(p, {}), "preflight on " + p)
+for p in ("/pixel/v1/track", "/pixel/v1/page", "/i"):
+    r = d["paths"].get(p, {}).get("get", {}).get("responses", {})
+    need("image/gif" in r.get("200", {}).get("content", {}), "GIF answer on " + p)
+need(d["components"]["securitySchemes"].get("WriteKey", {}).get("scheme") == "basic", "WriteKey scheme")
+need(s["SluiceSegmentBatch"]["properties"]["batch"]["items"]["$ref"].endswith("SluiceSegmentMessage"),
+     "Segment batch schema")
 if errors:
     print("\n".join(sorted(set(errors))))
     sys.exit(1)
 PY
 check "the OpenAPI document has the ingest API and every event type's schema" \
   "$PY" "$T/oas.py" "$T/openapi.json"
-if [ -n "${SWAGGER_PARSER_DIR:-}" ] && [ -d "$SWAGGER_PARSER_DIR/node_modules/@apidevtools" ]; then
-  check "swagger-parser validates the OpenAPI document" \
-    bash -c "cd '$SWAGGER_PARSER_DIR' && node -e \"require('@apidevtools/swagger-parser').validate('$T/openapi.json').catch(e => { console.error(e.message); process.exit(1) })\""
-fi
+# swagger-parser (pinned in tests/node, installed by tools/install-deps.sh test)
+SWAGGER_PARSER_DIR=${SWAGGER_PARSER_DIR:-$(cd "$HERE/../node" && pwd)}
+check "swagger-parser validates the OpenAPI document" \
+  bash -c "cd '$SWAGGER_PARSER_DIR' && node -e \"require('@apidevtools/swagger-parser').validate('$T/openapi.json').catch(e => { console.error(e.message); process.exit(1) })\""
 mkdir -p "$T/empty"
 "$ctl" schema openapi --dir "$T/empty" >"$T/empty.json" 2>/dev/null
 check "without schemas, events are the generic envelope" \

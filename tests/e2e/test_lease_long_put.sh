@@ -23,7 +23,7 @@ slow="fault:put_delay_ms=3000,put_delay_bytes=65536:file://$store"
 "$BIN/sluice-combiner" --store "$slow" "${L[@]}" --once --lease-ttl 1s >"$T/a.log" 2>&1 &
 a=$!
 PIDS+=("$a")
-wait_log "$T/a.log" 'msg="started"'
+check "the slow combiner takes the job" wait_until 30 holds_lease "$T/leases" "$a" combine/
 sleep 1.8 # past A's TTL, A is in its slow put
 "$BIN/sluice-combiner" --store "file://$store" "${L[@]}" --once --lease-ttl 1s >"$T/b.log" 2>&1
 check "a second combiner run exits 0" test $? -eq 0

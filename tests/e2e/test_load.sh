@@ -148,10 +148,11 @@ check "and names the file that differs" grep -q "split file $victim: .* the tabl
   --admin 127.0.0.1:0 --poll 200ms --warehouse "$PG_URL" >"$T/follow.log" 2>&1 &
 follow=$!
 PIDS+=("$follow")
-wait_log "$T/follow.log" 'admin listening' 10
-admin=$(sed -n 's/.*msg="admin listening".* port=\([0-9]*\).*/\1/p' "$T/follow.log" | head -1)
+admin=$(admin_port "$T/follow.log")
 metric() { curl -s "http://127.0.0.1:$admin/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
-sleep 0.5
+# The gauges are set by the daemon's first pass (the age reads 0 before).
+first_pass() { "$PY" -c "import sys; sys.exit(not float('$(metric sluice_loader_newest_event_age_seconds)' or 0) > 0)"; }
+wait_until 30 first_pass
 check "the loader exports the files waiting (none)" test "$(metric sluice_loader_files_waiting)" = 0
 age=$(metric sluice_loader_newest_event_age_seconds)
 check "and the age of the newest loaded event" "$PY" -c "import sys; sys.exit(not 0 < float('$age') < 3600)"
@@ -163,10 +164,8 @@ for s in dispatcher combiner splitter; do
   "$BIN/sluice-$s" "${common[@]}" --once "${extra[@]}" >>"$T/stages.log" 2>&1
 done
 rows_before=$(pg_sql "SELECT sum(rows) FROM sluice_load_history")
-for _ in $(seq 1 50); do
-  [ "$(pg_sql "SELECT sum(rows) FROM sluice_load_history")" -gt "$rows_before" ] && break
-  sleep 0.1
-done
+more_rows() { [ "$(pg_sql "SELECT sum(rows) FROM sluice_load_history")" -gt "$rows_before" ]; }
+wait_until 60 more_rows
 check "the daemon loads files split after it started" \
   test "$(pg_sql "SELECT sum(rows) FROM sluice_load_history")" -gt "$rows_before"
 check "and counts them" test "$(metric sluice_loader_files_loaded_total)" -gt 0

@@ -50,8 +50,6 @@ for p in "$filter_pid" "$d_pid" "$c_pid" "$s_pid"; do
   stop_pid "$p"
   check "stage $p stops on SIGTERM with status 0" test $? -eq 0
 done
-if [ -x "$BIN/sluicectl" ] && "$BIN/sluicectl" --help 2>&1 | grep -q reconcile; then
-  "$BIN/sluicectl" reconcile --store "$STORE_URL" --from -1d --to now >"$T/reconcile.out" 2>&1
-  check "sluicectl reconcile agrees" test $? -eq 0
-fi
+"$BIN/sluicectl" reconcile --store "$STORE_URL" --from -1d --to now >"$T/reconcile.out" 2>&1
+check "sluicectl reconcile agrees" test $? -eq 0
 finish

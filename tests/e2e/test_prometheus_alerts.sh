@@ -43,7 +43,6 @@ for g in doc["groups"]:
             r["for"] = "1s"
 yaml.safe_dump(doc, open(sys.argv[2], "w"), sort_keys=False)
 EOF
-pport=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 {
   printf 'global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n'
   printf 'rule_files:\n  - %s\n' "$T/rules.yml"
@@ -53,11 +52,27 @@ pport=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); pr
       "$s" "${port[$s]}"
   done
 } >"$T/prometheus.yml"
-prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/tsdb" \
-  --web.listen-address="127.0.0.1:$pport" >"$T/prometheus.log" 2>&1 &
-prom_pid=$!
-PIDS+=("$prom_pid")
-P="http://127.0.0.1:$pport"
+# prom_ready — Prometheus answers on $P (fails at once if it exited).
+prom_ready() {
+  kill -0 "$prom_pid" 2>/dev/null || return 2
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "$P/-/ready")" = 200 ]
+}
+# A probed free port may be taken by another process before Prometheus binds
+# it (it then exits): up to three ports are tried.
+for _ in 1 2 3; do
+  pport=$(srv_free_port)
+  P="http://127.0.0.1:$pport"
+  prometheus --config.file="$T/prometheus.yml" --storage.tsdb.path="$T/tsdb" \
+    --web.listen-address="127.0.0.1:$pport" >>"$T/prometheus.log" 2>&1 &
+  prom_pid=$!
+  PIDS+=("$prom_pid")
+  for ((i = 0; i < 300; i++)); do
+    prom_ready
+    case $? in 0 | 2) break ;; esac
+    sleep 0.1
+  done
+  kill -0 "$prom_pid" 2>/dev/null && break
+done
 
 # q EXPR — instant query; prints one line per series: labels as k=v, value.
 q() {

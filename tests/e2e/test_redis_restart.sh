@@ -11,8 +11,7 @@
 
 count=${REDIS_RESTART_EVENTS:-12000}
 store=$STORE_VIEW
-port=$(srv_free_port)
-url=http://127.0.0.1:$port
+port=0 # the kernel picks the filter's port
 common=(--store "$STORE_URL" --leases "$LEASE_URL" --poll 100ms)
 declare -A pid
 
@@ -29,17 +28,19 @@ start() {
 }
 stages=(filter dispatcher combiner1 combiner2 splitter1 splitter2)
 for s in "${stages[@]}"; do start "$s"; done
-wait_log "$T/filter.log" 'ingest listening' 10 || { not_ok "filter starts"; exit 1; }
+port=$(listen_port "$T/filter.log") || { not_ok "filter starts"; exit 1; }
+url=http://127.0.0.1:$port
 
 "$BIN/sluicectl" gen --count "$count" --seed 91 --dup-rate 0.05 --bad-rate 0.02 --no-id-rate 0.02 \
   --manifest "$T/gen.tsv" >"$T/gen.ndjson"
 n=$(wc -l <"$T/gen.ndjson")
 q=$((n / 6))
 
-# send_lines A B — sends lines A..B of the generated stream, retrying.
+# send_lines A B — sends lines A..B of the generated stream, retrying; the
+# batches acknowledged go to $T/acked-A.
 send_lines() {
   sed -n "$1,$2p" "$T/gen.ndjson" | "$BIN/sluicectl" send - --url "$url" --batch 100 \
-    --concurrency 2 --retries 100000 2>>"$T/send.log"
+    --concurrency 2 --retries 100000 --acked "$T/acked-$1" 2>>"$T/send.log"
 }
 # expect_upto N — the expected outcome of lines 1..N, for verify.py split.
 expect_upto() {
@@ -82,7 +83,7 @@ check "Redis holds lease and de-duplication state ($keys keys)" test "${keys:-0}
 # --- Redis restarted empty while events stream in ---
 send_lines $((2 * q + 1)) $((4 * q)) &
 sender=$!
-sleep 1
+check "events stream in before the restart" wait_until 30 test -s "$T/acked-$((2 * q + 1))"
 run_id() { redis_cli "$T/redis" info server | sed -n 's/^run_id:\([0-9a-f]*\).*/\1/p'; }
 before=$(run_id)
 redis_restart "$T/redis"
@@ -102,7 +103,7 @@ check "split/ holds exactly lines 1-$((4 * q)): nothing lost, nothing duplicated
 # --- FLUSHALL while events stream in ---
 send_lines $((4 * q + 1)) "$n" &
 sender=$!
-sleep 1
+check "events stream in before the flush" wait_until 30 test -s "$T/acked-$((4 * q + 1))"
 check "FLUSHALL while the pipeline runs" test "$(redis_cli "$T/redis" flushall)" = OK
 wait "$sender"
 check "the rest of the stream, sent across the flush, is acknowledged" test $? -eq 0

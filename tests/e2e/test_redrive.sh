@@ -210,11 +210,6 @@ check "--from is required (exit 2)" test $? -eq 2
 check "--to before --from is exit 2" test $? -eq 2
 
 # =============================== part 2 =======================================
-if ! "$BIN/sluice-filter" --help 2>&1 | grep -q -- '--schemas'; then
-  note "sluice-filter has no --schemas yet: the schema-fix scenario is skipped"
-  finish
-  exit
-fi
 root=$T/store2
 store="file://$root"
 leases="local://$T/leases2"

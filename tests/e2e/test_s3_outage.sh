@@ -9,11 +9,9 @@
 
 count=${OUTAGE_EVENTS:-8000}
 store=$STORE_VIEW
-port=$(srv_free_port)
-url=http://127.0.0.1:$port
 common=(--store "$STORE_URL" --leases "$LEASE_URL" --poll 100ms)
 declare -A pid
-start_stage filter filter "${common[@]}" --listen "127.0.0.1:$port" --raw=false --flush-age 100ms
+start_stage filter filter "${common[@]}" --listen 127.0.0.1:0 --raw=false --flush-age 100ms
 pid[filter]=$STAGE_PID
 start_stage dispatcher dispatcher "${common[@]}" --max-wait 200ms
 pid[dispatcher]=$STAGE_PID
@@ -22,7 +20,8 @@ pid[combiner]=$STAGE_PID
 start_stage splitter splitter "${common[@]}" --dedup "$DEDUP_URL"
 pid[splitter]=$STAGE_PID
 stages=(filter dispatcher combiner splitter)
-wait_log "$T/filter.log" 'ingest listening' 10 || { not_ok "filter starts"; exit 1; }
+port=$(listen_port "$T/filter.log") || { not_ok "filter starts"; exit 1; }
+url=http://127.0.0.1:$port
 all_alive() {
   local s
   for s in "${stages[@]}"; do kill -0 "${pid[$s]}" 2>/dev/null || { note "$s exited"; return 1; }; done
@@ -64,10 +63,11 @@ for i in 2 3; do
 done
 check "while the store is down the filter answers 503, never 200 (${codes% }; in ${times% })" \
   test "$codes" = "503 503 "
-sleep 2
-check "every stage is still running during the outage" all_alive
+saw_503() { grep -q 'HTTP 503; retrying' "$T/send2.log"; }
+wait_until 60 saw_503
 retries=$(grep -c 'HTTP 503; retrying' "$T/send2.log")
 check "the client saw 503 and kept retrying ($retries retries)" test "$retries" -gt 0
+check "every stage is still running during the outage" all_alive
 
 # --- the store comes back on the same port with the same data ---
 s3rver_start "$T/s3"

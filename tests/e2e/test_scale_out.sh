@@ -22,12 +22,7 @@ up() {
   pid[$name]=$STAGE_PID
 }
 
-f_ports=()
-for f in filter1 filter2; do
-  p=$(srv_free_port)
-  f_ports+=("$p")
-  up "$f" filter --listen "127.0.0.1:$p" --raw=false --flush-age 100ms
-done
+for f in filter1 filter2; do up "$f" filter --listen 127.0.0.1:0 --raw=false --flush-age 100ms; done
 # Small jobs, so that there are many to share.
 for d in dispatcher1 dispatcher2; do up "$d" dispatcher --max-wait 200ms --job-objects 4; done
 for c in combiner1 combiner2 combiner3; do up "$c" combiner; done
@@ -37,7 +32,8 @@ up_ok=1
 for n in "${names[@]}"; do
   admin[$n]=$(admin_port "$T/$n.log") || { up_ok=0; note "$n has no admin port"; }
 done
-for f in filter1 filter2; do wait_log "$T/$f.log" 'ingest listening' 10 || up_ok=0; done
+f_ports=()
+for f in filter1 filter2; do f_ports+=("$(listen_port "$T/$f.log")") || up_ok=0; done
 check "ten stage processes start, each with its own admin port" test "$up_ok" = 1
 [ "$up_ok" = 1 ] || exit 1
 

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The splitter on real files: generated events (with client retries) go
-# through the filter, into combined objects (the dispatcher and combiner if
-# they are built, else a stand-in here), and the splitter routes them to
-# split/<event>/dt=/hr=/ exactly once. Manifests balance and list what was
+# through the filter, into combined objects (the dispatcher and combiner),
+# and the splitter routes them to split/<event>/dt=/hr=/ exactly once. Manifests balance and list what was
 # written; a re-run writes the same bytes and keeps its events; a second
 # combined object repeating events drops them as cross-batch duplicates;
 # kill -9 at any moment, then a re-run, gives the exact same result.
@@ -13,7 +12,7 @@ S=(--store "file://$store" --leases "local://$T/leases" --admin off)
 
 cat >"$T/tool.py" <<'PY'
 """Fixtures and checks for test_split.sh (file:// store layout)."""
-import collections, glob, hashlib, json, os, subprocess, sys
+import collections, glob, json, os, subprocess, sys
 
 
 def etag(path):
@@ -41,22 +40,6 @@ def descriptor(store, key, job):
          "inputs": [{"key": key, "size": os.path.getsize(os.path.join(store, key)),
                      "etag": etag(os.path.join(store, key))}]}
     put(store, 'jobs/split/%s.json' % job, (json.dumps(d, separators=(',', ':')) + '\n').encode())
-
-
-def combine(store):
-    """Stand-in for the dispatcher + combiner: one combined object per hour."""
-    by_hour = collections.defaultdict(list)
-    for p in sorted(glob.glob(store + '/filtered/dt=*/hr=*/*.ndjson.zst')):
-        rel = os.path.relpath(p, store).split('/')
-        by_hour[(rel[1], rel[2])].append(p)
-    for (dt, hr), paths in sorted(by_hour.items()):
-        h = hashlib.blake2b(''.join(paths).encode(), digest_size=8).hexdigest()
-        job = 'g1-%s%s-%s' % (dt[3:].replace('-', ''), hr[3:], h)
-        data = b''.join(zcat(p) for p in paths)
-        z = subprocess.run(['zstd', '-1', '-cq'], input=data, capture_output=True, check=True).stdout
-        key = 'combined/%s/%s/%s.ndjson.zst' % (dt, hr, job)
-        put(store, key, z)
-        descriptor(store, key, job)
 
 
 def extra(store, job, repeat, new):
@@ -133,9 +116,7 @@ def manifest(store, job):
 
 if __name__ == '__main__':
     cmd, store = sys.argv[1], sys.argv[2]
-    if cmd == 'combine':
-        combine(store)
-    elif cmd == 'extra':
+    if cmd == 'extra':
         extra(store, sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == 'check':
         sys.exit(0 if check(store) else 1)
@@ -152,12 +133,8 @@ sums() { (cd "$store" && find split manifests/split -type f ! -name '.*' | sort 
 
 # make_jobs — combined objects and their split jobs from filtered/.
 make_jobs() {
-  if [ -x "$BIN/sluice-dispatcher" ] && [ -x "$BIN/sluice-combiner" ]; then
-    "$BIN/sluice-dispatcher" "${S[@]}" --once >>"$T/dispatcher.log" 2>&1 &&
-      "$BIN/sluice-combiner" "${S[@]}" --once >>"$T/combiner.log" 2>&1
-  else
-    "$PY" "$T/tool.py" combine "$store"
-  fi
+  "$BIN/sluice-dispatcher" "${S[@]}" --once >>"$T/dispatcher.log" 2>&1 &&
+    "$BIN/sluice-combiner" "${S[@]}" --once >>"$T/combiner.log" 2>&1
 }
 
 # --- fixtures: generated events with client retries, filtered, combined ---
@@ -182,7 +159,7 @@ want_dups=$(awk -F'\t' '$2 == "accepted"' "$T/gen.tsv" | cut -f3,4 | sort | uniq
   awk '{n += $1 - 1} END {print n + 0}')
 check "in-batch retries are dropped and counted ($dups, expected $want_dups)" \
   test "$dups" = "$want_dups"
-check "jobs/split/ is empty afterwards" bash -c "[ -z \"\$(ls -A '$store/jobs/split' 2>/dev/null)\" ]"
+check "jobs/split/ is empty afterwards" test "$(count_objects "file://$store" jobs/split)" -eq 0
 check "the job's de-duplication index is stored" \
   bash -c "ls '$store'/state/dedup/dt=*/hr=*/$job.idx >/dev/null"
 sums >"$T/sums1"
@@ -295,7 +272,7 @@ for delay in 0.03 0.1 0.18 0.26 0.33 0.38; do
   wait "$pid" 2>/dev/null
   "$BIN/sluice-splitter" "${S[@]}" --once >>"$T/kill.log" 2>&1 || continue
   sums >"$T/ksums"
-  cmp -s "$T/ksums.ref" "$T/ksums" && [ -z "$(ls -A "$store/jobs/split" 2>/dev/null)" ] &&
+  cmp -s "$T/ksums.ref" "$T/ksums" && [ "$(count_objects "file://$store" jobs/split)" -eq 0 ] &&
     exact=$((exact + 1))
 done
 note "kill -9 landed in $kills of 6 rounds"

@@ -126,27 +126,27 @@ check "sluice_sweep_errors_total is 0" test "$(metric sluice_sweep_errors_total)
 # A second sweep a second later: counted, deleting nothing more; then an
 # object that ages past its retention while the daemon runs goes too.
 runs=0
-for _ in $(seq 1 60); do
-  runs=$(metric sluice_sweep_runs_total)
-  [ "${runs:-0}" -ge 2 ] && break
-  sleep 0.1
-done
+swept_twice() { runs=$(metric sluice_sweep_runs_total); [ "${runs:-0}" -ge 2 ]; }
+wait_until 30 swept_twice
 check "the daemon sweeps again after --sweep-every (runs=$runs)" test "${runs:-0}" -ge 2
 check "... deleting nothing more" test "$(metric 'sluice_sweep_deleted_total{prefix="filtered/"}')" = 2
 put "$root" "rejected/$oh/rj-late.ndjson.zst" $((31 * D))
-for _ in $(seq 1 60); do
-  [ -e "$root/rejected/$oh/rj-late.ndjson.zst" ] || break
-  sleep 0.1
-done
+wait_until 30 test ! -e "$root/rejected/$oh/rj-late.ndjson.zst"
 check "an object aged past its retention later is swept by a later run" \
   test ! -e "$root/rejected/$oh/rj-late.ndjson.zst"
 
-# A standby dispatcher (the lease is held) never sweeps.
-"$BIN/sluice-dispatcher" --store "$store" --leases "local://$T/leases" --admin off \
+# A standby dispatcher (the lease is held) never sweeps: after passes that
+# found the lease busy (sluice_lease_events_total{result="busy"}), no sweep.
+"$BIN/sluice-dispatcher" --store "$store" --leases "local://$T/leases" --admin 127.0.0.1:0 \
   --sweep-every 1s --poll 200ms --instance standby >"$T/standby.log" 2>&1 &
 STANDBY=$!
 PIDS+=("$STANDBY")
-sleep 2
+sport=$(admin_port "$T/standby.log")
+busy() {
+  curl -s "http://127.0.0.1:$sport/metrics" |
+    awk '$1 == "sluice_lease_events_total{result=\"busy\"}" { n = $2 } END { exit !(n >= 8) }'
+}
+check "the standby finds the lease held, pass after pass" wait_until 30 busy
 check "a standby dispatcher does not sweep" bash -c "! grep -q 'sweep done' '$T/standby.log'"
 stop_pid "$STANDBY"
 stop_pid "$DISP"

@@ -215,7 +215,7 @@ sed '0,/\$1:"channel"::VARCHAR(64),/{//d}' "$T/sf-pipe.sql" >"$T/sf-broken.sql"
   snowpipe >"$T/broken.out" 2>&1
 check "... and the check fails when a column is not selected" grep -q 'columns but' "$T/broken.out"
 
-# An independent parser, when Debian's python3-sqlglot is installed: every
+# An independent parser, Debian's python3-sqlglot (make test installs it): every
 # statement parses in its dialect (pipes and stages as opaque commands), and
 # each Snowflake COPY's SELECT list and Redshift INSERT have as many
 # expressions as columns.
@@ -261,7 +261,7 @@ PY
     check "sqlglot parses every statement of $f.sql" "$PY" "$T/parse.py" $d "$T/$f.sql"
   done
 else
-  note "python3-sqlglot not installed: the independent parse is skipped"
+  not_ok "python3-sqlglot is installed for the independent parse (tools/install-deps.sh test)"
 fi
 
 # ---- quoting ----

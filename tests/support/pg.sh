@@ -21,12 +21,18 @@ start_pg() {
   PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/sluice-pg.XXXXXX") || return 1
   chmod 755 "$PG_DIR"
   if [ "$(id -u)" -eq 0 ]; then chown postgres: "$PG_DIR"; fi
-  PG_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   pg_as "$PG_BINDIR/initdb" -D "$PG_DIR/data" -U sluice --auth=trust -E UTF8 --locale=C.UTF-8 \
     >"$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
-  pg_as "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start \
-    >/dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
+  # A probed free port may be taken by another process before the server
+  # binds it: then the start fails, and another port is tried.
+  local started=0
+  for _ in 1 2 3; do
+    PG_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    pg_as "$PG_BINDIR/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off" start \
+      >/dev/null && { started=1; break; }
+  done
+  [ "$started" = 1 ] || { cat "$PG_DIR/server.log" >&2; return 1; }
   pg_as "$PG_BINDIR/createdb" -h 127.0.0.1 -p "$PG_PORT" -U sluice sluice || return 1
   PG_URL="postgres://sluice@127.0.0.1:$PG_PORT/sluice"
 }

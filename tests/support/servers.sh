@@ -15,10 +15,17 @@
 #   redis_stop DIR        stop it (nothing is saved: --save '' --appendonly no)
 #   redis_restart DIR     stop, then start empty on the same port
 #   redis_cli DIR ARGS..  redis-cli against it
-#   s3rver_start DIR      start (or start again on DIR's port and data); sets
-#                         S3_PORT S3_PID S3_ENDPOINT (127.0.0.1:P) S3_BUCKET_DIR
-#                         (where object K is the file K._S3rver_object)
+#   s3rver_start DIR      start (or start again on DIR's port and data) s3rver
+#                         and, in front of it, the SigV4 verifier
+#                         (s3verify_start; SLUICE_TEST_S3_VERIFY=0: none);
+#                         sets S3_PORT S3_PID S3_RAW_ENDPOINT (s3rver itself,
+#                         unsigned requests pass) S3_ENDPOINT (the verifier,
+#                         127.0.0.1:P) S3_BUCKET_DIR (where object K is the
+#                         file K._S3rver_object)
 #   s3rver_stop DIR / s3rver_restart DIR
+#   s3verify_start DIR UPSTREAM [ARGS]  a SigV4 verifier alone (see below)
+#   fakecreds_start DIR KEYS LIFETIME WEB_TOKEN CONTAINER_TOKEN  fake STS,
+#                         container credentials and IMDSv2 (see below)
 #   s3_store_url [PREFIX] s3://sluice/PREFIX?endpoint=$S3_ENDPOINT&tls=0
 #   srv_stop_all          stop every server this shell started
 #   srv_have_redis / srv_have_s3rver   the programs are installed
@@ -116,7 +123,23 @@ srv_stop_all() {
 
 # ---- redis-server ----
 
+# A first start probes a free port (redis-server cannot take port 0 and say
+# which it got); another process may bind it first, so a first start that
+# fails tries again on a new port. A restart stays on its port.
 redis_start() {
+  if [ -f "$1/port" ]; then
+    srv_redis_start1 "$1"
+    return
+  fi
+  for _ in 1 2 3; do
+    srv_redis_start1 "$1" && return 0
+    srv_kill "$1"
+    rm -f "$1/port"
+  done
+  return 1
+}
+
+srv_redis_start1() {
   local dir=$1 port i
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
@@ -367,7 +390,7 @@ s3rver_start() {
   echo "$S3_PID" >"$dir/pid"
   srv_register "$S3_PID" "$dir" "$dir/data"
   for ((i = 0; i < 400; i++)); do
-    port=$(tail -n +$((before + 1)) "$dir/s3rver.log" |
+    port=$(tail -n +$((before + 1)) "$dir/s3rver.log" 2>/dev/null |
       sed -n 's/.*S3rver listening on [0-9.]*:\([0-9]*\).*/\1/p' | tail -1)
     [ -n "$port" ] && break
     kill -0 "$S3_PID" 2>/dev/null || break
@@ -382,15 +405,92 @@ s3rver_start() {
   S3_PORT=$port
   S3_ENDPOINT=127.0.0.1:$port
   S3_BUCKET_DIR=$dir/data/$SRV_BUCKET
+  S3_RAW_ENDPOINT=$S3_ENDPOINT
   for ((i = 0; i < 200; i++)); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$S3_ENDPOINT/$SRV_BUCKET?max-keys=1")" = 200 ] &&
-      return 0
+      break
     sleep 0.05
   done
-  echo "# s3rver in $dir does not answer on port $port" >&2
+  if [ "$i" -eq 200 ]; then
+    echo "# s3rver in $dir does not answer on port $port" >&2
+    return 1
+  fi
+  [ "${SLUICE_TEST_S3_VERIFY:-1}" = 0 ] && return 0
+  s3verify_start "$dir/verify" "$S3_RAW_ENDPOINT" || return 1
+  S3_ENDPOINT=127.0.0.1:$S3V_PORT
+}
+
+# srv_wait_listening FILE PID — prints the port from the "listening on PORT"
+# line a helper of tests/support writes to FILE, once it is there (nothing
+# if PID dies or 10 s pass).
+srv_wait_listening() {
+  local i port
+  for ((i = 0; i < 200; i++)); do
+    port=$(sed -n 's/^listening on //p' "$1")
+    [ -n "$port" ] && { echo "$port"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.05
+  done
   return 1
 }
 
-s3rver_stop() { srv_kill "$1"; }
+# s3verify_start DIR UPSTREAM [ARGS...] — starts (or starts again on DIR's
+# port) tests/support/sigv4_verify.py in front of UPSTREAM (HOST:PORT): it
+# re-signs every request with botocore and refuses any it does not match
+# (403 SignatureDoesNotMatch, ...), so the tests prove the signatures, which
+# s3rver does not check. Credentials it accepts: DIR/keys ("ID SECRET", plus
+# "ID SECRET TOKEN EXPIRY" lines a fake credentials endpoint appends),
+# seeded with the harness's AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. One
+# line per request in DIR/requests.log. ARGS go to the proxy (--cert PEM
+# --key PEM for HTTPS). Sets S3V_PORT S3V_PID S3V_DIR.
+s3verify_start() {
+  local dir=$1 upstream=$2 port=0
+  shift 2
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  [ -f "$dir/port" ] && port=$(cat "$dir/port")
+  [ -f "$dir/keys" ] || echo "$AWS_ACCESS_KEY_ID $AWS_SECRET_ACCESS_KEY" >"$dir/keys"
+  : >"$dir/listening"
+  "$SRV_PY" "$SRV_ROOT/tests/support/sigv4_verify.py" --port "$port" --upstream "$upstream" \
+    --keys "$dir/keys" --log "$dir/requests.log" --upstream-key "$AWS_ACCESS_KEY_ID" "$@" \
+    >"$dir/listening" 2>>"$dir/verify.log" &
+  S3V_PID=$!
+  echo "$S3V_PID" >"$dir/pid"
+  srv_register "$S3V_PID" "$dir" "$dir/keys"
+  port=$(srv_wait_listening "$dir/listening" "$S3V_PID")
+  if [ -z "$port" ]; then
+    echo "# the SigV4 verifier in $dir did not start" >&2
+    tail -5 "$dir/verify.log" >&2
+    return 1
+  fi
+  echo "$port" >"$dir/port"
+  S3V_PORT=$port S3V_DIR=$dir
+}
+
+# fakecreds_start DIR KEYS LIFETIME WEB_TOKEN CONTAINER_TOKEN — starts
+# tests/support/fake_aws_creds.py: STS AssumeRoleWithWebIdentity (POST /),
+# container credentials (GET /container, Authorization CONTAINER_TOKEN) and
+# IMDSv2, each handing out credentials that live LIFETIME seconds, appended
+# to KEYS (a verifier's keys file). Its log (DIR/creds.log) has one "issued
+# SOURCE KEY_ID" line per credential. Sets FAKECREDS_PORT.
+fakecreds_start() {
+  local dir=$1 keys=$2 lifetime=$3 web=$4 container=$5 port pid
+  mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+  "$SRV_PY" -B "$SRV_ROOT/tests/support/fake_aws_creds.py" --keys "$keys" --log "$dir/creds.log" \
+    --lifetime "$lifetime" --web-token "$web" --container-token "$container" \
+    >"$dir/listening" 2>>"$dir/err.log" &
+  pid=$!
+  echo "$pid" >"$dir/pid"
+  srv_register "$pid" "$dir" "$dir/creds.log"
+  port=$(srv_wait_listening "$dir/listening" "$pid")
+  [ -n "$port" ] || { tail -5 "$dir/err.log" >&2; return 1; }
+  FAKECREDS_PORT=$port
+}
+
+s3rver_stop() {
+  [ -d "$1/verify" ] && srv_kill "$1/verify"
+  srv_kill "$1"
+}
 s3rver_restart() { s3rver_stop "$1" && s3rver_start "$1"; }
 s3_store_url() { echo "s3://$SRV_BUCKET${1:+/$1}?endpoint=$S3_ENDPOINT&tls=0"; }

@@ -10,6 +10,7 @@
 
 #include "libpipe/err.h"
 #include "libpipe/event.h"
+#include "libpipe/keys.h"
 
 #define RECEIVED 1700000000123LL /* 2023-11-14T22:13:20.123Z */
 
@@ -287,6 +288,29 @@ static void test_event_checks_event_type_pattern(void **state)
     assert_int_equal(run(buf), PIPE_REASON_BAD_EVENT_TYPE);
 }
 
+/* pipe_event_type_valid is the one rule: every byte at the first and at a
+ * later position, the length bounds, and the key layout's guard agreeing. */
+static void test_event_type_valid_is_the_one_rule(void **state)
+{
+    (void)state;
+    for (int b = 0; b < 256; b++) {
+        bool alnum = (b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9');
+        bool inner = alnum || b == '_' || b == '.' || b == '-';
+        char first[2] = {(char)b, 'a'}, later[2] = {'a', (char)b};
+        assert_int_equal(pipe_event_type_valid(first, 2), alnum);
+        assert_int_equal(pipe_event_type_valid(later, 2), inner);
+        assert_int_equal(pipe_keys_event_valid(first, 2), alnum);
+        assert_int_equal(pipe_keys_event_valid(later, 2), inner);
+    }
+    char name[PIPE_EVENT_TYPE_MAX + 1];
+    memset(name, 'x', sizeof name);
+    assert_true(pipe_event_type_valid(name, PIPE_EVENT_TYPE_MAX));
+    assert_false(pipe_event_type_valid(name, PIPE_EVENT_TYPE_MAX + 1));
+    assert_false(pipe_event_type_valid(name, 0));
+    assert_false(pipe_event_type_valid(NULL, 0));
+    assert_int_equal(PIPE_KEYS_EVENT_MAX, PIPE_EVENT_TYPE_MAX);
+}
+
 static void test_event_checks_id(void **state)
 {
     (void)state;
@@ -414,6 +438,7 @@ int main(void)
         cmocka_unit_test(test_event_checks_depth_against_ctx),
         cmocka_unit_test(test_event_too_large_uses_ctx_cap),
         cmocka_unit_test(test_event_checks_event_type_pattern),
+        cmocka_unit_test(test_event_type_valid_is_the_one_rule),
         cmocka_unit_test(test_event_checks_id),
         cmocka_unit_test(test_event_checks_ts_forms_and_range),
         cmocka_unit_test(test_event_ts_parse_reads_json_tokens_as_the_filter_does),

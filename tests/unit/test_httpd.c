@@ -669,7 +669,8 @@ static void test_httpd_slow_request_gets_408(void **state)
     assert_int_equal(cl_read(c, &r), 0);
     int64_t took = now_ms() - t0;
     assert_int_equal(r.status, 408);
-    assert_true(took >= 180 && took < 2000);
+    /* Not before the timeout; the upper bound only says it did not hang. */
+    assert_true(took >= 180 && took < 10000);
     assert_true(cl_closed(c));
     cl_free(c);
     fx_call(f, do_snapshot);
@@ -691,7 +692,7 @@ static void test_httpd_idle_keep_alive_connection_is_closed(void **state)
     int64_t t0 = now_ms();
     assert_true(cl_closed(c));
     int64_t took = now_ms() - t0;
-    assert_true(took >= 150 && took < 2000);
+    assert_true(took >= 150 && took < 10000); /* not early; the bound: no hang */
     cl_free(c);
     fx_call(f, do_snapshot);
     assert_int_equal(f->counters.connections_open, 0);

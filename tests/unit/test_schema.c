@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "libpipe/err.h"
 #include "libpipe/event.h"
@@ -21,8 +22,8 @@
 
 #define CORPUS "tests/data/schemas"
 
-static const struct pipe_schema_opts key_a = {(const unsigned char *)"0123456789abcdef", 16};
-static const struct pipe_schema_opts key_b = {(const unsigned char *)"fedcba9876543210", 16};
+static const struct pipe_schema_opts key_a = {(const unsigned char *)"0123456789abcdef", 16, false};
+static const struct pipe_schema_opts key_b = {(const unsigned char *)"fedcba9876543210", 16, false};
 
 /* compile — doc (JSON text) as event type "t" version 1; NULL on failure
  * with the message in err. */
@@ -574,7 +575,7 @@ static void test_schema_load_rejects_deep_nesting_and_bad_keys(void **state)
     json_t *j = json_loads("{}", 0, NULL);
     struct pipe_schema *s = NULL;
     char err[300];
-    struct pipe_schema_opts short_key = {(const unsigned char *)"short", 5};
+    struct pipe_schema_opts short_key = {(const unsigned char *)"short", 5, false};
     assert_int_equal(pipe_schema_new(j, "t", 1, "x.json", &short_key, &s, err, sizeof err),
                      PIPE_EINVAL);
     assert_non_null(strstr(err, "16 to 64 bytes"));
@@ -653,7 +654,7 @@ static void test_schema_set_load_fails_whole_on_one_bad_file(void **state)
     assert_non_null(strstr(err, "z/1.json: p.amount: unknown keyword \"maxValue\""));
     put(dir, "z/1.json", "{\"properties\": {\n  \"a\": }");
     assert_int_equal(pipe_schema_set_load(dir, NULL, &set, err, sizeof err), PIPE_EINVAL);
-    assert_non_null(strstr(err, "z/1.json: line 2"));
+    assert_non_null(strstr(err, "z/1.json:2:"));
     put(dir, "z/1.json", "{\"title\":\"a\",\"title\":\"b\"}");
     assert_int_equal(pipe_schema_set_load(dir, NULL, &set, err, sizeof err), PIPE_EINVAL);
     assert_non_null(strstr(err, "duplicate"));
@@ -668,6 +669,74 @@ static void test_schema_set_load_fails_whole_on_one_bad_file(void **state)
     assert_true(pipe_schema_set_load(missing, NULL, &set, err, sizeof err) < 0);
     assert_null(set);
     assert_non_null(strstr(err, "nope"));
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* The one loader's rules: strict (sluicectl) refuses what the filter
+ * skips, both refuse a file over PIPE_SCHEMA_FILE_MAX, and a version above
+ * PIPE_SCHEMA_MAX_VERSION is not a version. */
+static void test_schema_set_load_strict_and_limits(void **state)
+{
+    (void)state;
+    char *dir = tu_tmpdir("schema-strict");
+    struct pipe_schema_set *set = NULL;
+    const struct pipe_schema_opts strict = {NULL, 0, true};
+    char err[512];
+    put(dir, "a/1.json", "{}");
+    put(dir, "a/notes.txt", "not a schema, skipped in both modes");
+    put(dir, "README.md", "skipped in both modes");
+    assert_int_equal(pipe_schema_set_load(dir, &strict, &set, err, sizeof err), 0);
+    assert_int_equal(pipe_schema_set_count(set), 1);
+    pipe_schema_set_free(set);
+    put(dir, "a/01.json", "{}");
+    assert_int_equal(pipe_schema_set_load(dir, NULL, &set, err, sizeof err), 0);
+    pipe_schema_set_free(set);
+    set = NULL;
+    assert_int_equal(pipe_schema_set_load(dir, &strict, &set, err, sizeof err), PIPE_EINVAL);
+    assert_null(set);
+    assert_non_null(strstr(err, "a/01.json: a schema file is named <N>.json"));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/a/01.json", dir);
+    unlink(path);
+    put(dir, "bad name/1.json", "{}");
+    assert_int_equal(pipe_schema_set_load(dir, &strict, &set, err, sizeof err), PIPE_EINVAL);
+    assert_non_null(strstr(err, "bad name: not an event type"));
+    snprintf(path, sizeof path, "%s/bad name", dir);
+    tu_rmrf(path);
+    /* 999999999 is the highest version; 1000000000.json is no version */
+    assert_int_equal(pipe_schema_file_version("999999999.json"), PIPE_SCHEMA_MAX_VERSION);
+    assert_int_equal(pipe_schema_file_version("1000000000.json"), 0);
+    assert_int_equal(pipe_schema_file_version("0.json"), 0);
+    assert_int_equal(pipe_schema_file_version("12.json.bak"), 0);
+    put(dir, "a/1000000000.json", "{}");
+    assert_int_equal(pipe_schema_set_load(dir, &strict, &set, err, sizeof err), PIPE_EINVAL);
+    assert_non_null(strstr(err, "a/1000000000.json"));
+    snprintf(path, sizeof path, "%s/a/1000000000.json", dir);
+    unlink(path);
+    /* one byte over the limit fails both modes, with one message */
+    char *big = malloc(PIPE_SCHEMA_FILE_MAX + 2);
+    assert_non_null(big);
+    memset(big, ' ', PIPE_SCHEMA_FILE_MAX + 1);
+    memcpy(big, "{}", 2);
+    big[PIPE_SCHEMA_FILE_MAX + 1] = '\0';
+    put(dir, "a/2.json", big);
+    assert_int_equal(pipe_schema_set_load(dir, NULL, &set, err, sizeof err), PIPE_ETOOBIG);
+    assert_non_null(strstr(err, "a/2.json: over 1 MiB"));
+    big[PIPE_SCHEMA_FILE_MAX] = '\0'; /* exactly the limit loads */
+    put(dir, "a/2.json", big);
+    assert_int_equal(pipe_schema_set_load(dir, &strict, &set, err, sizeof err), 0);
+    const struct pipe_schema *const *v;
+    size_t n;
+    assert_int_equal(pipe_schema_set_types(set), 1);
+    v = pipe_schema_set_type(set, 0, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(pipe_schema_version(v[1]), 2);
+    assert_null(pipe_schema_set_type(set, 1, &n));
+    assert_int_equal(n, 0);
+    assert_ptr_equal(pipe_schema_versions(set, "a", 1, &n), v);
+    pipe_schema_set_free(set);
+    free(big);
     tu_rmrf(dir);
     free(dir);
 }
@@ -879,6 +948,7 @@ int main(void)
         cmocka_unit_test(test_schema_load_rejects_deep_nesting_and_bad_keys),
         cmocka_unit_test(test_schema_set_loads_layout_and_orders_versions),
         cmocka_unit_test(test_schema_set_load_fails_whole_on_one_bad_file),
+        cmocka_unit_test(test_schema_set_load_strict_and_limits),
         cmocka_unit_test(test_schema_empty_dir_is_an_empty_set),
         cmocka_unit_test(test_schema_corpus_cases_pass_the_table),
         cmocka_unit_test(test_schema_redact_record_cleans_rejected_events),

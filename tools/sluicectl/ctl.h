@@ -44,44 +44,32 @@ int ctl_schema_main(int argc, char **argv);
 int ctl_redrive_main(int argc, char **argv);
 int ctl_warehouse_main(int argc, char **argv);
 
-/* ---- schema directories (schema_cmd.c) ----------------------------------------
+/* ---- schema directories (schema_dir.c) ----------------------------------------
  * The schema directory holds <dir>/<event>/<N>.json, one JSON Schema subset
- * document per event type and version (docs/schema-tools.md). */
+ * document per event type and version (docs/schema-tools.md). Every command
+ * reads it with libpipe's loader (pipe_schema_set_load), strictly: what the
+ * filter would skip with a warning is an error here (schema_dir.c). */
 
-#define CTL_SCHEMA_FILE_MAX (4u << 20) /* largest schema document read */
+struct pipe_schema_set;
 
-struct ctl_schema_version {
-    unsigned version;
-    char *path;
-    json_t *doc; /* owned */
-};
+/* ctl_schema_dir_load — pipe_schema_set_load of dir in strict mode with a
+ * stand-in redaction key (sluicectl compiles, it never hashes). 0 and *out
+ * (pipe_schema_set_free), or PIPE_EINVAL / -errno with err "PATH: why". */
+int ctl_schema_dir_load(const char *dir, struct pipe_schema_set **out, char *err, size_t errlen);
 
-struct ctl_schema_type {
-    char *event;
-    struct ctl_schema_version *versions; /* ascending by version */
-    size_t n;
-};
+struct pipe_schema;
 
-struct ctl_schema_set {
-    struct ctl_schema_type *types; /* sorted by event type (byte order) */
-    size_t n;
-};
+/* ctl_schema_file_load — pipe_schema_load_file of one file given on the
+ * command line, as the event type of its directory when that is one
+ * ("event" otherwise) at the version its name gives (1 otherwise). 0 and
+ * *out (pipe_schema_free), or PIPE_EINVAL / -errno with err "PATH: why". */
+int ctl_schema_file_load(const char *path, struct pipe_schema **out, char *err, size_t errlen);
 
-/* ctl_schema_load_file — reads and checks one schema document (a JSON
- * object of at most CTL_SCHEMA_FILE_MAX bytes, duplicate keys refused, that
- * the filter's compiler in libpipe/schema.h accepts). On success *out is a new reference (caller
- * decrefs); on failure err holds "PATH: why" and the result is PIPE_EPARSE or -errno. */
-int ctl_schema_load_file(const char *path, json_t **out, char *err, size_t errlen);
-
-/* ctl_schema_dir_load — every <event>/<N>.json under dir into *out (written
- * only on success; release with ctl_schema_set_cleanup). Files that are not
- * .json are ignored; a .json file not named by a positive integer without
- * leading zeros, an invalid event directory name or a bad document fails the
- * whole load (err says which). */
-int ctl_schema_dir_load(const char *dir, struct ctl_schema_set *out, char *err, size_t errlen);
-
-/* ctl_schema_set_cleanup — frees everything in s and zeroes it. */
-void ctl_schema_set_cleanup(struct ctl_schema_set *s);
+/* ctl_schema_docs_newest — the documents of the n versions v (ascending)
+ * into docs, newest first, at most max of them (what the DDL planner takes);
+ * returns how many. */
+size_t ctl_schema_docs_newest(const struct pipe_schema *const *v, size_t n, const json_t **docs,
+                              size_t max);
 
 /* ---- compatibility (schema_compat.c) ---- */
 
@@ -109,8 +97,13 @@ size_t ctl_schema_compat(const json_t *old_doc, const json_t *new_doc, enum ctl_
 /* ctl_openapi_build — the OpenAPI 3.0 document of the ingest API with every
  * event type of set (title and server may be NULL). Returns a new reference
  * (caller decrefs), or NULL with err set when two component names collide. */
-json_t *ctl_openapi_build(const struct ctl_schema_set *set, const char *title, const char *server,
+json_t *ctl_openapi_build(const struct pipe_schema_set *set, const char *title, const char *server,
                           char *err, size_t errlen);
+
+/* ctl_openapi_sdk — adds the SDK drop-in endpoints (Segment / RudderStack,
+ * Snowplow) to paths, their body schemas to schemas and the WriteKey scheme
+ * to security (all borrowed objects of the document; openapi_sdk.c). */
+void ctl_openapi_sdk(json_t *paths, json_t *schemas, json_t *security);
 
 /* One column of an event table. */
 struct ctl_ddl_column {
@@ -125,6 +118,13 @@ struct ctl_ddl_table {
     struct ctl_ddl_column *cols;
     size_t n;
 };
+
+#define CTL_DDL_NAME_MAX 64 /* a table name: PostgreSQL's 63 bytes + NUL */
+
+/* ctl_ddl_table_name — the table of an event type: lower case, '.' and '-'
+ * become '_', and a name past 63 bytes is cut to 54 and given '_' and 8 hex
+ * digits of its hash. out holds CTL_DDL_NAME_MAX bytes. */
+void ctl_ddl_table_name(const char *event, char out[CTL_DDL_NAME_MAX]);
 
 /* ctl_ddl_dialect_valid — true for "snowflake", "redshift", "postgres",
  * "bigquery". */

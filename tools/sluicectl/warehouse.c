@@ -13,12 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "libpipe/buf.h"
 #include "libpipe/err.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
+#include "libpipe/schema.h"
 #include "tools/sluicectl/ctl.h"
 
 #define WH_SQL_MAX      (1u << 20)
@@ -32,13 +32,13 @@ static const char history_ddl[] =
     " newest_received_at timestamptz, loaded_at timestamptz NOT NULL DEFAULT now())";
 
 struct wh_table {
-    char name[CTL_WH_NAME_MAX];
+    char name[CTL_DDL_NAME_MAX];
 };
 
 struct ctl_wh {
     PGconn *conn;
-    struct ctl_schema_set schemas; /* empty without a schema directory */
-    struct wh_table *ensured;      /* tables created/extended by this connection */
+    struct pipe_schema_set *schemas; /* NULL without a schema directory */
+    struct wh_table *ensured;        /* tables created/extended by this connection */
     size_t n_ensured, cap_ensured;
     struct pipe_buf sql;
     char err[1024];
@@ -99,20 +99,6 @@ static int wh_exec(struct ctl_wh *wh, const char *sql, int n, const char *const 
     return rc;
 }
 
-void ctl_wh_table_name(const char *event, char out[CTL_WH_NAME_MAX])
-{
-    size_t n = strlen(event), i;
-    size_t keep = n < CTL_WH_NAME_MAX ? n : 54;
-    for (i = 0; i < keep; i++) {
-        char c = event[i];
-        out[i] = (c == '.' || c == '-') ? '_' : (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-    }
-    if (keep < n)
-        i += (size_t)snprintf(out + i, CTL_WH_NAME_MAX - i, "_%08" PRIx32,
-                              (uint32_t)XXH3_64bits(event, n));
-    out[i] = '\0';
-}
-
 /* ---- tables from the schemas ------------------------------------------ */
 
 /* The postgres table plan of event: envelope columns, the columns of the
@@ -120,14 +106,10 @@ void ctl_wh_table_name(const char *event, char out[CTL_WH_NAME_MAX])
 static int table_plan(struct ctl_wh *wh, const char *event, struct ctl_ddl_table *plan,
                       const json_t **docs, size_t *n_docs)
 {
-    *n_docs = 0;
-    for (size_t i = 0; i < wh->schemas.n; i++) {
-        const struct ctl_schema_type *t = &wh->schemas.types[i];
-        if (strcmp(t->event, event) != 0)
-            continue;
-        for (size_t v = t->n; v-- > 0 && *n_docs < WH_VERSIONS_MAX;)
-            docs[(*n_docs)++] = t->versions[v].doc; /* newest first */
-    }
+    size_t n;
+    const struct pipe_schema *const *v =
+        pipe_schema_versions(wh->schemas, event, strlen(event), &n);
+    *n_docs = ctl_schema_docs_newest(v, n, docs, WH_VERSIONS_MAX);
     char err[256];
     int rc = ctl_ddl_plan("postgres", event, docs, *n_docs, plan, err, sizeof err);
     if (rc < 0)
@@ -204,7 +186,7 @@ static int ensure_table(struct ctl_wh *wh, const char *event, const char *table)
             wh->cap_ensured = wh->cap_ensured ? wh->cap_ensured * 2 : 16;
             wh->ensured = pipe_realloc(wh->ensured, wh->cap_ensured * sizeof *wh->ensured);
         }
-        memcpy(wh->ensured[wh->n_ensured++].name, table, CTL_WH_NAME_MAX);
+        memcpy(wh->ensured[wh->n_ensured++].name, table, CTL_DDL_NAME_MAX);
     }
     return rc;
 }
@@ -396,8 +378,8 @@ static int load_in_tx(struct ctl_wh *wh, const struct ctl_wh_file *f, const char
 
 int ctl_wh_load_file(struct ctl_wh *wh, const struct ctl_wh_file *f, struct ctl_wh_result *res)
 {
-    char table[CTL_WH_NAME_MAX];
-    ctl_wh_table_name(f->event, table);
+    char table[CTL_DDL_NAME_MAX];
+    ctl_ddl_table_name(f->event, table);
     struct ctl_wh_result out = {0};
     int rc = wh_alive(wh);
     if (rc == 0)
@@ -457,8 +439,8 @@ int ctl_wh_newest(struct ctl_wh *wh, int64_t *ms)
 int ctl_wh_file_rows(struct ctl_wh *wh, const char *key, const char *event, bool *found,
                      uint64_t *history_rows, uint64_t *table_rows)
 {
-    char table[CTL_WH_NAME_MAX];
-    ctl_wh_table_name(event, table);
+    char table[CTL_DDL_NAME_MAX];
+    ctl_ddl_table_name(event, table);
     int rc = wh_alive(wh);
     if (rc < 0)
         return rc;
@@ -515,7 +497,7 @@ void ctl_wh_free(struct ctl_wh *wh)
     if (!wh)
         return;
     PQfinish(wh->conn);
-    ctl_schema_set_cleanup(&wh->schemas);
+    pipe_schema_set_free(wh->schemas);
     pipe_free(wh->ensured);
     pipe_buf_cleanup(&wh->sql);
     pipe_free(wh);

@@ -1,7 +1,7 @@
 /* warehouse — sluicectl's PostgreSQL side: the event tables, the load
  * history, and loading one split file exactly once (libpq).
  *
- * Tables: one per event type (ctl_wh_table_name), with typed envelope
+ * Tables: one per event type (ctl_ddl_table_name in ctl.h), with typed envelope
  * columns, one typed column per top-level field the schemas declare, the
  * whole event as jsonb `data`, and the split file each row came from.
  * sluice_load_history has one row per loaded split file. */
@@ -11,8 +11,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define CTL_WH_NAME_MAX 64 /* PostgreSQL identifiers: 63 bytes + NUL */
 
 struct ctl_wh; /* a connection: ctl_wh_open / ctl_wh_free */
 
@@ -62,11 +60,6 @@ int ctl_wh_newest(struct ctl_wh *wh, int64_t *ms);
  * PIPE_EUNAVAIL / PIPE_EIO. */
 int ctl_wh_file_rows(struct ctl_wh *wh, const char *key, const char *event, bool *found,
                      uint64_t *history_rows, uint64_t *table_rows);
-
-/* ctl_wh_table_name — the table of an event type: lower case, '.' and '-'
- * become '_', and a name past 63 bytes is cut to 54 and given '_' and 8 hex
- * digits of its hash. out holds CTL_WH_NAME_MAX bytes. */
-void ctl_wh_table_name(const char *event, char out[CTL_WH_NAME_MAX]);
 
 /* ctl_wh_last_error — the latest failure on wh (or, with NULL, of the
  * calling thread's last ctl_wh_open). */

@@ -12,6 +12,7 @@
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/mem.h"
+#include "libpipe/schema.h"
 #include "tools/sluicectl/ctl.h"
 
 #define WSQL_VERSIONS_MAX    256 /* schema versions of one type read for columns */
@@ -72,6 +73,13 @@ static const struct pipe_conf_program wsql_program = {
     .tables = {wsql_opts, NULL},
 };
 
+/* A selected event type: its name and versions (ascending), from the set. */
+struct wsql_type {
+    const char *event;
+    const struct pipe_schema *const *v;
+    size_t n;
+};
+
 /* What the printers need: the options, checked, and the base URL. */
 struct wsql {
     const struct wsql_cfg *cfg;
@@ -80,7 +88,7 @@ struct wsql {
     char *ns;      /* as quoted (Redshift: lower case), or NULL */
     const char *job;
     struct ctl_ddl_table *plans; /* one per selected type */
-    const struct ctl_schema_type **types;
+    struct wsql_type *types;
     size_t n;
 };
 
@@ -234,16 +242,14 @@ static void rs_expr(FILE *f, const struct ctl_ddl_column *c)
 /* The schema comment and CREATE TABLE of type i. */
 static int wsql_table(FILE *f, const struct wsql *w, size_t i)
 {
-    const struct ctl_schema_type *t = w->types[i];
+    const struct wsql_type *t = &w->types[i];
     const json_t *docs[WSQL_VERSIONS_MAX];
-    size_t n = 0;
-    for (size_t v = t->n; v-- > 0 && n < WSQL_VERSIONS_MAX;)
-        docs[n++] = t->versions[v].doc; /* newest first, as schema ddl */
+    size_t n = ctl_schema_docs_newest(t->v, t->n, docs, WSQL_VERSIONS_MAX);
     if (t->n == 1)
-        fprintf(f, "\n-- %s: schema version %u\n", t->event, t->versions[0].version);
+        fprintf(f, "\n-- %s: schema version %d\n", t->event, pipe_schema_version(t->v[0]));
     else
-        fprintf(f, "\n-- %s: schema version %u (columns from all %zu versions)\n", t->event,
-                t->versions[t->n - 1].version, t->n);
+        fprintf(f, "\n-- %s: schema version %d (columns from all %zu versions)\n", t->event,
+                pipe_schema_version(t->v[t->n - 1]), t->n);
     char err[400];
     int rc = ctl_ddl_table(f, w->d, w->ns, t->event, docs, n, err, sizeof err);
     if (rc < 0)
@@ -295,7 +301,7 @@ static void sf_copy(FILE *f, const struct wsql *w, size_t i)
     }
     fputs("    FROM @", f);
     wsql_name(f, w, w->cfg->stage);
-    fprintf(f, "/%s/\n)\n", w->types[i]->event);
+    fprintf(f, "/%s/\n)\n", w->types[i].event);
     sf_format_ref(f, w);
     fputs(";\n", f);
 }
@@ -306,8 +312,8 @@ static void sf_load(FILE *f, const struct wsql *w)
     for (size_t i = 0; i < w->n; i++) {
         if (pipes) {
             char *pipe = pipe_asprintf("%s_PIPE", w->plans[i].name);
-            fprintf(f, "\n-- %s: Snowpipe auto-ingest of split/%s/\n", w->types[i]->event,
-                    w->types[i]->event);
+            fprintf(f, "\n-- %s: Snowpipe auto-ingest of split/%s/\n", w->types[i].event,
+                    w->types[i].event);
             fputs("CREATE PIPE IF NOT EXISTS ", f);
             wsql_name(f, w, pipe);
             fputs("\n    AUTO_INGEST = TRUE\n    AS\n", f);
@@ -316,7 +322,7 @@ static void sf_load(FILE *f, const struct wsql *w)
             fprintf(f,
                     "\n-- %s: batch load of split/%s/ (load metadata skips files already "
                     "loaded)\n",
-                    w->types[i]->event, w->types[i]->event);
+                    w->types[i].event, w->types[i].event);
         }
         sf_copy(f, w, i);
     }
@@ -346,7 +352,7 @@ static void rs_not_loaded(FILE *f, const struct wsql *w, size_t i)
 {
     fputs("NOT EXISTS (SELECT 1 FROM ", f);
     wsql_name(f, w, "sluice_load_history");
-    fprintf(f, " h WHERE h.\"job_id\" = '%s' AND h.\"event\" = '%s')", w->job, w->types[i]->event);
+    fprintf(f, " h WHERE h.\"job_id\" = '%s' AND h.\"event\" = '%s')", w->job, w->types[i].event);
 }
 
 /* INSERT the staged events of type i whose id the table does not hold, then
@@ -356,7 +362,7 @@ static void rs_not_loaded(FILE *f, const struct wsql *w, size_t i)
 static void rs_insert(FILE *f, const struct wsql *w, size_t i, const char *manifest)
 {
     const struct ctl_ddl_table *t = &w->plans[i];
-    const char *event = w->types[i]->event;
+    const char *event = w->types[i].event;
     fprintf(f, "\n-- %s\nINSERT INTO ", event);
     wsql_name(f, w, t->name);
     wsql_columns(f, w, t);
@@ -459,21 +465,22 @@ static int wsql_print(FILE *f, const struct wsql *w)
 
 /* Plans the table of every selected type; fails (naming it) on the first
  * type whose properties do not map to distinct columns. */
-static int wsql_plan(struct wsql *w, const struct ctl_schema_set *set)
+static int wsql_plan(struct wsql *w, const struct pipe_schema_set *set)
 {
-    w->plans = pipe_calloc(set->n ? set->n : 1, sizeof *w->plans);
-    w->types = pipe_calloc(set->n ? set->n : 1, sizeof *w->types);
-    for (size_t i = 0; i < set->n; i++) {
-        const struct ctl_schema_type *t = &set->types[i];
-        if (w->cfg->event && strcmp(w->cfg->event, t->event) != 0)
+    size_t types = pipe_schema_set_types(set);
+    w->plans = pipe_calloc(types ? types : 1, sizeof *w->plans);
+    w->types = pipe_calloc(types ? types : 1, sizeof *w->types);
+    for (size_t i = 0; i < types; i++) {
+        struct wsql_type t;
+        t.v = pipe_schema_set_type(set, i, &t.n);
+        t.event = pipe_schema_event(t.v[0]);
+        if (w->cfg->event && strcmp(w->cfg->event, t.event) != 0)
             continue;
         const json_t *docs[WSQL_VERSIONS_MAX];
-        size_t n = 0;
-        for (size_t v = t->n; v-- > 0 && n < WSQL_VERSIONS_MAX;)
-            docs[n++] = t->versions[v].doc;
+        size_t n = ctl_schema_docs_newest(t.v, t.n, docs, WSQL_VERSIONS_MAX);
         char err[400];
-        if (ctl_ddl_plan(w->d, t->event, docs, n, &w->plans[w->n], err, sizeof err) < 0) {
-            fprintf(stderr, "sluicectl warehouse sql: %s: %s\n", t->event, err);
+        if (ctl_ddl_plan(w->d, t.event, docs, n, &w->plans[w->n], err, sizeof err) < 0) {
+            fprintf(stderr, "sluicectl warehouse sql: %s: %s\n", t.event, err);
             return CTL_EXIT_FAIL;
         }
         w->types[w->n++] = t;
@@ -489,7 +496,7 @@ static int wsql_plan(struct wsql *w, const struct ctl_schema_set *set)
 static int warehouse_sql_main(int argc, char **argv)
 {
     struct wsql_cfg cfg = {0};
-    struct ctl_schema_set set = {0};
+    struct pipe_schema_set *set = NULL;
     struct wsql w = {.cfg = &cfg};
     int first, code = CTL_EXIT_USAGE;
     char err[1400];
@@ -518,17 +525,17 @@ static int warehouse_sql_main(int argc, char **argv)
         fprintf(stderr, "sluicectl warehouse sql: %s\n", err);
         goto out;
     }
-    code = wsql_plan(&w, &set);
+    code = wsql_plan(&w, set);
     if (code == CTL_EXIT_OK)
         code = wsql_print(stdout, &w);
 out:
-    for (size_t i = 0; w.plans && i < set.n; i++)
+    for (size_t i = 0; w.plans && i < w.n; i++)
         ctl_ddl_table_cleanup(&w.plans[i]);
     pipe_free(w.plans);
     pipe_free(w.types);
     pipe_free(w.base);
     pipe_free(w.ns);
-    ctl_schema_set_cleanup(&set);
+    pipe_schema_set_free(set);
     pipe_conf_cleanup(&wsql_program, &cfg);
     return code;
 }
