@@ -13,6 +13,7 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include "libpipe/backoff.h"
 #include "libpipe/clock.h"
 #include "libpipe/dedup_int.h"
 #include "libpipe/err.h"
@@ -221,19 +222,14 @@ static void publish(struct pipe_dedup *d, const uint8_t *verdicts, size_t n)
 
 /* ---- the claim lease ------------------------------------------------------ */
 
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-/* Takes the claim lease into *l, waiting up to wait_ms (with growing
- * pauses) while others hold it. 0, PIPE_EBUSY, or a lease error. */
+/* Takes the claim lease into *l, waiting up to wait_ms (with growing,
+ * jittered pauses: libpipe/backoff.h) while others hold it. 0, PIPE_EBUSY,
+ * or a lease error. */
 static int lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
 {
     int64_t deadline = pipe_clock_mono_ms() + d->cfg.wait_ms;
-    int64_t pause = PAUSE_MIN_MS;
+    struct pipe_backoff wait;
+    pipe_backoff_init(&wait, PAUSE_MIN_MS, PAUSE_MAX_MS);
     for (;;) {
         int rc = pipe_lease_acquire(d->leases, PIPE__DEDUP_LEASE, d->cfg.lease_ttl_ms, l);
         if (rc != PIPE_EBUSY)
@@ -241,8 +237,8 @@ static int lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
         int64_t left = deadline - pipe_clock_mono_ms();
         if (left <= 0)
             return PIPE_EBUSY;
-        sleep_ms(pause < left ? pause : left);
-        pause = pause * 2 < PAUSE_MAX_MS ? pause * 2 : PAUSE_MAX_MS;
+        int64_t pause = pipe_backoff_next(&wait);
+        pipe_backoff_sleep(pause < left ? pause : left);
     }
 }
 
