@@ -28,8 +28,14 @@ LIB_SRC := $(if $(LIB_ONLY),$(LIB_ONLY:%=libpipe/%.c),$(wildcard libpipe/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libpipe.a
 
-STAGES := $(notdir $(wildcard stages/*))
+# Each stages/<name>/ builds $(BUILD)/stages/lib<name>.a from its sources but
+# main.c, for its program and for the unit tests (tests/unit/test_<name>_*.c
+# link it). A directory with a main.c is the program bin/sluice-<name>; the
+# loader has none: sluicectl links libloader.a (`sluicectl load`).
+STAGE_DIRS := $(notdir $(wildcard stages/*))
+STAGES := $(patsubst stages/%/main.c,%,$(wildcard stages/*/main.c))
 STAGE_BINS := $(STAGES:%=$(BIN)/sluice-%)
+stage_lib = $(BUILD)/stages/lib$(1).a
 CTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/sluicectl/*.c))
 PROGRAMS := $(STAGE_BINS) $(BIN)/sluicectl
 
@@ -56,20 +62,30 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+define stage_lib_rule
+$(call stage_lib,$(1)): $(patsubst %.c,$(BUILD)/%.o,$(filter-out %/main.c,$(wildcard stages/$(1)/*.c)))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(BUILD)/tests/unit/test_$(1)_%: $(BUILD)/tests/unit/test_$(1)_%.o $(TSUP_OBJ) $(call stage_lib,$(1)) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(STAGE_DIRS),$(eval $(call stage_lib_rule,$(s))))
+
 define stage_rule
-$(BIN)/sluice-$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard stages/$(1)/*.c)) $(LIB)
+$(BIN)/sluice-$(1): $(BUILD)/stages/$(1)/main.o $(call stage_lib,$(1)) $(LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
 
-$(BIN)/sluicectl: $(CTL_OBJ) $(LIB)
+$(BIN)/sluicectl: $(CTL_OBJ) $(call stage_lib,loader) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # bench_collide times the splitter's routing pass itself.
 $(BUILD)/tests/bench/bench_collide: $(BUILD)/tests/bench/bench_collide.o \
-    $(BUILD)/stages/splitter/splitter_route.o $(BUILD)/stages/splitter/splitter_reject.o $(LIB)
+    $(call stage_lib,splitter) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

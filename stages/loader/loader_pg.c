@@ -1,9 +1,9 @@
-/* warehouse — loading split files into PostgreSQL exactly once (see
- * warehouse.h). A file is staged with COPY into a temporary table and moved
+/* loader_pg — the loader's PostgreSQL side: loading split files exactly
+ * once (see loader.h). A file is staged with COPY into a temporary table and moved
  * into its event table by one INSERT ... ON CONFLICT (id) DO NOTHING, in the
  * same transaction as its load-history row: the history and the table can
  * never disagree, whatever moment the loader dies at. */
-#include "tools/sluicectl/warehouse.h"
+#include "stages/loader/loader.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -35,7 +35,7 @@ struct wh_table {
     char name[CTL_DDL_NAME_MAX];
 };
 
-struct ctl_wh {
+struct loader_pg {
     PGconn *conn;
     struct pipe_schema_set *schemas; /* NULL without a schema directory */
     struct wh_table *ensured;        /* tables created/extended by this connection */
@@ -46,7 +46,7 @@ struct ctl_wh {
 
 static _Thread_local char open_err[1024];
 
-static void wh_fail(struct ctl_wh *wh, const char *what, const PGresult *res)
+static void wh_fail(struct loader_pg *wh, const char *what, const PGresult *res)
 {
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!*msg)
@@ -55,16 +55,16 @@ static void wh_fail(struct ctl_wh *wh, const char *what, const PGresult *res)
 }
 
 /* The code for a failed statement: the connection gone, or this statement. */
-static int wh_rc(const struct ctl_wh *wh)
+static int wh_rc(const struct loader_pg *wh)
 {
     return PQstatus(wh->conn) == CONNECTION_OK ? PIPE_EIO : PIPE_EUNAVAIL;
 }
 
-static int wh_exec(struct ctl_wh *wh, const char *sql, int n, const char *const *params);
+static int wh_exec(struct loader_pg *wh, const char *sql, int n, const char *const *params);
 
 /* What each session needs: quiet notices and the staging table (temporary,
  * so it is private to the session and goes with it). */
-static int session_setup(struct ctl_wh *wh)
+static int session_setup(struct loader_pg *wh)
 {
     PQclear(PQexec(wh->conn, "SET client_min_messages = warning"));
     return wh_exec(wh, "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (line text)", 0, NULL);
@@ -72,7 +72,7 @@ static int session_setup(struct ctl_wh *wh)
 
 /* Reconnects a broken connection (a restarted server); forgets the tables
  * it had ensured, to look again. */
-static int wh_alive(struct ctl_wh *wh)
+static int wh_alive(struct loader_pg *wh)
 {
     if (PQstatus(wh->conn) == CONNECTION_OK)
         return 0;
@@ -86,7 +86,7 @@ static int wh_alive(struct ctl_wh *wh)
 }
 
 /* Runs a statement without results; params may be NULL. */
-static int wh_exec(struct ctl_wh *wh, const char *sql, int n, const char *const *params)
+static int wh_exec(struct loader_pg *wh, const char *sql, int n, const char *const *params)
 {
     PGresult *res = PQexecParams(wh->conn, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
@@ -103,7 +103,7 @@ static int wh_exec(struct ctl_wh *wh, const char *sql, int n, const char *const 
 
 /* The postgres table plan of event: envelope columns, the columns of the
  * fields its schemas declare (none without schemas), data, _file. */
-static int table_plan(struct ctl_wh *wh, const char *event, struct ctl_ddl_table *plan,
+static int table_plan(struct loader_pg *wh, const char *event, struct ctl_ddl_table *plan,
                       const json_t **docs, size_t *n_docs)
 {
     size_t n;
@@ -118,14 +118,14 @@ static int table_plan(struct ctl_wh *wh, const char *event, struct ctl_ddl_table
 }
 
 /* Appends a quoted identifier. */
-static void sql_ident(struct ctl_wh *wh, const char *name)
+static void sql_ident(struct loader_pg *wh, const char *name)
 {
     char *q = PQescapeIdentifier(wh->conn, name, strlen(name));
     pipe_buf_append_str(&wh->sql, q ? q : "\"\"");
     PQfreemem(q);
 }
 
-static int ensure_table_tx(struct ctl_wh *wh, const char *event, const char *table)
+static int ensure_table_tx(struct loader_pg *wh, const char *event, const char *table)
 {
     const json_t *docs[WH_VERSIONS_MAX];
     size_t n_docs;
@@ -166,7 +166,7 @@ static int ensure_table_tx(struct ctl_wh *wh, const char *event, const char *tab
  * once per table per connection. CREATE TABLE IF NOT EXISTS is not safe
  * against a concurrent one (both may try to insert the row type), so the
  * DDL of all loaders is serialised by an advisory lock. */
-static int ensure_table(struct ctl_wh *wh, const char *event, const char *table)
+static int ensure_table(struct loader_pg *wh, const char *event, const char *table)
 {
     for (size_t i = 0; i < wh->n_ensured; i++)
         if (strcmp(wh->ensured[i].name, table) == 0)
@@ -213,7 +213,7 @@ static void copy_line(struct pipe_buf *out, const char *p, size_t n)
 /* Streams the file's lines into the session's staging table. COPY's CSV
  * mode with \x02 as delimiter and \x01 as quote reads each JSON line as one
  * verbatim field: neither byte can appear raw in JSON text. */
-static int copy_in(struct ctl_wh *wh, const struct ctl_wh_file *f)
+static int copy_in(struct loader_pg *wh, const struct loader_pg_file *f)
 {
     PGresult *res = PQexec(wh->conn, "COPY sluice_stage (line) FROM STDIN WITH (FORMAT csv, "
                                      "DELIMITER E'\\x02', QUOTE E'\\x01')");
@@ -269,7 +269,7 @@ static bool fixed_column(const struct ctl_ddl_column *c)
  * its schema existed, or under an older version) gives NULL rather than a
  * failed cast, which would fail the whole file again on every pass: the
  * value itself is kept in data. */
-static void typed_value(struct ctl_wh *wh, const struct ctl_ddl_column *c)
+static void typed_value(struct loader_pg *wh, const struct ctl_ddl_column *c)
 {
     struct pipe_buf *b = &wh->sql;
     char *q = PQescapeLiteral(wh->conn, c->key, strlen(c->key));
@@ -294,7 +294,7 @@ static void typed_value(struct ctl_wh *wh, const struct ctl_ddl_column *c)
 
 /* Builds the INSERT that moves the staged rows into the table, returning
  * the count and the newest received_at (epoch ms) of the inserted ones. */
-static int build_insert(struct ctl_wh *wh, const char *event, const char *table)
+static int build_insert(struct loader_pg *wh, const char *event, const char *table)
 {
     const json_t *docs[WH_VERSIONS_MAX];
     size_t n_docs;
@@ -330,8 +330,8 @@ static int build_insert(struct ctl_wh *wh, const char *event, const char *table)
 }
 
 /* The body of the transaction; the caller commits or rolls back. */
-static int load_in_tx(struct ctl_wh *wh, const struct ctl_wh_file *f, const char *table,
-                      struct ctl_wh_result *res)
+static int load_in_tx(struct loader_pg *wh, const struct loader_pg_file *f, const char *table,
+                      struct loader_pg_result *res)
 {
     const char *key[] = {f->key};
     /* Serialise loaders on this file, then look again: another loader may
@@ -376,11 +376,12 @@ static int load_in_tx(struct ctl_wh *wh, const struct ctl_wh_file *f, const char
         7, hist);
 }
 
-int ctl_wh_load_file(struct ctl_wh *wh, const struct ctl_wh_file *f, struct ctl_wh_result *res)
+int loader_pg_load_file(struct loader_pg *wh, const struct loader_pg_file *f,
+                        struct loader_pg_result *res)
 {
     char table[CTL_DDL_NAME_MAX];
     ctl_ddl_table_name(f->event, table);
-    struct ctl_wh_result out = {0};
+    struct loader_pg_result out = {0};
     int rc = wh_alive(wh);
     if (rc == 0)
         rc = ensure_table(wh, f->event, table);
@@ -401,7 +402,7 @@ out:
     return rc;
 }
 
-int ctl_wh_is_loaded(struct ctl_wh *wh, const char *key, bool *loaded)
+int loader_pg_is_loaded(struct loader_pg *wh, const char *key, bool *loaded)
 {
     int rc = wh_alive(wh);
     if (rc < 0)
@@ -418,7 +419,7 @@ int ctl_wh_is_loaded(struct ctl_wh *wh, const char *key, bool *loaded)
     return rc;
 }
 
-int ctl_wh_newest(struct ctl_wh *wh, int64_t *ms)
+int loader_pg_newest(struct loader_pg *wh, int64_t *ms)
 {
     int rc = wh_alive(wh);
     if (rc < 0)
@@ -436,8 +437,8 @@ int ctl_wh_newest(struct ctl_wh *wh, int64_t *ms)
     return rc;
 }
 
-int ctl_wh_file_rows(struct ctl_wh *wh, const char *key, const char *event, bool *found,
-                     uint64_t *history_rows, uint64_t *table_rows)
+int loader_pg_file_rows(struct loader_pg *wh, const char *key, const char *event, bool *found,
+                        uint64_t *history_rows, uint64_t *table_rows)
 {
     char table[CTL_DDL_NAME_MAX];
     ctl_ddl_table_name(event, table);
@@ -464,9 +465,9 @@ int ctl_wh_file_rows(struct ctl_wh *wh, const char *key, const char *event, bool
     return rc;
 }
 
-int ctl_wh_open(const char *url, const char *schemas_dir, struct ctl_wh **out)
+int loader_pg_open(const char *url, const char *schemas_dir, struct loader_pg **out)
 {
-    struct ctl_wh *wh = pipe_calloc(1, sizeof *wh);
+    struct loader_pg *wh = pipe_calloc(1, sizeof *wh);
     pipe_buf_init(&wh->sql, WH_SQL_MAX);
     wh->conn = PQconnectdb(url);
     int rc = 0;
@@ -485,14 +486,14 @@ int ctl_wh_open(const char *url, const char *schemas_dir, struct ctl_wh **out)
 out:
     if (rc < 0) {
         snprintf(open_err, sizeof open_err, "%s", wh->err);
-        ctl_wh_free(wh);
+        loader_pg_free(wh);
         return rc;
     }
     *out = wh;
     return 0;
 }
 
-void ctl_wh_free(struct ctl_wh *wh)
+void loader_pg_free(struct loader_pg *wh)
 {
     if (!wh)
         return;
@@ -503,7 +504,7 @@ void ctl_wh_free(struct ctl_wh *wh)
     pipe_free(wh);
 }
 
-const char *ctl_wh_last_error(const struct ctl_wh *wh)
+const char *loader_pg_last_error(const struct loader_pg *wh)
 {
     return wh ? wh->err : open_err;
 }
