@@ -1,4 +1,4 @@
-/* warehouse_sql — `sluicectl warehouse sql`: the SQL that loads split files
+/* warehouse — `sluicectl warehouse sql`: the SQL that loads split files
  * into Snowflake (file format, stage, tables, a Snowpipe or a batch COPY per
  * event type) or Redshift (tables, load history, a per-job load script that
  * COPYs with the splitter's manifest). Tables come from ctl_ddl_plan, so the
