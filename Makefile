@@ -136,6 +136,10 @@ chaos:
 FUZZ_SECONDS ?= 60
 FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
+# Targets linked with the whole library, built with the fuzzer's
+# instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
+# manifests, schema files), the time parser, the store URL.
+FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml
@@ -147,6 +151,14 @@ fuzz:
 	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
 	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
 	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz/corpus-aws-xml
+	@$(MAKE) --no-print-directory BUILD=build/fuzz/obj CC=clang OPT="-g -O1" CI= \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/obj/libpipe.a
+	for t in $(FUZZ_PIPE_TARGETS); do mkdir -p build/fuzz/corpus-$$t && \
+	    clang $(FUZZ_FLAGS) tests/fuzz/fuzz_$$t.c build/fuzz/obj/libpipe.a $(LDLIBS) \
+	        -o build/fuzz/fuzz_$$t || exit 1; done
+	for t in $(FUZZ_PIPE_TARGETS); do build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=8192 -artifact_prefix=build/fuzz/$$t- build/fuzz/corpus-$$t tests/fuzz/seeds/$$t \
+	    || exit 1; done
 
 lint:
 	@tools/install-deps.sh lint
