@@ -36,8 +36,8 @@ static void route(struct split_route *r, bool use_ts, const char *text)
     assert_int_equal(split_route_pass(r, text, strlen(text), NULL, NULL), 0);
 }
 
-/* The decompressed bytes of output o, as a NUL-terminated string. */
-static char *output_text(struct split_route *r, const struct split_output *o)
+/* Asserts that output o decompresses to exactly want. */
+static void expect_output(struct split_route *r, const struct split_output *o, const char *want)
 {
     const char *z;
     size_t zn;
@@ -45,11 +45,18 @@ static char *output_text(struct split_route *r, const struct split_output *o)
     struct pipe_buf plain;
     pipe_buf_init(&plain, SIZE_MAX);
     assert_int_equal(pipe_codec_decompress(z, zn, &plain), 0);
-    char *s = pipe_malloc(plain.len + 1);
-    memcpy(s, plain.data ? plain.data : "", plain.len);
-    s[plain.len] = '\0';
+    assert_int_equal(plain.len, strlen(want));
+    assert_memory_equal(plain.data, want, plain.len);
     pipe_buf_cleanup(&plain);
-    return s;
+}
+
+/* The non-empty outputs in (event, hour) order, asserting there are n. */
+static struct split_output **sorted(const struct split_route *r, size_t n)
+{
+    size_t got;
+    struct split_output **v = split_route_sorted(r, &got);
+    assert_int_equal(got, n);
+    return v;
 }
 
 /* The index in r->keys of (event, id), or -1. */
@@ -72,9 +79,7 @@ static void test_split_route_groups_lines_by_event_and_hour(void **state)
     assert_int_equal(r.c.in, 4);
     assert_int_equal(r.c.out, 4);
     assert_int_equal(r.c.rejected, 0);
-    size_t n;
-    struct split_output **v = split_route_sorted(&r, &n);
-    assert_int_equal(n, 3); /* page@00, page@01, signup@00: by event, then hour */
+    struct split_output **v = sorted(&r, 3); /* page@00, page@01, signup@00: by event, then hour */
     assert_string_equal(v[0]->event, "page");
     assert_int_equal(v[0]->hour_ms, pipe_clock_from_civil(2026, 1, 1, 0, 0, 0, 0));
     assert_int_equal(v[0]->rows, 2);
@@ -83,15 +88,9 @@ static void test_split_route_groups_lines_by_event_and_hour(void **state)
     assert_int_equal(v[1]->rows, 1);
     assert_string_equal(v[2]->event, "signup");
     /* Each output holds its lines unchanged, in input order. */
-    char *t = output_text(&r, v[0]);
-    assert_string_equal(t, L_PAGE_A "\n" L_PAGE_C "\n");
-    pipe_free(t);
-    t = output_text(&r, v[1]);
-    assert_string_equal(t, L_PAGE_B "\n");
-    pipe_free(t);
-    t = output_text(&r, v[2]);
-    assert_string_equal(t, L_SIGNUP "\n");
-    pipe_free(t);
+    expect_output(&r, v[0], L_PAGE_A "\n" L_PAGE_C "\n");
+    expect_output(&r, v[1], L_PAGE_B "\n");
+    expect_output(&r, v[2], L_SIGNUP "\n");
     pipe_free(v);
     split_route_cleanup(&r);
 }
@@ -110,12 +109,8 @@ static void test_split_route_drops_repeats_within_the_object(void **state)
     assert_true(key_index(&r, "signup", "a") >= 0);
     assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
     assert_int_equal(r.c.out, 2);
-    size_t n;
-    struct split_output **v = split_route_sorted(&r, &n);
-    assert_int_equal(n, 2);
-    char *t = output_text(&r, v[0]);
-    assert_string_equal(t, L_PAGE_A "\n");
-    pipe_free(t);
+    struct split_output **v = sorted(&r, 2);
+    expect_output(&r, v[0], L_PAGE_A "\n");
     pipe_free(v);
     split_route_cleanup(&r);
 }
@@ -132,14 +127,10 @@ static void test_split_route_settle_removes_keys_claimed_by_another_job(void **s
     assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
     assert_int_equal(r.c.dup_cross, 2);
     assert_int_equal(r.c.out, 1);
-    size_t n;
-    struct split_output **v = split_route_sorted(&r, &n);
-    assert_int_equal(n, 1); /* signup lost its only line: no output */
+    struct split_output **v = sorted(&r, 1); /* signup lost its only line: no output */
     assert_string_equal(v[0]->event, "page");
     assert_int_equal(v[0]->rows, 1);
-    char *t = output_text(&r, v[0]);
-    assert_string_equal(t, L_PAGE_A "\n");
-    pipe_free(t);
+    expect_output(&r, v[0], L_PAGE_A "\n");
     pipe_free(v);
     split_route_cleanup(&r);
 }
@@ -185,17 +176,14 @@ static void test_split_route_time_field_ts_prefers_the_client_time(void **state)
         "\"2026-01-01T00:01:00Z\"}\n";
     route(&r, true, line);
     assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
-    size_t n;
-    struct split_output **v = split_route_sorted(&r, &n);
-    assert_int_equal(n, 1);
+    struct split_output **v = sorted(&r, 1);
     assert_int_equal(v[0]->hour_ms, pipe_clock_from_civil(2025, 12, 31, 23, 0, 0, 0));
     pipe_free(v);
     /* The same line routed on received_at goes to the next hour. */
     split_route_cleanup(&r);
     route(&r, false, line);
     assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
-    v = split_route_sorted(&r, &n);
-    assert_int_equal(n, 1);
+    v = sorted(&r, 1);
     assert_int_equal(v[0]->hour_ms, pipe_clock_from_civil(2026, 1, 1, 0, 0, 0, 0));
     pipe_free(v);
     split_route_cleanup(&r);
@@ -212,12 +200,8 @@ static void test_split_route_reset_forgets_the_previous_job(void **state)
     assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
     assert_int_equal(r.c.in, 1);
     assert_int_equal(r.n_keys, 1);
-    size_t n;
-    struct split_output **v = split_route_sorted(&r, &n);
-    assert_int_equal(n, 1);
-    char *t = output_text(&r, v[0]);
-    assert_string_equal(t, L_PAGE_B "\n");
-    pipe_free(t);
+    struct split_output **v = sorted(&r, 1);
+    expect_output(&r, v[0], L_PAGE_B "\n");
     pipe_free(v);
     split_route_cleanup(&r);
 }
