@@ -6,7 +6,7 @@ BIN ?= bin
 CC ?= cc
 OPT ?= -O2 -g
 SAN ?=
-PKGS := jansson libzstd libuv hiredis libxxhash libcurl libpcre2-8 libsodium libpq expat cmocka
+PKGS := jansson libzstd zlib libuv hiredis libxxhash libcurl libpcre2-8 libsodium libpq expat cmocka
 
 WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wformat=2
 ifeq ($(CI),true)
@@ -135,6 +135,8 @@ chaos:
 # is differential: it aborts when the fast path and jansson disagree.
 FUZZ_SECONDS ?= 60
 FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
+# The filter's SDK protocol translators, built alone for their fuzz targets.
+FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter_compat)
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 # Targets linked with the whole library, built with the fuzzer's
 # instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
@@ -142,15 +144,25 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG
 FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url
 fuzz:
 	@tools/install-deps.sh fuzz
-	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml
+	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \
+	    build/fuzz/corpus-segment build/fuzz/corpus-snowplow build/fuzz/corpus-gunzip
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_event.c tests/support/event_ref.c $(FUZZ_LIB) \
 	    -ljansson -lxxhash -o build/fuzz/fuzz_event
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_body.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_body
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_aws_xml.c libpipe/err.c libpipe/mem.c libpipe/aws_xml.c \
 	    -lexpat -o build/fuzz/fuzz_aws_xml
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_SDK) $(FUZZ_LIB) -ljansson -lsodium \
+	    -lxxhash -o build/fuzz/fuzz_segment
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_snowplow.c $(FUZZ_SDK) $(FUZZ_LIB) -ljansson -lsodium \
+	    -lxxhash -o build/fuzz/fuzz_snowplow
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_gunzip.c $(FUZZ_LIB) libpipe/codec.c -lzstd -lz -lxxhash \
+	    -o build/fuzz/fuzz_gunzip
 	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
 	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
 	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz/corpus-aws-xml
+	build/fuzz/fuzz_segment -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-segment
+	build/fuzz/fuzz_snowplow -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-snowplow
+	build/fuzz/fuzz_gunzip -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-gunzip
 	@$(MAKE) --no-print-directory BUILD=build/fuzz/obj CC=clang OPT="-g -O1" CI= \
 	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/obj/libpipe.a
 	for t in $(FUZZ_PIPE_TARGETS); do mkdir -p build/fuzz/corpus-$$t && \

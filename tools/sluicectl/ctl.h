@@ -100,6 +100,11 @@ size_t ctl_schema_compat(const json_t *old_doc, const json_t *new_doc, enum ctl_
 json_t *ctl_openapi_build(const struct pipe_schema_set *set, const char *title, const char *server,
                           char *err, size_t errlen);
 
+/* ctl_openapi_sdk — adds the SDK drop-in endpoints (Segment / RudderStack,
+ * Snowplow) to paths, their body schemas to schemas and the WriteKey scheme
+ * to security (all borrowed objects of the document; openapi_sdk.c). */
+void ctl_openapi_sdk(json_t *paths, json_t *schemas, json_t *security);
+
 /* One column of an event table. */
 struct ctl_ddl_column {
     char *name; /* identifier, unquoted, as the dialect will store it */
