@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/lease_int.h"
 #include "libpipe/log.h"
@@ -42,8 +43,8 @@ struct local {
 
 /* A lease file free for this long goes: longer than the longest TTL, so no
  * holder can still believe it holds the name (see pipe__lease_local_prune). */
-#define PRUNE_FREE_MS  (PIPE_LEASE_TTL_MAX_MS + 3600 * 1000LL)
-#define PRUNE_EVERY_MS (3600 * 1000LL)
+#define PRUNE_FREE_MS  (PIPE_LEASE_TTL_MAX_MS + PIPE_HOUR_MS)
+#define PRUNE_EVERY_MS PIPE_HOUR_MS
 
 /* One lease file, decoded. An all-zero rec is a lease never taken. */
 struct rec {

@@ -40,7 +40,7 @@
 #define S3_MAX_RETRIES        20
 #define S3_DEFAULT_TIMEOUT_MS 30000
 #define S3_MIN_TIMEOUT_MS     10
-#define S3_MAX_TIMEOUT_MS     3600000
+#define S3_MAX_TIMEOUT_MS     PIPE_HOUR_MS
 #define S3_PAGE_MAX           1000 /* S3 never returns more keys per request */
 #define S3_PREFIX_MAX         512
 #define S3_HOST_MAX           255
