@@ -22,7 +22,8 @@ struct url_shape {
     size_t auth_len;   /* bytes of the authority */
     size_t host_at;    /* offset of the host inside the authority */
     bool no_host, relative;
-    bool has_path; /* a '/' follows the authority (curl would add one) */
+    bool has_path;   /* a '/' follows the authority (curl would add one) */
+    bool empty_port; /* "host:" */
 };
 
 static bool shape_of(const char *text, struct url_shape *sh)
@@ -36,7 +37,9 @@ static bool shape_of(const char *text, struct url_shape *sh)
     size_t host_at = at ? (size_t)(at - a) + 1 : 0;
     const char *h = a + host_at;
     size_t hlen = alen - host_at;
-    *sh = (struct url_shape){n, alen, host_at, hlen == 0, false, a[alen] == '/'};
+    *sh = (struct url_shape){n, alen, host_at, hlen == 0, false, a[alen] == '/', false};
+    /* curl reads "host:" as no port; sluice has always refused it */
+    sh->empty_port = hlen > 0 && h[hlen - 1] == ':';
     if (!at && ((hlen == 1 && h[0] == '.') || (hlen == 2 && h[0] == '.' && h[1] == '.'))) {
         sh->relative = true;
         sh->no_host = true;
@@ -178,6 +181,10 @@ int pipe_url_parse(const char *text, struct pipe_url *u, enum pipe_url_part *bad
     char *ct = NULL;
     if (!shape_of(text, &sh)) {
         *bad = PIPE_URL_WHOLE, *why = "not SCHEME://...";
+        goto out;
+    }
+    if (sh.empty_port) {
+        *bad = PIPE_URL_PORT, *why = "empty port number";
         goto out;
     }
     ct = curl_text(text, &sh);

@@ -104,6 +104,8 @@ static void test_url_refuses_malformed_urls_naming_the_part(void **state)
         {"1x://host", PIPE_URL_WHOLE},
         {"redis://host:99999", PIPE_URL_PORT},
         {"redis://host:http", PIPE_URL_PORT},
+        {"redis://host:", PIPE_URL_PORT},
+        {"redis://[::1]:/0", PIPE_URL_PORT},
         {"s3://Not_A_Bucket!", PIPE_URL_HOST},
         {"redis://ho st", PIPE_URL_HOST},
         {"redis://a%zz:pw@host", PIPE_URL_USER},
