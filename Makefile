@@ -122,15 +122,19 @@ FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 fuzz:
 	@tools/install-deps.sh fuzz
-	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml
+	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \
+	    build/fuzz/corpus-url
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_event.c tests/support/event_ref.c $(FUZZ_LIB) \
 	    -ljansson -lxxhash -o build/fuzz/fuzz_event
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_body.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_body
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_aws_xml.c libpipe/err.c libpipe/mem.c libpipe/aws_xml.c \
 	    -lexpat -o build/fuzz/fuzz_aws_xml
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_url.c libpipe/err.c libpipe/mem.c libpipe/url.c -lcurl \
+	    -o build/fuzz/fuzz_url
 	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
 	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
 	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz/corpus-aws-xml
+	build/fuzz/fuzz_url -max_total_time=$(FUZZ_SECONDS) -max_len=512 build/fuzz/corpus-url
 
 lint:
 	@tools/install-deps.sh lint

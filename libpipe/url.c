@@ -97,7 +97,7 @@ static char *get_part(CURLU *h, CURLUPart part, bool decode, bool *bad_escape)
 }
 
 /* The host as sluice uses it: "" for the placeholder, brackets off an IPv6
- * address (its zone, if any, after a '%'). */
+ * address (its zone, if any, after a '%'); NULL for a malformed zone. */
 static char *host_of(CURLU *h, const struct url_shape *sh, bool *ipv6)
 {
     bool unused = false;
@@ -110,8 +110,13 @@ static char *host_of(CURLU *h, const struct url_shape *sh, bool *ipv6)
     size_t n = strlen(host);
     if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
         char *zone = get_part(h, CURLUPART_ZONEID, false, &unused);
-        char *bare = zone ? pipe_asprintf("%.*s%%%s", (int)n - 2, host + 1, zone)
-                          : pipe_strndup(host + 1, n - 2);
+        /* curl takes any bytes as a zone; RFC 6874 allows unreserved ones */
+        bool zone_ok = !zone || (*zone && strspn(zone, "abcdefghijklmnopqrstuvwxyz"
+                                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                       "0123456789-._~") == strlen(zone));
+        char *bare = !zone_ok ? NULL
+                     : zone   ? pipe_asprintf("%.*s%%%s", (int)n - 2, host + 1, zone)
+                              : pipe_strndup(host + 1, n - 2);
         pipe_free(zone);
         pipe_free(host);
         *ipv6 = true;
@@ -137,6 +142,10 @@ static bool fill(CURLU *h, const struct url_shape *sh, struct pipe_url *u, enum 
         return false;
     }
     u->host = host_of(h, sh, &u->ipv6);
+    if (u->host == NULL) {
+        *bad = PIPE_URL_HOST, *why = "bad IPv6 zone id";
+        return false;
+    }
     char *port = get_part(h, CURLUPART_PORT, false, &unused);
     u->port = port ? atoi(port) : -1;
     pipe_free(port);

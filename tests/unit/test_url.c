@@ -84,6 +84,8 @@ static void test_url_splits_every_form_sluice_configures(void **state)
          NULL, false, false},
         {"postgres://loader@db.internal:5432/warehouse", "postgres", "loader", NULL, "db.internal",
          5432, "/warehouse", NULL, false, false},
+        {"redis://[fe80::1%25eth0]:1/", "redis", NULL, NULL, "fe80::1%eth0", 1, "/", NULL, true,
+         false},
         {"REDIS://Host", "redis", NULL, NULL, "Host", -1, "", NULL, false, false},
     };
     for (size_t i = 0; i < sizeof good / sizeof *good; i++)
@@ -112,6 +114,7 @@ static void test_url_refuses_malformed_urls_naming_the_part(void **state)
         {"redis://:p%4@host", PIPE_URL_PASSWORD},
         {"redis://:p%00@host", PIPE_URL_PASSWORD},
         {"redis://[::1/", PIPE_URL_HOST},
+        {"r://[::f%[::f%f]/", PIPE_URL_HOST}, /* found by fuzz_url */
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         struct pipe_url u;
