@@ -1,10 +1,12 @@
-/* codec — zstd NDJSON writer, whole-buffer decoder and streaming line reader.
+/* codec — zstd NDJSON writer, whole-buffer zstd and gzip decoders and
+ * streaming line reader.
  * The writer owns its zstd context and a staging buffer; output goes to a
  * borrowed pipe_buf. Readers borrow their input and bound their output by
  * caps, never by sizes a frame declares. */
 #include "libpipe/codec.h"
 
 #include <string.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "libpipe/err.h"
@@ -254,6 +256,64 @@ out:
             out->data[out->len] = '\0';
     }
     ZSTD_freeDCtx(d);
+    pipe_free(chunk);
+    return rc;
+}
+
+/* gunzip_member — inflates one gzip member from *zs into out through chunk;
+ * 1 at the member's end, PIPE_ETOOBIG or PIPE_ECORRUPT. */
+static int gunzip_member(z_stream *zs, char *chunk, size_t chunk_cap, struct pipe_buf *out)
+{
+    for (;;) {
+        zs->next_out = (Bytef *)chunk;
+        zs->avail_out = (uInt)chunk_cap;
+        int zrc = inflate(zs, Z_NO_FLUSH);
+        size_t got = chunk_cap - zs->avail_out;
+        if (got && pipe_buf_append(out, chunk, got) < 0)
+            return PIPE_ETOOBIG;
+        if (zrc == Z_STREAM_END)
+            return 1;
+        /* Z_BUF_ERROR with input left over cannot happen (the output
+         * chunk was just emptied); with none left the stream is cut. */
+        if (zrc != Z_OK)
+            return PIPE_ECORRUPT;
+    }
+}
+
+int pipe_codec_gunzip(const void *in, size_t n, struct pipe_buf *out)
+{
+    const unsigned char *p = in;
+    if (!p || n < 18 || p[0] != 0x1f || p[1] != 0x8b)
+        return PIPE_ECORRUPT;
+    if (n > UINT32_MAX) /* zlib counts input in 32 bits */
+        return PIPE_ETOOBIG;
+    size_t start_len = out->len;
+    size_t chunk_cap = 64 * 1024;
+    char *chunk = pipe_malloc(chunk_cap);
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    /* 16 + MAX_WBITS: the gzip wrapper only (no raw deflate, no zlib header). */
+    int rc = inflateInit2(&zs, 16 + MAX_WBITS) == Z_OK ? 0 : PIPE_EIO;
+    zs.next_in = (Bytef *)p;
+    zs.avail_in = (uInt)n;
+    while (rc == 0) {
+        rc = gunzip_member(&zs, chunk, chunk_cap, out);
+        if (rc < 0)
+            break;
+        rc = 0;
+        /* Another member may follow (RFC 1952 allows concatenation); bytes
+         * that are not one fail as corruption, not trailing noise. */
+        if (zs.avail_in == 0)
+            break;
+        if (inflateReset(&zs) != Z_OK)
+            rc = PIPE_EIO;
+    }
+    inflateEnd(&zs);
+    if (rc < 0) {
+        out->len = start_len;
+        if (out->data)
+            out->data[out->len] = '\0';
+    }
     pipe_free(chunk);
     return rc;
 }

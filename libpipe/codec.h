@@ -72,6 +72,14 @@ bool pipe_codec_is_zstd(const void *in, size_t n);
  * up to 128 MiB (zstd's default limit), which the decoder allocates. */
 int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out);
 
+/* pipe_codec_gunzip — appends the content of the gzip stream in (one or
+ * more members, as Content-Encoding: gzip allows) to out. The same cap rule
+ * as pipe_codec_decompress: PIPE_ETOOBIG as soon as out would pass out->max,
+ * whatever the stream's trailer claims (a gzip bomb costs at most the cap);
+ * PIPE_ECORRUPT for input that is not gzip, is cut short or fails its CRC.
+ * On error out->len is restored. */
+int pipe_codec_gunzip(const void *in, size_t n, struct pipe_buf *out);
+
 /* ---- streaming line reader --------------------------------------------- */
 
 struct pipe_line_reader;

@@ -1,7 +1,9 @@
 /* dedup — the generic front end of the de-duplication backends: URL
- * dispatch, configuration defaults, argument checks, key hashing and the
- * counters, plus the index object codec that every backend shares (the
- * index objects in the store are the durable record, whatever the backend). */
+ * dispatch, configuration defaults, argument checks, key hashing, the
+ * counters and /metrics, and the whole claim protocol: the claim lease,
+ * reading and writing the job's index object (the durable record, whatever
+ * the backend; codec in dedup_index.c), verdicts, undo after a lost lease
+ * and rebuilding a backend's view. A backend only keeps that view. */
 #include "libpipe/dedup.h"
 
 #include <stdio.h>
@@ -12,13 +14,13 @@
 #include <xxhash.h>
 
 #include "libpipe/clock.h"
-#include "libpipe/codec.h"
 #include "libpipe/dedup_int.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/lease.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
+#include "libpipe/metrics.h"
 #include "libpipe/store.h"
 
 #define DEFAULT_WINDOW_MS (24LL * 3600 * 1000)
@@ -28,6 +30,9 @@
 #define WAIT_MAX_MS       (3600LL * 1000)
 #define PAUSE_MIN_MS      2 /* between tries for the claim lease */
 #define PAUSE_MAX_MS      50
+#define REBUILD_TRIES     3 /* a view lost again and again: give up, unavailable */
+/* An index object's bytes: zstd adds little to incompressible data. */
+#define INDEX_CAP (PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20))
 
 /* Every backend built into the library. dedup_redis.c adds its entry here. */
 static const struct pipe_dedup_ops *const backends[] = {
@@ -143,37 +148,8 @@ void pipe_dedup_free(struct pipe_dedup *d)
     if (!d)
         return;
     d->ops->close(d);
+    pipe_free(d->verdicts);
     pipe_free(d);
-}
-
-/* Times keys.h can name: years 1970..9999. */
-static bool time_ok(int64_t ms)
-{
-    return ms >= 0 && ms < 253402300800000LL;
-}
-
-int pipe_dedup_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, int64_t now_ms,
-                     const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts)
-{
-    int rc;
-    if (!d || !job_id || !pipe_keys_name_valid(job_id) || (n && (!keys || !verdicts)) ||
-        !time_ok(hour_ms) || !time_ok(now_ms))
-        return PIPE_EINVAL;
-    if (n == 0)
-        return 0; /* nothing to claim, nothing to write */
-    if (n > PIPE__DEDUP_MAX_KEYS)
-        return PIPE_ETOOBIG;
-    rc = d->ops->claim(d, job_id, hour_ms, now_ms, keys, n, verdicts);
-    if (rc < 0)
-        goto out;
-    uint64_t c[3] = {0, 0, 0};
-    for (size_t i = 0; i < n; i++)
-        c[verdicts[i] <= PIPE_DEDUP_DUP ? verdicts[i] : PIPE_DEDUP_DUP]++;
-    atomic_fetch_add_explicit(&d->n_fresh, c[PIPE_DEDUP_NEW], memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->n_mine, c[PIPE_DEDUP_MINE], memory_order_relaxed);
-    atomic_fetch_add_explicit(&d->n_dups, c[PIPE_DEDUP_DUP], memory_order_relaxed);
-out:
-    return rc;
 }
 
 void pipe_dedup_counters(const struct pipe_dedup *d, uint64_t *fresh, uint64_t *mine,
@@ -197,192 +173,53 @@ void pipe_dedup_memory(const struct pipe_dedup *d, uint64_t *keys, uint64_t *byt
         *bytes = d ? atomic_load_explicit(&m->mem_bytes, memory_order_relaxed) : 0;
 }
 
-/* ---- index objects ------------------------------------------------------ */
-
-int pipe__dedup_key_cmp(const void *a, const void *b)
+void pipe_dedup_metrics_register(struct pipe_dedup *d, struct pipe_metrics *m)
 {
-    const struct pipe_dedup_key *x = a, *y = b;
-    if (x->hi != y->hi)
-        return x->hi < y->hi ? -1 : 1;
-    if (x->lo != y->lo)
-        return x->lo < y->lo ? -1 : 1;
-    return 0;
-}
-
-static void put_be64(unsigned char *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (unsigned char)v;
-}
-
-static uint64_t get_be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-int pipe__dedup_index_encode(const char *job_id, const struct pipe_dedup_key *keys, size_t n,
-                             struct pipe_buf *out)
-{
-    int rc;
-    struct pipe_zwriter *w = NULL;
-    struct pipe_buf tmp;
-    pipe_buf_init(&tmp, out->max);
-    size_t idlen = job_id ? strlen(job_id) : 0;
-    if (!job_id || !pipe_keys_name_valid(job_id) || (n && !keys)) {
-        rc = PIPE_EINVAL;
-        goto out;
-    }
-    if (n > PIPE__DEDUP_MAX_KEYS) {
-        rc = PIPE_ETOOBIG;
-        goto out;
-    }
-    unsigned char hdr[PIPE__DEDUP_HEADER_LEN];
-    memcpy(hdr, PIPE__DEDUP_INDEX_MAGIC, 4);
-    hdr[4] = PIPE__DEDUP_INDEX_VER;
-    hdr[5] = 0;
-    hdr[6] = (unsigned char)(idlen >> 8);
-    hdr[7] = (unsigned char)idlen;
-    put_be64(hdr + 8, n);
-    rc = pipe_zwriter_new(PIPE_CODEC_LEVEL_DEFAULT, &tmp, &w);
-    if (rc < 0)
-        goto out;
-    rc = pipe_zwriter_write(w, hdr, sizeof hdr);
-    if (rc == 0)
-        rc = pipe_zwriter_write(w, job_id, idlen);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        unsigned char k[16];
-        put_be64(k, keys[i].hi);
-        put_be64(k + 8, keys[i].lo);
-        rc = pipe_zwriter_write(w, k, sizeof k);
-    }
-    if (rc == 0)
-        rc = pipe_zwriter_finish(w);
-    if (rc < 0)
-        goto out;
-    pipe_buf_reset(out);
-    rc = pipe_buf_append(out, tmp.data, tmp.len);
-out:
-    pipe_zwriter_free(w);
-    pipe_buf_cleanup(&tmp);
-    return rc;
-}
-
-/* Parses the decompressed bytes. Every size comes from the input, so each
- * is checked against the bytes actually present before it is used. */
-static int index_parse(const unsigned char *p, size_t len, const char *expect_job,
-                       struct pipe__dedup_index *out)
-{
-    if (len < PIPE__DEDUP_HEADER_LEN || memcmp(p, PIPE__DEDUP_INDEX_MAGIC, 4) != 0 ||
-        p[4] != PIPE__DEDUP_INDEX_VER || p[5] != 0)
-        return PIPE_ECORRUPT;
-    size_t idlen = (size_t)p[6] << 8 | p[7];
-    uint64_t count = get_be64(p + 8);
-    size_t body = len - PIPE__DEDUP_HEADER_LEN;
-    if (idlen == 0 || idlen >= sizeof out->job_id || idlen > body || (body - idlen) % 16 != 0 ||
-        count != (body - idlen) / 16 || count > PIPE__DEDUP_MAX_KEYS)
-        return PIPE_ECORRUPT;
-    char job[sizeof out->job_id];
-    memcpy(job, p + PIPE__DEDUP_HEADER_LEN, idlen);
-    job[idlen] = '\0';
-    if (!pipe_keys_name_valid(job) || (expect_job && strcmp(job, expect_job) != 0))
-        return PIPE_ECORRUPT;
-    const unsigned char *k = p + PIPE__DEDUP_HEADER_LEN + idlen;
-    struct pipe_dedup_key *keys = count ? pipe_malloc((size_t)count * sizeof *keys) : NULL;
-    for (size_t i = 0; i < count; i++, k += 16) {
-        keys[i].hi = get_be64(k);
-        keys[i].lo = get_be64(k + 8);
-        /* Sorted and distinct is part of the format: readers bsearch it. */
-        if (i && pipe__dedup_key_cmp(&keys[i - 1], &keys[i]) >= 0) {
-            pipe_free(keys);
-            return PIPE_ECORRUPT;
-        }
-    }
-    memcpy(out->job_id, job, idlen + 1);
-    out->keys = keys;
-    out->count = (size_t)count;
-    return 0;
-}
-
-int pipe__dedup_index_decode(const void *data, size_t len, const char *expect_job,
-                             struct pipe__dedup_index *out)
-{
-    int rc;
-    struct pipe_buf plain;
-    /* The cap bounds memory whatever the frame declares. */
-    pipe_buf_init(&plain, PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16);
-    if (!pipe_codec_is_zstd(data, len)) {
-        rc = PIPE_ECORRUPT;
-        goto out;
-    }
-    rc = pipe_codec_decompress(data, len, &plain);
-    if (rc < 0) {
-        rc = PIPE_ECORRUPT; /* too big is as wrong as undecodable here */
-        goto out;
-    }
-    rc = index_parse((const unsigned char *)plain.data, plain.len, expect_job, out);
-out:
-    pipe_buf_cleanup(&plain);
-    return rc;
-}
-
-void pipe__dedup_index_cleanup(struct pipe__dedup_index *ix)
-{
-    if (!ix)
+    static const char *const labels[3] = {"verdict=\"new\"", "verdict=\"mine\"", "verdict=\"dup\""};
+    if (!d || !m)
         return;
-    pipe_free(ix->keys);
-    ix->keys = NULL;
-    ix->count = 0;
-}
-
-int pipe__dedup_index_get(struct pipe_store *s, const char *key, const char *expect_job,
-                          struct pipe__dedup_index *out, struct pipe_buf *raw)
-{
-    int rc;
-    struct pipe_buf b;
-    /* zstd adds little to incompressible data; 1 MiB of slack is plenty. */
-    pipe_buf_init(&b,
-                  PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20));
-    rc = pipe_store_get(s, key, &b);
-    if (rc == PIPE_ETOOBIG)
-        rc = PIPE_ECORRUPT;
-    if (rc < 0)
-        goto out;
-    rc = pipe__dedup_index_decode(b.data, b.len, expect_job, out);
-    if (rc < 0)
-        goto out;
-    if (raw) {
-        pipe_buf_reset(raw);
-        rc = pipe_buf_append(raw, b.data, b.len);
-        if (rc < 0)
-            pipe__dedup_index_cleanup(out);
+    uint64_t now[3], keys, bytes;
+    pipe_dedup_counters(d, &now[PIPE_DEDUP_NEW], &now[PIPE_DEDUP_MINE], &now[PIPE_DEDUP_DUP]);
+    pipe_dedup_memory(d, &keys, &bytes);
+    for (int i = 0; i < 3; i++) {
+        d->m_claims[i] = pipe_metrics_counter(
+            m, "sluice_dedup_claims_total",
+            "Keys claimed for de-duplication, by verdict: new (first claim), mine (claimed "
+            "before by the same job), dup (claimed by another job: the event is dropped).",
+            labels[i]);
+        pipe_counter_add(d->m_claims[i], now[i]);
     }
-out:
-    if (rc == PIPE_ECORRUPT)
-        pipe_log_error("corrupt dedup index object", "key=\"%s\"", key);
-    pipe_buf_cleanup(&b);
-    return rc;
+    d->m_keys = pipe_metrics_gauge(m, "sluice_dedup_keys",
+                                   "Keys the de-duplication backend holds in this process.", NULL);
+    d->m_bytes =
+        pipe_metrics_gauge(m, "sluice_dedup_memory_bytes",
+                           "Bytes of the de-duplication backend's tables in this process.", NULL);
+    pipe_gauge_set(d->m_keys, (double)keys);
+    pipe_gauge_set(d->m_bytes, (double)bytes);
 }
 
-bool pipe__dedup_job_of_key(const char *key, char job[256])
+/* After each claim, done or not: the counters of what it decided and the
+ * backend's memory, for pipe_dedup_counters and /metrics. */
+static void publish(struct pipe_dedup *d, const uint8_t *verdicts, size_t n)
 {
-    const char *base = strrchr(key, '/');
-    base = base ? base + 1 : key;
-    size_t n = strlen(base);
-    if (n <= 4 || n - 4 >= 256 || strcmp(base + n - 4, ".idx") != 0)
-        return false;
-    char tmp[256];
-    memcpy(tmp, base, n - 4);
-    tmp[n - 4] = '\0';
-    if (!pipe_keys_name_valid(tmp))
-        return false;
-    memcpy(job, tmp, n - 3);
-    return true;
+    uint64_t c[3] = {0, 0, 0}, keys = 0, bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        c[verdicts[i] <= PIPE_DEDUP_DUP ? verdicts[i] : PIPE_DEDUP_DUP]++;
+    atomic_fetch_add_explicit(&d->n_fresh, c[PIPE_DEDUP_NEW], memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->n_mine, c[PIPE_DEDUP_MINE], memory_order_relaxed);
+    atomic_fetch_add_explicit(&d->n_dups, c[PIPE_DEDUP_DUP], memory_order_relaxed);
+    for (int i = 0; i < 3; i++)
+        if (c[i])
+            pipe_counter_add(d->m_claims[i], c[i]);
+    if (d->ops->memory)
+        d->ops->memory(d, &keys, &bytes);
+    atomic_store_explicit(&d->mem_keys, keys, memory_order_relaxed);
+    atomic_store_explicit(&d->mem_bytes, bytes, memory_order_relaxed);
+    pipe_gauge_set(d->m_keys, (double)keys);
+    pipe_gauge_set(d->m_bytes, (double)bytes);
 }
 
-/* ---- what every backend's claim does ------------------------------------ */
+/* ---- the claim lease ------------------------------------------------------ */
 
 static void sleep_ms(int64_t ms)
 {
@@ -391,7 +228,9 @@ static void sleep_ms(int64_t ms)
         ;
 }
 
-int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
+/* Takes the claim lease into *l, waiting up to wait_ms (with growing
+ * pauses) while others hold it. 0, PIPE_EBUSY, or a lease error. */
+static int lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
 {
     int64_t deadline = pipe_clock_mono_ms() + d->cfg.wait_ms;
     int64_t pause = PAUSE_MIN_MS;
@@ -407,46 +246,208 @@ int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l)
     }
 }
 
-/* After the lease was lost: puts back what the job's index object held
- * before (or removes it), so that nothing stays claimed that the caller was
- * told was not. A failure is logged; the claim fails either way. */
-static void index_undo(struct pipe_dedup *d, const char *key, bool existed,
-                       const struct pipe_buf *before)
+/* ---- reading the store's index objects ------------------------------------ */
+
+/* Keys of other jobs' index objects in one partition, sorted: what a claim
+ * into a partition its backend's view does not cover is checked against. */
+struct partition {
+    struct pipe_dedup_key *keys;
+    size_t n, cap;
+};
+
+/* One walk over index partitions: each object read goes to the backend's
+ * load, or into part when that is set. */
+struct walk {
+    struct pipe_dedup *d;
+    const char *skip;         /* the claiming job's own object (read apart), or NULL */
+    struct pipe_lease *lease; /* renewed through a long walk, or NULL */
+    struct partition *part;
+    int64_t renewed_ms;
+    int64_t hour;
+};
+
+/* Keeps the lease alive through a long walk (a rebuild): at a third of its TTL. */
+static int keep_lease(struct walk *w)
 {
-    int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
-                     : pipe_store_delete(d->store, key);
+    int64_t now = pipe_clock_mono_ms();
+    if (!w->lease || now - w->renewed_ms < w->d->cfg.lease_ttl_ms / 3)
+        return 0;
+    w->renewed_ms = now;
+    return pipe_lease_renew(w->d->leases, w->lease, w->d->cfg.lease_ttl_ms);
+}
+
+static void partition_add(struct partition *p, const struct pipe__dedup_obj *o)
+{
+    if (p->n + o->n > p->cap) {
+        p->cap = (p->n + o->n) * 2;
+        p->keys = pipe_realloc(p->keys, p->cap * sizeof *p->keys);
+    }
+    memcpy(p->keys + p->n, o->keys, o->n * sizeof *o->keys);
+    p->n += o->n;
+}
+
+static int walk_object(void *arg, const struct pipe_store_obj *o)
+{
+    struct walk *w = arg;
+    struct pipe_dedup *d = w->d;
+    char job[256];
+    struct pipe__dedup_index ix = {0};
+    int rc = 0;
+    if (w->skip && strcmp(o->key, w->skip) == 0)
+        goto out;
+    rc = keep_lease(w);
     if (rc < 0)
-        pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
-                       pipe_strerror(rc));
+        goto out;
+    if (!pipe__dedup_job_of_key(o->key, job)) {
+        pipe_log_warn("unexpected object among dedup indexes", "key=\"%s\"", o->key);
+        goto out;
+    }
+    /* Index objects only grow (a re-run adds to its job's): a view that
+     * holds this version of one holds all of it. */
+    if (!w->part && d->ops->seen && d->ops->seen(d, o->key, o->etag))
+        goto out;
+    rc = pipe__dedup_index_get(d->store, o->key, job, &ix, NULL);
+    if (rc == PIPE_ENOTFOUND) {
+        rc = 0; /* deleted since the listing: a claim that was undone */
+        goto out;
+    }
+    if (rc < 0)
+        goto out;
+    struct pipe__dedup_obj ob = {o->key, o->etag, job, w->hour, ix.keys, ix.count};
+    if (w->part)
+        partition_add(w->part, &ob);
+    else
+        rc = d->ops->load(d, &ob);
+out:
+    pipe__dedup_index_cleanup(&ix);
+    return rc;
 }
 
-int pipe__dedup_index_commit(struct pipe_dedup *d, const struct pipe_lease *lease,
-                             const char *job_id, const char *key, bool existed,
-                             const struct pipe_buf *before, const struct pipe_buf *enc, bool *wrote)
+static int walk_hour(struct walk *w, int64_t hour)
 {
-    bool write =
-        !existed || before->len != enc->len || memcmp(before->data, enc->data, enc->len) != 0;
-    *wrote = false;
-    if (write) {
-        int rc = pipe_store_put(d->store, key, enc->data, enc->len);
-        if (rc < 0)
-            return rc;
-    }
-    int rc = pipe_lease_check(d->leases, lease);
-    if (rc < 0) {
-        pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", job_id,
-                      pipe_strerror(rc));
-        if (write)
-            index_undo(d, key, existed, before);
-        return rc;
-    }
-    *wrote = write;
-    return 0;
+    struct pipe_buf prefix;
+    int rc = 0;
+    pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
+    w->hour = hour;
+    /* Past year 9999 nothing can be there. */
+    if (pipe_keys_hour_prefix(&prefix, "state/dedup", hour * PIPE__DEDUP_HOUR_MS) == 0)
+        rc = pipe_store_walk(w->d->store, prefix.data, NULL, 0, walk_object, w);
+    pipe_buf_cleanup(&prefix);
+    return rc;
 }
 
-int pipe__dedup_index_build(const char *job_id, const struct pipe__dedup_index *prev,
-                            const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
-                            struct pipe_buf *enc)
+/* Loads the partitions h names into the backend's view, but skip. */
+static int load_hours(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                      const struct pipe__dedup_hours *h, const char *skip, struct pipe_lease *lease)
+{
+    int rc = 0;
+    struct walk w = {.d = d, .skip = skip, .lease = lease, .renewed_ms = pipe_clock_mono_ms()};
+    for (int64_t hr = h->lo; hr < h->hi && rc == 0; hr++)
+        rc = walk_hour(&w, hr);
+    if (rc == 0 && h->own && (c->claim_hour < h->lo || c->claim_hour >= h->hi))
+        rc = walk_hour(&w, c->claim_hour);
+    return rc;
+}
+
+/* The other jobs' keys in the claim's own partition, sorted. */
+static int partition_load(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                          struct partition *p)
+{
+    struct walk w = {.d = d, .skip = c->own_key, .part = p};
+    int rc = walk_hour(&w, c->claim_hour);
+    if (rc == 0 && p->n)
+        qsort(p->keys, p->n, sizeof *p->keys, pipe__dedup_key_cmp);
+    return rc;
+}
+
+/* Builds a fresh view from the store under the lease. A view that went on
+ * the way (its backend lost it) is not published: the rebuild starts over. */
+static int rebuild(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                   struct pipe_lease *lease)
+{
+    int rc = PIPE__DEDUP_STALE;
+    for (int attempt = 0; attempt < REBUILD_TRIES && rc == PIPE__DEDUP_STALE; attempt++) {
+        struct pipe__dedup_hours h = {0};
+        rc = d->ops->rebuild_begin(d, c, &h);
+        if (rc == 0)
+            rc = load_hours(d, c, &h, NULL, lease);
+        if (rc == 0)
+            rc = pipe_lease_check(d->leases, lease);
+        if (rc == 0)
+            rc = d->ops->rebuild_publish(d);
+        if (rc == PIPE__DEDUP_STALE)
+            pipe_log_warn("dedup view lost during rebuild; starting over", "backend=%s",
+                          d->ops->name);
+    }
+    return rc == PIPE__DEDUP_STALE ? PIPE_EUNAVAIL : rc;
+}
+
+/* ---- the claim ------------------------------------------------------------ */
+
+/* The keys a claim asks its backend about: those not in the job's previous
+ * index. Without a previous index they are the caller's arrays. */
+struct asked {
+    const struct pipe_dedup_key *keys;
+    uint8_t *verdicts;
+    size_t n;
+    struct pipe_dedup_key *copy; /* owned, with pos, when a subset */
+    size_t *pos;                 /* where asked key j sits in the claim */
+    uint8_t *vcopy;
+};
+
+static void asked_cleanup(struct asked *a)
+{
+    pipe_free(a->copy);
+    pipe_free(a->pos);
+    pipe_free(a->vcopy);
+}
+
+/* Writes verdicts[0..n): a key of the job's previous index is MINE
+ * (whoever claimed it since), the backend decides the others, and a key
+ * another job's index holds in a partition its view does not cover is DUP.
+ * 0, PIPE__DEDUP_STALE, or an error. */
+static int classify(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                    const struct pipe__dedup_index *prev, const struct pipe_dedup_key *keys,
+                    size_t n, uint8_t *verdicts, struct asked *a)
+{
+    int rc = 0;
+    struct partition part = {0};
+    *a = (struct asked){.keys = keys, .verdicts = verdicts, .n = n};
+    if (prev->count) {
+        a->copy = pipe_malloc(n * sizeof *a->copy);
+        a->pos = pipe_malloc(n * sizeof *a->pos);
+        a->vcopy = pipe_malloc(n);
+        a->n = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (bsearch(&keys[i], prev->keys, prev->count, sizeof *keys, pipe__dedup_key_cmp)) {
+                verdicts[i] = PIPE_DEDUP_MINE;
+                continue;
+            }
+            a->pos[a->n] = i;
+            a->copy[a->n++] = keys[i];
+        }
+        a->keys = a->copy;
+        a->verdicts = a->vcopy;
+    }
+    if (d->ops->covers && !d->ops->covers(d, c))
+        rc = partition_load(d, c, &part);
+    if (rc == 0 && a->n)
+        rc = d->ops->lookup(d, c, a->keys, a->n, a->verdicts);
+    for (size_t j = 0; j < a->n && rc == 0; j++) {
+        uint8_t x = a->verdicts[j];
+        if (part.n && bsearch(&a->keys[j], part.keys, part.n, sizeof *keys, pipe__dedup_key_cmp))
+            x = PIPE_DEDUP_DUP;
+        verdicts[a->pos ? a->pos[j] : j] = x;
+    }
+    pipe_free(part.keys);
+    return rc;
+}
+
+/* The job's new index: its previous keys plus every key not DUP, sorted and
+ * distinct. 0 or as pipe__dedup_index_encode. */
+static int index_build(const char *job_id, const struct pipe__dedup_index *prev,
+                       const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
+                       struct pipe_buf *enc)
 {
     struct pipe_dedup_key *all = pipe_malloc((prev->count + n) * sizeof *all);
     size_t k = prev->count;
@@ -467,5 +468,191 @@ int pipe__dedup_index_build(const char *job_id, const struct pipe__dedup_index *
     }
     int rc = pipe__dedup_index_encode(job_id, all, k, enc);
     pipe_free(all);
+    return rc;
+}
+
+/* After the lease was lost: puts back what the job's index object held
+ * before (or removes it), so that nothing stays claimed that the caller was
+ * told was not. A failure is logged; the claim fails either way. */
+static void index_undo(struct pipe_dedup *d, const char *key, bool existed,
+                       const struct pipe_buf *before)
+{
+    int rc = existed ? pipe_store_put(d->store, key, before->data, before->len)
+                     : pipe_store_delete(d->store, key);
+    if (rc < 0)
+        pipe_log_error("could not undo dedup index after lost lease", "key=\"%s\" err=\"%s\"", key,
+                       pipe_strerror(rc));
+}
+
+/* The last step of a claim: writes enc as the job's index object unless it
+ * equals before (the stored bytes, if existed), then checks that the lease
+ * held throughout and, if not, puts back what was there. *wrote says
+ * whether a new object was written and kept. */
+static int index_commit(struct pipe_dedup *d, const struct pipe_lease *lease,
+                        const struct pipe__dedup_claim *c, bool existed,
+                        const struct pipe_buf *before, const struct pipe_buf *enc, bool *wrote)
+{
+    bool write =
+        !existed || before->len != enc->len || memcmp(before->data, enc->data, enc->len) != 0;
+    *wrote = false;
+    if (write) {
+        int rc = pipe_store_put(d->store, c->own_key, enc->data, enc->len);
+        if (rc < 0)
+            return rc;
+    }
+    int rc = pipe_lease_check(d->leases, lease);
+    if (rc < 0) {
+        pipe_log_warn("dedup lease lost before claim was committed", "job=%s err=\"%s\"", c->job_id,
+                      pipe_strerror(rc));
+        if (write)
+            index_undo(d, c->own_key, existed, before);
+        return rc;
+    }
+    *wrote = write;
+    return 0;
+}
+
+/* Tells the backend what the job now holds; the etag of the index object
+ * just written only to a backend that tracks versions (seen). */
+static void remember(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                     const struct pipe__dedup_index *prev, const struct pipe_dedup_key *keys,
+                     size_t n, const uint8_t *verdicts, bool wrote)
+{
+    struct pipe_store_obj info;
+    const char *etag = NULL;
+    if (!d->ops->remember)
+        return;
+    if (wrote && d->ops->seen && pipe_store_stat(d->store, c->own_key, &info) == 0)
+        etag = info.etag;
+    d->ops->remember(d, c, prev->keys, prev->count, keys, n, verdicts, etag);
+}
+
+/* Under the lease: bring the view up to date, read the job's previous
+ * index, classify, write the new index and check the lease held. Into
+ * d->verdicts. PIPE__DEDUP_STALE when the view must be rebuilt first (the
+ * store untouched then). */
+static int claim_locked(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                        const struct pipe__dedup_hours *h, const struct pipe_lease *lease,
+                        const struct pipe_dedup_key *keys, size_t n)
+{
+    int rc;
+    bool looked = false, wrote = false;
+    struct pipe__dedup_index prev = {0};
+    struct asked a = {0};
+    struct pipe_buf before, enc;
+    pipe_buf_init(&before, INDEX_CAP);
+    pipe_buf_init(&enc, INDEX_CAP);
+    rc = load_hours(d, c, h, c->own_key, NULL);
+    if (rc == 0 && d->ops->check)
+        rc = d->ops->check(d, c);
+    if (rc != 0)
+        goto out;
+    rc = pipe__dedup_index_get(d->store, c->own_key, c->job_id, &prev, &before);
+    bool existed = rc == 0;
+    if (rc == PIPE_ENOTFOUND)
+        rc = 0;
+    if (rc < 0)
+        goto out;
+    rc = classify(d, c, &prev, keys, n, d->verdicts, &a);
+    if (rc != 0)
+        goto out;
+    looked = true;
+    rc = index_build(c->job_id, &prev, keys, n, d->verdicts, &enc);
+    if (rc == 0)
+        rc = index_commit(d, lease, c, existed, &before, &enc, &wrote);
+    if (rc == 0)
+        remember(d, c, &prev, keys, n, d->verdicts, wrote);
+out:
+    if (rc < 0 && looked && d->ops->forget)
+        d->ops->forget(d, c, a.keys, a.n, a.verdicts);
+    asked_cleanup(&a);
+    pipe__dedup_index_cleanup(&prev);
+    pipe_buf_cleanup(&enc);
+    pipe_buf_cleanup(&before);
+    return rc;
+}
+
+/* claim_locked, rebuilding the backend's view when it says it must. */
+static int claim_rebuilding(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                            const struct pipe__dedup_hours *h, struct pipe_lease *lease,
+                            const struct pipe_dedup_key *keys, size_t n)
+{
+    for (int tries = 0;; tries++) {
+        int rc = claim_locked(d, c, h, lease, keys, n);
+        if (rc != PIPE__DEDUP_STALE)
+            return rc;
+        if (tries == REBUILD_TRIES || !d->ops->rebuild_begin) {
+            pipe_log_error("dedup view keeps being lost", "backend=%s job=%s", d->ops->name,
+                           c->job_id);
+            return PIPE_EUNAVAIL;
+        }
+        rc = rebuild(d, c, lease);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* Times keys.h can name: years 1970..9999. */
+static bool time_ok(int64_t ms)
+{
+    return ms >= 0 && ms < 253402300800000LL;
+}
+
+int pipe_dedup_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, int64_t now_ms,
+                     const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts)
+{
+    int rc;
+    struct pipe_lease lease = {0};
+    bool held = false;
+    struct pipe_buf own;
+    if (!d || !job_id || !pipe_keys_name_valid(job_id) || (n && (!keys || !verdicts)) ||
+        !time_ok(hour_ms) || !time_ok(now_ms))
+        return PIPE_EINVAL;
+    if (n == 0)
+        return 0; /* nothing to claim, nothing to write */
+    if (n > PIPE__DEDUP_MAX_KEYS)
+        return PIPE_ETOOBIG;
+    pipe_buf_init(&own, PIPE_STORE_KEY_MAX);
+    rc = pipe_keys_dedup_index(&own, hour_ms, job_id);
+    if (rc < 0)
+        goto out;
+    int64_t lo_ms = now_ms - d->cfg.window_ms;
+    struct pipe__dedup_claim c = {
+        .job_id = job_id,
+        .own_key = own.data,
+        .claim_hour = pipe__dedup_hour(hour_ms),
+        .lo_hour = pipe__dedup_hour(lo_ms > 0 ? lo_ms : 0),
+        .hi_hour = pipe__dedup_hour(now_ms + PIPE__DEDUP_HOUR_MS),
+    };
+    struct pipe__dedup_hours h = {0};
+    if (n > d->verdicts_cap) {
+        pipe_free(d->verdicts);
+        d->verdicts = pipe_malloc(n);
+        d->verdicts_cap = n;
+    }
+    if (d->ops->plan)
+        d->ops->plan(d, &c, &h);
+    /* The bulk of the loading (all of the window after a restart) happens
+     * before taking the lease, so other processes wait only for the delta. */
+    rc = load_hours(d, &c, &h, c.own_key, NULL);
+    if (rc < 0)
+        goto out;
+    rc = lease_wait(d, &lease);
+    if (rc < 0)
+        goto out;
+    held = true;
+    rc = claim_rebuilding(d, &c, &h, &lease, keys, n);
+    if (rc == 0)
+        memcpy(verdicts, d->verdicts, n);
+out:
+    if (held) {
+        /* The claim is durable once checked; a failed release only makes
+         * the next claimant wait for the TTL. */
+        int r = pipe_lease_release(d->leases, &lease);
+        if (r < 0 && rc == 0)
+            pipe_log_warn("dedup lease release failed", "err=\"%s\"", pipe_strerror(r));
+    }
+    publish(d, rc == 0 ? verdicts : NULL, rc == 0 ? n : 0);
+    pipe_buf_cleanup(&own);
     return rc;
 }

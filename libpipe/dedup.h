@@ -17,6 +17,7 @@
 struct pipe_dedup;
 struct pipe_store;
 struct pipe_leases;
+struct pipe_metrics;
 
 /* A de-duplication key: XXH3-128 of the event type, a NUL byte and the id
  * (the id's bytes as stored, i.e. JSON-escaped form). */
@@ -74,5 +75,12 @@ void pipe_dedup_counters(const struct pipe_dedup *d, uint64_t *fresh, uint64_t *
  * and the bytes of its tables (both 0 for a backend that keeps none). Either
  * pointer may be NULL. May be called while another thread claims. */
 void pipe_dedup_memory(const struct pipe_dedup *d, uint64_t *keys, uint64_t *bytes);
+
+/* pipe_dedup_metrics_register — exports the handle's figures in m:
+ * sluice_dedup_claims_total{verdict="new"|"mine"|"dup"} (counting from the
+ * handle's open), sluice_dedup_keys and sluice_dedup_memory_bytes (as
+ * pipe_dedup_memory), updated after each claim. Call once, before claims
+ * run on another thread; m must outlive the handle. NULL d or m: no-op. */
+void pipe_dedup_metrics_register(struct pipe_dedup *d, struct pipe_metrics *m);
 
 #endif

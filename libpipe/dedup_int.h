@@ -1,11 +1,14 @@
-/* dedup_int — the contract between the de-duplication front end (dedup.c)
- * and its backends (dedup_local.c, dedup_redis.c), plus the index
- * object codec they share. For backends and tests only, not for stages.
+/* dedup_int — the contract between the de-duplication front end (dedup.c,
+ * with the index object codec in dedup_index.c) and its backends
+ * (dedup_local.c, dedup_redis.c). For backends and tests only, not for
+ * stages.
  *
  * Each backend is one `const struct pipe_dedup_ops`, the only non-static
- * symbol of its file, listed in dedup.c's table. The front end checks
- * arguments and keeps the counters; a backend only decides verdicts and
- * keeps its view of the store's index objects. */
+ * symbol of its file, listed in dedup.c's table. The front end runs the
+ * whole claim protocol — lease, reading and writing index objects,
+ * verdicts, undo, rebuilds — and keeps the counters; a backend is a narrow
+ * view of the store's index objects that loads, looks up, remembers and
+ * forgets keys, and never calls the front end. */
 #ifndef PIPE_DEDUP_INT_H
 #define PIPE_DEDUP_INT_H
 
@@ -16,7 +19,6 @@
 
 #include "libpipe/buf.h"
 #include "libpipe/dedup.h"
-#include "libpipe/lease.h"
 
 #define PIPE__DEDUP_HOUR_MS     3600000LL
 #define PIPE__DEDUP_LEASE       "dedup"     /* the lease that serialises claims */
@@ -25,16 +27,48 @@
 #define PIPE__DEDUP_INDEX_VER   1
 #define PIPE__DEDUP_HEADER_LEN  16 /* magic, version, 0, id length, count */
 
-/* The semantics every backend implements:
- *   claim  under the lease PIPE__DEDUP_LEASE (or an equivalent atomic step),
- *          learn every index object in the partitions of [now_ms - window,
- *          now_ms + 1 h] and of hour_ms; a key in the job's own previous
- *          index is MINE, a key claimed by another job is DUP, any other
- *          is NEW; write the job's index object (its previous keys plus the
- *          NEW and MINE ones, sorted) and only then report success. On
- *          failure nothing must be left claimed that was not claimed before.
- * Arguments arrive checked: job_id is a valid name, n >= 1, keys distinct,
- * times inside the years keys.h accepts. */
+/* Returned (positive) by a backend's check, lookup or load, and by the
+ * rebuild's publish: its view is not the store's and must be rebuilt. */
+#define PIPE__DEDUP_STALE 1
+
+/* One claim as the front end sees it; arguments arrive checked: job_id is
+ * a valid name, keys distinct, times inside the years keys.h accepts. */
+struct pipe__dedup_claim {
+    const char *job_id;
+    const char *own_key; /* the job's index object */
+    int64_t claim_hour;  /* partition of the job's index (hour_ms / 1 h) */
+    int64_t lo_hour;     /* oldest partition inside the window */
+    int64_t hi_hour;     /* newest partition looked at: now + 1 h */
+};
+
+/* Partitions the front end lists and loads into a view: the hours
+ * [lo, hi), and the claim's own partition too when own is set and it lies
+ * outside them. lo == hi and !own: none. */
+struct pipe__dedup_hours {
+    int64_t lo, hi;
+    bool own;
+};
+
+/* One index object the front end read from the store: job's claims of
+ * keys[0..n) (distinct; the receiver may reorder them) in the partition of
+ * hour. Valid during the call it is passed to. */
+struct pipe__dedup_obj {
+    const char *key, *etag, *job;
+    int64_t hour;
+    struct pipe_dedup_key *keys;
+    size_t n;
+};
+
+/* The claim protocol lives in dedup.c and calls these; a backend never
+ * calls back into the front end. Under the lease PIPE__DEDUP_LEASE the
+ * front end loads the partitions plan names (through seen and load), asks
+ * check, reads the job's previous index object (its keys are MINE), asks
+ * lookup for every other key (a key another job's index object holds in a
+ * partition the view does not cover is DUP), writes the job's new index
+ * object (previous keys plus NEW and MINE, sorted), checks the lease and
+ * then calls remember; on a failure after lookup it calls forget, and on
+ * PIPE__DEDUP_STALE it rebuilds (rebuild_begin, load, rebuild_publish)
+ * and starts over. Optional ops are NULL. */
 struct pipe_dedup_ops {
     const char *name;           /* "local", "redis" */
     const char *const *schemes; /* URL schemes, NULL-terminated: {"local", NULL} */
@@ -44,10 +78,58 @@ struct pipe_dedup_ops {
     int (*open)(struct pipe_dedup *d, const char *url);
     /* close — frees d->impl (NULL after a failed open is fine). */
     void (*close)(struct pipe_dedup *d);
-    /* claim — as pipe_dedup_claim; verdicts written only on success. */
-    int (*claim)(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, int64_t now_ms,
-                 const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts);
+    /* plan — optional; before the lease: readies the view for c (it may
+     * forget what left the window) and names in *h the partitions the
+     * front end loads before every claim, outside the lease for the bulk
+     * and again under it for what changed. NULL: none while warm. */
+    void (*plan)(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                 struct pipe__dedup_hours *h);
+    /* seen — optional: true when the view holds the index object key in
+     * its version etag already; the front end then does not read it. */
+    bool (*seen)(struct pipe_dedup *d, const char *key, const char *etag);
+    /* load — adds one index object's claims to the view. 0,
+     * PIPE__DEDUP_STALE (during a rebuild: the view went), or an error. */
+    int (*load)(struct pipe_dedup *d, const struct pipe__dedup_obj *o);
+    /* check — optional; under the lease, before anything is read: 0,
+     * PIPE__DEDUP_STALE, or an error. */
+    int (*check)(struct pipe_dedup *d, const struct pipe__dedup_claim *c);
+    /* covers — optional: whether the view holds c's own partition (NULL:
+     * always). When not, the front end reads that partition itself. */
+    bool (*covers)(struct pipe_dedup *d, const struct pipe__dedup_claim *c);
+    /* lookup — verdicts[i] for keys[0..n) (none in the job's previous
+     * index): MINE if the view has the key as c's job's, DUP if another
+     * job's, NEW otherwise. It may record the NEW ones as the job's at once
+     * (an atomic look-up-and-claim); forget takes them back. 0,
+     * PIPE__DEDUP_STALE, or an error (some keys may be recorded then). */
+    int (*lookup)(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                  const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts);
+    /* remember — optional; after the claim is durable: the job holds
+     * prev[0..nprev) and the keys[i] whose verdicts[i] is NEW. etag is its
+     * index object's new version when one was written, else NULL. */
+    void (*remember)(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                     const struct pipe_dedup_key *prev, size_t nprev,
+                     const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
+                     const char *etag);
+    /* forget — optional; after a claim failed past lookup: takes back
+     * what lookup recorded (keys whose verdict was NEW). Best effort. */
+    void (*forget)(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                   const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts);
+    /* rebuild_begin — optional (needed when check or lookup can answer
+     * PIPE__DEDUP_STALE); under the lease: voids the view and names in *h
+     * the partitions to load into a fresh one. */
+    int (*rebuild_begin)(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                         struct pipe__dedup_hours *h);
+    /* rebuild_publish — after the loads and a lease check: makes the
+     * fresh view the one check accepts. 0, PIPE__DEDUP_STALE (it went
+     * meanwhile: start over), or an error. */
+    int (*rebuild_publish)(struct pipe_dedup *d);
+    /* memory — optional: keys the view holds in this process and the
+     * bytes of its tables. Called after each claim, on the claiming thread. */
+    void (*memory)(const struct pipe_dedup *d, uint64_t *keys, uint64_t *bytes);
 };
+
+struct pipe_counter;
+struct pipe_gauge;
 
 struct pipe_dedup {
     const struct pipe_dedup_ops *ops;
@@ -55,9 +137,14 @@ struct pipe_dedup {
     struct pipe_store *store;   /* borrowed */
     struct pipe_leases *leases; /* borrowed */
     struct pipe_dedup_config cfg;
-    /* Relaxed atomics: /metrics reads them from another thread. */
+    uint8_t *verdicts; /* scratch, so out-params are written only on success */
+    size_t verdicts_cap;
+    /* Relaxed atomics: pipe_dedup_counters may read them from another thread. */
     _Atomic uint64_t n_fresh, n_mine, n_dups;
-    _Atomic uint64_t mem_keys, mem_bytes; /* set by the backend */
+    _Atomic uint64_t mem_keys, mem_bytes;
+    /* /metrics, once registered (owned by the registry). */
+    struct pipe_counter *m_claims[3]; /* by verdict */
+    struct pipe_gauge *m_keys, *m_bytes;
 };
 
 /* ---- index objects ------------------------------------------------------
@@ -93,30 +180,6 @@ void pipe__dedup_index_cleanup(struct pipe__dedup_index *ix);
  * 0, PIPE_ENOTFOUND, PIPE_ECORRUPT (logged), or a store error. */
 int pipe__dedup_index_get(struct pipe_store *s, const char *key, const char *expect_job,
                           struct pipe__dedup_index *out, struct pipe_buf *raw);
-
-/* pipe__dedup_lease_wait — takes the claim lease PIPE__DEDUP_LEASE into *l,
- * waiting up to d->cfg.wait_ms (with growing pauses) while others hold it.
- * 0, PIPE_EBUSY after the wait, or a lease backend error. */
-int pipe__dedup_lease_wait(struct pipe_dedup *d, struct pipe_lease *l);
-
-/* pipe__dedup_index_build — encodes into enc the job's new index: the keys
- * of its previous index prev plus every one of keys[0..n) whose verdict is
- * not PIPE_DEDUP_DUP, sorted and distinct. 0 or as pipe__dedup_index_encode. */
-int pipe__dedup_index_build(const char *job_id, const struct pipe__dedup_index *prev,
-                            const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts,
-                            struct pipe_buf *enc);
-
-/* pipe__dedup_index_commit — the last step of every claim, under the
- * lease: writes enc as the job's index object at key unless it equals
- * before (the stored bytes; existed says whether there were any), then
- * checks that the lease held throughout and, if it did not, puts back what
- * was there, so that nothing stays claimed that the caller is told was not.
- * *wrote says whether a new object was written and kept. 0, a store error,
- * or the lease check's PIPE_ELOST / PIPE_EUNAVAIL. */
-int pipe__dedup_index_commit(struct pipe_dedup *d, const struct pipe_lease *lease,
-                             const char *job_id, const char *key, bool existed,
-                             const struct pipe_buf *before, const struct pipe_buf *enc,
-                             bool *wrote);
 
 /* pipe__dedup_job_of_key — if key is ".../<job-id>.idx" with a valid job id,
  * copies the id into job (256 bytes) and returns true. */

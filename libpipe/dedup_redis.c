@@ -1,9 +1,10 @@
 /* dedup_redis — the `redis` de-duplication backend: a Redis view of the
  * store's index objects (state/dedup/...), which stay the durable record.
- * Claims are serialised by the lease "dedup" as in dedup_local.c, but the
- * verdicts come from Lua scripts over hashes in Redis instead of from a
- * table in memory kept by listing the store, so a warm claim costs two GETs
- * and one PUT on the store and no LIST. When Redis loses its state
+ * The front end (dedup.c) serialises claims under the lease "dedup" and
+ * reads and writes the index objects; the verdicts come from Lua scripts
+ * over hashes in Redis instead of from a table in memory kept by listing
+ * the store, so a warm claim costs two GETs and one PUT on the store and no
+ * LIST. When Redis loses its state
  * (restart, FLUSHALL, failover) the view is rebuilt from the store.
  *
  * Layout (P = the URL's prefix=, E = epoch, g = generation, b = bucket,
@@ -29,7 +30,6 @@
 #include "libpipe/dedup_int.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
-#include "libpipe/lease.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "libpipe/redis.h"
@@ -41,9 +41,6 @@
 #define CHUNK_KEYS      1000 /* keys per EVAL */
 #define PIPE_EVALS      32   /* EVALs per round trip */
 #define SKEW_MS         PIPE__DEDUP_HOUR_MS
-#define REBUILD_TRIES   3
-#define VIEW_STALE      1 /* internal: Redis's view is not the store's; rebuild */
-#define INDEX_CAP       (PIPE__DEDUP_HEADER_LEN + 256 + (size_t)PIPE__DEDUP_MAX_KEYS * 16 + (1u << 20))
 
 /* ---- scripts ----------------------------------------------------------------
  * Every script that reads or writes the view first checks, atomically with
@@ -186,6 +183,24 @@ static const char LUA_PUBLISH[] =
 
 /* ---- the handle ------------------------------------------------------------- */
 
+/* What one claim works with, computed under the lease (redis_check). */
+struct claim_ctx {
+    int64_t gen;    /* generation of the claim's partition */
+    int64_t lo_gen; /* generations looked up: lo_gen..hi_gen and gen */
+    int64_t hi_gen;
+    bool in_view;   /* gen is one the view holds: claim into Redis */
+    char epoch[17]; /* from the store */
+    char view[48];  /* what the marker must name: epoch and layout */
+};
+
+/* A rebuild under way: the view it fills and what it loaded. */
+struct rebuild {
+    char epoch[17], view[48];
+    char base[PREFIX_MAX + 32];
+    int64_t t0;
+    uint64_t objects, keys;
+};
+
 struct rds {
     struct pipe_redis *r;
     char prefix[PREFIX_MAX + 1];
@@ -194,21 +209,8 @@ struct rds {
     int64_t gen_ms;         /* length of a generation */
     char *marker, *token;   /* Redis keys */
     char *store_epoch;      /* store key of the epoch object */
-    uint8_t *verdicts;      /* scratch, so out-params are written only on success */
-    size_t verdicts_cap;
-};
-
-/* What one claim works with, computed once. */
-struct claim_ctx {
-    const char *job_id;
-    const char *own_key; /* the job's index object */
-    int64_t claim_hour;  /* partition of the job's index */
-    int64_t gen;         /* generation of that partition */
-    int64_t lo_gen;      /* generations looked up: lo_gen..hi_gen and gen */
-    int64_t hi_gen;
-    bool in_view;   /* gen is one the view holds: claim into Redis */
-    char epoch[17]; /* from the store */
-    char view[48];  /* what the marker must name: epoch and layout */
+    struct claim_ctx cur;   /* the claim under way */
+    struct rebuild rb;
 };
 
 static bool prefix_valid(const char *p, size_t n)
@@ -347,7 +349,6 @@ static void redis_close(struct pipe_dedup *d)
     pipe_free(R->marker);
     pipe_free(R->token);
     pipe_free(R->store_epoch);
-    pipe_free(R->verdicts);
     pipe_free(R);
     d->impl = NULL;
 }
@@ -412,13 +413,13 @@ static void sort_by_bucket(const struct rds *R, struct pipe_dedup_key *ask, size
     pipe_free(o);
 }
 
-/* Maps one script reply; VIEW_STALE when the script refused. */
+/* Maps one script reply; PIPE__DEDUP_STALE when the script refused. */
 static int take_reply(struct script_run *sr, const redisReply *rep, uint8_t *verdicts, size_t n)
 {
     if (rep->type == REDIS_REPLY_ERROR) {
         /* Redis puts "ERR " in front of a code it does not know. */
         if (strstr(rep->str, "SLUICE_STALE"))
-            return VIEW_STALE;
+            return PIPE__DEDUP_STALE;
         pipe_log_error("dedup redis script failed", "err=\"%.200s\"", rep->str);
         bool busy = !strncmp(rep->str, "OOM", 3) || !strncmp(rep->str, "BUSY", 4) ||
                     !strncmp(rep->str, "LOADING", 7) || !strncmp(rep->str, "READONLY", 8) ||
@@ -444,7 +445,7 @@ static int take_reply(struct script_run *sr, const redisReply *rep, uint8_t *ver
     return 0;
 }
 
-/* Runs sr over keys[0..n): 0, VIEW_STALE, or a Redis error. Every chunk's
+/* Runs sr over keys[0..n): 0, PIPE__DEDUP_STALE, or a Redis error. Every chunk's
  * reply is read even after a failure, so the connection stays in step. */
 static int run_script(struct rds *R, struct script_run *sr, const struct pipe_dedup_key *keys,
                       size_t n)
@@ -482,7 +483,7 @@ static int run_script(struct rds *R, struct script_run *sr, const struct pipe_de
             size_t off = i * CHUNK_KEYS, c = m - off < CHUNK_KEYS ? m - off : CHUNK_KEYS;
             int r = take_reply(sr, reps[i], sr->verdicts ? sr->verdicts + done + off : NULL, c);
             /* A refusal outranks an error: a rebuild is what helps. */
-            if (r == VIEW_STALE || (r < 0 && rc == 0))
+            if (r == PIPE__DEDUP_STALE || (r < 0 && rc == 0))
                 rc = r;
             freeReplyObject(reps[i]);
         }
@@ -629,172 +630,113 @@ static int drop_other_views(struct rds *R, const char *keep)
 
 /* ---- rebuilding the view from the store ------------------------------------------ */
 
-struct rebuild {
-    struct pipe_dedup *d;
-    struct rds *R;
-    struct pipe_lease *lease;
-    const char *view;
-    char base[PREFIX_MAX + 32];
-    int64_t hour;
-    int64_t renewed_ms;
-    uint64_t objects, keys;
-};
-
-/* Keeps the lease alive through a long rebuild: at a third of its TTL. */
-static int keep_lease(struct rebuild *rb)
+/* The generations a claim reads and writes, from its partitions; a
+ * generation is whole hours, so hour numbers divide into it exactly. */
+static void ctx_of(const struct rds *R, const struct pipe__dedup_claim *c, struct claim_ctx *x)
 {
-    int64_t now = pipe_clock_mono_ms();
-    if (now - rb->renewed_ms < rb->d->cfg.lease_ttl_ms / 3)
-        return 0;
-    rb->renewed_ms = now;
-    return pipe_lease_renew(rb->d->leases, rb->lease, rb->d->cfg.lease_ttl_ms);
+    int64_t per_gen = R->gen_ms / PIPE__DEDUP_HOUR_MS;
+    x->gen = c->claim_hour / per_gen;
+    x->lo_gen = c->lo_hour / per_gen;
+    x->hi_gen = c->hi_hour / per_gen;
+    /* The view holds the generations a rebuild loads; a replay of an older
+     * partition is checked against that one partition (the front end reads
+     * it) and writes only its index. */
+    x->in_view = x->gen >= x->lo_gen && x->gen <= x->hi_gen + 1;
 }
 
-static int load_object(void *arg, const struct pipe_store_obj *o)
+/* Starts a fresh view under a new epoch: every index object of the
+ * generations a window can look at (the window's, and the next one for
+ * partitions a little ahead of the clock) is to be loaded into it. */
+static int redis_rebuild_begin(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                               struct pipe__dedup_hours *h)
 {
-    struct rebuild *rb = arg;
-    char job[256], gen[24], buckets[16], exp[24];
-    struct pipe__dedup_index ix = {0};
-    int rc = keep_lease(rb);
-    if (rc < 0)
-        goto out;
-    if (!pipe__dedup_job_of_key(o->key, job)) {
-        pipe_log_warn("unexpected object among dedup indexes", "key=\"%s\"", o->key);
-        goto out;
-    }
-    rc = pipe__dedup_index_get(rb->d->store, o->key, job, &ix, NULL);
-    if (rc == PIPE_ENOTFOUND)
-        rc = 0; /* deleted since the listing: a claim that was undone */
-    if (rc < 0 || ix.count == 0)
-        goto out;
-    int64_t g = gen_of(rb->R, rb->hour * PIPE__DEDUP_HOUR_MS);
+    struct rds *R = d->impl;
+    struct rebuild *rb = &R->rb;
+    struct claim_ctx x;
+    ctx_of(R, c, &x);
+    *rb = (struct rebuild){.t0 = pipe_clock_mono_ms()};
+    epoch_new(rb->epoch);
+    view_of(R, rb->epoch, rb->view);
+    snprintf(rb->base, sizeof rb->base, "%sdedup:v:%s:", R->prefix, rb->epoch);
+    int64_t per_gen = R->gen_ms / PIPE__DEDUP_HOUR_MS;
+    *h = (struct pipe__dedup_hours){.lo = x.lo_gen * per_gen, .hi = (x.hi_gen + 2) * per_gen};
+    int rc = simple_script(R, LUA_BEGIN, R->marker, R->token, rb->view);
+    if (rc == 0)
+        rc = drop_other_views(R, rb->epoch);
+    return rc;
+}
+
+/* One index object into the view being rebuilt, under its rebuild token. */
+static int redis_load(struct pipe_dedup *d, const struct pipe__dedup_obj *o)
+{
+    struct rds *R = d->impl;
+    struct rebuild *rb = &R->rb;
+    char gen[24], buckets[16], exp[24];
+    if (o->n == 0)
+        return 0;
+    int64_t g = gen_of(R, o->hour * PIPE__DEDUP_HOUR_MS);
     snprintf(gen, sizeof gen, "%lld", (long long)g);
-    snprintf(buckets, sizeof buckets, "%u", rb->R->buckets);
-    snprintf(exp, sizeof exp, "%lld", (long long)expire_at(rb->R, g));
-    sort_by_bucket(rb->R, ix.keys, NULL, ix.count);
+    snprintf(buckets, sizeof buckets, "%u", R->buckets);
+    snprintf(exp, sizeof exp, "%lld", (long long)expire_at(R, g));
+    sort_by_bucket(R, o->keys, NULL, o->n);
     struct script_run sr = {
         .body = LUA_LOAD,
-        .argv = {rb->R->token, rb->view, rb->base, job, buckets, exp, NULL, gen},
+        .argv = {R->token, rb->view, rb->base, o->job, buckets, exp, NULL, gen},
         .argc = 8,
         .keys_at = 6,
     };
-    rc = run_script(rb->R, &sr, ix.keys, ix.count);
+    int rc = run_script(R, &sr, o->keys, o->n);
     rb->objects++;
-    rb->keys += ix.count;
-out:
-    pipe__dedup_index_cleanup(&ix);
+    rb->keys += o->n;
     return rc;
 }
 
-/* Loads every index object of the generations a window can look at (the
- * window's, and the next one for partitions a little ahead of the clock)
- * into the view epoch, under its rebuild token. */
-static int rebuild_load(struct rebuild *rb, const struct claim_ctx *c)
+/* Records the rebuilt view's epoch in the store, then in Redis. A view
+ * that lost its token on the way (a FLUSHALL or a restart) is not
+ * published: PIPE__DEDUP_STALE, and the front end starts over. */
+static int redis_rebuild_publish(struct pipe_dedup *d)
 {
-    int rc = 0;
-    struct pipe_buf prefix;
-    pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
-    int64_t per_gen = rb->R->gen_ms / PIPE__DEDUP_HOUR_MS;
-    for (int64_t h = c->lo_gen * per_gen; h < (c->hi_gen + 2) * per_gen && rc == 0; h++) {
-        pipe_buf_reset(&prefix);
-        if (pipe_keys_hour_prefix(&prefix, "state/dedup", h * PIPE__DEDUP_HOUR_MS) < 0)
-            break; /* past year 9999 */
-        rb->hour = h;
-        rc = pipe_store_walk(rb->d->store, prefix.data, NULL, 0, load_object, rb);
-    }
-    pipe_buf_cleanup(&prefix);
+    struct rds *R = d->impl;
+    const struct rebuild *rb = &R->rb;
+    /* The store first: an epoch in Redis that the store lacks would only
+     * cost another rebuild, but the other order could publish a view the
+     * store never agreed to. */
+    char text[18];
+    snprintf(text, sizeof text, "%s\n", rb->epoch);
+    int rc = pipe_store_put(d->store, R->store_epoch, text, 17);
+    if (rc == 0)
+        rc = simple_script(R, LUA_PUBLISH, R->marker, R->token, rb->view);
+    if (rc == 0)
+        pipe_log_info("dedup redis view rebuilt from the store",
+                      "epoch=%s objects=%llu keys=%llu ms=%lld", rb->epoch,
+                      (unsigned long long)rb->objects, (unsigned long long)rb->keys,
+                      (long long)(pipe_clock_mono_ms() - rb->t0));
     return rc;
-}
-
-/* Builds a fresh view from the store under the lease and records its epoch
- * in the store, then in Redis. A view that lost its token on the way (a
- * FLUSHALL or a restart) is not published: the rebuild starts over. */
-static int rebuild(struct pipe_dedup *d, struct rds *R, const struct claim_ctx *c,
-                   struct pipe_lease *lease)
-{
-    int rc = VIEW_STALE;
-    char epoch[17], view[48];
-    for (int attempt = 0; attempt < REBUILD_TRIES && rc == VIEW_STALE; attempt++) {
-        int64_t t0 = pipe_clock_mono_ms();
-        struct rebuild rb = {.d = d, .R = R, .lease = lease, .view = view, .renewed_ms = t0};
-        epoch_new(epoch);
-        view_of(R, epoch, view);
-        snprintf(rb.base, sizeof rb.base, "%sdedup:v:%s:", R->prefix, epoch);
-        rc = simple_script(R, LUA_BEGIN, R->marker, R->token, view);
-        if (rc == 0)
-            rc = drop_other_views(R, epoch);
-        if (rc == 0)
-            rc = rebuild_load(&rb, c);
-        if (rc == 0)
-            rc = pipe_lease_check(d->leases, lease);
-        /* The store first: an epoch in Redis that the store lacks would
-         * only cost another rebuild, but the other order could publish a
-         * view the store never agreed to. */
-        if (rc == 0) {
-            char text[18];
-            snprintf(text, sizeof text, "%s\n", epoch);
-            rc = pipe_store_put(d->store, R->store_epoch, text, 17);
-        }
-        if (rc == 0)
-            rc = simple_script(R, LUA_PUBLISH, R->marker, R->token, view);
-        if (rc == 0)
-            pipe_log_info("dedup redis view rebuilt from the store",
-                          "epoch=%s objects=%llu keys=%llu ms=%lld", epoch,
-                          (unsigned long long)rb.objects, (unsigned long long)rb.keys,
-                          (long long)(pipe_clock_mono_ms() - t0));
-        else if (rc == VIEW_STALE)
-            pipe_log_warn("dedup redis view lost during rebuild; starting over", "epoch=%s", epoch);
-    }
-    return rc == VIEW_STALE ? PIPE_EUNAVAIL : rc;
 }
 
 /* ---- claiming --------------------------------------------------------------------- */
 
-/* Keys of the other jobs' index objects in the claim's partition, sorted:
- * what a claim into a partition outside the view is checked against. */
-struct partition {
-    const struct claim_ctx *c;
-    struct pipe_store *store;
-    struct pipe_dedup_key *keys;
-    size_t n, cap;
-};
-
-static int partition_add(void *arg, const struct pipe_store_obj *o)
+/* Under the lease, before a claim reads anything. Read every time: only a
+ * holder rebuilds, so the epoch cannot change under us, and a view rebuilt
+ * by anyone for this store (or one built for another store) is noticed at
+ * once. */
+static int redis_check(struct pipe_dedup *d, const struct pipe__dedup_claim *c)
 {
-    struct partition *p = arg;
-    char job[256];
-    struct pipe__dedup_index ix = {0};
-    int rc = 0;
-    if (strcmp(o->key, p->c->own_key) == 0 || !pipe__dedup_job_of_key(o->key, job))
-        goto out;
-    rc = pipe__dedup_index_get(p->store, o->key, job, &ix, NULL);
+    struct rds *R = d->impl;
+    ctx_of(R, c, &R->cur);
+    int rc = epoch_get(d, R, R->cur.epoch);
     if (rc == PIPE_ENOTFOUND)
-        rc = 0;
-    if (rc < 0 || ix.count == 0)
-        goto out;
-    if (p->n + ix.count > p->cap) {
-        p->cap = (p->n + ix.count) * 2;
-        p->keys = pipe_realloc(p->keys, p->cap * sizeof *p->keys);
-    }
-    memcpy(p->keys + p->n, ix.keys, ix.count * sizeof *ix.keys);
-    p->n += ix.count;
-out:
-    pipe__dedup_index_cleanup(&ix);
+        rc = PIPE__DEDUP_STALE;
+    if (rc == 0)
+        view_of(R, R->cur.epoch, R->cur.view);
     return rc;
 }
 
-static int partition_load(struct pipe_dedup *d, const struct claim_ctx *c, struct partition *p)
+static bool redis_covers(struct pipe_dedup *d, const struct pipe__dedup_claim *c)
 {
-    struct pipe_buf prefix;
-    pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
-    *p = (struct partition){.c = c, .store = d->store};
-    int rc = pipe_keys_hour_prefix(&prefix, "state/dedup", c->claim_hour * PIPE__DEDUP_HOUR_MS);
-    if (rc == 0)
-        rc = pipe_store_walk(d->store, prefix.data, NULL, 0, partition_add, p);
-    if (rc == 0 && p->n)
-        qsort(p->keys, p->n, sizeof *p->keys, pipe__dedup_key_cmp);
-    pipe_buf_cleanup(&prefix);
-    return rc;
+    struct claim_ctx x;
+    ctx_of(d->impl, c, &x);
+    return x.in_view;
 }
 
 /* The claim script's generations: the write generation first (when the
@@ -812,54 +754,41 @@ static void add_generations(const struct claim_ctx *c, struct script_run *sr, ch
         }
 }
 
-/* The keys not in the job's previous index go to Redis; verdicts of the
- * others are MINE. Fills R->verdicts[0..n). */
-static int classify(struct pipe_dedup *d, struct rds *R, const struct claim_ctx *c,
-                    const struct pipe__dedup_index *prev, const struct pipe_dedup_key *keys,
-                    size_t n)
+/* Looks keys up and, when the claim's generation is in the view, claims
+ * the NEW ones in the same script. A failure part way leaves some claims
+ * of this job in Redis, unknown which: harmless, the job's re-run finds
+ * them MINE. */
+static int redis_lookup(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                        const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts)
 {
-    int rc = 0;
-    struct partition part = {0};
+    struct rds *R = d->impl;
+    const struct claim_ctx *x = &R->cur;
     struct pipe_dedup_key *ask = pipe_malloc(n * sizeof *ask);
-    size_t *pos = pipe_malloc(n * sizeof *pos), m = 0;
+    size_t *pos = pipe_malloc(n * sizeof *pos);
     uint8_t *v = pipe_malloc(n);
-    for (size_t i = 0; i < n; i++) {
-        if (prev->count &&
-            bsearch(&keys[i], prev->keys, prev->count, sizeof *keys, pipe__dedup_key_cmp)) {
-            R->verdicts[i] = PIPE_DEDUP_MINE; /* the job's own, whoever claimed it since */
-            continue;
-        }
-        pos[m] = i;
-        ask[m++] = keys[i];
-    }
-    sort_by_bucket(R, ask, pos, m);
-    if (!c->in_view)
-        rc = partition_load(d, c, &part);
+    memcpy(ask, keys, n * sizeof *ask);
+    for (size_t i = 0; i < n; i++)
+        pos[i] = i;
+    sort_by_bucket(R, ask, pos, n);
     char gens[4][24], buckets[16], exp[24], base[PREFIX_MAX + 32];
-    snprintf(base, sizeof base, "%sdedup:v:%s:", R->prefix, c->epoch);
+    snprintf(base, sizeof base, "%sdedup:v:%s:", R->prefix, x->epoch);
     snprintf(buckets, sizeof buckets, "%u", R->buckets);
-    snprintf(exp, sizeof exp, "%lld", (long long)expire_at(R, c->gen));
+    snprintf(exp, sizeof exp, "%lld", (long long)expire_at(R, x->gen));
     struct script_run sr = {
         .body = LUA_CLAIM,
-        .argv = {R->marker, c->view, base, c->job_id, buckets, c->in_view ? "1" : "0", exp, NULL},
+        .argv = {R->marker, x->view, base, c->job_id, buckets, x->in_view ? "1" : "0", exp, NULL},
         .argc = 8,
         .keys_at = 7,
         .verdicts = v,
     };
-    add_generations(c, &sr, gens);
-    if (rc == 0 && m)
-        rc = run_script(R, &sr, ask, m);
+    add_generations(x, &sr, gens);
+    int rc = run_script(R, &sr, ask, n);
     if (rc == 0 && sr.biggest > R->listpack_max)
         pipe_log_warn("dedup buckets outgrow the compact hash encoding: raise buckets= in the "
                       "dedup URL (or hash-max-listpack-entries)",
                       "entries=%lld max=%lld buckets=%u", sr.biggest, R->listpack_max, R->buckets);
-    for (size_t j = 0; j < m && rc == 0; j++) {
-        uint8_t x = v[j];
-        if (part.n && bsearch(&ask[j], part.keys, part.n, sizeof *ask, pipe__dedup_key_cmp))
-            x = PIPE_DEDUP_DUP;
-        R->verdicts[pos[j]] = x;
-    }
-    pipe_free(part.keys);
+    for (size_t j = 0; j < n && rc == 0; j++)
+        verdicts[pos[j]] = v[j];
     pipe_free(v);
     pipe_free(pos);
     pipe_free(ask);
@@ -869,135 +798,30 @@ static int classify(struct pipe_dedup *d, struct rds *R, const struct claim_ctx 
 /* After a failed claim: take back the Redis claims it made (keys that were
  * NEW), so nothing stays claimed that the caller was told was not. Best
  * effort: a claim left behind is the job's own MINE when it is re-run. */
-static void undo_claims(struct rds *R, const struct claim_ctx *c, const struct pipe_dedup_key *keys,
-                        size_t n)
+static void redis_forget(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
+                         const struct pipe_dedup_key *keys, size_t n, const uint8_t *verdicts)
 {
+    struct rds *R = d->impl;
+    const struct claim_ctx *x = &R->cur;
     struct pipe_dedup_key *made = pipe_malloc(n * sizeof *made);
     size_t m = 0;
     for (size_t i = 0; i < n; i++)
-        if (R->verdicts[i] == PIPE_DEDUP_NEW)
+        if (verdicts[i] == PIPE_DEDUP_NEW)
             made[m++] = keys[i];
     char gen[24], buckets[16], base[PREFIX_MAX + 32];
-    snprintf(gen, sizeof gen, "%lld", (long long)c->gen);
+    snprintf(gen, sizeof gen, "%lld", (long long)x->gen);
     snprintf(buckets, sizeof buckets, "%u", R->buckets);
-    snprintf(base, sizeof base, "%sdedup:v:%s:", R->prefix, c->epoch);
+    snprintf(base, sizeof base, "%sdedup:v:%s:", R->prefix, x->epoch);
     struct script_run sr = {
         .body = LUA_UNDO,
-        .argv = {R->marker, c->view, base, c->job_id, buckets, NULL, gen},
+        .argv = {R->marker, x->view, base, c->job_id, buckets, NULL, gen},
         .argc = 7,
         .keys_at = 5,
     };
     sort_by_bucket(R, made, NULL, m);
-    if (c->in_view && m && run_script(R, &sr, made, m) != 0)
+    if (x->in_view && m && run_script(R, &sr, made, m) != 0)
         pipe_log_warn("could not undo dedup claims in redis", "job=%s keys=%zu", c->job_id, m);
     pipe_free(made);
-}
-
-/* Under the lease: classify against the view and the job's previous index,
- * write the new index, make sure the lease held throughout. VIEW_STALE when
- * the view must be rebuilt first (the store untouched then). */
-static int claim_locked(struct pipe_dedup *d, struct rds *R, struct claim_ctx *c,
-                        const struct pipe_lease *lease, const struct pipe_dedup_key *keys, size_t n)
-{
-    int rc;
-    bool claimed = false;
-    struct pipe__dedup_index prev = {0};
-    struct pipe_buf before, enc;
-    pipe_buf_init(&before, INDEX_CAP);
-    pipe_buf_init(&enc, INDEX_CAP);
-    /* Read under the lease, every time: only a holder rebuilds, so the
-     * epoch cannot change under us, and a view rebuilt by anyone for this
-     * store (or one built for another store) is noticed at once. */
-    rc = epoch_get(d, R, c->epoch);
-    if (rc == PIPE_ENOTFOUND)
-        rc = VIEW_STALE;
-    if (rc != 0)
-        goto out;
-    view_of(R, c->epoch, c->view);
-    rc = pipe__dedup_index_get(d->store, c->own_key, c->job_id, &prev, &before);
-    bool existed = rc == 0;
-    if (rc == PIPE_ENOTFOUND)
-        rc = 0;
-    if (rc < 0)
-        goto out;
-    /* A failure part way leaves some claims of this job in Redis, unknown
-     * which: harmless, the job's re-run finds them MINE. */
-    rc = classify(d, R, c, &prev, keys, n);
-    if (rc != 0)
-        goto out;
-    claimed = true;
-    rc = pipe__dedup_index_build(c->job_id, &prev, keys, n, R->verdicts, &enc);
-    if (rc < 0)
-        goto out;
-    bool wrote;
-    rc = pipe__dedup_index_commit(d, lease, c->job_id, c->own_key, existed, &before, &enc, &wrote);
-out:
-    if (rc < 0 && claimed)
-        undo_claims(R, c, keys, n);
-    pipe__dedup_index_cleanup(&prev);
-    pipe_buf_cleanup(&enc);
-    pipe_buf_cleanup(&before);
-    return rc;
-}
-
-static int redis_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, int64_t now_ms,
-                       const struct pipe_dedup_key *keys, size_t n, uint8_t *verdicts)
-{
-    int rc;
-    struct rds *R = d->impl;
-    struct pipe_lease lease = {0};
-    bool held = false;
-    struct pipe_buf own;
-    pipe_buf_init(&own, PIPE_STORE_KEY_MAX);
-    rc = pipe_keys_dedup_index(&own, hour_ms, job_id);
-    if (rc < 0)
-        goto out;
-    int64_t lo_ms = now_ms - d->cfg.window_ms;
-    struct claim_ctx c = {
-        .job_id = job_id,
-        .own_key = own.data,
-        .claim_hour = pipe__dedup_hour(hour_ms),
-        .gen = gen_of(R, hour_ms),
-        .lo_gen = gen_of(R, lo_ms > 0 ? lo_ms : 0),
-        .hi_gen = gen_of(R, now_ms + PIPE__DEDUP_HOUR_MS),
-    };
-    /* The view holds the generations a rebuild loads; a replay of an older
-     * partition lists that one partition and writes only its index. */
-    c.in_view = c.gen >= c.lo_gen && c.gen <= c.hi_gen + 1;
-    if (n > R->verdicts_cap) {
-        pipe_free(R->verdicts);
-        R->verdicts = pipe_malloc(n);
-        R->verdicts_cap = n;
-    }
-    rc = pipe__dedup_lease_wait(d, &lease);
-    if (rc < 0)
-        goto out;
-    held = true;
-    for (int tries = 0;; tries++) {
-        rc = claim_locked(d, R, &c, &lease, keys, n);
-        if (rc != VIEW_STALE)
-            break;
-        if (tries == REBUILD_TRIES) {
-            pipe_log_error("dedup redis view keeps being lost", "job=%s", job_id);
-            rc = PIPE_EUNAVAIL;
-            break;
-        }
-        rc = rebuild(d, R, &c, &lease);
-        if (rc < 0)
-            break;
-    }
-    if (rc == 0)
-        memcpy(verdicts, R->verdicts, n);
-out:
-    if (held) {
-        /* The claim is durable once checked; a failed release only makes
-         * the next claimant wait for the TTL. */
-        int r = pipe_lease_release(d->leases, &lease);
-        if (r < 0 && rc == 0)
-            pipe_log_warn("dedup lease release failed", "err=\"%s\"", pipe_strerror(r));
-    }
-    pipe_buf_cleanup(&own);
-    return rc;
 }
 
 static const char *const redis_schemes[] = {"redis", "unix", NULL};
@@ -1007,5 +831,11 @@ const struct pipe_dedup_ops pipe__dedup_redis_ops = {
     .schemes = redis_schemes,
     .open = redis_open,
     .close = redis_close,
-    .claim = redis_claim,
+    .load = redis_load,
+    .check = redis_check,
+    .covers = redis_covers,
+    .lookup = redis_lookup,
+    .forget = redis_forget,
+    .rebuild_begin = redis_rebuild_begin,
+    .rebuild_publish = redis_rebuild_publish,
 };

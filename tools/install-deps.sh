@@ -9,13 +9,13 @@ purpose=${1:-build}
 
 build=(build-essential pkg-config libjansson-dev libzstd-dev libuv1-dev
        libhiredis-dev libcmocka-dev libhttp-parser-dev libxxhash-dev libcurl4-openssl-dev
-       libpcre2-dev libsodium-dev libpq-dev libexpat1-dev ca-certificates)
+       libpcre2-dev libsodium-dev libpq-dev libexpat1-dev ca-certificates zlib1g-dev)
 case "$purpose" in
   build) want=("${build[@]}") ;;
   demo)  want=("${build[@]}" curl python3) ;;
   test)  want=("${build[@]}" curl zstd python3 procps redis-server nodejs npm postgresql
                prometheus systemd python3-yaml kubernetes-client python3-sqlglot
-               python3-botocore awscli openssl) ;;
+               python3-botocore awscli openssl chromium) ;;
   bench) want=("${build[@]}" curl zstd python3 procps jq redis-server nodejs npm
                python3-botocore) ;;
   lint)  want=("${build[@]}" clang-format cppcheck) ;;

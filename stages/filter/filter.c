@@ -4,10 +4,13 @@
  * written to the store on a worker thread and only then is every request in
  * it answered (200 after the write, 503 if the store failed). One batch is in
  * flight at a time while the next one fills, which is what makes the commit
- * a group commit. Memory is bounded by max_pending: past it, 503. */
+ * a group commit. Memory is bounded by max_pending: past it, 503. Besides
+ * the native POST /v1/events it routes the SDKs' protocols (filter_segment.c,
+ * filter_snowplow.c) and answers browsers' CORS (filter_compat.c). */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
@@ -78,6 +81,17 @@ static const struct pipe_conf_opt filter_opts[] = {
      "records in one request at most (413 beyond)", 1, 100000000, "N"},
     {"max_rejected", PIPE_CONF_SIZE, "4MiB", OPT(max_rejected),
      "rejection lines one request may produce, in bytes (413 beyond)", 4096, 1LL << 32, NULL},
+    {"cors_origins", PIPE_CONF_STR, NULL, OPT(cors_origins),
+     "origins browsers may send from (CORS), comma-separated, e.g. https://shop.example; * "
+     "allows any",
+     0, 0, "LIST"},
+    {"snowplow_channel", PIPE_CONF_STR, NULL, OPT(snowplow_channel),
+     "channel of Snowplow tracker events (the protocol carries no key) when api_keys are set; "
+     "unset: Snowplow paths need X-Api-Key",
+     0, 0, "NAME"},
+    {"max_batch", PIPE_CONF_SIZE, "500KiB", OPT(max_batch),
+     "largest Segment/RudderStack/Snowplow request body, decoded (413 beyond)", 1024, 1LL << 32,
+     NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -136,6 +150,14 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
     }
     if (c->max_event > c->flush_bytes) {
         snprintf(err, errlen, "max_event must not exceed flush_bytes");
+        return -1;
+    }
+    if (c->snowplow_channel && !pipe_keys_instance_valid(c->snowplow_channel)) {
+        snprintf(err, errlen, "snowplow_channel must be a name like \"web\" ([A-Za-z0-9_.-])");
+        return -1;
+    }
+    if (c->max_batch > c->max_decoded) {
+        snprintf(err, errlen, "max_batch must not exceed max_decoded");
         return -1;
     }
     const char *unknown = c->unknown_types ? c->unknown_types : "accept";
@@ -209,11 +231,24 @@ static void register_metrics(struct filter *f)
         pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
 }
 
+/* respond_as — every answer to a request the handler took: counted, with
+ * the CORS headers of an allowed Origin so that a browser may read it. */
+static void respond_as(struct filter *f, struct pipe_http_request *req, int status,
+                       const char *ctype, const void *body, size_t len, const char *extra)
+{
+    char headers[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), false, headers,
+                sizeof headers);
+    if (extra)
+        snprintf(headers + strlen(headers), sizeof headers - strlen(headers), "%s", extra);
+    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
+    pipe_httpd_respond(req, status, ctype, body, len, headers[0] ? headers : NULL);
+}
+
 static void respond(struct filter *f, struct pipe_http_request *req, int status, const char *body,
                     const char *extra)
 {
-    pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
-    pipe_httpd_respond(req, status, "application/json", body, strlen(body), extra);
+    respond_as(f, req, status, "application/json", body, strlen(body), extra);
 }
 
 /* error_body — {"error":code,"message":message} into b. */
@@ -242,9 +277,14 @@ static void respond_error(struct filter *f, struct pipe_http_request *req, int s
 }
 
 /* early_error — the same answer, given from the headers (body unread). */
-static void early_error(struct filter *f, struct pipe_http_early *ans, int status, const char *code,
+static void early_error(struct filter *f, const struct pipe_http_request *req,
+                        struct pipe_http_early *ans, int status, const char *code,
                         const char *message)
 {
+    char cors[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), false, cors,
+                sizeof cors);
+    pipe_buf_append_str(&ans->headers, cors);
     pipe_counter_inc(f->m.requests[status / 100 < 6 ? status / 100 : 0]);
     ans->status = status;
     ans->content_type = "application/json";
@@ -276,7 +316,9 @@ static void answer_waiters(struct filter *f, struct filter_batch *b)
     struct filter_waiter *w = b->waiters;
     while (w) {
         struct filter_waiter *next = w->next;
-        if (b->rc == 0) {
+        if (b->rc == 0 && w->gif) {
+            respond_as(f, w->req, 200, "image/gif", filter_pixel_gif, filter_pixel_gif_len, NULL);
+        } else if (b->rc == 0) {
             char body[80];
             snprintf(body, sizeof body, "{\"accepted\":%u,\"rejected\":%u}", w->accepted,
                      w->rejected);
@@ -429,31 +471,145 @@ static const char *unavailable(const struct filter *f, const char **code)
     return NULL;
 }
 
+/* What an SDK path is: Segment / RudderStack (call, pixel) or Snowplow. */
+struct sdk_route {
+    enum filter_call call;
+    bool pixel;
+    bool snowplow;
+};
+
+static bool sdk_route_of(const char *path, struct sdk_route *r)
+{
+    r->call = FILTER_CALL_BATCH;
+    r->pixel = r->snowplow = false;
+    if (strcmp(path, "/com.snowplowanalytics.snowplow/tp2") == 0 || strcmp(path, "/i") == 0) {
+        r->snowplow = true;
+        r->pixel = path[1] == 'i';
+        return true;
+    }
+    return filter_segment_route(path, &r->call, &r->pixel) == 1;
+}
+
+/* Set as req->ctx by on_head for an SDK request it let through. */
+static const char sdk_admitted = 1;
+
+/* sdk_key — the write key a request presents before its body: X-Api-Key,
+ * the user name of HTTP Basic, or ?writeKey= (into buf); NULL for none. */
+static const char *sdk_key(const struct pipe_http_request *req, char *buf, size_t cap)
+{
+    const char *k = pipe_http_request_header(req, "X-Api-Key");
+    if (k == NULL && filter_basic_user(pipe_http_request_header(req, "Authorization"), buf, cap))
+        k = buf;
+    if (k == NULL && filter_query_get(req->query, "writeKey", buf, cap))
+        k = buf;
+    return k;
+}
+
+/* sdk_channel — the channel of an SDK request: the default one on an open
+ * endpoint; else its key (sdk_key, else the body's writeKey) looked up in
+ * api_keys, or fallback when it has no key. NULL: 401. */
+static const char *sdk_channel(struct filter *f, const struct pipe_http_request *req,
+                               const char *body_key, const char *fallback)
+{
+    const json_t *keys = f->cfg->api_keys;
+    if (keys == NULL || json_object_size(keys) == 0)
+        return f->cfg->default_channel;
+    char buf[256];
+    const char *k = sdk_key(req, buf, sizeof buf);
+    if (k == NULL && body_key && body_key[0])
+        k = body_key;
+    if (k == NULL)
+        return fallback;
+    return json_string_value(json_object_get(keys, k));
+}
+
+/* preflight — a browser's CORS OPTIONS: 204 with the allowed origin and
+ * headers, or 403 without them (the browser then refuses). */
+static void preflight(struct filter *f, const struct pipe_http_request *req,
+                      struct pipe_http_early *ans)
+{
+    char headers[1024];
+    filter_cors(f->cfg->cors_origins, pipe_http_request_header(req, "Origin"), true, headers,
+                sizeof headers);
+    if (headers[0] == '\0') {
+        early_error(f, req, ans, 403, "origin_not_allowed", "this Origin is not in cors_origins");
+        return;
+    }
+    pipe_counter_inc(f->m.requests[2]);
+    ans->status = 204;
+    pipe_buf_append_str(&ans->headers, headers);
+}
+
+/* head_route — route, CORS, method and key of a request; false when it was
+ * answered in ans. */
+static bool head_route(struct filter *f, struct pipe_http_request *req, struct pipe_http_early *ans)
+{
+    struct sdk_route r = {0};
+    bool native = strcmp(req->path, events_path) == 0;
+    if (!native && !sdk_route_of(req->path, &r)) {
+        if (!(f->cfg->admin_on_ingest && is_admin_path(req->path)))
+            early_error(f, req, ans, 404, "not_found",
+                        "no such endpoint; events go to /v1/events (SDK paths: docs/clients.md)");
+        return false;
+    }
+    const char *origin = pipe_http_request_header(req, "Origin");
+    char cors[1024];
+    if (strcmp(req->method, "OPTIONS") == 0) {
+        preflight(f, req, ans);
+        return false;
+    }
+    if (origin) {
+        /* A simple request (text/plain: no preflight) is sent by the browser
+         * whatever the answer: an origin not allowed is refused here too. */
+        filter_cors(f->cfg->cors_origins, origin, false, cors, sizeof cors);
+        if (cors[0] == '\0') {
+            early_error(f, req, ans, 403, "origin_not_allowed",
+                        "this Origin is not in cors_origins");
+            return false;
+        }
+    }
+    if (strcmp(req->method, r.pixel ? "GET" : "POST") != 0) {
+        early_error(f, req, ans, 405, "method_not_allowed", r.pixel ? "use GET" : "use POST");
+        return false;
+    }
+    if (native) {
+        const char *channel = channel_for(f, req);
+        if (channel == NULL) {
+            early_error(f, req, ans, 401, "bad_api_key", "a valid X-Api-Key header is required");
+            return false;
+        }
+        req->ctx = (void *)channel; /* owned by the configuration */
+        return true;
+    }
+    /* An SDK request: a key presented and unknown, or none where the body
+     * cannot bring one (pixels, Snowplow without snowplow_channel), is 401
+     * now; a Segment body may still carry its writeKey. */
+    char buf[256];
+    const char *key = sdk_key(req, buf, sizeof buf);
+    bool keyed = f->cfg->api_keys && json_object_size(f->cfg->api_keys) > 0;
+    bool body_key = !r.pixel && !r.snowplow;
+    if (keyed && ((key && sdk_channel(f, req, NULL, NULL) == NULL) ||
+                  (!key && !body_key && !(r.snowplow && f->cfg->snowplow_channel)))) {
+        early_error(f, req, ans, 401, "bad_write_key",
+                    "a valid write key is required (HTTP Basic user, writeKey, or X-Api-Key)");
+        return false;
+    }
+    req->ctx = (void *)&sdk_admitted;
+    return true;
+}
+
 /* on_head — everything decided from the request line and headers, before
- * the body is read or any memory reserved for it: route, method, API key,
- * and whether the body can be held at all (what is pending plus the bodies
- * still arriving, by their declared length, against max_pending). */
+ * the body is read or any memory reserved for it: route, CORS, method, API
+ * key, and whether the body can be held at all (what is pending plus the
+ * bodies still arriving, by their declared length, against max_pending). */
 static void on_head(struct pipe_http_request *req, void *arg, struct pipe_http_early *ans)
 {
     struct filter *f = arg;
-    if (strcmp(req->path, events_path) != 0) {
-        if (!(f->cfg->admin_on_ingest && is_admin_path(req->path)))
-            early_error(f, ans, 404, "not_found", "no such endpoint; events go to /v1/events");
+    if (!head_route(f, req, ans) || req->ctx == NULL)
         return;
-    }
-    if (strcmp(req->method, "POST") != 0) {
-        early_error(f, ans, 405, "method_not_allowed", "use POST");
-        return;
-    }
-    const char *channel = channel_for(f, req);
-    if (channel == NULL) {
-        early_error(f, ans, 401, "bad_api_key", "a valid X-Api-Key header is required");
-        return;
-    }
-    req->ctx = (void *)channel; /* owned by the configuration */
     const char *code, *why = unavailable(f, &code);
     if (why) {
-        early_error(f, ans, 503, code, why);
+        early_error(f, req, ans, 503, code, why);
         return;
     }
     struct pipe_httpd_counters n;
@@ -462,11 +618,11 @@ static void on_head(struct pipe_http_request *req, void *arg, struct pipe_http_e
     /* a body over max_body is httpd's 413 (permanent), not a 503 */
     if (declared <= f->cfg->max_body &&
         f->pending_bytes + n.body_bytes_declared + declared > f->cfg->max_pending)
-        early_error(f, ans, 503, "busy", "too much unacknowledged data; retry shortly");
+        early_error(f, req, ans, 503, "busy", "too much unacknowledged data; retry shortly");
 }
 
-/* decode_body — the body as sent, or zstd-decoded into decoded (capped at
- * max_decoded). 0, or the status to answer (with *code, *message). */
+/* decode_body — the body as sent, or zstd- or gzip-decoded into decoded
+ * (capped by decoded's max). 0, or the status to answer (with *code, *message). */
 static int decode_body(struct pipe_http_request *req, struct pipe_buf *decoded, const char **body,
                        size_t *len, const char **code, const char **message)
 {
@@ -482,6 +638,8 @@ static int decode_body(struct pipe_http_request *req, struct pipe_buf *decoded, 
         rc = pipe_codec_is_zstd(req->body, req->body_len)
                  ? pipe_codec_decompress(req->body, req->body_len, decoded)
                  : PIPE_ECORRUPT;
+    else if (strcasecmp(enc, "gzip") == 0)
+        rc = pipe_codec_gunzip(req->body, req->body_len, decoded);
     if (rc == PIPE_ETOOBIG) {
         *code = "too_large";
         *message = "the decoded body is over the limit (max_decoded)";
@@ -489,12 +647,12 @@ static int decode_body(struct pipe_http_request *req, struct pipe_buf *decoded, 
     }
     if (rc == PIPE_EUNSUPP) {
         *code = "bad_encoding";
-        *message = "Content-Encoding must be zstd";
+        *message = "Content-Encoding must be zstd or gzip";
         return 415;
     }
     if (rc < 0) {
         *code = "bad_encoding";
-        *message = "the zstd body could not be decoded";
+        *message = "the body could not be decoded (Content-Encoding)";
         return 400;
     }
     *body = decoded->data ? decoded->data : "";
@@ -507,11 +665,9 @@ static int decode_body(struct pipe_http_request *req, struct pipe_buf *decoded, 
  * 503: retrying cannot help); one that does not fit the batch holding
  * other requests' events gets 503 while that batch is written. */
 static void ingest_request(struct filter *f, struct pipe_http_request *req, const char *body,
-                           size_t len, const char *channel)
+                           size_t len, const char *channel, bool ndjson, bool gif)
 {
     const struct filter_cfg *cfg = f->cfg;
-    const char *ctype = pipe_http_request_header(req, "Content-Type");
-    bool ndjson = ctype && strstr(ctype, "ndjson") != NULL;
     const struct filter_limits lim = {
         .max_records = (uint64_t)cfg->max_records,
         .max_rejected = cfg->max_rejected,
@@ -521,6 +677,7 @@ static void ingest_request(struct filter *f, struct pipe_http_request *req, cons
     struct filter_batch *b = open_batch(f);
     struct filter_waiter *w = pipe_calloc(1, sizeof *w);
     w->req = req;
+    w->gif = gif;
     w->start_mono_ms = pipe_clock_mono_ms();
     char msg[200];
     size_t before = b->accepted.len + b->rejected.len;
@@ -547,38 +704,114 @@ static void ingest_request(struct filter *f, struct pipe_http_request *req, cons
         filter_flush(f);
 }
 
-static void handle_events(struct filter *f, struct pipe_http_request *req, const char *channel)
+/* admitted — checked again, the state may have changed while the body
+ * arrived: true when the request can be taken (counted), else answered. */
+static bool admitted(struct filter *f, struct pipe_http_request *req)
 {
-    /* Checked again: the state may have changed while the body arrived. */
     const char *code, *why = unavailable(f, &code);
     if (why) {
         respond_error(f, req, 503, code, why);
-        return;
+        return false;
     }
     if (f->pending_bytes + req->body_len > f->cfg->max_pending) {
         respond_error(f, req, 503, "busy", "too much unacknowledged data; retry shortly");
-        return;
+        return false;
     }
     pipe_counter_add(f->m.bytes_in, req->body_len);
+    return true;
+}
+
+static void handle_events(struct filter *f, struct pipe_http_request *req, const char *channel)
+{
+    if (!admitted(f, req))
+        return;
+    const char *code;
     struct pipe_buf decoded;
     pipe_buf_init(&decoded, f->cfg->max_decoded);
     const char *body, *message = NULL;
     size_t len;
     int status = decode_body(req, &decoded, &body, &len, &code, &message);
+    const char *ctype = pipe_http_request_header(req, "Content-Type");
     if (status)
         respond_error(f, req, status, code, message);
     else
-        ingest_request(f, req, body, len, channel);
+        ingest_request(f, req, body, len, channel, ctype && strstr(ctype, "ndjson"), false);
     pipe_buf_cleanup(&decoded);
 }
 
+/* sdk_translate — the request's messages as native NDJSON events in text
+ * (x says what the body held). 0, or the status answered. */
+static int sdk_translate(struct filter *f, struct pipe_http_request *req, const struct sdk_route *r,
+                         struct filter_xlate *x, struct pipe_buf *text)
+{
+    struct pipe_buf decoded, query;
+    pipe_buf_init(&decoded, f->cfg->max_batch);
+    pipe_buf_init(&query, f->cfg->max_batch);
+    const char *body, *code = "bad_request", *message = NULL;
+    size_t len;
+    int status = 0, rc = 0;
+    if (r->pixel) {
+        rc = filter_query_json(req->query, &query);
+        body = query.data;
+        len = query.len;
+    } else if ((status = decode_body(req, &decoded, &body, &len, &code, &message)) == 0 &&
+               len > f->cfg->max_batch) {
+        rc = PIPE_ETOOBIG; /* a plain body over the SDK batch limit */
+    }
+    if (status == 0 && rc == 0 && r->snowplow)
+        rc = r->pixel ? filter_snowplow_payload(x, body, len, text)
+                      : filter_snowplow_translate(x, body, len, text);
+    else if (status == 0 && rc == 0)
+        rc = filter_segment_translate(x, r->call, body, len, text);
+    if (status == 0 && rc == PIPE_ETOOBIG) {
+        status = 413;
+        code = "too_large";
+        message = "the batch is over the limit (max_batch)";
+    } else if (status == 0 && rc < 0) {
+        status = 400;
+        message = x->msg[0] ? x->msg : "the query string is not UTF-8";
+    }
+    if (status)
+        respond_error(f, req, status, code, message);
+    pipe_buf_cleanup(&query);
+    pipe_buf_cleanup(&decoded);
+    return status;
+}
+
+/* handle_sdk — a Segment / RudderStack or Snowplow request: translated
+ * into native events, then ingested as a native body is. */
+static void handle_sdk(struct filter *f, struct pipe_http_request *req, const struct sdk_route *r)
+{
+    if (!admitted(f, req))
+        return;
+    /* a translated event is its message plus a few envelope members */
+    struct pipe_buf text;
+    pipe_buf_init(&text, 2 * f->cfg->max_batch + 4096);
+    struct filter_xlate x = {.received_ms = pipe_clock_now_ms(),
+                             .max_depth = (int)f->cfg->max_depth};
+    if (sdk_translate(f, req, r, &x, &text) == 0) {
+        const char *channel =
+            sdk_channel(f, req, x.write_key, r->snowplow ? f->cfg->snowplow_channel : NULL);
+        if (channel == NULL)
+            respond_error(f, req, 401, "bad_write_key",
+                          "a valid write key is required (HTTP Basic user, writeKey, or "
+                          "X-Api-Key)");
+        else
+            ingest_request(f, req, text.data ? text.data : "", text.len, channel, true, r->pixel);
+    }
+    pipe_buf_cleanup(&text);
+}
+
 /* http_handler — a request on_head let through: POST /v1/events with its
- * channel in ctx, or (admin_on_ingest) an admin path. */
+ * channel in ctx, an SDK path, or (admin_on_ingest) an admin path. */
 static void http_handler(struct pipe_http_request *req, void *arg)
 {
     struct filter *f = arg;
+    struct sdk_route r;
     if (req->ctx != NULL && strcmp(req->path, events_path) == 0)
         handle_events(f, req, req->ctx);
+    else if (req->ctx == &sdk_admitted && sdk_route_of(req->path, &r))
+        handle_sdk(f, req, &r);
     else if (!(f->cfg->admin_on_ingest && pipe_stage_serve_admin(f->st, req)))
         respond_error(f, req, 404, "not_found", "no such endpoint; events go to /v1/events");
 }

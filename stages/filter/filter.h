@@ -2,7 +2,10 @@
  * filter.c (descriptor, configuration, HTTP ingest), filter_batch.c (group
  * commit of accepted and rejected events), filter_raw.c (the raw/ source
  * and --input backfills), filter_schema.c (schemas: loading, SIGHUP
- * reload, sharing the current set with the raw/ worker). */
+ * reload, sharing the current set with the raw/ worker), filter_segment.c
+ * and filter_snowplow.c (the SDKs' wire protocols, translated into native
+ * events), filter_compat.c (what those share: query strings, write keys,
+ * CORS). */
 #ifndef SLUICE_FILTER_H
 #define SLUICE_FILTER_H
 
@@ -53,8 +56,11 @@ struct filter_cfg {
     bool admin_on_ingest;  /* also serve /healthz, /readyz, /metrics on listen */
     int64_t max_conns;
     int64_t max_conns_per_ip;
-    int64_t max_records;   /* per request */
-    uint64_t max_rejected; /* rejection bytes per request */
+    int64_t max_records;    /* per request */
+    uint64_t max_rejected;  /* rejection bytes per request */
+    char *cors_origins;     /* comma-separated origins allowed by CORS; "*": any */
+    char *snowplow_channel; /* channel of Snowplow events when api_keys are set */
+    uint64_t max_batch;     /* largest SDK batch body, decoded (413 beyond) */
 };
 
 /* Why a raw/ object was quarantined instead of filtered. */
@@ -83,6 +89,7 @@ struct filter_waiter {
     struct pipe_http_request *req;
     uint32_t accepted, rejected;
     int64_t start_mono_ms;
+    bool gif; /* answer with the 1x1 GIF (pixel paths) instead of JSON counts */
     struct filter_waiter *next;
 };
 
@@ -226,6 +233,104 @@ struct pipe_schema_set *filter_schemas_get(struct filter *f);
 void filter_schemas_put(struct pipe_schema_set *set);
 /* filter_schemas_stop — stops watching and drops the set (exit). */
 void filter_schemas_stop(struct filter *f);
+
+/* ---- filter_segment.c, filter_snowplow.c: the SDKs' protocols ---- */
+
+/* The Segment / RudderStack call a path stands for. */
+enum filter_call {
+    FILTER_CALL_BATCH = 0, /* {"batch": [...]}, each message says its type */
+    FILTER_CALL_TRACK,
+    FILTER_CALL_IDENTIFY,
+    FILTER_CALL_PAGE,
+    FILTER_CALL_SCREEN,
+    FILTER_CALL_GROUP,
+    FILTER_CALL_ALIAS,
+};
+
+/* One translation of a request into native NDJSON events. */
+struct filter_xlate {
+    int64_t received_ms; /* the skew correction's reference */
+    int max_depth;       /* deepest nesting inside one message */
+    char write_key[256]; /* out: a "writeKey" found in the body, or "" */
+    size_t n_messages;   /* out: messages (events) in the request */
+    char msg[200];       /* out: why a body was refused (PIPE_EPARSE) */
+    const char *sent_at; /* the batch's sentAt while its messages are read */
+};
+
+/* filter_segment_route — 1 if path is a Segment / RudderStack ingest path
+ * (*call says which call; *pixel for the GET pixel paths), else 0. */
+int filter_segment_route(const char *path, enum filter_call *call, bool *pixel);
+
+/* filter_segment_translate — appends to out one native event per message
+ * of body (a batch for FILTER_CALL_BATCH, else one message of that call),
+ * each on its own line. A message that cannot become an event is passed on
+ * so the envelope check rejects it with its reason. 0; PIPE_EPARSE when the
+ * body is not a JSON object (x->msg says why); PIPE_ETOOBIG past out->max. */
+int filter_segment_translate(struct filter_xlate *x, enum filter_call call, const char *body,
+                             size_t len, struct pipe_buf *out);
+
+/* filter_snake_case — name (n bytes) as Segment's warehouses name tables
+ * (segmentio/go-snakecase: "Order Completed" and "OrderCompleted" both
+ * become order_completed) into out (cap bytes, not NUL-terminated);
+ * returns the length. */
+size_t filter_snake_case(const char *s, size_t n, char *out, size_t cap);
+
+/* filter_snowplow_translate — appends one native event per payload of a
+ * tp2 payload_data body to out. Same returns as filter_segment_translate. */
+int filter_snowplow_translate(struct filter_xlate *x, const char *body, size_t len,
+                              struct pipe_buf *out);
+/* filter_snowplow_payload — one payload (a JSON object of parameters) as
+ * one native event line appended to out. 0 or PIPE_ETOOBIG. */
+int filter_snowplow_payload(const struct filter_xlate *x, const char *p, size_t len,
+                            struct pipe_buf *out);
+
+/* ---- filter_compat.c ---- */
+
+struct pipe_json_member;
+
+/* filter_json_key_is — the member's key is exactly k (unescaped keys only). */
+bool filter_json_key_is(const struct pipe_json_member *m, const char *k);
+/* filter_json_string_copy — a string member's unescaped contents into dst
+ * (cap bytes with the NUL); false if not a string or too long. */
+bool filter_json_string_copy(const struct pipe_json_member *m, char *dst, size_t cap);
+/* A top-level member's value found by a scan that writes no output (so it
+ * points into the scanned text). */
+struct filter_json_span {
+    const char *value;
+    size_t len;
+    bool found, is_array;
+};
+/* filter_json_note_array — if m is the member called key, notes its value
+ * in *span and returns true. */
+bool filter_json_note_array(const struct pipe_json_member *m, const char *key,
+                            struct filter_json_span *span);
+/* filter_xlate_tail — ends a translated event: the moved members (each
+ * ",\"key\":value"), then the original members scanned into obj (a
+ * compacted object with kept members), then '}'. first says
+ * nothing was written after the event's '{' yet. */
+int filter_xlate_tail(struct pipe_buf *out, bool first, const struct pipe_buf *moved,
+                      const struct pipe_buf *obj, size_t kept);
+/* filter_xlate_verbatim — a message that cannot be translated, appended as
+ * it was sent (line breaks made spaces) for the envelope check to judge. */
+int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len);
+/* filter_query_json — the query string's parameters, percent-decoded, as
+ * one JSON object of strings appended to out. 0, PIPE_EINVAL when a
+ * parameter is not UTF-8, or PIPE_ETOOBIG. */
+int filter_query_json(const char *query, struct pipe_buf *out);
+/* filter_query_get — the percent-decoded value of parameter name into dst
+ * (cap bytes with the NUL); false when absent or too long. */
+bool filter_query_get(const char *query, const char *name, char *dst, size_t cap);
+/* filter_basic_user — the user name of an "Authorization: Basic" value
+ * into dst; false when it is not Basic or does not decode. */
+bool filter_basic_user(const char *auth, char *dst, size_t cap);
+/* filter_cors — the CORS response headers for a request from origin under
+ * the allowed list (comma-separated, "*" for any) into dst, or "" when
+ * there is no Origin or it is not allowed. preflight adds the methods,
+ * headers and max-age lines. */
+void filter_cors(const char *allowed, const char *origin, bool preflight, char *dst, size_t cap);
+/* The transparent 1x1 GIF the pixel paths answer with. */
+extern const unsigned char filter_pixel_gif[];
+extern const size_t filter_pixel_gif_len;
 
 /* ---- filter_raw.c ---- */
 

@@ -622,6 +622,7 @@ static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
                        cfg->dedup, pipe_strerror(rc));
         return rc;
     }
+    pipe_dedup_metrics_register(s->dedup, pipe_stage_metrics(st));
     rc = split_route_init(&s->route, strcmp(cfg->time_field, "ts") == 0, (int)cfg->zstd_level,
                           cfg->max_line, cfg->max_input);
     if (rc < 0)

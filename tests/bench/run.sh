@@ -87,6 +87,9 @@ PY
   tail -1 "$results"
 done
 
+echo "SDK-format (Segment) batches beside the native API, same client, same events"
+tests/bench/sdk.sh "$corpus" 400000 | tee "$work/sdk.txt"
+
 echo "whole pipeline, default settings (200k events, 16 connections, batches of 500)"
 : >"$work/pipeline.runs"
 for _ in $(seq "$RUNS"); do
@@ -147,6 +150,14 @@ redis_stop "$work/redis-dedup" || true
   echo "| configuration | batch | flush age | events | events/s per filter core | MB/s per filter core | events/s wall | ack p50 ms | ack p99 ms | runs |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$results"
+  echo
+  echo "Segment-format batches (\`POST /v1/batch\`, each event a track call) beside the native"
+  echo "API in the same run (\`tests/bench/sdk.sh CORPUS 400000\`): the same events, the same"
+  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms:"
+  echo
+  echo "| form | path | events | events/s per filter core | MB/s per filter core | events/s wall | runs |"
+  echo "|---|---|---|---|---|---|---|"
+  awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$work/sdk.txt"
   echo
   echo "Whole pipeline with default settings (four stages as daemons, \`tests/bench/pipeline.sh 200000\`):"
   echo "events/s per core counts the CPU of all four stages; latency is from an event's"

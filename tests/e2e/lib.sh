@@ -210,3 +210,15 @@ holds_lease() {
   done
   return 1
 }
+
+# pipeline_once ARGS... — dispatcher, combiner, then splitter (with
+# --dedup $DEDUP_URL), each --once with ARGS (--store, --leases, ...); logs
+# in $T/STAGE.log. Fails at the first stage that fails.
+pipeline_once() {
+  local s extra
+  for s in dispatcher combiner splitter; do
+    extra=()
+    [ "$s" = splitter ] && extra=(--dedup "$DEDUP_URL")
+    "$BIN/sluice-$s" "$@" "${extra[@]}" --once --admin off >>"$T/$s.log" 2>&1 || return 1
+  done
+}

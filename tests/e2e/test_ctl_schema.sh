@@ -172,16 +172,20 @@ need(s["checkout"]["properties"]["phone"].get("x-sluice-redact") == "hash", "red
 text = json.dumps(d)
 need('"redact"' not in text, "no bare redact keyword left")
 need('"$schema"' not in text, "no $schema left")
-def walk(x):
-    if isinstance(x, dict):
+def walk(x, names=False):
+    # names: x maps property names to schemas (a property may be called "type")
+    if isinstance(x, dict) and names:
+        for v in x.values():
+            walk(v)
+    elif isinstance(x, dict):
         t = x.get("type")
         need(t is None or isinstance(t, str), "type arrays are gone: %r" % t)
         need(t != "null", "no null type")
         if "$ref" in x:
             name = x["$ref"].split("/")[-1]
             need(x["$ref"].startswith("#/components/schemas/") and name in s, "ref " + x["$ref"])
-        for v in x.values():
-            walk(v)
+        for k, v in x.items():
+            walk(v, k == "properties")
     elif isinstance(x, list):
         for v in x:
             walk(v)
@@ -189,6 +193,20 @@ walk(d)
 c = s["checkout"]["properties"]["coupon"]
 need(c.get("type") == "string" and c.get("nullable") is True, "[string,null] -> nullable")
 need(len(s["checkout"]["properties"]["revenue"]["anyOf"]) == 2, "union -> anyOf")
+# The SDKs' drop-in endpoints (docs/clients.md): each with its CORS preflight.
+sdk_posts = ["/v1/batch", "/v1/import", "/v1/b", "/beacon/v1/batch", "/com.snowplowanalytics.snowplow/tp2"]
+sdk_posts += ["/v1/" + c for c in ("track", "identify", "page", "screen", "group", "alias")]
+sdk_posts += ["/v1/" + c for c in "tipsga"]
+for p in sdk_posts:
+    op = d["paths"].get(p, {}).get("post", {})
+    need(set(op.get("responses", {})) >= {"200", "400", "401", "413", "503"}, "SDK POST " + p)
+    need("options" in d["paths"].get(p, {}), "preflight on " + p)
+for p in ("/pixel/v1/track", "/pixel/v1/page", "/i"):
+    r = d["paths"].get(p, {}).get("get", {}).get("responses", {})
+    need("image/gif" in r.get("200", {}).get("content", {}), "GIF answer on " + p)
+need(d["components"]["securitySchemes"].get("WriteKey", {}).get("scheme") == "basic", "WriteKey scheme")
+need(s["SluiceSegmentBatch"]["properties"]["batch"]["items"]["$ref"].endswith("SluiceSegmentMessage"),
+     "Segment batch schema")
 if errors:
     print("\n".join(sorted(set(errors))))
     sys.exit(1)

@@ -16,6 +16,10 @@ its K._S3rver_metadata.json and K._S3rver_object.md5.
   verify.py json STORE PREFIX   prints each JSON object under PREFIX on a line
   verify.py drained STORE       exit 0 when every filtered object is combined,
       no combine or split job is pending, and every combined object is split
+  verify.py ids STORE PREFIX WANT.TSV [--at-least]
+      the events under PREFIX are exactly the (id, event) pairs of WANT.TSV
+      ("id<TAB>event" lines), each once (--at-least: once or more), each
+      under PREFIX/<event>/ when PREFIX is split
   verify.py split STORE GEN.NDJSON GEN.TSV
       split/ holds exactly the de-duplicated accepted events of the generator
       (ids as given; id-less events counted per type by distinct bytes), each
@@ -247,6 +251,37 @@ def verify_split(store, gen_ndjson, gen_tsv):
     return not problems
 
 
+def verify_ids(store, prefix, want_tsv, at_least):
+    want = set()
+    for line in open(want_tsv):
+        eid, event = line.rstrip('\n').split('\t')
+        want.add((event, eid))
+    got = collections.Counter()
+    misplaced = 0
+    for key, line in lines(store, prefix):
+        ev = json.loads(line)
+        got[(ev['event'], ev['id'])] += 1
+        if prefix == 'split' and key.split('/')[1] != ev['event']:
+            misplaced += 1
+    problems = []
+    missing = want - set(got)
+    extra = set(got) - want
+    dups = sum(c - 1 for c in got.values() if c > 1)
+    if missing:
+        problems.append(f'{len(missing)} events missing, e.g. {sorted(missing)[:3]}')
+    if extra:
+        problems.append(f'{len(extra)} unexpected events, e.g. {sorted(extra)[:3]}')
+    if dups and not at_least:
+        problems.append(f'{dups} duplicate events')
+    if misplaced:
+        problems.append(f'{misplaced} events in another event type\'s files')
+    print(f'# {prefix}: {sum(got.values())} events, {len(got)} distinct (expected {len(want)}); '
+          f'{dups} repeats')
+    for p in problems:
+        print('# ' + p)
+    return not problems
+
+
 def main():
     args = sys.argv[1:]
     if args and args[0] == 'filtered' and len(args) >= 3:
@@ -268,6 +303,8 @@ def main():
         return
     if args and args[0] == 'drained' and len(args) == 2:
         sys.exit(0 if drained(args[1]) else 1)
+    if args and args[0] == 'ids' and len(args) >= 4:
+        sys.exit(0 if verify_ids(args[1], args[2], args[3], '--at-least' in args) else 1)
     if args and args[0] == 'split' and len(args) == 4:
         sys.exit(0 if verify_split(args[1], args[2], args[3]) else 1)
     print(__doc__)

@@ -2,6 +2,7 @@
  * operator's or a config file's store, lease and Redis URLs reach it.
  * Checks the invariants url.h promises for what it accepts.
  * Build:
+ *   make fuzz (FUZZ_PIPE_TARGETS), or by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
  *     tests/fuzz/fuzz_url.c libpipe/{err,mem,url}.c -lcurl -o fuzz_url */
 #include <stdint.h>

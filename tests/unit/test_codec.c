@@ -1,4 +1,5 @@
-/* Unit tests for codec: zstd writer, whole-buffer decoder, line reader. */
+/* Unit tests for codec: zstd writer, whole-buffer decoders (zstd, gzip),
+ * line reader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +7,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <zlib.h>
 #include <zstd.h>
 
 #include "libpipe/buf.h"
@@ -419,6 +421,81 @@ static void assert_lines(const void *in, size_t n, size_t max_line, const char *
     pipe_line_reader_free(r);
 }
 
+/* ---- gzip ---- */
+
+/* gzip_into — n bytes as one gzip member appended to out (zlib, level 6). */
+static void gzip_into(const void *p, size_t n, struct pipe_buf *out)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    assert_int_equal(deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t bound = deflateBound(&zs, (uLong)n) + 32;
+    assert_int_equal(pipe_buf_reserve(out, bound), 0);
+    zs.next_in = (Bytef *)p;
+    zs.avail_in = (uInt)n;
+    zs.next_out = (Bytef *)out->data + out->len;
+    zs.avail_out = (uInt)bound;
+    assert_int_equal(deflate(&zs, Z_FINISH), Z_STREAM_END);
+    out->len += bound - zs.avail_out;
+    deflateEnd(&zs);
+}
+
+static void test_gunzip_decodes_one_and_concatenated_members(void **state)
+{
+    (void)state;
+    struct pipe_buf gz, out;
+    pipe_buf_init(&gz, SIZE_MAX);
+    pipe_buf_init(&out, MB);
+    gzip_into("{\"batch\":[", 10, &gz);
+    gzip_into("]}", 2, &gz); /* RFC 1952: members may follow each other */
+    assert_int_equal(pipe_codec_gunzip(gz.data, gz.len, &out), 0);
+    assert_int_equal(out.len, 12);
+    assert_memory_equal(out.data, "{\"batch\":[]}", 12);
+    pipe_buf_cleanup(&out);
+    pipe_buf_cleanup(&gz);
+}
+
+static void test_gunzip_bomb_stops_at_cap_and_leaves_out_unchanged(void **state)
+{
+    (void)state;
+    size_t n = 64 * MB;
+    char *zeros = pipe_calloc(1, n);
+    struct pipe_buf gz, out;
+    pipe_buf_init(&gz, SIZE_MAX);
+    gzip_into(zeros, n, &gz);
+    assert_true(gz.len < MB / 8); /* a 64 MiB bomb in well under 128 KiB */
+    pipe_buf_init(&out, MB);
+    pipe_buf_append(&out, "keep", 4);
+    assert_int_equal(pipe_codec_gunzip(gz.data, gz.len, &out), PIPE_ETOOBIG);
+    assert_int_equal(out.len, 4);
+    assert_memory_equal(out.data, "keep", 5); /* NUL-terminated again */
+    assert_true(out.cap <= MB + 64 * 1024);   /* memory stayed near the cap */
+    pipe_buf_cleanup(&out);
+    pipe_buf_cleanup(&gz);
+    pipe_free(zeros);
+}
+
+static void test_gunzip_truncated_corrupt_and_foreign_input_fail(void **state)
+{
+    (void)state;
+    struct pipe_buf gz, out;
+    pipe_buf_init(&gz, SIZE_MAX);
+    pipe_buf_init(&out, MB);
+    static const char text[] = "hello hello hello hello hello hello";
+    gzip_into(text, sizeof text - 1, &gz);
+    assert_int_equal(pipe_codec_gunzip(gz.data, gz.len - 5, &out), PIPE_ECORRUPT); /* cut */
+    gz.data[gz.len - 6] ^= 0x55; /* the CRC no longer matches */
+    assert_int_equal(pipe_codec_gunzip(gz.data, gz.len, &out), PIPE_ECORRUPT);
+    gz.data[gz.len - 6] ^= 0x55;
+    pipe_buf_append(&gz, "trailing junk!!!!!!!", 20); /* not another member */
+    assert_int_equal(pipe_codec_gunzip(gz.data, gz.len, &out), PIPE_ECORRUPT);
+    assert_int_equal(pipe_codec_gunzip("{\"plain\":\"json body\"}", 21, &out), PIPE_ECORRUPT);
+    assert_int_equal(pipe_codec_gunzip("", 0, &out), PIPE_ECORRUPT);
+    assert_int_equal(out.len, 0);
+    pipe_buf_cleanup(&out);
+    pipe_buf_cleanup(&gz);
+}
+
 static void test_line_reader_handles_crlf_empty_lines_and_missing_final_newline(void **state)
 {
     (void)state;
@@ -613,6 +690,9 @@ int main(void)
         cmocka_unit_test(test_codec_flipped_byte_fails_checksum),
         cmocka_unit_test(test_codec_zip_bomb_stops_at_cap),
         cmocka_unit_test(test_codec_ignores_declared_content_size),
+        cmocka_unit_test(test_gunzip_decodes_one_and_concatenated_members),
+        cmocka_unit_test(test_gunzip_bomb_stops_at_cap_and_leaves_out_unchanged),
+        cmocka_unit_test(test_gunzip_truncated_corrupt_and_foreign_input_fail),
         cmocka_unit_test(test_line_reader_handles_crlf_empty_lines_and_missing_final_newline),
         cmocka_unit_test(test_line_reader_joins_lines_longer_than_a_chunk),
         cmocka_unit_test(test_line_reader_reports_over_long_lines_and_continues),

@@ -19,6 +19,7 @@
 #include "libpipe/keys.h"
 #include "libpipe/lease.h"
 #include "libpipe/mem.h"
+#include "libpipe/metrics.h"
 #include "libpipe/store.h"
 #include "tests/support/testutil.h"
 
@@ -370,6 +371,47 @@ static void test_dedup_open_and_claim_check_arguments(void **state)
     pipe_dedup_free(NULL);
 }
 
+/* The figure a rendered registry gives one series, or -1 without it. */
+static double series_value(const struct pipe_buf *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text->data; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static void test_dedup_metrics_count_claims_by_verdict_and_memory(void **state)
+{
+    struct tu_env *f = *state;
+    struct pipe_dedup *d = NULL;
+    struct pipe_metrics *m = pipe_metrics_new();
+    struct pipe_buf text;
+    int64_t now = pipe_clock_now_ms();
+    pipe_buf_init(&text, 1 << 20);
+    assert_int_equal(pipe_dedup_open("local", f->store, f->leases, NULL, &d), 0);
+    /* Claims before registration count too: the totals are since open. */
+    claim_at(d, "job-a", now, 0, 30, PIPE_DEDUP_NEW);
+    pipe_dedup_metrics_register(d, m);
+    claim_at(d, "job-b", now, 0, 20, PIPE_DEDUP_DUP);
+    claim_at(d, "job-a", now, 0, 10, PIPE_DEDUP_MINE);
+    claim_at(d, "job-b", now, 30, 5, PIPE_DEDUP_NEW);
+    assert_int_equal(pipe_metrics_render(m, &text), 0);
+    assert_int_equal(pipe_buf_append_char(&text, '\0'), 0);
+    assert_true(series_value(&text, "sluice_dedup_claims_total{verdict=\"new\"}") == 35);
+    assert_true(series_value(&text, "sluice_dedup_claims_total{verdict=\"mine\"}") == 10);
+    assert_true(series_value(&text, "sluice_dedup_claims_total{verdict=\"dup\"}") == 20);
+    uint64_t keys, bytes;
+    pipe_dedup_memory(d, &keys, &bytes);
+    assert_int_equal(keys, 35);
+    assert_true(series_value(&text, "sluice_dedup_keys") == 35);
+    assert_true(series_value(&text, "sluice_dedup_memory_bytes") == (double)bytes);
+    assert_true(bytes >= 35 * 32);
+    pipe_buf_cleanup(&text);
+    pipe_dedup_free(d);
+    pipe_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +429,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedup_local_lost_lease_restores_previous_index, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_dedup_open_and_claim_check_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_metrics_count_claims_by_verdict_and_memory,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,6 @@
 /* ctl — what the sluicectl command files share: each command is one
- * `int ctl_<name>_main(int argc, char **argv)` listed in main.c's table.
+ * `int ctl_<name>_main(int argc, char **argv)` listed in main.c's table
+ * (`load` is the loader stage's loader_main, stages/loader/loader.h).
  * argv[0] is the command name; the return value is the process exit code. */
 #ifndef SLUICE_CTL_H
 #define SLUICE_CTL_H
@@ -39,7 +40,6 @@ int ctl_status_main(int argc, char **argv);
 int ctl_replay_main(int argc, char **argv);
 int ctl_sweep_main(int argc, char **argv);
 int ctl_reconcile_main(int argc, char **argv);
-int ctl_load_main(int argc, char **argv);
 int ctl_schema_main(int argc, char **argv);
 int ctl_redrive_main(int argc, char **argv);
 int ctl_warehouse_main(int argc, char **argv);
@@ -99,6 +99,11 @@ size_t ctl_schema_compat(const json_t *old_doc, const json_t *new_doc, enum ctl_
  * (caller decrefs), or NULL with err set when two component names collide. */
 json_t *ctl_openapi_build(const struct pipe_schema_set *set, const char *title, const char *server,
                           char *err, size_t errlen);
+
+/* ctl_openapi_sdk — adds the SDK drop-in endpoints (Segment / RudderStack,
+ * Snowplow) to paths, their body schemas to schemas and the WriteKey scheme
+ * to security (all borrowed objects of the document; openapi_sdk.c). */
+void ctl_openapi_sdk(json_t *paths, json_t *schemas, json_t *security);
 
 /* One column of an event table. */
 struct ctl_ddl_column {

@@ -1,4 +1,4 @@
-/* send — `sluicectl send`: reads NDJSON and POSTs it to the filter in
+/* loadgen_send — `sluicectl send`, a test-load tool: reads NDJSON and POSTs it to the filter in
  * batches, from a few worker threads with one keep-alive libcurl handle each.
  * A batch is retried with the very same bytes until it is acknowledged, so
  * a retry after a lost ack carries the same event ids and downstream

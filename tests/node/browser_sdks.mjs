@@ -1,0 +1,162 @@
+// browser_sdks.mjs — Debian's chromium, headless, loads a page served from
+// its own loopback origin that uses the browser SDKs' builds from
+// node_modules (@segment/analytics-next, @rudderstack/analytics-js with
+// sendBeacon, @snowplow/browser-tracker) to send page, track and identify
+// calls to a sluice filter on another origin; the SDKs' settings and
+// source-config URLs point at this harness, never at a CDN. Writes one
+// "id<TAB>event" line per event the SDKs generated to --out, and prints a
+// JSON summary (CORS errors the browser reported, requests per path).
+//
+//   node browser_sdks.mjs --url http://127.0.0.1:FILTER --port ORIGIN_PORT
+//        --write-key KEY --out ids.tsv [--rounds 5]
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import puppeteer from 'puppeteer-core';
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
+  return acc;
+}, []));
+const filter = new URL(args.url);
+const writeKey = args['write-key'];
+const rounds = Number(args.rounds || 5);
+const nm = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules');
+const origin = `http://127.0.0.1:${args.port}`;
+
+const files = {
+  '/sdk/segment.js': '@segment/analytics-next/dist/umd/index.js',
+  '/sdk/rudder.js': '@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
+  '/sdk/snowplow.js': '@snowplow/browser-tracker/dist/index.umd.min.js',
+};
+// Segment's CDN settings for this write key: events go to the filter.
+const segmentSettings = {
+  integrations: {
+    'Segment.io': { apiKey: writeKey, apiHost: `${filter.host}/v1`, protocol: 'http' },
+  },
+  plan: {}, edgeFunction: {}, analyticsNextEnabled: true,
+};
+
+const page = `<!doctype html><meta charset="utf-8"><title>sdk page</title>
+<script src="/sdk/segment.js"></script>
+<script src="/sdk/rudder.js"></script>
+<script src="/sdk/snowplow.js"></script>
+<script>
+// Every sendBeacon call is also reported to this harness (same origin), so
+// the test can tell the SDK really used it on page hide.
+const sendBeacon = navigator.sendBeacon.bind(navigator);
+navigator.sendBeacon = (url, data) => {
+  sendBeacon('/beacon-log?url=' + encodeURIComponent(url), '');
+  return sendBeacon(url, data);
+};
+window.__ids = [];
+window.__errors = [];
+const seen = (id, event) => window.__ids.push([id, event]);
+async function run(filterUrl, writeKey, rounds) {
+  // Segment: settings from this harness (cdnURL), events to the filter.
+  const [seg] = await AnalyticsNext.AnalyticsBrowser.load({ writeKey, cdnURL: location.origin });
+  // RudderStack: source config from this harness, events by sendBeacon.
+  const ra = new rudderanalytics.RudderAnalytics();
+  await new Promise((loaded) => ra.load(writeKey, filterUrl, {
+    configUrl: location.origin, destSDKBaseURL: location.origin + '/none',
+    pluginsSDKBaseURL: location.origin + '/none', useBeacon: true,
+    beaconQueueOptions: { maxItems: 1000, flushQueueInterval: 600000 },
+    onLoaded: () => loaded(), logLevel: 'ERROR',
+  }));
+  // Snowplow: POST with credentials (a preflighted CORS request).
+  snowplowBrowserTracking.newTracker('sp', filterUrl, {
+    appId: 'shop', encodeBase64: true, eventMethod: 'post', bufferSize: 1,
+    plugins: [{ afterTrack: (p) => seen(p.eid, { pv: 'page_view', se: 'struct', ue: 'link_click' }[p.e]) }],
+  });
+  for (let i = 0; i < rounds; i++) {
+    let c = await seg.page('Shop', 'Home', { round: i });
+    seen(c.event.messageId, 'page');
+    c = await seg.track('Product Viewed', { round: i, sku: 'sku-' + i });
+    seen(c.event.messageId, 'product_viewed');
+    c = await seg.identify('user-' + i, { plan: 'pro' });
+    seen(c.event.messageId, 'identify');
+    ra.page('Shop', 'Home', { round: i }, (e) => seen(e.messageId, 'page'));
+    ra.track('Cart Viewed', { round: i }, (e) => seen(e.messageId, 'cart_viewed'));
+    ra.identify('user-' + i, { plan: 'pro' }, (e) => seen(e.messageId, 'identify'));
+    snowplowBrowserTracking.trackPageView({ title: 'Home ' + i });
+    snowplowBrowserTracking.trackStructEvent({ category: 'shop', action: 'view', label: 'r' + i });
+    snowplowBrowserTracking.trackSelfDescribingEvent({ event: {
+      schema: 'iglu:com.snowplowanalytics.snowplow/link_click/jsonschema/1-0-1',
+      data: { targetUrl: 'http://shop.test/' + i } } });
+  }
+}
+</script>`;
+
+const stats = { origin, cors_errors: 0, console: [], sent: {}, beacons: {} };
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, origin);
+  if (url.pathname === '/page.html') {
+    res.writeHead(200, { 'Content-Type': 'text/html' });
+    return res.end(page);
+  }
+  if (url.pathname === '/beacon-log') {
+    const u = new URL(url.searchParams.get('url'));
+    stats.beacons[u.pathname] = (stats.beacons[u.pathname] || 0) + 1;
+    res.writeHead(204);
+    return res.end();
+  }
+  if (files[url.pathname]) {
+    res.writeHead(200, { 'Content-Type': 'text/javascript' });
+    return res.end(fs.readFileSync(path.join(nm, files[url.pathname])));
+  }
+  if (url.pathname === `/v1/projects/${writeKey}/settings`) {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Access-Control-Allow-Origin': '*' });
+    return res.end(JSON.stringify(segmentSettings));
+  }
+  if (url.pathname.startsWith('/sourceConfig')) {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Access-Control-Allow-Origin': '*' });
+    return res.end(JSON.stringify({
+      isHosted: false,
+      source: {
+        id: 'src-test', name: 'sluice test', writeKey, enabled: true, workspaceId: 'ws-test',
+        config: { statsCollection: { errors: { enabled: false }, metrics: { enabled: false } } },
+        destinations: [],
+      },
+    }));
+  }
+  res.writeHead(404);
+  res.end();
+});
+await new Promise((r) => server.listen(Number(args.port), '127.0.0.1', r));
+
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-dev-shm-usage'],
+});
+let ids = [];
+try {
+  const tab = await browser.newPage();
+  tab.on('request', (r) => {
+    const u = new URL(r.url());
+    if (u.host !== filter.host) return;
+    const k = `${r.method()} ${u.pathname} ${r.resourceType()}`;
+    stats.sent[k] = (stats.sent[k] || 0) + 1;
+  });
+  tab.on('console', (m) => {
+    const t = m.text();
+    if (/CORS/.test(t)) stats.cors_errors++;
+    if (m.type() === 'error' && stats.console.length < 10) stats.console.push(t.slice(0, 200));
+  });
+  await tab.goto(`${origin}/page.html`, { waitUntil: 'load' });
+  await tab.evaluate((u, k, n) => run(u, k, n), filter.origin, writeKey, rounds);
+  // Let the Snowplow queue drain (one request per event) before leaving.
+  await new Promise((r) => setTimeout(r, 2000));
+  ids = await tab.evaluate(() => window.__ids);
+  // Leaving the page fires pagehide: RudderStack hands its queue to sendBeacon.
+  await tab.goto('about:blank', { waitUntil: 'load' });
+  await new Promise((r) => setTimeout(r, 2000));
+} finally {
+  await browser.close();
+  server.close();
+}
+fs.writeFileSync(args.out, ids.map(([id, ev]) => `${id}\t${ev}\n`).join(''));
+stats.events = ids.length;
+console.log(JSON.stringify(stats));
+process.exit(0);
