@@ -141,7 +141,7 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG
 # Targets linked with the whole library, built with the fuzzer's
 # instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
 # manifests, schema files), the time parser, the store URL.
-FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url
+FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \

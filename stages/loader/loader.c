@@ -291,7 +291,7 @@ static int load_init(struct pipe_stage *st, void *cfg, void **state)
     int64_t now = pipe_clock_now_ms();
     if (c->from) {
         pipe_clock_parse_time(c->from, now, &l->from_ms);
-        l->from_ms -= (l->from_ms % 3600000 + 3600000) % 3600000;
+        l->from_ms = pipe_clock_hour_floor(l->from_ms);
     }
     if (c->to)
         pipe_clock_parse_time(c->to, now, &l->to_ms);

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/buf.h"
 #include "libpipe/codec.h"
 #include "libpipe/conf.h"
@@ -30,7 +31,7 @@
 #define SEND_RESP_MAX           (64 * 1024) /* a reply is a small JSON object */
 #define SEND_BACKOFF_BASE_MS    100
 #define SEND_BACKOFF_CAP_MS     10000
-#define SEND_RETRY_AFTER_CAP_MS 60000
+#define SEND_RETRY_AFTER_CAP_MS PIPE_MIN_MS
 #define SEND_READ_CHUNK         (64 * 1024)
 #define SEND_FAILURES_SHOWN     10
 
@@ -66,7 +67,7 @@ static const struct pipe_conf_opt send_opts[] = {
     {"retries", PIPE_CONF_INT, "20", offsetof(struct send_cfg, retries),
      "retries per batch after 5xx, 408, 429 or a connection error", 0, 1000000, "N"},
     {"timeout", PIPE_CONF_DURATION, "30s", offsetof(struct send_cfg, timeout_ms),
-     "timeout of one request", 1, INT64_C(86400000), "DURATION"},
+     "timeout of one request", 1, PIPE_DAY_MS, "DURATION"},
     {"stats", PIPE_CONF_STR, NULL, offsetof(struct send_cfg, stats),
      "write the final summary as JSON to FILE", 0, 0, "FILE"},
     {"acked", PIPE_CONF_STR, NULL, offsetof(struct send_cfg, acked),

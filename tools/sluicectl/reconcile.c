@@ -28,7 +28,6 @@
 #include "stages/loader/loader.h"
 
 #define REC_PAGE    1000
-#define REC_HOUR_MS INT64_C(3600000)
 #define REC_DOC_MAX (64u << 20) /* largest manifest read */
 
 struct rec_cfg {
@@ -476,7 +475,7 @@ static int rec_range(struct rec *r, const struct rec_cfg *cfg)
         fprintf(stderr, "sluicectl reconcile: --to must be after --from\n");
         return PIPE_ECONFIG;
     }
-    r->from_ms = from - (from % REC_HOUR_MS + REC_HOUR_MS) % REC_HOUR_MS;
+    r->from_ms = pipe_clock_hour_floor(from);
     r->to_ms = to;
     return 0;
 }
