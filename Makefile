@@ -28,8 +28,14 @@ LIB_SRC := $(if $(LIB_ONLY),$(LIB_ONLY:%=libpipe/%.c),$(wildcard libpipe/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libpipe.a
 
-STAGES := $(notdir $(wildcard stages/*))
+# Each stages/<name>/ builds $(BUILD)/stages/lib<name>.a from its sources but
+# main.c, for its program and for the unit tests (tests/unit/test_<name>_*.c
+# link it). A directory with a main.c is the program bin/sluice-<name>; the
+# loader has none: sluicectl links libloader.a (`sluicectl load`).
+STAGE_DIRS := $(notdir $(wildcard stages/*))
+STAGES := $(patsubst stages/%/main.c,%,$(wildcard stages/*/main.c))
 STAGE_BINS := $(STAGES:%=$(BIN)/sluice-%)
+stage_lib = $(BUILD)/stages/lib$(1).a
 CTL_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(wildcard tools/sluicectl/*.c))
 PROGRAMS := $(STAGE_BINS) $(BIN)/sluicectl
 
@@ -56,20 +62,30 @@ $(LIB): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+define stage_lib_rule
+$(call stage_lib,$(1)): $(patsubst %.c,$(BUILD)/%.o,$(filter-out %/main.c,$(wildcard stages/$(1)/*.c)))
+	@rm -f $$@
+	ar rcs $$@ $$^
+$(BUILD)/tests/unit/test_$(1)_%: $(BUILD)/tests/unit/test_$(1)_%.o $(TSUP_OBJ) $(call stage_lib,$(1)) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach s,$(STAGE_DIRS),$(eval $(call stage_lib_rule,$(s))))
+
 define stage_rule
-$(BIN)/sluice-$(1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard stages/$(1)/*.c)) $(LIB)
+$(BIN)/sluice-$(1): $(BUILD)/stages/$(1)/main.o $(call stage_lib,$(1)) $(LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 endef
 $(foreach s,$(STAGES),$(eval $(call stage_rule,$(s))))
 
-$(BIN)/sluicectl: $(CTL_OBJ) $(LIB)
+$(BIN)/sluicectl: $(CTL_OBJ) $(call stage_lib,loader) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # bench_collide times the splitter's routing pass itself.
 $(BUILD)/tests/bench/bench_collide: $(BUILD)/tests/bench/bench_collide.o \
-    $(BUILD)/stages/splitter/splitter_route.o $(BUILD)/stages/splitter/splitter_reject.o $(LIB)
+    $(call stage_lib,splitter) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -122,6 +138,10 @@ FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
 # The filter's SDK protocol translators, built alone for their fuzz targets.
 FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter_compat)
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
+# Targets linked with the whole library, built with the fuzzer's
+# instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
+# manifests, schema files), the time parser, the store URL.
+FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \
@@ -143,6 +163,14 @@ fuzz:
 	build/fuzz/fuzz_segment -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-segment
 	build/fuzz/fuzz_snowplow -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-snowplow
 	build/fuzz/fuzz_gunzip -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-gunzip
+	@$(MAKE) --no-print-directory BUILD=build/fuzz/obj CC=clang OPT="-g -O1" CI= \
+	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/obj/libpipe.a
+	for t in $(FUZZ_PIPE_TARGETS); do mkdir -p build/fuzz/corpus-$$t && \
+	    clang $(FUZZ_FLAGS) tests/fuzz/fuzz_$$t.c build/fuzz/obj/libpipe.a $(LDLIBS) \
+	        -o build/fuzz/fuzz_$$t || exit 1; done
+	for t in $(FUZZ_PIPE_TARGETS); do build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=8192 -artifact_prefix=build/fuzz/$$t- build/fuzz/corpus-$$t tests/fuzz/seeds/$$t \
+	    || exit 1; done
 
 lint:
 	@tools/install-deps.sh lint

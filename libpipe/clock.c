@@ -53,17 +53,17 @@ static void civil_from_days(int64_t z, int *y, int *m, int *d)
 int64_t pipe_clock_from_civil(int y, int mon, int d, int h, int mi, int s, int msec)
 {
     int64_t days = days_from_civil(y, (unsigned)mon, (unsigned)d);
-    return ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)s * 1000 + msec;
+    return ((days * 24 + h) * 60 + mi) * PIPE_MIN_MS + (int64_t)s * PIPE_SEC_MS + msec;
 }
 
 static void split(int64_t ms, int *y, int *mo, int *d, int *h, int *mi, int *s, int *msec)
 {
-    int64_t days = ms >= 0 ? ms / 86400000 : -((-ms + 86399999) / 86400000);
-    int64_t rem = ms - days * 86400000;
+    int64_t days = ms >= 0 ? ms / PIPE_DAY_MS : -((-ms + PIPE_DAY_MS - 1) / PIPE_DAY_MS);
+    int64_t rem = ms - days * PIPE_DAY_MS;
     civil_from_days(days, y, mo, d);
-    *h = (int)(rem / 3600000);
-    *mi = (int)(rem / 60000 % 60);
-    *s = (int)(rem / 1000 % 60);
+    *h = (int)(rem / PIPE_HOUR_MS);
+    *mi = (int)(rem / PIPE_MIN_MS % 60);
+    *s = (int)(rem / PIPE_SEC_MS % 60);
     *msec = (int)(rem % 1000);
 }
 
@@ -155,7 +155,7 @@ int pipe_clock_parse_rfc3339(const char *s, size_t n, int64_t *ms)
     }
     if (i != n)
         return PIPE_EINVAL;
-    *ms = pipe_clock_from_civil(y, mo, d, h, mi, sec, msec) - (int64_t)offset_min * 60000;
+    *ms = pipe_clock_from_civil(y, mo, d, h, mi, sec, msec) - offset_min * PIPE_MIN_MS;
     return PIPE_OK;
 }
 
@@ -170,10 +170,10 @@ int pipe_clock_parse_time(const char *s, int64_t now_ms, int64_t *ms)
     }
     if (s[0] == '-' && n >= 3) {
         long long v = strtoll(s + 1, &end, 10);
-        int64_t unit = *end == 's'   ? 1000
-                       : *end == 'm' ? 60000
-                       : *end == 'h' ? 3600000
-                       : *end == 'd' ? 86400000
+        int64_t unit = *end == 's'   ? PIPE_SEC_MS
+                       : *end == 'm' ? PIPE_MIN_MS
+                       : *end == 'h' ? PIPE_HOUR_MS
+                       : *end == 'd' ? PIPE_DAY_MS
                                      : 0;
         if (v < 0 || end == s + 1 || unit == 0 || end[1] != '\0')
             return PIPE_EINVAL;
@@ -200,4 +200,9 @@ int pipe_clock_parse_time(const char *s, int64_t now_ms, int64_t *ms)
         }
     }
     return pipe_clock_parse_rfc3339(s, n, ms);
+}
+
+int64_t pipe_clock_hour_floor(int64_t ms)
+{
+    return ms - (ms % PIPE_HOUR_MS + PIPE_HOUR_MS) % PIPE_HOUR_MS;
 }

@@ -9,6 +9,13 @@
 
 #define PIPE_CLOCK_RFC3339_LEN 24 /* "2026-11-22T17:05:49.123Z" */
 
+/* Durations in milliseconds, the unit of every time in sluice: the one
+ * definition each stage and module uses (int64_t, so products stay exact). */
+#define PIPE_SEC_MS  INT64_C(1000)
+#define PIPE_MIN_MS  (60 * PIPE_SEC_MS)
+#define PIPE_HOUR_MS (60 * PIPE_MIN_MS)
+#define PIPE_DAY_MS  (24 * PIPE_HOUR_MS)
+
 /* pipe_clock_now_ms — wall-clock time. */
 int64_t pipe_clock_now_ms(void);
 /* pipe_clock_mono_ms — monotonic time, for timeouts and durations. */
@@ -27,6 +34,9 @@ int pipe_clock_parse_time(const char *s, int64_t now_ms, int64_t *ms);
 /* pipe_clock_partition — "YYYY-MM-DD" into dt (11 bytes) and "HH" into hr
  * (3 bytes) for the hour containing ms. */
 void pipe_clock_partition(int64_t ms, char *dt, char *hr);
+/* pipe_clock_hour_floor — the start of the UTC hour containing ms (also
+ * before 1970: rounds toward minus infinity). */
+int64_t pipe_clock_hour_floor(int64_t ms);
 /* pipe_clock_from_civil — epoch ms of a UTC civil time (no range checks). */
 int64_t pipe_clock_from_civil(int y, int mon, int d, int h, int mi, int s, int msec);
 

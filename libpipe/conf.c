@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
 
@@ -99,7 +100,7 @@ static int64_t duration_unit(const char *s, size_t *len)
         int64_t ms;
     } units[] = {
         /* "ms" before "m", so the longer unit wins */
-        {"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}, {"d", 86400000},
+        {"ms", 1}, {"s", PIPE_SEC_MS}, {"m", PIPE_MIN_MS}, {"h", PIPE_HOUR_MS}, {"d", PIPE_DAY_MS},
     };
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         size_t ul = strlen(units[i].unit);
@@ -157,10 +158,10 @@ const char *pipe_conf_format_duration(int64_t ms, char *buf, size_t len)
         const char *unit;
         int64_t ms;
     } units[] = {
-        {"d", 86400000},
-        {"h", 3600000},
-        {"m", 60000},
-        {"s", 1000},
+        {"d", PIPE_DAY_MS},
+        {"h", PIPE_HOUR_MS},
+        {"m", PIPE_MIN_MS},
+        {"s", PIPE_SEC_MS},
     };
     const char *unit = "ms";
     int64_t n = ms;

@@ -23,6 +23,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "libpipe/url.h"
+#include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/lease_int.h"
 #include "libpipe/log.h"
@@ -42,8 +44,8 @@ struct local {
 
 /* A lease file free for this long goes: longer than the longest TTL, so no
  * holder can still believe it holds the name (see pipe__lease_local_prune). */
-#define PRUNE_FREE_MS  (PIPE_LEASE_TTL_MAX_MS + 3600 * 1000LL)
-#define PRUNE_EVERY_MS (3600 * 1000LL)
+#define PRUNE_FREE_MS  (PIPE_LEASE_TTL_MAX_MS + PIPE_HOUR_MS)
+#define PRUNE_EVERY_MS PIPE_HOUR_MS
 
 /* One lease file, decoded. An all-zero rec is a lease never taken. */
 struct rec {
@@ -430,9 +432,17 @@ static char *dir_from_url(const char *url, const char *local_dir, bool *is_defau
         *is_default = true;
         return pipe_asprintf("/tmp/sluice-leases-%u", (unsigned)geteuid());
     }
-    if (strncmp(url, "local://", 8) == 0 && url[8] == '/' && strcspn(url, "?#") == strlen(url))
-        return pipe_strdup(url + 8);
-    return NULL;
+    struct pipe_url u;
+    enum pipe_url_part bad;
+    const char *why;
+    char *dir = NULL;
+    if (pipe_url_parse(url, &u, &bad, &why) < 0)
+        return NULL;
+    if (strcmp(u.scheme, "local") == 0 && *u.host == '\0' && !u.user && u.port < 0 &&
+        u.path[0] == '/' && !u.query && !u.fragment)
+        dir = pipe_strdup(u.path);
+    pipe_url_cleanup(&u);
+    return dir;
 }
 
 static int local_open(struct pipe_leases *ls, const char *url, const char *local_dir)

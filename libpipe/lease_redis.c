@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/lease_int.h"
 #include "libpipe/mem.h"
@@ -30,7 +31,7 @@
 /* Longer than any lease can live after its last renew, plus an hour: the
  * same span after which the `local` backend prunes a free name. Past it the
  * name costs nothing in Redis, and the clock floor takes over. */
-#define FENCE_KEEP_MS (PIPE_LEASE_TTL_MAX_MS + 3600 * 1000LL)
+#define FENCE_KEEP_MS (PIPE_LEASE_TTL_MAX_MS + PIPE_HOUR_MS)
 
 enum script { S_ACQUIRE, S_RENEW, S_CHECK, S_RELEASE, S_COUNT };
 

@@ -18,6 +18,7 @@
 
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
+#include "libpipe/url.h"
 
 #define DEFAULT_PORT       6379
 #define DEFAULT_TIMEOUT_MS 5000
@@ -60,40 +61,6 @@ const char *pipe_redis_last_error(void)
 
 /* ---- URL parsing ------------------------------------------------------- */
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* %-decodes s[0..n); NULL for a bad escape or one that makes a NUL byte. */
-static char *pct_decode(const char *s, size_t n)
-{
-    char *out = pipe_malloc(n + 1);
-    size_t j = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] != '%') {
-            out[j++] = s[i];
-            continue;
-        }
-        int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-        int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-        if (hi < 0 || lo < 0 || hi * 16 + lo == 0) {
-            pipe_free(out);
-            return NULL;
-        }
-        out[j++] = (char)(hi * 16 + lo);
-        i += 2;
-    }
-    out[j] = '\0';
-    return out;
-}
-
 /* Parses s[0..n) as a decimal in [min, max]; false otherwise. */
 static bool parse_num(const char *s, size_t n, long min, long max, long *out)
 {
@@ -121,116 +88,92 @@ static bool prefix_valid(const char *s, size_t n)
     return true;
 }
 
-/* Parses "k=v&k=v" (q, up to its NUL): timeout, prefix and, for unix://, db. */
+/* Parses the query q ("k=v&k=v"): timeout, prefix and, for unix://, db. */
 static int parse_options(struct pipe_redis *r, const char *q)
 {
-    while (*q) {
-        size_t len = strcspn(q, "&");
-        const char *eq = memchr(q, '=', len);
+    struct pipe_url_param p;
+    while (pipe_url_query_next(&q, &p)) {
         long v;
-        if (len == 0) {
-            q++;
-            continue;
-        }
-        size_t klen = eq ? (size_t)(eq - q) : len;
-        const char *val = eq ? eq + 1 : q + len;
-        size_t vlen = (size_t)(q + len - val);
-        if (eq && klen == 7 && memcmp(q, "timeout", 7) == 0 &&
+        const char *val = p.value;
+        size_t vlen = p.value_len;
+        if (val && pipe_url_param_is(&p, "timeout") &&
             parse_num(val, vlen, 1, MAX_TIMEOUT_MS, &v)) {
             r->timeout_ms = (int)v;
-        } else if (eq && klen == 6 && memcmp(q, "prefix", 6) == 0 && prefix_valid(val, vlen)) {
+        } else if (val && pipe_url_param_is(&p, "prefix") && prefix_valid(val, vlen)) {
             pipe_free(r->prefix);
             r->prefix = pipe_strndup(val, vlen);
-        } else if (eq && r->is_unix && klen == 2 && memcmp(q, "db", 2) == 0 &&
+        } else if (val && r->is_unix && pipe_url_param_is(&p, "db") &&
                    parse_num(val, vlen, 0, 999999999, &v)) {
             r->db = (int)v;
         } else {
-            set_err("redis URL: bad or unknown option \"%.*s\"", (int)(len < 80 ? len : 80), q);
+            size_t len = (size_t)(q - p.name);
+            set_err("redis URL: bad or unknown option \"%.*s\"", (int)(len < 80 ? len : 80),
+                    p.name);
             return PIPE_ECONFIG;
         }
-        q += len;
     }
     return 0;
 }
 
-/* Parses "[USER]:PASSWORD@" at the start of s (n bytes before the host or
- * path); *used is how many bytes it took (0 when there is no '@'). */
-static int parse_userinfo(struct pipe_redis *r, const char *s, size_t n, size_t *used)
+/* The credentials: USER:PASSWORD or :PASSWORD, already %-decoded. */
+static int parse_userinfo(struct pipe_redis *r, const struct pipe_url *u, size_t raw_len)
 {
-    const char *at = memrchr(s, '@', n);
-    *used = 0;
-    if (!at)
+    if (!u->user)
         return 0;
-    const char *colon = memchr(s, ':', (size_t)(at - s));
-    if (!colon || at - s > CRED_MAX) {
+    if (!u->password || raw_len > CRED_MAX) {
         set_err("redis URL: credentials must read USER:PASSWORD@ or :PASSWORD@");
         return PIPE_ECONFIG;
     }
-    if (colon > s && !(r->user = pct_decode(s, (size_t)(colon - s)))) {
-        set_err("redis URL: bad %%-escape in the user name");
-        return PIPE_ECONFIG;
-    }
-    if (!(r->password = pct_decode(colon + 1, (size_t)(at - colon - 1)))) {
-        set_err("redis URL: bad %%-escape in the password");
-        return PIPE_ECONFIG;
-    }
-    *used = (size_t)(at - s) + 1;
+    r->user = *u->user ? pipe_strdup(u->user) : NULL;
+    r->password = pipe_strdup(u->password);
     return 0;
 }
 
-/* Parses what follows "redis://" and the credentials:
- * HOST[:PORT][/DB][?OPTIONS]. */
-static int parse_tcp(struct pipe_redis *r, const char *hp)
+/* redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]. */
+static int parse_tcp(struct pipe_redis *r, const struct pipe_url *u)
 {
-    long v;
-    const char *end = hp + strcspn(hp, "/?"), *host = hp, *after;
-    if (*hp == '[') {
-        const char *close = memchr(hp, ']', (size_t)(end - hp));
-        host = hp + 1;
-        after = close ? close + 1 : end;
-        if (!close)
-            goto bad;
-    } else {
-        const char *colon = memchr(hp, ':', (size_t)(end - hp));
-        after = colon ? colon : end;
-    }
-    size_t hlen = (size_t)(after - host) - (*hp == '[' ? 1 : 0);
-    if (hlen == 0 || hlen > HOST_MAX)
+    long v = 0;
+    size_t hlen = strlen(u->host);
+    if (hlen == 0 || hlen > HOST_MAX || u->port == 0)
         goto bad;
-    r->host = pipe_strndup(host, hlen);
-    if (after < end) {
-        if (*after != ':' || !parse_num(after + 1, (size_t)(end - after - 1), 1, 65535, &v))
-            goto bad;
-        r->port = (int)v;
-    }
-    const char *p = end;
-    if (*p == '/') {
-        size_t dlen = strcspn(++p, "?");
-        if (dlen > 0 && !parse_num(p, dlen, 0, 999999999, &v))
-            goto bad;
-        r->db = dlen > 0 ? (int)v : 0;
-        p += dlen;
-    }
-    r->where = pipe_asprintf(*hp == '[' ? "[%s]:%d" : "%s:%d", r->host, r->port);
-    return *p == '?' ? parse_options(r, p + 1) : 0;
+    r->host = pipe_strdup(u->host);
+    if (u->port > 0)
+        r->port = u->port;
+    /* "" and "/" are db 0; "/N" is db N */
+    const char *db = u->path[0] == '/' ? u->path + 1 : u->path;
+    if (*db && !parse_num(db, strlen(db), 0, 999999999, &v))
+        goto bad;
+    r->db = (int)v;
+    r->where = pipe_asprintf(u->ipv6 ? "[%s]:%d" : "%s:%d", r->host, r->port);
+    return u->query ? parse_options(r, u->query) : 0;
 bad:
     set_err("redis URL must read redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS]");
     return PIPE_ECONFIG;
 }
 
-/* Parses what follows "unix://" and the credentials: /ABSOLUTE/PATH[?OPTIONS]. */
-static int parse_unix(struct pipe_redis *r, const char *s)
+/* unix://[[USER]:PASSWORD@]/ABSOLUTE/PATH[?OPTIONS]. */
+static int parse_unix(struct pipe_redis *r, const struct pipe_url *u)
 {
-    size_t plen = strcspn(s, "?");
-    if (s[0] != '/' || plen < 2 || plen > SOCK_PATH_MAX) {
+    size_t plen = strlen(u->path);
+    if (*u->host || u->port >= 0 || u->path[0] != '/' || plen < 2 || plen > SOCK_PATH_MAX) {
         set_err("redis URL must read unix://[[USER]:PASSWORD@]/ABSOLUTE/PATH[?OPTIONS] "
                 "(path at most %d bytes)",
                 SOCK_PATH_MAX);
         return PIPE_ECONFIG;
     }
-    r->host = pipe_strndup(s, plen);
+    r->host = pipe_strdup(u->path);
     r->where = pipe_strdup(r->host);
-    return s[plen] == '?' ? parse_options(r, s + plen + 1) : 0;
+    return u->query ? parse_options(r, u->query) : 0;
+}
+
+/* parse_fields — r's fields from the parsed URL; s is the text after
+ * "SCHEME://", of which used bytes are credentials and their '@'. */
+static int parse_fields(struct pipe_redis *r, const struct pipe_url *u, size_t used)
+{
+    int rc = parse_userinfo(r, u, used ? used - 1 : 0);
+    if (rc == 0)
+        rc = r->is_unix ? parse_unix(r, u) : parse_tcp(r, u);
+    return rc;
 }
 
 static int parse_url(struct pipe_redis *r, const char *url)
@@ -239,7 +182,7 @@ static int parse_url(struct pipe_redis *r, const char *url)
         set_err("redis URL must not contain '#' or white space");
         return PIPE_ECONFIG;
     }
-    size_t skip, used;
+    size_t skip;
     if (strncmp(url, "redis://", 8) == 0) {
         skip = 8;
     } else if (strncmp(url, "unix://", 7) == 0) {
@@ -249,10 +192,26 @@ static int parse_url(struct pipe_redis *r, const char *url)
         set_err("redis URL must start with redis:// or unix://");
         return PIPE_ECONFIG;
     }
+    struct pipe_url u;
+    enum pipe_url_part bad;
+    const char *why;
+    if (pipe_url_parse(url, &u, &bad, &why) < 0) {
+        if (bad == PIPE_URL_USER || bad == PIPE_URL_PASSWORD)
+            set_err("redis URL: %s", why);
+        else if (r->is_unix)
+            set_err("redis URL must read unix://[[USER]:PASSWORD@]/ABSOLUTE/PATH[?OPTIONS] (%s)",
+                    why);
+        else
+            set_err("redis URL must read redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?OPTIONS] (%s)",
+                    why);
+        return PIPE_ECONFIG;
+    }
     const char *s = url + skip;
-    int rc = parse_userinfo(r, s, strcspn(s, r->is_unix ? "/" : "/?"), &used);
-    if (rc == 0)
-        rc = r->is_unix ? parse_unix(r, s + used) : parse_tcp(r, s + used);
+    size_t alen = strcspn(s, r->is_unix ? "/" : "/?");
+    const char *at = memrchr(s, '@', alen);
+    size_t used = at ? (size_t)(at - s) + 1 : 0;
+    int rc = parse_fields(r, &u, used);
+    pipe_url_cleanup(&u);
     if (rc < 0)
         return rc;
     /* Keep the user name for logs, never the password. */

@@ -14,15 +14,13 @@
 #include "libpipe/retention.h"
 #include "libpipe/store.h"
 
-#define RET_DAY_MS         INT64_C(86400000)
-#define RET_HOUR_MS        INT64_C(3600000)
 #define RET_PROGRESS_EVERY 100 /* objects between progress calls */
 
 static const char *const class_names[PIPE_RET__COUNT] = {
     "raw", "filtered", "rejected", "combined", "split", "dedup",
 };
 
-#define RET_MIN_GUARDED_MS RET_HOUR_MS /* filtered/ and combined/: a stage may lag */
+#define RET_MIN_GUARDED_MS PIPE_HOUR_MS /* filtered/ and combined/: a stage may lag */
 
 struct sweep;
 
@@ -113,7 +111,7 @@ static int check_dedup(struct sweep *w, const struct pipe_store_obj *o, struct p
     if (sscanf(rest, "dt=%4d-%2d-%2d/hr=%2d/%n", &y, &mon, &d, &h, &used) != 4 || used == 0)
         return 1;
     int64_t hour_ms = pipe_clock_from_civil(y, mon, d, h, 0, 0, 0);
-    return hour_ms + RET_HOUR_MS <= w->now_ms - w->c->ttl_ms[PIPE_RET_DEDUP];
+    return hour_ms + PIPE_HOUR_MS <= w->now_ms - w->c->ttl_ms[PIPE_RET_DEDUP];
 }
 
 /* In pipeline order, so that an object's consumer record is still there
@@ -275,11 +273,11 @@ void pipe_retention_config_init(struct pipe_retention_config *c, unsigned genera
                                 int64_t dedup_window_ms)
 {
     memset(c, 0, sizeof *c);
-    c->ttl_ms[PIPE_RET_RAW] = 7 * RET_DAY_MS;
-    c->ttl_ms[PIPE_RET_FILTERED] = 7 * RET_DAY_MS;
-    c->ttl_ms[PIPE_RET_REJECTED] = 30 * RET_DAY_MS;
-    c->ttl_ms[PIPE_RET_COMBINED] = 30 * RET_DAY_MS;
-    c->ttl_ms[PIPE_RET_SPLIT] = 90 * RET_DAY_MS;
+    c->ttl_ms[PIPE_RET_RAW] = 7 * PIPE_DAY_MS;
+    c->ttl_ms[PIPE_RET_FILTERED] = 7 * PIPE_DAY_MS;
+    c->ttl_ms[PIPE_RET_REJECTED] = 30 * PIPE_DAY_MS;
+    c->ttl_ms[PIPE_RET_COMBINED] = 30 * PIPE_DAY_MS;
+    c->ttl_ms[PIPE_RET_SPLIT] = 90 * PIPE_DAY_MS;
     c->dedup_window_ms = dedup_window_ms;
     c->generation = generation;
     derive_dedup(c);

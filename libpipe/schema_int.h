@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "libpipe/hset.h"
 #include "libpipe/ndjson.h"
 #include "libpipe/schema.h"
 
@@ -116,8 +117,7 @@ struct pipe_schema_set {
     size_t n_all;
     struct sch_type *types;
     size_t n_types;
-    struct sch_type **table; /* open addressing over XXH3 of the name */
-    size_t table_cap;        /* a power of two */
+    struct pipe_hset table; /* sch_type by name */
 };
 
 /* pipe__schema_set_new — a set (reference count 1) of the n schemas in all

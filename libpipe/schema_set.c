@@ -5,7 +5,6 @@
  * other schema module. */
 #include <stdlib.h>
 #include <string.h>
-#include <xxhash.h>
 
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
@@ -19,10 +18,10 @@ static int cmp_schema(const void *a, const void *b)
     return c ? c : (x->version > y->version) - (x->version < y->version);
 }
 
-/* Seeded: lookups are by the event type a client sent. */
-static uint64_t name_hash(const char *s, size_t n)
+static bool type_eq(const void *item, const void *key, size_t len)
 {
-    return XXH3_64bits_withSeed(s, n, pipe_mem_hash_seed());
+    const struct sch_type *t = item;
+    return t->len == len && memcmp(t->name, key, len) == 0;
 }
 
 /* index_set — groups the sorted schemas by type and builds the hash table. */
@@ -36,16 +35,13 @@ static void index_set(struct pipe_schema_set *s)
         }
         s->types[s->n_types - 1].n++;
     }
-    s->table_cap = 16;
-    while (s->table_cap < s->n_types * 2)
-        s->table_cap *= 2;
-    s->table = pipe_calloc(s->table_cap, sizeof *s->table);
-    for (size_t i = 0; i < s->n_types; i++) {
-        size_t h = name_hash(s->types[i].name, s->types[i].len) & (s->table_cap - 1);
-        while (s->table[h])
-            h = (h + 1) & (s->table_cap - 1);
-        s->table[h] = &s->types[i];
-    }
+    /* Seeded hashes: lookups are by the event type a client sent. Names are
+     * distinct (grouped above), and their hashes differ, so the add cannot
+     * fail short of memory. */
+    pipe_hset_init(&s->table);
+    for (size_t i = 0; i < s->n_types; i++)
+        (void)pipe_hset_add(&s->table, pipe_hset_hash(s->types[i].name, s->types[i].len),
+                            &s->types[i]);
 }
 
 struct pipe_schema_set *pipe__schema_set_new(struct pipe_schema **all, size_t n)
@@ -64,7 +60,7 @@ void pipe__schema_set_index_free(struct pipe_schema_set *s)
 {
     pipe_free(s->all);
     pipe_free(s->types);
-    pipe_free(s->table);
+    pipe_hset_cleanup(&s->table);
     pipe_free(s);
 }
 
@@ -102,11 +98,7 @@ static const struct sch_type *find_type(const struct pipe_schema_set *s, const c
 {
     if (s == NULL || s->n_types == 0)
         return NULL;
-    for (size_t h = name_hash(event, len) & (s->table_cap - 1); s->table[h];
-         h = (h + 1) & (s->table_cap - 1))
-        if (s->table[h]->len == len && memcmp(s->table[h]->name, event, len) == 0)
-            return s->table[h];
-    return NULL;
+    return pipe_hset_find(&s->table, pipe_hset_hash(event, len), event, len, type_eq);
 }
 
 int pipe_schema_lookup(const struct pipe_schema_set *s, const char *event, size_t len, int version,

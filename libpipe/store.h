@@ -1,6 +1,6 @@
 /* store — the object store every stage reads and writes through.
  *
- * A store is opened from a URL (`file:///root`, `file://./rel`, later
+ * A store is opened from a URL (`file:///root`, `file://./rel`,
  * `s3://bucket/prefix`, and `fault:OPTIONS:INNER_URL` for tests) and offers
  * the S3 object model: atomic whole-object put, get, stat, delete, and a
  * paginated list by prefix in byte-wise key order. A handle may be used from

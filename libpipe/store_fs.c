@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "libpipe/url.h"
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
 #include "libpipe/store_int.h"
@@ -35,7 +36,7 @@
 #define FS_TMP_PREFIX    ".tmp."
 #define FS_TMP_MAX_AGE_S 3600 /* default age past which a temp file is a dead put's */
 #define FS_TMP_MAX_DEPTH 128  /* directories deep, for the walk at open */
-#define FS_TMP_URL_PARAM "?tmp_max_age="
+#define FS_TMP_URL_PARAM "tmp_max_age"
 
 struct fs_store {
     int rootfd;
@@ -91,25 +92,39 @@ static int make_dirs(int dirfd, char *dir)
     return errno == EEXIST ? 0 : -errno;
 }
 
-/* Accepts file:///abs/path, file://localhost/abs/path and file://./rel (or
- * file://../rel), relative to the working directory at open time. No
- * percent-decoding: the path is used as written. */
-static int fs_parse_url(const char *url, const char **path)
+/* fs_parse_url — the root directory and temp-file bound of file:///abs/path,
+ * file://localhost/abs/path or file://./rel (file://../rel), relative to
+ * the working directory at open time, optionally with ?tmp_max_age=SECONDS.
+ * No percent-decoding: the path is used as written. *dir is the caller's. */
+static int fs_parse_url(const char *url, char **dir, int64_t *max_age_s)
 {
-    const char *p = url + strlen("file:");
-    if (strncmp(p, "//", 2) != 0)
+    struct pipe_url u;
+    enum pipe_url_part bad;
+    const char *why;
+    if (pipe_url_parse(url, &u, &bad, &why) < 0)
         return PIPE_ECONFIG;
-    p += 2;
-    if (strncmp(p, "localhost/", 10) == 0)
-        p += 9;
-    bool rel = p[0] == '.' &&
-               (p[1] == '/' || p[1] == '\0' || (p[1] == '.' && (p[2] == '/' || p[2] == '\0')));
-    if (p[0] != '/' && !rel)
-        return PIPE_ECONFIG;
-    if (strlen(p) >= PATH_MAX - 1)
-        return PIPE_ECONFIG;
-    *path = p;
-    return 0;
+    int rc = PIPE_ECONFIG;
+    int64_t age = FS_TMP_MAX_AGE_S;
+    const char *q = u.query ? u.query : "";
+    struct pipe_url_param p;
+    while (pipe_url_query_next(&q, &p)) {
+        char *end = NULL;
+        errno = 0;
+        long long v = p.value ? strtoll(p.value, &end, 10) : 0;
+        if (!pipe_url_param_is(&p, FS_TMP_URL_PARAM) || !p.value || errno ||
+            end != p.value + p.value_len || p.value_len == 0 || v < 1)
+            goto out;
+        age = v;
+    }
+    if (strcmp(u.scheme, "file") != 0 || *u.host || u.user || u.port >= 0 || u.fragment ||
+        (u.path[0] != '/' && !u.relative) || strlen(u.path) >= PATH_MAX - 1)
+        goto out;
+    *dir = pipe_strdup(u.path);
+    *max_age_s = age;
+    rc = 0;
+out:
+    pipe_url_cleanup(&u);
+    return rc;
 }
 
 /* reap_tmp — removes name, in directory dirfd, if it is a temp file older
@@ -153,34 +168,12 @@ static void reap_tree(int fd, int64_t max_age_s, int depth)
     closedir(d);
 }
 
-/* tmp_param — takes "?tmp_max_age=SECONDS" off the end of dir. */
-static int tmp_param(char *dir, int64_t *max_age_s)
-{
-    *max_age_s = FS_TMP_MAX_AGE_S;
-    char *q = strstr(dir, FS_TMP_URL_PARAM);
-    if (q == NULL)
-        return 0;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(q + strlen(FS_TMP_URL_PARAM), &end, 10);
-    if (errno || end == q + strlen(FS_TMP_URL_PARAM) || *end != '\0' || v < 1)
-        return PIPE_ECONFIG;
-    *max_age_s = v;
-    *q = '\0';
-    return 0;
-}
-
 static int fs_open(struct pipe_store *s, const char *url)
 {
-    const char *path = NULL;
     char *dir = NULL;
     int64_t tmp_max_age_s = 0;
-    int rc = fs_parse_url(url, &path);
-    if (rc == 0) {
-        dir = pipe_strdup(path);
-        rc = tmp_param(dir, &tmp_max_age_s);
-        path = dir;
-    }
+    int rc = fs_parse_url(url, &dir, &tmp_max_age_s);
+    const char *path = dir;
     if (rc < 0) {
         pipe__store_set_error(s,
                               "store URL \"%.200s\": want file:///abs/path or "

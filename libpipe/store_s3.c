@@ -32,6 +32,7 @@
 #include "libpipe/aws_xml.h"
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
+#include "libpipe/url.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "libpipe/store_s3_int.h"
@@ -40,7 +41,7 @@
 #define S3_MAX_RETRIES        20
 #define S3_DEFAULT_TIMEOUT_MS 30000
 #define S3_MIN_TIMEOUT_MS     10
-#define S3_MAX_TIMEOUT_MS     3600000
+#define S3_MAX_TIMEOUT_MS     PIPE_HOUR_MS
 #define S3_PAGE_MAX           1000 /* S3 never returns more keys per request */
 #define S3_PREFIX_MAX         512
 #define S3_HOST_MAX           255
@@ -296,7 +297,7 @@ static int s3_list(struct pipe_store *s, const char *prefix, const char *start_a
 /* ---- open / close ---------------------------------------------------- */
 
 struct s3_url {
-    const char *endpoint, *region, *style, *tls, *ca, *tls_verify, *retries, *timeout;
+    char *endpoint, *region, *style, *tls, *ca, *tls_verify, *retries, *timeout;
 };
 
 /* HOST, HOST:PORT, [IPv6] or [IPv6]:PORT. */
@@ -336,35 +337,42 @@ static int int_opt(struct pipe_store *s, const char *name, const char *v, long l
     return 0;
 }
 
-/* Splits the query (modified in place) into u. Values are used as written. */
-static int parse_query(struct pipe_store *s, char *q, struct s3_url *u)
+/* Splits the query into u (strings u owns: s3_url_cleanup). Values are
+ * used as written. */
+static int parse_query(struct pipe_store *s, const char *q, struct s3_url *u)
 {
     static const char *const names[] = {"endpoint", "region",     "style",   "tls",
                                         "ca",       "tls_verify", "retries", "timeout"};
-    const char **slots[] = {&u->endpoint, &u->region,     &u->style,   &u->tls,
-                            &u->ca,       &u->tls_verify, &u->retries, &u->timeout};
-    for (char *save = NULL, *p = strtok_r(q, "&", &save); p; p = strtok_r(NULL, "&", &save)) {
-        char *v = strchr(p, '=');
-        if (v)
-            *v++ = '\0';
+    char **slots[] = {&u->endpoint, &u->region,     &u->style,   &u->tls,
+                      &u->ca,       &u->tls_verify, &u->retries, &u->timeout};
+    struct pipe_url_param p;
+    while (pipe_url_query_next(&q, &p)) {
         size_t i = 0;
-        while (i < sizeof names / sizeof *names && strcmp(p, names[i]) != 0)
+        while (i < sizeof names / sizeof *names && !pipe_url_param_is(&p, names[i]))
             i++;
         if (i == sizeof names / sizeof *names) {
             pipe__store_set_error(s,
-                                  "s3 store URL: unknown parameter \"%.64s\" (known: endpoint, "
+                                  "s3 store URL: unknown parameter \"%.*s\" (known: endpoint, "
                                   "region, style, tls, ca, tls_verify, retries, timeout)",
-                                  p);
+                                  (int)(p.name_len < 64 ? p.name_len : 64), p.name);
             return PIPE_ECONFIG;
         }
-        if (v == NULL || *v == '\0' || *slots[i] != NULL) {
-            pipe__store_set_error(s, "s3 store URL: parameter %s is %s", p,
+        if (p.value == NULL || p.value_len == 0 || *slots[i] != NULL) {
+            pipe__store_set_error(s, "s3 store URL: parameter %s is %s", names[i],
                                   *slots[i] ? "given twice" : "empty");
             return PIPE_ECONFIG;
         }
-        *slots[i] = v;
+        *slots[i] = pipe_strndup(p.value, p.value_len);
     }
     return 0;
+}
+
+static void s3_url_cleanup(struct s3_url *u)
+{
+    char *all[] = {u->endpoint, u->region,     u->style,   u->tls,
+                   u->ca,       u->tls_verify, u->retries, u->timeout};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        pipe_free(all[i]);
 }
 
 static const char *default_region(const char *url_region)
@@ -460,41 +468,27 @@ static bool bucket_ok(const char *b, bool path_style)
            strstr(b, "..") == NULL;
 }
 
-/* s3://BUCKET[/PREFIX][?QUERY]: bucket, prefix (without its slashes) and
- * options into st. */
-static int parse_url(struct pipe_store *s, const char *url, struct s3_store *st)
+/* The bucket and prefix of a parsed s3:// URL into st; url for messages. */
+static int parse_bucket(struct pipe_store *s, const char *url, const struct pipe_url *pu,
+                        struct s3_store *st)
 {
-    int rc = PIPE_ECONFIG;
-    struct s3_url u = {0};
-    char *copy = pipe_strdup(url);
-    char *p = copy + strlen("s3:");
-    char *q = strchr(p, '?');
-    if (q)
-        *q++ = '\0';
-    if (strncmp(p, "//", 2) != 0 || strchr(url, '#')) {
-        pipe__store_set_error(s, "store URL \"%.200s\": want s3://BUCKET[/PREFIX][?OPTIONS]", url);
-        goto out;
-    }
-    p += 2;
-    char *slash = strchr(p, '/');
-    if (slash)
-        *slash = '\0';
-    if (strpbrk(p, "@:")) {
+    if (pu->user || pu->port >= 0) {
+        const char *a = url + strlen("s3://");
         pipe__store_set_error(s,
-                              "s3 store URL: no user, password or port in \"%.100s\": "
+                              "s3 store URL: no user, password or port in \"%.*s\": "
                               "credentials come from AWS_ACCESS_KEY_ID and "
                               "AWS_SECRET_ACCESS_KEY (or the rest of the AWS chain), the host "
                               "from endpoint=",
-                              p);
-        goto out;
+                              (int)(strcspn(a, "/?") < 100 ? strcspn(a, "/?") : 100), a);
+        return PIPE_ECONFIG;
     }
-    if (*p == '\0' || strlen(p) > S3_BUCKET_MAX) {
+    if (*pu->host == '\0' || strlen(pu->host) > S3_BUCKET_MAX) {
         pipe__store_set_error(s, "store URL \"%.200s\": no bucket (want s3://BUCKET[/PREFIX])",
                               url);
-        goto out;
+        return PIPE_ECONFIG;
     }
-    st->bucket_name = pipe_strdup(p);
-    const char *prefix = slash ? slash + 1 : "";
+    st->bucket_name = pipe_strdup(pu->host);
+    const char *prefix = pu->path[0] == '/' ? pu->path + 1 : pu->path;
     size_t plen = strlen(prefix);
     while (plen > 0 && prefix[plen - 1] == '/')
         plen--;
@@ -507,9 +501,34 @@ static int parse_url(struct pipe_store *s, const char *url, struct s3_store *st)
                               "s3 store URL: prefix \"%.100s\" is not a valid key path (or is "
                               "over %d bytes)",
                               prefix, S3_PREFIX_MAX);
-        goto out;
+        return PIPE_ECONFIG;
     }
-    if (q && (rc = parse_query(s, q, &u)) < 0)
+    return 0;
+}
+
+/* s3://BUCKET[/PREFIX][?QUERY]: bucket, prefix (without its slashes) and
+ * options into st. */
+static int parse_url(struct pipe_store *s, const char *url, struct s3_store *st)
+{
+    struct s3_url u = {0};
+    struct pipe_url pu;
+    enum pipe_url_part bad;
+    const char *why;
+    int rc = pipe_url_parse(url, &pu, &bad, &why);
+    if (rc < 0 && bad == PIPE_URL_HOST) {
+        pipe__store_set_error(s, "s3 store URL: \"%.200s\" is not a valid bucket name (%s)", url,
+                              why);
+        return PIPE_ECONFIG;
+    }
+    if (rc < 0 || strcmp(pu.scheme, "s3") != 0 || pu.fragment) {
+        pipe__store_set_error(s, "store URL \"%.200s\": want s3://BUCKET[/PREFIX][?OPTIONS]", url);
+        if (rc == 0)
+            pipe_url_cleanup(&pu);
+        return PIPE_ECONFIG;
+    }
+    if ((rc = parse_bucket(s, url, &pu, st)) < 0)
+        goto out;
+    if (pu.query && (rc = parse_query(s, pu.query, &u)) < 0)
         goto out;
     if ((rc = apply_options(s, st, &u)) < 0)
         goto out;
@@ -519,7 +538,8 @@ static int parse_url(struct pipe_store *s, const char *url, struct s3_store *st)
                               st->bucket_name, st->path_start[0] ? "path" : "virtual-host");
     }
 out:
-    pipe_free(copy);
+    s3_url_cleanup(&u);
+    pipe_url_cleanup(&pu);
     return rc;
 }
 

@@ -3,7 +3,6 @@
  *
  * A batch is filled on the loop thread and written on a worker thread; the
  * caller hands it over whole, so no field is shared while a write runs. */
-#include <sodium.h>
 #include <string.h>
 
 #include "libpipe/clock.h"
@@ -14,6 +13,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
 #include "libpipe/ndjson.h"
+#include "libpipe/reject.h"
 #include "libpipe/schema.h"
 #include "libpipe/store.h"
 #include "stages/filter/filter.h"
@@ -105,102 +105,35 @@ int filter_batch_write(struct filter *f, struct filter_batch *b)
     return rc;
 }
 
-/* put_field — `"name":"value",` (or without the comma for the last); a
- * value that is not UTF-8 (a message quoting client bytes) becomes "". */
-static int put_field(struct pipe_buf *out, const char *name, const char *v, bool last)
-{
-    int rc = pipe_buf_printf(out, "\"%s\":", name);
-    if (rc == 0 && pipe_json_append_string(out, v, strlen(v)) == PIPE_EINVAL)
-        rc = pipe_buf_append(out, "\"\"", 2);
-    if (rc == 0 && !last)
-        rc = pipe_buf_append_char(out, ',');
-    return rc;
-}
-
-/* put_raw — the record as "raw" (a JSON string) when it is UTF-8, else as
- * "raw_base64". */
-static int put_raw(struct pipe_buf *out, const char *rec, size_t len)
-{
-    int rc = pipe_buf_append_str(out, "\"raw\":");
-    if (rc < 0)
-        return rc;
-    size_t at = out->len - 6;
-    rc = pipe_json_append_string(out, rec, len);
-    if (rc != PIPE_EINVAL)
-        return rc == 0 ? pipe_buf_append_char(out, ',') : rc;
-    out->len = at;
-    size_t b64 = sodium_base64_encoded_len(len, sodium_base64_VARIANT_ORIGINAL);
-    rc = pipe_buf_append_str(out, "\"raw_base64\":\"");
-    if (rc == 0)
-        rc = pipe_buf_reserve(out, b64 + 2);
-    if (rc < 0)
-        return rc;
-    sodium_bin2base64(out->data + out->len, b64, (const unsigned char *)rec, len,
-                      sodium_base64_VARIANT_ORIGINAL);
-    out->len += b64 - 1; /* without its NUL */
-    return pipe_buf_append(out, "\",", 2);
-}
-
-/* A rejected/ line is written field by field, keys in sorted order, with
- * no document tree: a body of many bad records costs one pass over its
- * bytes. line_begin writes the fields up to "message", line_end those from
- * "reason" on (undoing the whole line on an error). */
-static int line_begin(struct pipe_buf *out, const char *channel, const char *message)
-{
-    int rc = pipe_buf_append_char(out, '{');
-    if (rc == 0)
-        rc = put_field(out, "channel", channel, false);
-    if (rc == 0)
-        rc = put_field(out, "message", message, false);
-    return rc;
-}
-
-static int line_end(struct pipe_buf *out, size_t at, int rc, enum pipe_reason reason,
-                    const char *received_at, const char *source)
-{
-    if (rc == 0)
-        rc = put_field(out, "reason", pipe_reason_code(reason), false);
-    if (rc == 0)
-        rc = put_field(out, "received_at", received_at, false);
-    if (rc == 0)
-        rc = put_field(out, "source", source, true);
-    if (rc == 0)
-        rc = pipe_buf_append(out, "}\n", 2);
-    if (rc < 0) {
-        out->len = at;
-        if (out->data)
-            out->data[at] = '\0';
-    }
-    return rc;
-}
-
 int filter_reject(struct pipe_buf *out, const char *rec, size_t len, enum pipe_reason reason,
                   const char *message, const char *channel, const char *received_at,
                   const char *source)
 {
-    size_t at = out->len;
-    int rc = line_begin(out, channel, message);
     /* rec NULL: the record is the source object itself (too large to copy) */
-    if (rc == 0 && rec != NULL)
-        rc = put_raw(out, rec, len);
-    return line_end(out, at, rc, reason, received_at, source);
+    const struct pipe_reject r = {.channel = channel,
+                                  .message = message,
+                                  .rec = rec,
+                                  .rec_len = len,
+                                  .reason = pipe_reason_code(reason),
+                                  .received_at = received_at,
+                                  .source = source};
+    return pipe_reject_append(out, &r);
 }
 
 int filter_quarantine_line(struct pipe_buf *out, const struct pipe_store_obj *o,
                            enum pipe_reason reason, const char *why, const char *message,
                            const char *channel, const char *received_at, const char *source)
 {
-    size_t at = out->len;
-    int rc = line_begin(out, channel, message);
-    if (rc == 0)
-        rc = put_field(out, "quarantine", why, false);
-    if (rc == 0)
-        rc = put_field(out, "raw_etag", o->etag, false);
-    if (rc == 0)
-        rc = put_field(out, "raw_key", o->key, false);
-    if (rc == 0)
-        rc = pipe_buf_printf(out, "\"raw_size\":%llu,", (unsigned long long)o->size);
-    return line_end(out, at, rc, reason, received_at, source);
+    const struct pipe_reject r = {.channel = channel,
+                                  .message = message,
+                                  .quarantine = why,
+                                  .raw_key = o->key,
+                                  .raw_etag = o->etag,
+                                  .raw_size = o->size,
+                                  .reason = pipe_reason_code(reason),
+                                  .received_at = received_at,
+                                  .source = source};
+    return pipe_reject_append(out, &r);
 }
 
 /* Per-body tallies, added to the metrics only if the body is kept. */

@@ -171,7 +171,8 @@ struct split_output **split_route_sorted(const struct split_route *r, size_t *n)
  * combined object that the splitter cannot route: {"line", "message",
  * "raw" (or "raw_base64" when the text is not UTF-8; neither for a line
  * over max_line, which was never read), "reason", "source"}, keys sorted as
- * the filter writes them. 0, PIPE_ETOOBIG past out's cap, or PIPE_EINVAL (jansson failed). */
+ * every rejected/ line has them (libpipe/reject.h). 0 or PIPE_ETOOBIG past
+ * out's cap (out unchanged). */
 int split_reject_line(struct pipe_buf *out, const char *line, size_t len, uint64_t line_no,
                       const char *reason, const char *message, const char *source);
 

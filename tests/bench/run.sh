@@ -134,6 +134,7 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
 
 echo "schema checking per event"
 "$BUILD/tests/bench/bench_schema" | tee "$work/bench_schema.txt"
+"$BUILD/tests/bench/bench_hset" | tee "$work/bench_hset.txt"
 
 echo "Redis de-duplication view: memory per key and claim speed (200k keys, a scratch redis-server)"
 redis_start "$work/redis-dedup" >/dev/null
@@ -211,6 +212,7 @@ redis_stop "$work/redis-dedup" || true
   echo
   echo '```'
   cat "$work/bench_schema.txt"
+  cat "$work/bench_hset.txt"
   echo '```'
   echo
   echo "Redis de-duplication view (\`$BUILD/tests/bench/bench_dedup_redis URL 200000\`): Redis"

@@ -42,9 +42,16 @@ static void test_clock_parse_rejects_malformed_times(void **state)
 {
     (void)state;
     int64_t ms = 42;
-    const char *bad[] = {"", "2026-11-22", "2026-13-01T00:00:00Z", "2025-02-29T00:00:00Z",
-                         "2026-11-22T24:00:00Z", "2026-11-22T17:05:49", "2026-11-22T17:05:49.Z",
-                         "2026-11-22T17:05:49Zjunk", "1969-12-31T23:59:59Z", "abcd-ef-ghT00:00:00Z"};
+    const char *bad[] = {"",
+                         "2026-11-22",
+                         "2026-13-01T00:00:00Z",
+                         "2025-02-29T00:00:00Z",
+                         "2026-11-22T24:00:00Z",
+                         "2026-11-22T17:05:49",
+                         "2026-11-22T17:05:49.Z",
+                         "2026-11-22T17:05:49Zjunk",
+                         "1969-12-31T23:59:59Z",
+                         "abcd-ef-ghT00:00:00Z"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(parse(bad[i], &ms), PIPE_EINVAL);
     assert_int_equal(ms, 42);
@@ -74,6 +81,18 @@ static void test_clock_parse_time_understands_relative_and_short_forms(void **st
     assert_int_equal(pipe_clock_parse_time("-2x", now, &ms), PIPE_EINVAL);
 }
 
+static void test_clock_hour_floor_rounds_down_also_before_1970(void **state)
+{
+    (void)state;
+    assert_int_equal(PIPE_DAY_MS, 86400000);
+    assert_int_equal(PIPE_HOUR_MS, 3600000);
+    assert_int_equal(pipe_clock_hour_floor(1795367149123LL), 1795366800000LL);
+    assert_int_equal(pipe_clock_hour_floor(1795366800000LL), 1795366800000LL);
+    assert_int_equal(pipe_clock_hour_floor(0), 0);
+    assert_int_equal(pipe_clock_hour_floor(-1), -3600000);
+    assert_int_equal(pipe_clock_hour_floor(-3600000), -3600000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -82,6 +101,7 @@ int main(void)
         cmocka_unit_test(test_clock_parse_rejects_malformed_times),
         cmocka_unit_test(test_clock_partition_names_the_hour),
         cmocka_unit_test(test_clock_parse_time_understands_relative_and_short_forms),
+        cmocka_unit_test(test_clock_hour_floor_rounds_down_also_before_1970),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

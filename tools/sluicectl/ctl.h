@@ -1,5 +1,6 @@
 /* ctl — what the sluicectl command files share: each command is one
- * `int ctl_<name>_main(int argc, char **argv)` listed in main.c's table.
+ * `int ctl_<name>_main(int argc, char **argv)` listed in main.c's table
+ * (`load` is the loader stage's loader_main, stages/loader/loader.h).
  * argv[0] is the command name; the return value is the process exit code. */
 #ifndef SLUICE_CTL_H
 #define SLUICE_CTL_H
@@ -39,7 +40,6 @@ int ctl_status_main(int argc, char **argv);
 int ctl_replay_main(int argc, char **argv);
 int ctl_sweep_main(int argc, char **argv);
 int ctl_reconcile_main(int argc, char **argv);
-int ctl_load_main(int argc, char **argv);
 int ctl_schema_main(int argc, char **argv);
 int ctl_redrive_main(int argc, char **argv);
 int ctl_warehouse_main(int argc, char **argv);

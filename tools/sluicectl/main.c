@@ -1,6 +1,8 @@
 /* sluicectl — the operator tool. This file only dispatches: each command
- * lives in its own file and is one line in the table below (plus its
- * declaration in ctl.h). */
+ * lives in its own file, named after it, and is one line in the table below
+ * (plus its declaration in ctl.h). `load` is the PostgreSQL loader, a stage
+ * whose code lives in stages/loader/ and is linked in (stages/loader/loader.h);
+ * `gen` and `send` are the test-load tools, in loadgen_gen.c and loadgen_send.c. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "libpipe/err.h"
+#include "stages/loader/loader.h"
 #include "tools/sluicectl/ctl.h"
 
 static const struct ctl_cmd {
@@ -23,7 +26,7 @@ static const struct ctl_cmd {
     {"replay", ctl_replay_main, "re-run a stage over a time range (filter, combine, split)"},
     {"sweep", ctl_sweep_main, "delete what retention allows and the next stage consumed"},
     {"reconcile", ctl_reconcile_main, "check the ledgers and counts of a time range"},
-    {"load", ctl_load_main, "load split files into PostgreSQL, each exactly once"},
+    {"load", loader_main, "load split files into PostgreSQL, each exactly once"},
     {"schema", ctl_schema_main, "check schema compatibility; generate OpenAPI and table DDL"},
     {"redrive", ctl_redrive_main, "re-submit rejected events to the filter after a schema fix"},
     {"warehouse", ctl_warehouse_main, "generate Snowflake and Redshift load SQL from the schemas"},

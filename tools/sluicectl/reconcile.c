@@ -25,10 +25,9 @@
 #include "libpipe/mem.h"
 #include "libpipe/store.h"
 #include "tools/sluicectl/ctl.h"
-#include "tools/sluicectl/warehouse.h"
+#include "stages/loader/loader.h"
 
 #define REC_PAGE    1000
-#define REC_HOUR_MS INT64_C(3600000)
 #define REC_DOC_MAX (64u << 20) /* largest manifest read */
 
 struct rec_cfg {
@@ -104,8 +103,8 @@ struct rec {
     size_t n_rows, cap_rows;
     uint64_t diffs, filtered_seen, split_jobs;
     struct pipe_buf doc, key;
-    struct ctl_wh *wh; /* with --warehouse */
-    int wh_rc;         /* the first warehouse failure: the report is incomplete */
+    struct loader_pg *wh; /* with --warehouse */
+    int wh_rc;            /* the first warehouse failure: the report is incomplete */
 };
 
 typedef int (*rec_fn)(struct rec *r, const struct pipe_store_obj *o);
@@ -298,7 +297,7 @@ static void rec_add_rows(struct rec *r, const struct pipe_manifest_split_output 
         return;
     bool found;
     uint64_t history, table;
-    r->wh_rc = ctl_wh_file_rows(r->wh, o->key, o->event, &found, &history, &table);
+    r->wh_rc = loader_pg_file_rows(r->wh, o->key, o->event, &found, &history, &table);
     if (r->wh_rc < 0)
         return;
     x->loaded = table;
@@ -428,7 +427,7 @@ static int rec_run(struct rec *r)
         rc = rec_walk(r, "manifests/split/", rec_split_one);
     }
     if (rc == 0 && r->wh_rc < 0) {
-        fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", ctl_wh_last_error(r->wh));
+        fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", loader_pg_last_error(r->wh));
         rc = r->wh_rc;
     }
     if (rc < 0)
@@ -456,7 +455,7 @@ static void rec_cleanup(struct rec *r)
     pipe_buf_cleanup(&r->doc);
     pipe_buf_cleanup(&r->key);
     pipe_store_free(r->s);
-    ctl_wh_free(r->wh);
+    loader_pg_free(r->wh);
 }
 
 static int rec_range(struct rec *r, const struct rec_cfg *cfg)
@@ -476,7 +475,7 @@ static int rec_range(struct rec *r, const struct rec_cfg *cfg)
         fprintf(stderr, "sluicectl reconcile: --to must be after --from\n");
         return PIPE_ECONFIG;
     }
-    r->from_ms = from - (from % REC_HOUR_MS + REC_HOUR_MS) % REC_HOUR_MS;
+    r->from_ms = pipe_clock_hour_floor(from);
     r->to_ms = to;
     return 0;
 }
@@ -507,8 +506,8 @@ int ctl_reconcile_main(int argc, char **argv)
                 why[0] ? why : pipe_strerror(rc));
         goto out;
     }
-    if (cfg.warehouse && ctl_wh_open(cfg.warehouse, NULL, &r.wh) < 0) {
-        fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", ctl_wh_last_error(NULL));
+    if (cfg.warehouse && loader_pg_open(cfg.warehouse, NULL, &r.wh) < 0) {
+        fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", loader_pg_last_error(NULL));
         goto out;
     }
     rc = rec_run(&r);

@@ -27,7 +27,6 @@
 #include "libpipe/store.h"
 #include "tools/sluicectl/ctl.h"
 
-#define REDRIVE_HOUR_MS         INT64_C(3600000)
 #define REDRIVE_OBJECT_MAX      (256u << 20) /* largest rejected object read (compressed) */
 #define REDRIVE_LINE_MAX        (16u << 20)  /* one rejected line: the event, escaped */
 #define REDRIVE_RAW_MAX         (512u << 20) /* one raw object written, uncompressed */
@@ -379,7 +378,7 @@ static int redrive_range(struct redrive *r, int64_t *from, int64_t *to)
         fprintf(stderr, "sluicectl redrive: --to must be after --from\n");
         return PIPE_ECONFIG;
     }
-    *from = *from / REDRIVE_HOUR_MS * REDRIVE_HOUR_MS;
+    *from = pipe_clock_hour_floor(*from);
     return 0;
 }
 
@@ -424,7 +423,7 @@ int ctl_redrive_main(int argc, char **argv)
     r.progress = isatty(STDERR_FILENO) == 1;
     struct pipe_buf prefix;
     pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
-    for (int64_t h = from; h < to && rc >= 0; h += REDRIVE_HOUR_MS) {
+    for (int64_t h = from; h < to && rc >= 0; h += PIPE_HOUR_MS) {
         rc = pipe_keys_hour_prefix(&prefix, "rejected", h);
         if (rc == 0)
             rc = pipe_store_walk(r.s, prefix.data, NULL, 1000, redrive_object, &r);

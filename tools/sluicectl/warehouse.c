@@ -1,509 +1,558 @@
-/* warehouse — loading split files into PostgreSQL exactly once (see
- * warehouse.h). A file is staged with COPY into a temporary table and moved
- * into its event table by one INSERT ... ON CONFLICT (id) DO NOTHING, in the
- * same transaction as its load-history row: the history and the table can
- * never disagree, whatever moment the loader dies at. */
-#include "tools/sluicectl/warehouse.h"
-
-#include <errno.h>
-#include <inttypes.h>
-#include <jansson.h>
-#include <libpq-fe.h>
+/* warehouse — `sluicectl warehouse sql`: the SQL that loads split files
+ * into Snowflake (file format, stage, tables, a Snowpipe or a batch COPY per
+ * event type) or Redshift (tables, load history, a per-job load script that
+ * COPYs with the splitter's manifest). Tables come from ctl_ddl_plan, so the
+ * columns are those of `sluicectl schema ddl`; docs/warehouse.md explains
+ * the statements and how to run them. */
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "libpipe/buf.h"
+#include "libpipe/conf.h"
 #include "libpipe/err.h"
-#include "libpipe/log.h"
+#include "libpipe/keys.h"
 #include "libpipe/mem.h"
 #include "libpipe/schema.h"
 #include "tools/sluicectl/ctl.h"
 
-#define WH_SQL_MAX      (1u << 20)
-#define WH_COPY_STEP    (1u << 20) /* bytes per PQputCopyData call */
-#define WH_VERSIONS_MAX 256        /* schema versions of one type used for columns */
+#define WSQL_VERSIONS_MAX    256 /* schema versions of one type read for columns */
+#define WSQL_JOB_PLACEHOLDER "${JOB_ID}"
 
-static const char history_ddl[] =
-    "CREATE TABLE IF NOT EXISTS sluice_load_history ("
-    " file text PRIMARY KEY, job_id text NOT NULL, event text NOT NULL,"
-    " table_name text NOT NULL, rows bigint NOT NULL, inserted bigint NOT NULL,"
-    " newest_received_at timestamptz, loaded_at timestamptz NOT NULL DEFAULT now())";
-
-struct wh_table {
-    char name[CTL_DDL_NAME_MAX];
+struct wsql_cfg {
+    char *dialect, *dir, *url, *event, *ns, *part;
+    char *load, *integration, *stage, *file_format; /* snowflake */
+    char *iam_role, *region, *job;                  /* redshift */
 };
 
-struct ctl_wh {
-    PGconn *conn;
-    struct pipe_schema_set *schemas; /* NULL without a schema directory */
-    struct wh_table *ensured;        /* tables created/extended by this connection */
-    size_t n_ensured, cap_ensured;
-    struct pipe_buf sql;
-    char err[1024];
+#define OPT(f) offsetof(struct wsql_cfg, f)
+static const struct pipe_conf_opt wsql_opts[] = {
+    {"dialect", PIPE_CONF_STR, NULL, OPT(dialect), "snowflake or redshift (required)", 0, 0,
+     "NAME"},
+    {"dir", PIPE_CONF_STR, NULL, OPT(dir), "the schema directory (required)", 0, 0, "DIR"},
+    {"url", PIPE_CONF_STR, NULL, OPT(url),
+     "the store's root: s3://bucket[/prefix] (required; a ?query is ignored)", 0, 0, "URL"},
+    {"event", PIPE_CONF_STR, NULL, OPT(event), "only this event type (default: every type in DIR)",
+     0, 0, "TYPE"},
+    {"namespace", PIPE_CONF_STR, NULL, OPT(ns),
+     "schema that qualifies every object (Redshift: folded to lower case)", 0, 0, "NAME"},
+    {"part", PIPE_CONF_STR, "all", OPT(part),
+     "setup (format, stage, tables, history), load (pipes, COPY, job script) or all", 0, 0, "PART"},
+    {"load", PIPE_CONF_STR, "snowpipe", OPT(load),
+     "snowflake: snowpipe (an auto-ingest pipe per type) or copy (batch COPY INTO per type)", 0, 0,
+     "MODE"},
+    {"integration", PIPE_CONF_STR, "SLUICE_S3_INTEGRATION", OPT(integration),
+     "snowflake: the storage integration that may read the bucket", 0, 0, "NAME"},
+    {"stage", PIPE_CONF_STR, "SLUICE_SPLIT", OPT(stage),
+     "snowflake: the external stage on <url>/split/", 0, 0, "NAME"},
+    {"file_format", PIPE_CONF_STR, "SLUICE_JSON_ZSTD", OPT(file_format),
+     "snowflake: the file format of split files", 0, 0, "NAME"},
+    {"iam_role", PIPE_CONF_STR, "default", OPT(iam_role),
+     "redshift: IAM_ROLE of the COPY, an ARN or default (the cluster's default role)", 0, 0, "ARN"},
+    {"region", PIPE_CONF_STR, NULL, OPT(region),
+     "redshift: REGION of the bucket when it differs from the cluster's", 0, 0, "REGION"},
+    {"job", PIPE_CONF_STR, NULL, OPT(job),
+     "redshift: the job id to load (default: the placeholder " WSQL_JOB_PLACEHOLDER ")", 0, 0,
+     "JOB_ID"},
+    {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
+};
+#undef OPT
+
+static const struct pipe_conf_program wsql_program = {
+    .name = "sluicectl warehouse sql",
+    .summary =
+        "Prints the SQL that loads the split files under URL into a warehouse, with one table per "
+        "event type of the schema directory (the columns of `sluicectl schema ddl`). Snowflake: a "
+        "JSON/ZSTD file format, an external stage on URL/split/, the tables, and per type an "
+        "auto-ingest pipe on the stage's <event>/ path (--load snowpipe) or a batch COPY INTO "
+        "(--load copy). Redshift: the tables, a load-history table, and the load script of one "
+        "job: COPY of manifests/split/<job>.json (FORMAT JSON 'noshred' ZSTD MANIFEST) into a "
+        "staging table, then one INSERT per type that skips loaded ids, in one transaction that "
+        "records the job, so that a job loads once. See docs/warehouse.md.",
+    .usage_args = NULL,
+    .version = SLUICE_VERSION,
+    .tables = {wsql_opts, NULL},
 };
 
-static _Thread_local char open_err[1024];
-
-static void wh_fail(struct ctl_wh *wh, const char *what, const PGresult *res)
-{
-    const char *msg = res ? PQresultErrorMessage(res) : "";
-    if (!*msg)
-        msg = PQerrorMessage(wh->conn);
-    snprintf(wh->err, sizeof wh->err, "%s: %.*s", what, (int)strcspn(msg, "\n"), msg);
-}
-
-/* The code for a failed statement: the connection gone, or this statement. */
-static int wh_rc(const struct ctl_wh *wh)
-{
-    return PQstatus(wh->conn) == CONNECTION_OK ? PIPE_EIO : PIPE_EUNAVAIL;
-}
-
-static int wh_exec(struct ctl_wh *wh, const char *sql, int n, const char *const *params);
-
-/* What each session needs: quiet notices and the staging table (temporary,
- * so it is private to the session and goes with it). */
-static int session_setup(struct ctl_wh *wh)
-{
-    PQclear(PQexec(wh->conn, "SET client_min_messages = warning"));
-    return wh_exec(wh, "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (line text)", 0, NULL);
-}
-
-/* Reconnects a broken connection (a restarted server); forgets the tables
- * it had ensured, to look again. */
-static int wh_alive(struct ctl_wh *wh)
-{
-    if (PQstatus(wh->conn) == CONNECTION_OK)
-        return 0;
-    PQreset(wh->conn);
-    wh->n_ensured = 0;
-    if (PQstatus(wh->conn) != CONNECTION_OK) {
-        wh_fail(wh, "reconnect", NULL);
-        return PIPE_EUNAVAIL;
-    }
-    return session_setup(wh);
-}
-
-/* Runs a statement without results; params may be NULL. */
-static int wh_exec(struct ctl_wh *wh, const char *sql, int n, const char *const *params)
-{
-    PGresult *res = PQexecParams(wh->conn, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(res);
-    int rc = 0;
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        wh_fail(wh, sql, res);
-        rc = wh_rc(wh);
-    }
-    PQclear(res);
-    return rc;
-}
-
-/* ---- tables from the schemas ------------------------------------------ */
-
-/* The postgres table plan of event: envelope columns, the columns of the
- * fields its schemas declare (none without schemas), data, _file. */
-static int table_plan(struct ctl_wh *wh, const char *event, struct ctl_ddl_table *plan,
-                      const json_t **docs, size_t *n_docs)
-{
+/* A selected event type: its name and versions (ascending), from the set. */
+struct wsql_type {
+    const char *event;
+    const struct pipe_schema *const *v;
     size_t n;
-    const struct pipe_schema *const *v =
-        pipe_schema_versions(wh->schemas, event, strlen(event), &n);
-    *n_docs = ctl_schema_docs_newest(v, n, docs, WH_VERSIONS_MAX);
-    char err[256];
-    int rc = ctl_ddl_plan("postgres", event, docs, *n_docs, plan, err, sizeof err);
-    if (rc < 0)
-        snprintf(wh->err, sizeof wh->err, "table of %s: %s", event, err);
-    return rc;
+};
+
+/* What the printers need: the options, checked, and the base URL. */
+struct wsql {
+    const struct wsql_cfg *cfg;
+    const char *d; /* dialect */
+    char *base;    /* "s3://bucket/prefix/" */
+    char *ns;      /* as quoted (Redshift: lower case), or NULL */
+    const char *job;
+    struct ctl_ddl_table *plans; /* one per selected type */
+    struct wsql_type *types;
+    size_t n;
+};
+
+/* ---- checking the options ------------------------------------------------------ */
+
+/* A value that goes into a string literal or an identifier: no quote, no
+ * backslash (an escape in both dialects' literals), no control character. */
+static bool wsql_text_ok(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '\'' || *p == '\\')
+            return false;
+    return *s != '\0';
 }
 
-/* Appends a quoted identifier. */
-static void sql_ident(struct ctl_wh *wh, const char *name)
+/* "s3://bucket[/prefix][?query]" -> "s3://bucket/prefix/", or NULL. */
+static char *wsql_base_url(const char *url)
 {
-    char *q = PQescapeIdentifier(wh->conn, name, strlen(name));
-    pipe_buf_append_str(&wh->sql, q ? q : "\"\"");
-    PQfreemem(q);
+    if (strncmp(url, "s3://", 5) != 0 || url[5] == '/' || url[5] == '\0' || url[5] == '?')
+        return NULL;
+    size_t n = strcspn(url, "?");
+    while (n > 5 && url[n - 1] == '/')
+        n--;
+    char *base = pipe_asprintf("%.*s/", (int)n, url);
+    if (!wsql_text_ok(base) || strchr(base, '"') != NULL) {
+        pipe_free(base);
+        return NULL;
+    }
+    return base;
 }
 
-static int ensure_table_tx(struct ctl_wh *wh, const char *event, const char *table)
+__attribute__((format(printf, 1, 2))) static int wsql_usage(const char *fmt, ...)
 {
-    const json_t *docs[WH_VERSIONS_MAX];
-    size_t n_docs;
-    struct ctl_ddl_table plan = {0};
-    int rc = table_plan(wh, event, &plan, docs, &n_docs);
-    if (rc < 0)
-        return PIPE_EIO;
-    /* CREATE TABLE as `sluicectl schema ddl --dialect postgres` prints it. */
-    char *ddl = NULL, err[256];
-    size_t ddl_len = 0;
-    FILE *f = open_memstream(&ddl, &ddl_len);
-    rc = f ? ctl_ddl_table(f, "postgres", NULL, event, docs, n_docs, err, sizeof err) : -errno;
-    if (f && fclose(f) != 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0)
-        rc = wh_exec(wh, ddl, 0, NULL);
-    else
-        snprintf(wh->err, sizeof wh->err, "table of %s: %s", event, f ? err : strerror(-rc));
-    free(ddl);
-    /* A newer schema version may declare fields the table lacks. */
-    struct pipe_buf *b = &wh->sql;
-    for (size_t i = 0; i < plan.n && rc == 0; i++) {
-        pipe_buf_reset(b);
-        pipe_buf_append_str(b, "ALTER TABLE ");
-        sql_ident(wh, table);
-        pipe_buf_append_str(b, " ADD COLUMN IF NOT EXISTS ");
-        sql_ident(wh, plan.cols[i].name);
-        pipe_buf_printf(b, " %s", plan.cols[i].type);
-        pipe_buf_append_char(b, '\0');
-        if (!plan.cols[i].not_null) /* the NOT NULL ones are the fixed columns */
-            rc = wh_exec(wh, b->data, 0, NULL);
-    }
-    ctl_ddl_table_cleanup(&plan);
-    return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("sluicectl warehouse sql: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return PIPE_ECONFIG;
 }
 
-/* Creates the event table if missing and adds the declared columns it lacks;
- * once per table per connection. CREATE TABLE IF NOT EXISTS is not safe
- * against a concurrent one (both may try to insert the row type), so the
- * DDL of all loaders is serialised by an advisory lock. */
-static int ensure_table(struct ctl_wh *wh, const char *event, const char *table)
+/* Flags of the other dialect are refused rather than silently ignored. */
+static int wsql_check_dialect_flags(const struct wsql_cfg *c, bool snowflake)
 {
-    for (size_t i = 0; i < wh->n_ensured; i++)
-        if (strcmp(wh->ensured[i].name, table) == 0)
-            return 0;
-    int rc = wh_exec(wh, "BEGIN", 0, NULL);
-    if (rc == 0)
-        rc =
-            wh_exec(wh, "SELECT pg_advisory_xact_lock(hashtextextended('sluice ddl', 0))", 0, NULL);
-    if (rc == 0)
-        rc = ensure_table_tx(wh, event, table);
-    if (rc == 0)
-        rc = wh_exec(wh, "COMMIT", 0, NULL);
-    else if (PQstatus(wh->conn) == CONNECTION_OK)
-        PQclear(PQexec(wh->conn, "ROLLBACK"));
-    if (rc == 0) {
-        if (wh->n_ensured == wh->cap_ensured) {
-            wh->cap_ensured = wh->cap_ensured ? wh->cap_ensured * 2 : 16;
-            wh->ensured = pipe_realloc(wh->ensured, wh->cap_ensured * sizeof *wh->ensured);
-        }
-        memcpy(wh->ensured[wh->n_ensured++].name, table, CTL_DDL_NAME_MAX);
-    }
-    return rc;
-}
-
-/* ---- loading ---------------------------------------------------------------- */
-
-/* jsonb refuses the escape \u0000 that JSON allows; it becomes U+FFFD (same
- * length, so it is rewritten in place in a copy of the line). */
-static void copy_line(struct pipe_buf *out, const char *p, size_t n)
-{
-    size_t start = out->len;
-    pipe_buf_append(out, p, n);
-    char *s = out->data + start;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (s[i] != '\\')
-            continue;
-        if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0)
-            memcpy(s + i + 2, "fffd", 4);
-        i++; /* skip the escaped character */
-    }
-    pipe_buf_append_char(out, '\n');
-}
-
-/* Streams the file's lines into the session's staging table. COPY's CSV
- * mode with \x02 as delimiter and \x01 as quote reads each JSON line as one
- * verbatim field: neither byte can appear raw in JSON text. */
-static int copy_in(struct ctl_wh *wh, const struct ctl_wh_file *f)
-{
-    PGresult *res = PQexec(wh->conn, "COPY sluice_stage (line) FROM STDIN WITH (FORMAT csv, "
-                                     "DELIMITER E'\\x02', QUOTE E'\\x01')");
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        wh_fail(wh, "COPY", res);
-        PQclear(res);
-        return wh_rc(wh);
-    }
-    PQclear(res);
-    struct pipe_buf chunk;
-    pipe_buf_init(&chunk, SIZE_MAX);
-    const char *p = f->data, *end = f->data + f->len;
-    int ok = 1;
-    while (p < end && ok == 1) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
-        if (n > 0)
-            copy_line(&chunk, p, n);
-        p += n + 1;
-        if (chunk.len >= WH_COPY_STEP || p >= end) {
-            ok = PQputCopyData(wh->conn, chunk.data, (int)chunk.len);
-            pipe_buf_reset(&chunk);
-        }
-    }
-    pipe_buf_cleanup(&chunk);
-    if (ok == 1)
-        ok = PQputCopyEnd(wh->conn, NULL);
-    res = PQgetResult(wh->conn);
-    int rc = 0;
-    if (ok != 1 || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        wh_fail(wh, "COPY data", res);
-        rc = wh_rc(wh);
-    }
-    PQclear(res);
-    while ((res = PQgetResult(wh->conn)))
-        PQclear(res);
-    return rc;
-}
-
-/* Whether column c is one the INSERT fills specially (not a declared field). */
-static bool fixed_column(const struct ctl_ddl_column *c)
-{
-    static const char *const fixed[] = {"id",      "event", "ts",    "received_at",
-                                        "channel", "data",  "_file", "_loaded_at"};
-    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (strcmp(c->name, fixed[i]) == 0)
-            return true;
-    return c->key == NULL;
-}
-
-/* Appends ", <expression>" reading column c's field out of the event j.
- * A value whose JSON type does not fit the column (an event accepted before
- * its schema existed, or under an older version) gives NULL rather than a
- * failed cast, which would fail the whole file again on every pass: the
- * value itself is kept in data. */
-static void typed_value(struct ctl_wh *wh, const struct ctl_ddl_column *c)
-{
-    struct pipe_buf *b = &wh->sql;
-    char *q = PQescapeLiteral(wh->conn, c->key, strlen(c->key));
-    const char *k = q ? q : "''";
-    if (strcmp(c->type, "jsonb") == 0)
-        pipe_buf_printf(b, ", j->%s", k);
-    else if (strcmp(c->type, "bigint") == 0)
-        pipe_buf_printf(b, ", CASE WHEN (j->>%s) ~ '^-?[0-9]{1,18}$' THEN (j->>%s)::bigint END", k,
-                        k);
-    else if (strcmp(c->type, "double precision") == 0)
-        pipe_buf_printf(b,
-                        ", CASE WHEN jsonb_typeof(j->%s) = 'number' AND abs((j->>%s)::numeric)"
-                        " < 1e300 THEN (j->>%s)::double precision END",
-                        k, k, k);
-    else if (strcmp(c->type, "boolean") == 0)
-        pipe_buf_printf(b, ", CASE WHEN jsonb_typeof(j->%s) = 'boolean' THEN (j->>%s)::boolean END",
-                        k, k);
-    else /* text: any JSON value reads as text */
-        pipe_buf_printf(b, ", j->>%s", k);
-    PQfreemem(q);
-}
-
-/* Builds the INSERT that moves the staged rows into the table, returning
- * the count and the newest received_at (epoch ms) of the inserted ones. */
-static int build_insert(struct ctl_wh *wh, const char *event, const char *table)
-{
-    const json_t *docs[WH_VERSIONS_MAX];
-    size_t n_docs;
-    struct ctl_ddl_table plan = {0};
-    if (table_plan(wh, event, &plan, docs, &n_docs) < 0)
-        return PIPE_EIO;
-    struct pipe_buf *b = &wh->sql;
-    pipe_buf_reset(b);
-    pipe_buf_append_str(b, "WITH ins AS (INSERT INTO ");
-    sql_ident(wh, table);
-    pipe_buf_append_str(b, " (id, event, ts, received_at, channel, data, _file");
-    for (size_t i = 0; i < plan.n; i++) {
-        if (fixed_column(&plan.cols[i]))
-            continue;
-        pipe_buf_append_str(b, ", ");
-        sql_ident(wh, plan.cols[i].name);
-    }
-    pipe_buf_append_str(b, ") SELECT j->>'id', j->>'event', CASE jsonb_typeof(j->'ts')"
-                           " WHEN 'number' THEN to_timestamp((j->>'ts')::float8 / 1000)"
-                           " WHEN 'string' THEN (j->>'ts')::timestamptz END,"
-                           " (j->>'received_at')::timestamptz, j->>'channel', j, $1");
-    for (size_t i = 0; i < plan.n; i++) {
-        if (!fixed_column(&plan.cols[i]))
-            typed_value(wh, &plan.cols[i]);
-    }
-    pipe_buf_append_str(b, " FROM (SELECT line::jsonb AS j FROM sluice_stage) s"
-                           " ON CONFLICT (id) DO NOTHING RETURNING received_at)"
-                           " SELECT count(*), coalesce(floor(extract(epoch FROM max(received_at))"
-                           " * 1000), 0)::bigint FROM ins");
-    pipe_buf_append_char(b, '\0');
-    ctl_ddl_table_cleanup(&plan);
+    static const char *const sf_only[] = {"--load", "--integration", "--stage", "--file-format"};
+    static const char *const rs_only[] = {"--iam-role", "--region", "--job"};
+    const char *sf_vals[] = {strcmp(c->load, "snowpipe") ? c->load : NULL,
+                             strcmp(c->integration, "SLUICE_S3_INTEGRATION") ? c->integration
+                                                                             : NULL,
+                             strcmp(c->stage, "SLUICE_SPLIT") ? c->stage : NULL,
+                             strcmp(c->file_format, "SLUICE_JSON_ZSTD") ? c->file_format : NULL};
+    const char *rs_vals[] = {strcmp(c->iam_role, "default") ? c->iam_role : NULL, c->region,
+                             c->job};
+    for (size_t i = 0; snowflake && i < sizeof rs_only / sizeof *rs_only; i++)
+        if (rs_vals[i])
+            return wsql_usage("%s is for --dialect redshift", rs_only[i]);
+    for (size_t i = 0; !snowflake && i < sizeof sf_only / sizeof *sf_only; i++)
+        if (sf_vals[i])
+            return wsql_usage("%s is for --dialect snowflake", sf_only[i]);
     return 0;
 }
 
-/* The body of the transaction; the caller commits or rolls back. */
-static int load_in_tx(struct ctl_wh *wh, const struct ctl_wh_file *f, const char *table,
-                      struct ctl_wh_result *res)
+/* Every check that can fail before anything is read. */
+static int wsql_check(const struct wsql_cfg *c)
 {
-    const char *key[] = {f->key};
-    /* Serialise loaders on this file, then look again: another loader may
-     * have committed it since the caller asked. */
-    int rc = wh_exec(wh, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1, key);
-    if (rc < 0)
-        return rc;
-    PGresult *r = PQexecParams(wh->conn, "SELECT 1 FROM sluice_load_history WHERE file = $1", 1,
-                               NULL, key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "history lookup", r);
-        PQclear(r);
-        return wh_rc(wh);
-    }
-    res->already = PQntuples(r) > 0;
-    PQclear(r);
-    if (res->already)
-        return 0;
-    if ((rc = wh_exec(wh, "TRUNCATE sluice_stage", 0, NULL)) < 0 || (rc = copy_in(wh, f)) < 0)
-        return rc;
-    if ((rc = build_insert(wh, f->event, table)) < 0)
-        return rc;
-    r = PQexecParams(wh->conn, wh->sql.data, 1, NULL, key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "insert rows", r);
-        PQclear(r);
-        return wh_rc(wh);
-    }
-    res->inserted = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-    res->newest_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-    PQclear(r);
-    char rows[24], ins[24], newest[24];
-    snprintf(rows, sizeof rows, "%" PRIu64, f->rows);
-    snprintf(ins, sizeof ins, "%" PRIu64, res->inserted);
-    snprintf(newest, sizeof newest, "%" PRId64, res->newest_ms);
-    const char *hist[] = {f->key, f->job_id, f->event, table, rows, ins, newest};
-    return wh_exec(
-        wh,
-        "INSERT INTO sluice_load_history (file, job_id, event, table_name, rows,"
-        " inserted, newest_received_at) VALUES ($1, $2, $3, $4, $5::bigint,"
-        " $6::bigint, CASE WHEN $7::bigint > 0 THEN to_timestamp($7::float8 / 1000) END)",
-        7, hist);
+    if (c->dialect == NULL || c->dir == NULL || c->url == NULL)
+        return wsql_usage("--dialect, --dir and --url are required (see --help)");
+    bool snowflake = strcmp(c->dialect, "snowflake") == 0;
+    if (strcmp(c->dialect, "postgres") == 0)
+        return wsql_usage("--dialect: PostgreSQL is loaded by `sluicectl load --warehouse URL`");
+    if (!snowflake && strcmp(c->dialect, "redshift") != 0)
+        return wsql_usage("--dialect: snowflake or redshift, not \"%s\"", c->dialect);
+    if (strcmp(c->part, "all") != 0 && strcmp(c->part, "setup") != 0 &&
+        strcmp(c->part, "load") != 0)
+        return wsql_usage("--part: all, setup or load, not \"%s\"", c->part);
+    if (strcmp(c->load, "snowpipe") != 0 && strcmp(c->load, "copy") != 0)
+        return wsql_usage("--load: snowpipe or copy, not \"%s\"", c->load);
+    const char *names[] = {c->ns, c->integration, c->stage, c->file_format, c->iam_role, c->region};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (names[i] && !wsql_text_ok(names[i]))
+            return wsql_usage("\"%s\": a name or ARN may not be empty or hold a quote, a "
+                              "backslash or a control character",
+                              names[i]);
+    if (c->job && !pipe_keys_name_valid(c->job))
+        return wsql_usage("--job: \"%s\" is not a job id", c->job);
+    if (c->event && !pipe_keys_event_valid(c->event, strlen(c->event)))
+        return wsql_usage("--event: \"%s\" is not an event type", c->event);
+    return wsql_check_dialect_flags(c, snowflake);
 }
 
-int ctl_wh_load_file(struct ctl_wh *wh, const struct ctl_wh_file *f, struct ctl_wh_result *res)
+/* ---- SQL pieces ---------------------------------------------------------------- */
+
+/* [ns.]name, quoted. */
+static void wsql_name(FILE *f, const struct wsql *w, const char *name)
 {
-    char table[CTL_DDL_NAME_MAX];
-    ctl_ddl_table_name(f->event, table);
-    struct ctl_wh_result out = {0};
-    int rc = wh_alive(wh);
-    if (rc == 0)
-        rc = ensure_table(wh, f->event, table);
-    if (rc == 0)
-        rc = wh_exec(wh, "BEGIN", 0, NULL);
-    if (rc < 0)
-        goto out;
-    rc = load_in_tx(wh, f, table, &out);
-    if (rc == 0)
-        rc = wh_exec(wh, "COMMIT", 0, NULL);
-    else if (PQstatus(wh->conn) == CONNECTION_OK)
-        PQclear(PQexec(wh->conn, "ROLLBACK"));
-out:
-    if (rc == PIPE_EIO)
-        pipe_log_error("load failed", "file=%s table=%s err=\"%s\"", f->key, table, wh->err);
-    if (rc == 0)
-        *res = out;
-    return rc;
+    if (w->ns) {
+        ctl_ddl_quote(f, w->d, w->ns);
+        fputc('.', f);
+    }
+    ctl_ddl_quote(f, w->d, name);
 }
 
-int ctl_wh_is_loaded(struct ctl_wh *wh, const char *key, bool *loaded)
+/* The column list of a plan: ("A", "B", ...). */
+static void wsql_columns(FILE *f, const struct wsql *w, const struct ctl_ddl_table *t)
 {
-    int rc = wh_alive(wh);
-    if (rc < 0)
-        return rc;
-    PGresult *r = PQexecParams(wh->conn, "SELECT 1 FROM sluice_load_history WHERE file = $1", 1,
-                               NULL, &key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "history lookup", r);
-        rc = PIPE_EUNAVAIL;
-    } else {
-        *loaded = PQntuples(r) > 0;
+    fputs(" (", f);
+    for (size_t i = 0; i < t->n; i++) {
+        if (i)
+            fputs(", ", f);
+        ctl_ddl_quote(f, w->d, t->cols[i].name);
     }
-    PQclear(r);
-    return rc;
+    fputs(")\n", f);
 }
 
-int ctl_wh_newest(struct ctl_wh *wh, int64_t *ms)
+/* The value of column c from the event $1 (Snowflake). ts may be an RFC 3339
+ * string or epoch milliseconds: through VARCHAR, an integer string is read as
+ * seconds, milliseconds, ... by its magnitude, so both forms convert. */
+static void sf_expr(FILE *f, const struct ctl_ddl_column *c)
 {
-    int rc = wh_alive(wh);
-    if (rc < 0)
-        return rc;
-    PGresult *r = PQexec(wh->conn, "SELECT coalesce(floor(extract(epoch FROM"
-                                   " max(newest_received_at)) * 1000), 0)::bigint"
-                                   " FROM sluice_load_history");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "newest loaded event", r);
-        rc = wh_rc(wh);
-    } else {
-        *ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    }
-    PQclear(r);
-    return rc;
-}
-
-int ctl_wh_file_rows(struct ctl_wh *wh, const char *key, const char *event, bool *found,
-                     uint64_t *history_rows, uint64_t *table_rows)
-{
-    char table[CTL_DDL_NAME_MAX];
-    ctl_ddl_table_name(event, table);
-    int rc = wh_alive(wh);
-    if (rc < 0)
-        return rc;
-    struct pipe_buf *b = &wh->sql;
-    pipe_buf_reset(b);
-    pipe_buf_append_str(b, "SELECT h.rows, (SELECT count(*) FROM ");
-    sql_ident(wh, table);
-    pipe_buf_append_str(b,
-                        " t WHERE t._file = h.file) FROM sluice_load_history h WHERE h.file = $1");
-    pipe_buf_append_char(b, '\0');
-    PGresult *r = PQexecParams(wh->conn, b->data, 1, NULL, &key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "file rows", r);
-        rc = wh_rc(wh);
-    } else {
-        *found = PQntuples(r) > 0;
-        *history_rows = *found ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-        *table_rows = *found ? strtoull(PQgetvalue(r, 0, 1), NULL, 10) : 0;
-    }
-    PQclear(r);
-    return rc;
-}
-
-int ctl_wh_open(const char *url, const char *schemas_dir, struct ctl_wh **out)
-{
-    struct ctl_wh *wh = pipe_calloc(1, sizeof *wh);
-    pipe_buf_init(&wh->sql, WH_SQL_MAX);
-    wh->conn = PQconnectdb(url);
-    int rc = 0;
-    if (PQstatus(wh->conn) != CONNECTION_OK) {
-        wh_fail(wh, "connect", NULL);
-        rc = PIPE_EUNAVAIL;
-        goto out;
-    }
-    if ((rc = session_setup(wh)) < 0 || (rc = wh_exec(wh, history_ddl, 0, NULL)) < 0)
-        goto out;
-    char err[512];
-    if (schemas_dir && ctl_schema_dir_load(schemas_dir, &wh->schemas, err, sizeof err) < 0) {
-        snprintf(wh->err, sizeof wh->err, "schemas: %s", err);
-        rc = PIPE_ECONFIG;
-    }
-out:
-    if (rc < 0) {
-        snprintf(open_err, sizeof open_err, "%s", wh->err);
-        ctl_wh_free(wh);
-        return rc;
-    }
-    *out = wh;
-    return 0;
-}
-
-void ctl_wh_free(struct ctl_wh *wh)
-{
-    if (!wh)
+    if (c->key == NULL) {
+        fputs("$1", f);
         return;
-    PQfinish(wh->conn);
-    pipe_schema_set_free(wh->schemas);
-    pipe_free(wh->ensured);
-    pipe_buf_cleanup(&wh->sql);
-    pipe_free(wh);
+    }
+    fputs("$1:", f);
+    ctl_ddl_quote(f, "snowflake", c->key);
+    if (strcmp(c->key, "ts") == 0)
+        fputs("::VARCHAR::TIMESTAMP_TZ", f);
+    else if (strcmp(c->type, "VARIANT") != 0)
+        fprintf(f, "::%s", c->type);
 }
 
-const char *ctl_wh_last_error(const struct ctl_wh *wh)
+/* The value of column c from the staged event s."doc" (Redshift). */
+static void rs_expr(FILE *f, const struct ctl_ddl_column *c)
 {
-    return wh ? wh->err : open_err;
+    if (c->key == NULL) {
+        fputs("s.\"doc\"", f);
+    } else if (strcmp(c->key, "ts") == 0) {
+        fputs("CASE WHEN IS_VARCHAR(s.\"doc\".\"ts\") THEN s.\"doc\".\"ts\"::VARCHAR::TIMESTAMPTZ"
+              " ELSE TIMESTAMPTZ 'epoch' + s.\"doc\".\"ts\"::BIGINT / 1000.0 * INTERVAL '1 second'"
+              " END",
+              f);
+    } else {
+        fputs("s.\"doc\".", f);
+        ctl_ddl_quote(f, "redshift", c->key);
+        if (strcmp(c->type, "SUPER") != 0)
+            fprintf(f, "::%s", c->type);
+    }
+}
+
+/* The schema comment and CREATE TABLE of type i. */
+static int wsql_table(FILE *f, const struct wsql *w, size_t i)
+{
+    const struct wsql_type *t = &w->types[i];
+    const json_t *docs[WSQL_VERSIONS_MAX];
+    size_t n = ctl_schema_docs_newest(t->v, t->n, docs, WSQL_VERSIONS_MAX);
+    if (t->n == 1)
+        fprintf(f, "\n-- %s: schema version %d\n", t->event, pipe_schema_version(t->v[0]));
+    else
+        fprintf(f, "\n-- %s: schema version %d (columns from all %zu versions)\n", t->event,
+                pipe_schema_version(t->v[t->n - 1]), t->n);
+    char err[400];
+    int rc = ctl_ddl_table(f, w->d, w->ns, t->event, docs, n, err, sizeof err);
+    if (rc < 0)
+        fprintf(stderr, "sluicectl warehouse sql: %s: %s\n", t->event, err);
+    return rc;
+}
+
+/* ---- Snowflake --------------------------------------------------------------------- */
+
+/* FILE_FORMAT = (FORMAT_NAME = '"NS"."NAME"'): the name as a string literal
+ * holding the quoted identifier, so that its case is kept. */
+static void sf_format_ref(FILE *f, const struct wsql *w)
+{
+    fputs("FILE_FORMAT = (FORMAT_NAME = '", f);
+    wsql_name(f, w, w->cfg->file_format);
+    fputs("')", f);
+}
+
+static void sf_setup(FILE *f, const struct wsql *w)
+{
+    fputs("\n-- The format of split files: NDJSON (one event per line), zstd-compressed.\n"
+          "CREATE FILE FORMAT IF NOT EXISTS ",
+          f);
+    wsql_name(f, w, w->cfg->file_format);
+    fputs("\n    TYPE = JSON\n    COMPRESSION = ZSTD\n    STRIP_OUTER_ARRAY = FALSE;\n", f);
+    fputs("\n-- The split/ prefix; the storage integration must exist and may read it.\n"
+          "CREATE STAGE IF NOT EXISTS ",
+          f);
+    wsql_name(f, w, w->cfg->stage);
+    fprintf(f, "\n    URL = '%ssplit/'\n    STORAGE_INTEGRATION = ", w->base);
+    ctl_ddl_quote(f, w->d, w->cfg->integration);
+    fputs("\n    ", f);
+    sf_format_ref(f, w);
+    fputs(";\n", f);
+}
+
+/* COPY INTO the table of type i from the stage's <event>/ path. */
+static void sf_copy(FILE *f, const struct wsql *w, size_t i)
+{
+    const struct ctl_ddl_table *t = &w->plans[i];
+    fputs("COPY INTO ", f);
+    wsql_name(f, w, t->name);
+    wsql_columns(f, w, t);
+    fputs("FROM (\n    SELECT\n", f);
+    for (size_t c = 0; c < t->n; c++) {
+        fputs("        ", f);
+        sf_expr(f, &t->cols[c]);
+        fputs(c + 1 < t->n ? ",\n" : "\n", f);
+    }
+    fputs("    FROM @", f);
+    wsql_name(f, w, w->cfg->stage);
+    fprintf(f, "/%s/\n)\n", w->types[i].event);
+    sf_format_ref(f, w);
+    fputs(";\n", f);
+}
+
+static void sf_load(FILE *f, const struct wsql *w)
+{
+    bool pipes = strcmp(w->cfg->load, "snowpipe") == 0;
+    for (size_t i = 0; i < w->n; i++) {
+        if (pipes) {
+            char *pipe = pipe_asprintf("%s_PIPE", w->plans[i].name);
+            fprintf(f, "\n-- %s: Snowpipe auto-ingest of split/%s/\n", w->types[i].event,
+                    w->types[i].event);
+            fputs("CREATE PIPE IF NOT EXISTS ", f);
+            wsql_name(f, w, pipe);
+            fputs("\n    AUTO_INGEST = TRUE\n    AS\n", f);
+            pipe_free(pipe);
+        } else {
+            fprintf(f,
+                    "\n-- %s: batch load of split/%s/ (load metadata skips files already "
+                    "loaded)\n",
+                    w->types[i].event, w->types[i].event);
+        }
+        sf_copy(f, w, i);
+    }
+}
+
+/* ---- Redshift ---------------------------------------------------------------------- */
+
+static void rs_history(FILE *f, const struct wsql *w)
+{
+    fputs("\n-- One row per job and event type loaded: such a pair never loads again.\n"
+          "CREATE TABLE IF NOT EXISTS ",
+          f);
+    wsql_name(f, w, "sluice_load_history");
+    fputs(" (\n"
+          "    \"job_id\" VARCHAR(256) NOT NULL,\n"
+          "    \"event\" VARCHAR(128) NOT NULL,\n"
+          "    \"manifest\" VARCHAR(2048) NOT NULL,\n"
+          "    \"events\" BIGINT NOT NULL,\n"
+          "    \"loaded_at\" TIMESTAMPTZ NOT NULL DEFAULT GETDATE(),\n"
+          "    PRIMARY KEY (\"job_id\", \"event\")\n"
+          ");\n",
+          f);
+}
+
+/* NOT EXISTS (the history row of this job and type i). */
+static void rs_not_loaded(FILE *f, const struct wsql *w, size_t i)
+{
+    fputs("NOT EXISTS (SELECT 1 FROM ", f);
+    wsql_name(f, w, "sluice_load_history");
+    fprintf(f, " h WHERE h.\"job_id\" = '%s' AND h.\"event\" = '%s')", w->job, w->types[i].event);
+}
+
+/* INSERT the staged events of type i whose id the table does not hold, then
+ * the history row (when the job has events of the type); both only while the
+ * history lacks the job and type. COUNT(*) sits in a subquery because an
+ * aggregate without GROUP BY yields a row even when WHERE rejects them all. */
+static void rs_insert(FILE *f, const struct wsql *w, size_t i, const char *manifest)
+{
+    const struct ctl_ddl_table *t = &w->plans[i];
+    const char *event = w->types[i].event;
+    fprintf(f, "\n-- %s\nINSERT INTO ", event);
+    wsql_name(f, w, t->name);
+    wsql_columns(f, w, t);
+    fputs("SELECT\n", f);
+    for (size_t c = 0; c < t->n; c++) {
+        fputs("    ", f);
+        rs_expr(f, &t->cols[c]);
+        fputs(c + 1 < t->n ? ",\n" : "\n", f);
+    }
+    fprintf(f, "FROM \"sluice_staging\" s\nWHERE s.\"doc\".\"event\"::VARCHAR = '%s'\n  AND ",
+            event);
+    rs_not_loaded(f, w, i);
+    fputs("\n  AND NOT EXISTS (SELECT 1 FROM ", f);
+    wsql_name(f, w, t->name);
+    fputs(" t WHERE t.", f);
+    ctl_ddl_quote(f, w->d, t->cols[0].name);
+    fputs(" = s.\"doc\".\"id\"::VARCHAR);\nINSERT INTO ", f);
+    wsql_name(f, w, "sluice_load_history");
+    fprintf(f,
+            " (\"job_id\", \"event\", \"manifest\", \"events\")\n"
+            "SELECT '%s', '%s', '%s', c.\"n\"\n"
+            "FROM (SELECT COUNT(*) AS \"n\" FROM \"sluice_staging\" s"
+            " WHERE s.\"doc\".\"event\"::VARCHAR = '%s') c\n"
+            "WHERE c.\"n\" > 0\n  AND ",
+            w->job, event, manifest, event);
+    rs_not_loaded(f, w, i);
+    fputs(";\n", f);
+}
+
+/* The staging COPY outside the transaction (the temporary table is the
+ * session's own), then the inserts under the history's lock. */
+static void rs_load(FILE *f, const struct wsql *w)
+{
+    char *manifest = pipe_asprintf("%smanifests/split/%s.json", w->base, w->job);
+    fprintf(f,
+            "\n-- Load job %s: every split file its manifest lists, all event types.\n"
+            "-- Quoted JSON keys keep their case only with case-sensitive identifiers.\n"
+            "SET enable_case_sensitive_identifier TO true;\n"
+            "CREATE TEMP TABLE IF NOT EXISTS \"sluice_staging\" (\"doc\" SUPER);\n"
+            "DELETE FROM \"sluice_staging\";\n"
+            "COPY \"sluice_staging\"\nFROM '%s'\nIAM_ROLE ",
+            w->job, manifest);
+    if (strcmp(w->cfg->iam_role, "default") == 0)
+        fputs("default", f);
+    else
+        fprintf(f, "'%s'", w->cfg->iam_role);
+    if (w->cfg->region)
+        fprintf(f, "\nREGION '%s'", w->cfg->region);
+    fputs("\nFORMAT JSON 'noshred'\nZSTD\nMANIFEST;\n\nBEGIN;\nLOCK ", f);
+    wsql_name(f, w, "sluice_load_history");
+    fputs(";\n", f);
+    for (size_t i = 0; i < w->n; i++)
+        rs_insert(f, w, i, manifest);
+    fputs("\nCOMMIT;\nDROP TABLE \"sluice_staging\";\nRESET enable_case_sensitive_identifier;\n",
+          f);
+    pipe_free(manifest);
+}
+
+/* ---- the command ----------------------------------------------------------------- */
+
+static void wsql_header(FILE *f, const struct wsql *w)
+{
+    fprintf(f,
+            "-- Generated by `sluicectl warehouse sql --dialect %s` from the event schemas; do "
+            "not edit.\n"
+            "-- Split files: %ssplit/<event>/dt=YYYY-MM-DD/hr=HH/<job-id>.ndjson.zst\n",
+            w->d, w->base);
+    if (strcmp(w->d, "redshift") == 0)
+        fprintf(f,
+                "-- Run the setup part once (again after a schema change), the load part once "
+                "per\n-- job, i.e. per %smanifests/split/<job-id>.json. See docs/warehouse.md.\n",
+                w->base);
+    else
+        fputs("-- See docs/warehouse.md.\n", f);
+}
+
+/* Prints everything; a table whose DDL fails makes the result 1. */
+static int wsql_print(FILE *f, const struct wsql *w)
+{
+    const char *part = w->cfg->part;
+    bool setup = strcmp(part, "load") != 0, load = strcmp(part, "setup") != 0;
+    bool snowflake = strcmp(w->d, "snowflake") == 0;
+    int code = CTL_EXIT_OK;
+    wsql_header(f, w);
+    if (setup) {
+        if (snowflake)
+            sf_setup(f, w);
+        else
+            rs_history(f, w);
+        for (size_t i = 0; i < w->n; i++)
+            if (wsql_table(f, w, i) < 0)
+                code = CTL_EXIT_FAIL;
+    }
+    if (load && snowflake)
+        sf_load(f, w);
+    else if (load)
+        rs_load(f, w);
+    return fflush(f) == 0 && !ferror(f) ? code : CTL_EXIT_FAIL;
+}
+
+/* Plans the table of every selected type; fails (naming it) on the first
+ * type whose properties do not map to distinct columns. */
+static int wsql_plan(struct wsql *w, const struct pipe_schema_set *set)
+{
+    size_t types = pipe_schema_set_types(set);
+    w->plans = pipe_calloc(types ? types : 1, sizeof *w->plans);
+    w->types = pipe_calloc(types ? types : 1, sizeof *w->types);
+    for (size_t i = 0; i < types; i++) {
+        struct wsql_type t;
+        t.v = pipe_schema_set_type(set, i, &t.n);
+        t.event = pipe_schema_event(t.v[0]);
+        if (w->cfg->event && strcmp(w->cfg->event, t.event) != 0)
+            continue;
+        const json_t *docs[WSQL_VERSIONS_MAX];
+        size_t n = ctl_schema_docs_newest(t.v, t.n, docs, WSQL_VERSIONS_MAX);
+        char err[400];
+        if (ctl_ddl_plan(w->d, t.event, docs, n, &w->plans[w->n], err, sizeof err) < 0) {
+            fprintf(stderr, "sluicectl warehouse sql: %s: %s\n", t.event, err);
+            return CTL_EXIT_FAIL;
+        }
+        w->types[w->n++] = t;
+    }
+    if (w->cfg->event && w->n == 0) {
+        fprintf(stderr, "sluicectl warehouse sql: no schema for event type \"%s\" in %s\n",
+                w->cfg->event, w->cfg->dir);
+        return CTL_EXIT_FAIL;
+    }
+    return CTL_EXIT_OK;
+}
+
+static int warehouse_sql_main(int argc, char **argv)
+{
+    struct wsql_cfg cfg = {0};
+    struct pipe_schema_set *set = NULL;
+    struct wsql w = {.cfg = &cfg};
+    int first, code = CTL_EXIT_USAGE;
+    char err[1400];
+    int rc = pipe_conf_load(&wsql_program, &cfg, argc, argv, &first);
+    if (rc < 0)
+        return ctl_exit_from_conf(rc);
+    if (argc != first) {
+        wsql_usage("unexpected argument \"%s\" (see --help)", argv[first]);
+        goto out;
+    }
+    if (wsql_check(&cfg) < 0)
+        goto out;
+    if ((w.base = wsql_base_url(cfg.url)) == NULL) {
+        wsql_usage("--url: \"%s\" is not s3://bucket[/prefix] (no quotes or backslashes)", cfg.url);
+        goto out;
+    }
+    w.d = cfg.dialect;
+    w.job = cfg.job ? cfg.job : WSQL_JOB_PLACEHOLDER;
+    if (cfg.ns) {
+        w.ns = pipe_strdup(cfg.ns);
+        for (char *p = w.ns; strcmp(w.d, "redshift") == 0 && *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a'); /* what Redshift folds it to by default */
+    }
+    if (ctl_schema_dir_load(cfg.dir, &set, err, sizeof err) < 0) {
+        fprintf(stderr, "sluicectl warehouse sql: %s\n", err);
+        goto out;
+    }
+    code = wsql_plan(&w, set);
+    if (code == CTL_EXIT_OK)
+        code = wsql_print(stdout, &w);
+out:
+    for (size_t i = 0; w.plans && i < w.n; i++)
+        ctl_ddl_table_cleanup(&w.plans[i]);
+    pipe_free(w.plans);
+    pipe_free(w.types);
+    pipe_free(w.base);
+    pipe_free(w.ns);
+    pipe_schema_set_free(set);
+    pipe_conf_cleanup(&wsql_program, &cfg);
+    return code;
+}
+
+int ctl_warehouse_main(int argc, char **argv)
+{
+    const char *sub = argc > 1 ? argv[1] : NULL;
+    if (sub && strcmp(sub, "sql") == 0)
+        return warehouse_sql_main(argc - 1, argv + 1);
+    FILE *f = sub && (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) ? stdout : stderr;
+    if (sub && f == stderr)
+        fprintf(f, "sluicectl warehouse: unknown subcommand \"%s\"\n", sub);
+    fprintf(f, "usage: sluicectl warehouse sql --dialect snowflake|redshift --dir DIR "
+               "--url s3://bucket[/prefix] [FLAGS]\n"
+               "       sluicectl warehouse sql --help\n\n"
+               "Generates the SQL that loads split files into Snowflake (stage, file format, "
+               "tables,\nSnowpipe or COPY) or Redshift (tables, load history, per-job COPY "
+               "script).\nPostgreSQL is loaded directly by `sluicectl load`.\n");
+    return f == stdout ? CTL_EXIT_OK : CTL_EXIT_USAGE;
 }

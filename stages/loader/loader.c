@@ -1,6 +1,7 @@
-/* load — `sluicectl load --warehouse postgres://...`: loads the split files
- * listed in manifests/split/ into one PostgreSQL table per event type, each
- * file exactly once.
+/* loader — the loader stage, run as `sluicectl load --warehouse
+ * postgres://...` (loader.h says why it has no program of its own): loads
+ * the split files listed in manifests/split/ into one PostgreSQL table per
+ * event type, each file exactly once.
  *
  * Each file loads in one transaction that also records it in the
  * load-history table, so a loader killed mid-file leaves nothing behind and
@@ -30,8 +31,7 @@
 #include "libpipe/metrics.h"
 #include "libpipe/stage.h"
 #include "libpipe/store.h"
-#include "tools/sluicectl/ctl.h"
-#include "tools/sluicectl/warehouse.h"
+#include "stages/loader/loader.h"
 
 #define LOAD_PAGE     1000
 #define LOAD_DOC_MAX  (64u << 20)   /* largest manifest read */
@@ -64,7 +64,7 @@ struct load_totals {
 struct load {
     struct load_cfg *cfg;
     struct pipe_store *store;
-    struct ctl_wh *wh;
+    struct loader_pg *wh;
     int64_t from_ms, to_ms; /* job hours in [from, to) */
     bool progress;          /* a terminal: show progress on stderr */
     struct load_totals t;
@@ -170,7 +170,7 @@ static int gather_one(void *arg, const struct pipe_store_obj *o)
     l->t.manifests++;
     for (size_t i = 0; i < m.n_outputs && rc == 0; i++) {
         bool loaded;
-        rc = ctl_wh_is_loaded(l->wh, m.outputs[i].key, &loaded);
+        rc = loader_pg_is_loaded(l->wh, m.outputs[i].key, &loaded);
         if (rc < 0 || loaded) {
             l->t.skipped += rc == 0;
             continue;
@@ -196,7 +196,7 @@ static int load_one(struct load *l, const struct pending *w)
         pipe_counter_inc(l->m_errors);
         return 0;
     }
-    struct ctl_wh_file f = {
+    struct loader_pg_file f = {
         .key = w->key,
         .job_id = w->job_id,
         .event = w->event,
@@ -204,8 +204,8 @@ static int load_one(struct load *l, const struct pending *w)
         .data = l->lines.data,
         .len = l->lines.len,
     };
-    struct ctl_wh_result res;
-    int rc = ctl_wh_load_file(l->wh, &f, &res);
+    struct loader_pg_result res;
+    int rc = loader_pg_load_file(l->wh, &f, &res);
     if (rc == PIPE_EUNAVAIL)
         return rc;
     if (rc < 0) {
@@ -251,7 +251,7 @@ static enum pipe_stage_status load_process(struct pipe_stage *st, void *state)
         fputc('\n', stderr);
     if (rc < 0) {
         pipe_log_warn("load pass failed, will retry", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
-                      rc == PIPE_EUNAVAIL ? ctl_wh_last_error(l->wh) : "");
+                      rc == PIPE_EUNAVAIL ? loader_pg_last_error(l->wh) : "");
         return PIPE_STAGE_RETRY;
     }
     if (pipe_stage_common(st)->once && l->t.failed > 0)
@@ -291,7 +291,7 @@ static int load_init(struct pipe_stage *st, void *cfg, void **state)
     int64_t now = pipe_clock_now_ms();
     if (c->from) {
         pipe_clock_parse_time(c->from, now, &l->from_ms);
-        l->from_ms -= (l->from_ms % 3600000 + 3600000) % 3600000;
+        l->from_ms = pipe_clock_hour_floor(l->from_ms);
     }
     if (c->to)
         pipe_clock_parse_time(c->to, now, &l->to_ms);
@@ -299,10 +299,10 @@ static int load_init(struct pipe_stage *st, void *cfg, void **state)
     pipe_buf_init(&l->doc, LOAD_DOC_MAX);
     pipe_buf_init(&l->raw, LOAD_FILE_MAX);
     pipe_buf_init(&l->lines, LOAD_FILE_MAX);
-    int rc = ctl_wh_open(c->warehouse, c->schemas, &l->wh);
+    int rc = loader_pg_open(c->warehouse, c->schemas, &l->wh);
     if (rc < 0) {
-        pipe_log_error("warehouse unusable", "err=\"%s\"", ctl_wh_last_error(NULL));
-        fprintf(stderr, "sluicectl load: %s\n", ctl_wh_last_error(NULL));
+        pipe_log_error("warehouse unusable", "err=\"%s\"", loader_pg_last_error(NULL));
+        fprintf(stderr, "sluicectl load: %s\n", loader_pg_last_error(NULL));
         pipe_buf_cleanup(&l->doc);
         pipe_buf_cleanup(&l->raw);
         pipe_buf_cleanup(&l->lines);
@@ -310,7 +310,7 @@ static int load_init(struct pipe_stage *st, void *cfg, void **state)
         return rc;
     }
     int64_t newest = 0;
-    if (ctl_wh_newest(l->wh, &newest) == 0) /* freshness survives restarts */
+    if (loader_pg_newest(l->wh, &newest) == 0) /* freshness survives restarts */
         l->newest_ms = newest;
     register_metrics(l, pipe_stage_metrics(st));
     *state = l;
@@ -326,7 +326,7 @@ static void load_exit(struct pipe_stage *st, void *state)
                " files were already loaded; %" PRIu64 " failed\n",
                l->t.files, l->t.rows, l->t.inserted, l->t.rows - l->t.inserted, l->t.manifests,
                l->t.skipped, l->t.failed);
-    ctl_wh_free(l->wh);
+    loader_pg_free(l->wh);
     pipe_buf_cleanup(&l->doc);
     pipe_buf_cleanup(&l->raw);
     pipe_buf_cleanup(&l->lines);
@@ -349,7 +349,7 @@ static const struct pipe_stage_desc load_stage = {
     .exit = load_exit,
 };
 
-int ctl_load_main(int argc, char **argv)
+int loader_main(int argc, char **argv)
 {
     /* One-shot unless --follow: the runtime's --once, without an admin port. */
     char **args = pipe_calloc((size_t)argc + 3, sizeof *args);

@@ -1,4 +1,4 @@
-/* gen — `sluicectl gen`: seeded synthetic analytics events as NDJSON on
+/* loadgen_gen — `sluicectl gen`, a test-load tool: seeded synthetic analytics events as NDJSON on
  * stdout, with a chosen share of client retries (exact repeats), malformed
  * lines of every kind the filter must reject, and an optional manifest of the
  * outcome the filter is expected to give each line. Output is a pure

@@ -1,4 +1,4 @@
-/* send — `sluicectl send`: reads NDJSON and POSTs it to the filter in
+/* loadgen_send — `sluicectl send`, a test-load tool: reads NDJSON and POSTs it to the filter in
  * batches, from a few worker threads with one keep-alive libcurl handle each.
  * A batch is retried with the very same bytes until it is acknowledged, so
  * a retry after a lost ack carries the same event ids and downstream
@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "libpipe/backoff.h"
+#include "libpipe/clock.h"
 #include "libpipe/buf.h"
 #include "libpipe/codec.h"
 #include "libpipe/conf.h"
@@ -31,7 +32,7 @@
 #define SEND_RESP_MAX           (64 * 1024) /* a reply is a small JSON object */
 #define SEND_BACKOFF_BASE_MS    100
 #define SEND_BACKOFF_CAP_MS     10000
-#define SEND_RETRY_AFTER_CAP_MS 60000
+#define SEND_RETRY_AFTER_CAP_MS PIPE_MIN_MS
 #define SEND_READ_CHUNK         (64 * 1024)
 #define SEND_FAILURES_SHOWN     10
 
@@ -67,7 +68,7 @@ static const struct pipe_conf_opt send_opts[] = {
     {"retries", PIPE_CONF_INT, "20", offsetof(struct send_cfg, retries),
      "retries per batch after 5xx, 408, 429 or a connection error", 0, 1000000, "N"},
     {"timeout", PIPE_CONF_DURATION, "30s", offsetof(struct send_cfg, timeout_ms),
-     "timeout of one request", 1, INT64_C(86400000), "DURATION"},
+     "timeout of one request", 1, PIPE_DAY_MS, "DURATION"},
     {"stats", PIPE_CONF_STR, NULL, offsetof(struct send_cfg, stats),
      "write the final summary as JSON to FILE", 0, 0, "FILE"},
     {"acked", PIPE_CONF_STR, NULL, offsetof(struct send_cfg, acked),

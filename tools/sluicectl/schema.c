@@ -1,4 +1,4 @@
-/* schema_cmd — `sluicectl schema check|openapi|ddl`. Schemas are read by
+/* schema — `sluicectl schema check|openapi|ddl`. Schemas are read by
  * schema_dir.c (libpipe's loader), the rules of compatibility live in
  * schema_compat.c, the generators in schema_gen.c; this file parses flags,
  * picks the versions to compare and prints. docs/schema-tools.md is the

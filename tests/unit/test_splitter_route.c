@@ -1,0 +1,232 @@
+/* Unit tests for the splitter's routing pass (stages/splitter/
+ * splitter_route.c, splitter_reject.c), called directly through
+ * libsplitter.a: which output each line of a combined object goes to,
+ * in-batch and cross-job duplicates, rejected lines and their reasons, and
+ * the bytes of each output. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libpipe/buf.h"
+#include "libpipe/clock.h"
+#include "libpipe/codec.h"
+#include "libpipe/dedup.h"
+#include "libpipe/err.h"
+#include "libpipe/mem.h"
+#include "stages/splitter/splitter.h"
+
+#define MAX_LINE   (64u << 10)
+#define MAX_OUTPUT (64u << 20)
+
+#define L_PAGE_A  "{\"event\":\"page\",\"id\":\"a\",\"received_at\":\"2026-01-01T00:10:00.000Z\"}"
+#define L_PAGE_B  "{\"event\":\"page\",\"id\":\"b\",\"received_at\":\"2026-01-01T01:59:59.999Z\"}"
+#define L_PAGE_C  "{\"event\":\"page\",\"id\":\"c\",\"received_at\":\"2026-01-01T00:20:00.000Z\"}"
+#define L_SIGNUP  "{\"event\":\"signup\",\"id\":\"a\",\"received_at\":\"2026-01-01T00:30:00.000Z\"}"
+#define L_PAGE_A2 "{\"event\":\"page\",\"id\":\"a\",\"received_at\":\"2026-01-01T00:11:00.000Z\"}"
+
+/* One pass over text with every claim verdict NEW. */
+static void route(struct split_route *r, bool use_ts, const char *text)
+{
+    assert_int_equal(split_route_init(r, use_ts, 3, MAX_LINE, MAX_OUTPUT), 0);
+    split_route_reset(r, "g1-job-0001", "combined/dt=2026-01-01/hr=00/g1-job-0001.ndjson.zst");
+    assert_int_equal(split_route_pass(r, text, strlen(text), NULL, NULL), 0);
+}
+
+/* Asserts that output o decompresses to exactly want. */
+static void expect_output(struct split_route *r, const struct split_output *o, const char *want)
+{
+    const char *z;
+    size_t zn;
+    assert_int_equal(split_route_output_data(r, o, &z, &zn), 0);
+    struct pipe_buf plain;
+    pipe_buf_init(&plain, SIZE_MAX);
+    assert_int_equal(pipe_codec_decompress(z, zn, &plain), 0);
+    assert_int_equal(plain.len, strlen(want));
+    assert_memory_equal(plain.data, want, plain.len);
+    pipe_buf_cleanup(&plain);
+}
+
+/* The non-empty outputs in (event, hour) order, asserting there are n. */
+static struct split_output **sorted(const struct split_route *r, size_t n)
+{
+    size_t got;
+    struct split_output **v = split_route_sorted(r, &got);
+    assert_int_equal(got, n);
+    return v;
+}
+
+/* The index in r->keys of (event, id), or -1. */
+static long key_index(const struct split_route *r, const char *event, const char *id)
+{
+    struct pipe_dedup_key k;
+    pipe_dedup_key_of(event, strlen(event), id, strlen(id), &k);
+    for (size_t i = 0; i < r->n_keys; i++)
+        if (r->keys[i].hi == k.hi && r->keys[i].lo == k.lo)
+            return (long)i;
+    return -1;
+}
+
+static void test_split_route_groups_lines_by_event_and_hour(void **state)
+{
+    (void)state;
+    struct split_route r;
+    route(&r, false, L_PAGE_A "\n" L_SIGNUP "\n" L_PAGE_B "\n" L_PAGE_C "\n");
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    assert_int_equal(r.c.in, 4);
+    assert_int_equal(r.c.out, 4);
+    assert_int_equal(r.c.rejected, 0);
+    struct split_output **v = sorted(&r, 3); /* page@00, page@01, signup@00: by event, then hour */
+    assert_string_equal(v[0]->event, "page");
+    assert_int_equal(v[0]->hour_ms, pipe_clock_from_civil(2026, 1, 1, 0, 0, 0, 0));
+    assert_int_equal(v[0]->rows, 2);
+    assert_string_equal(v[1]->event, "page");
+    assert_int_equal(v[1]->hour_ms, pipe_clock_from_civil(2026, 1, 1, 1, 0, 0, 0));
+    assert_int_equal(v[1]->rows, 1);
+    assert_string_equal(v[2]->event, "signup");
+    /* Each output holds its lines unchanged, in input order. */
+    expect_output(&r, v[0], L_PAGE_A "\n" L_PAGE_C "\n");
+    expect_output(&r, v[1], L_PAGE_B "\n");
+    expect_output(&r, v[2], L_SIGNUP "\n");
+    pipe_free(v);
+    split_route_cleanup(&r);
+}
+
+static void test_split_route_drops_repeats_within_the_object(void **state)
+{
+    (void)state;
+    struct split_route r;
+    /* Same (event, id) again: dropped, the first one kept. The same id
+     * under another event type is another event. Blank lines are skipped. */
+    route(&r, false, L_PAGE_A "\n\n" L_PAGE_A2 "\n" L_SIGNUP "\n" L_PAGE_A "\n");
+    assert_int_equal(r.c.in, 4);
+    assert_int_equal(r.c.dup_batch, 2);
+    assert_int_equal(r.n_keys, 2);
+    assert_true(key_index(&r, "page", "a") >= 0);
+    assert_true(key_index(&r, "signup", "a") >= 0);
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    assert_int_equal(r.c.out, 2);
+    struct split_output **v = sorted(&r, 2);
+    expect_output(&r, v[0], L_PAGE_A "\n");
+    pipe_free(v);
+    split_route_cleanup(&r);
+}
+
+static void test_split_route_settle_removes_keys_claimed_by_another_job(void **state)
+{
+    (void)state;
+    struct split_route r;
+    route(&r, false, L_PAGE_A "\n" L_PAGE_C "\n" L_SIGNUP "\n");
+    long c = key_index(&r, "page", "c"), s = key_index(&r, "signup", "a");
+    assert_true(c >= 0 && s >= 0);
+    r.verdicts[c] = PIPE_DEDUP_DUP;
+    r.verdicts[s] = PIPE_DEDUP_DUP;
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    assert_int_equal(r.c.dup_cross, 2);
+    assert_int_equal(r.c.out, 1);
+    struct split_output **v = sorted(&r, 1); /* signup lost its only line: no output */
+    assert_string_equal(v[0]->event, "page");
+    assert_int_equal(v[0]->rows, 1);
+    expect_output(&r, v[0], L_PAGE_A "\n");
+    pipe_free(v);
+    split_route_cleanup(&r);
+}
+
+static void test_split_route_rejects_lines_it_cannot_route(void **state)
+{
+    (void)state;
+    struct split_route r;
+    route(&r, false,
+          "not json\n"
+          "{\"event\":\"page\",\"received_at\":\"2026-01-01T00:00:00Z\"}\n"
+          "{\"event\":\"page\",\"id\":\"x\",\"received_at\":\"yesterday\"}\n"
+          "{\"event\":\"a/b\",\"id\":\"x\",\"received_at\":\"2026-01-01T00:00:00Z\"}\n"
+          "{\"event\":\"page\",\"id\":\"x\",\"id\":\"y\",\"received_at\":\"2026-01-01T00:00:00Z\"}"
+          "\n" L_PAGE_A "\n");
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    assert_int_equal(r.c.in, 6);
+    assert_int_equal(r.c.rejected, 5);
+    assert_int_equal(r.c.out, 1);
+    /* One line of rejected/ per rejected line, with its reason and source. */
+    const char *rej = r.rejects.data;
+    assert_non_null(rej);
+    size_t lines = 0;
+    for (size_t i = 0; i < r.rejects.len; i++)
+        lines += rej[i] == '\n';
+    assert_int_equal(lines, 5);
+    assert_non_null(strstr(rej, "\"reason\":\"not_json\""));
+    assert_non_null(strstr(rej, "\"reason\":\"bad_id\""));
+    assert_non_null(strstr(rej, "\"reason\":\"bad_ts\""));
+    assert_non_null(strstr(rej, "\"reason\":\"bad_event_type\""));
+    assert_non_null(strstr(rej, "\"reason\":\"duplicate_field\""));
+    assert_non_null(
+        strstr(rej, "\"source\":\"combined/dt=2026-01-01/hr=00/g1-job-0001.ndjson.zst\""));
+    split_route_cleanup(&r);
+}
+
+static void test_split_route_time_field_ts_prefers_the_client_time(void **state)
+{
+    (void)state;
+    struct split_route r;
+    const char *line =
+        "{\"event\":\"page\",\"id\":\"a\",\"ts\":\"2025-12-31T23:59:00Z\",\"received_at\":"
+        "\"2026-01-01T00:01:00Z\"}\n";
+    route(&r, true, line);
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    struct split_output **v = sorted(&r, 1);
+    assert_int_equal(v[0]->hour_ms, pipe_clock_from_civil(2025, 12, 31, 23, 0, 0, 0));
+    pipe_free(v);
+    /* The same line routed on received_at goes to the next hour. */
+    split_route_cleanup(&r);
+    route(&r, false, line);
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    v = sorted(&r, 1);
+    assert_int_equal(v[0]->hour_ms, pipe_clock_from_civil(2026, 1, 1, 0, 0, 0, 0));
+    pipe_free(v);
+    split_route_cleanup(&r);
+}
+
+static void test_split_route_reset_forgets_the_previous_job(void **state)
+{
+    (void)state;
+    struct split_route r;
+    route(&r, false, L_PAGE_A "\n" L_SIGNUP "\n");
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    split_route_reset(&r, "g1-job-0002", "combined/dt=2026-01-01/hr=01/g1-job-0002.ndjson.zst");
+    assert_int_equal(split_route_pass(&r, L_PAGE_B "\n", strlen(L_PAGE_B) + 1, NULL, NULL), 0);
+    assert_int_equal(split_route_settle(&r, NULL, NULL), 0);
+    assert_int_equal(r.c.in, 1);
+    assert_int_equal(r.n_keys, 1);
+    struct split_output **v = sorted(&r, 1);
+    expect_output(&r, v[0], L_PAGE_B "\n");
+    pipe_free(v);
+    split_route_cleanup(&r);
+}
+
+static void test_split_reject_key_is_deterministic(void **state)
+{
+    (void)state;
+    struct pipe_buf k;
+    pipe_buf_init(&k, 1024);
+    int64_t h = pipe_clock_from_civil(2026, 1, 1, 5, 0, 0, 0);
+    assert_int_equal(split_reject_key(&k, "g1-job-0001", h), 0);
+    assert_string_equal(k.data, "rejected/dt=2026-01-01/hr=05/g1-job-0001.split.ndjson.zst");
+    pipe_buf_cleanup(&k);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_split_route_groups_lines_by_event_and_hour),
+        cmocka_unit_test(test_split_route_drops_repeats_within_the_object),
+        cmocka_unit_test(test_split_route_settle_removes_keys_claimed_by_another_job),
+        cmocka_unit_test(test_split_route_rejects_lines_it_cannot_route),
+        cmocka_unit_test(test_split_route_time_field_ts_prefers_the_client_time),
+        cmocka_unit_test(test_split_route_reset_forgets_the_previous_job),
+        cmocka_unit_test(test_split_reject_key_is_deterministic),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
