@@ -226,7 +226,7 @@ static int cut_jobs(struct dispatcher *d, int64_t hour, const struct disp_obj *c
         }
         bool full = end < n || end - start >= (size_t)c->job_objects || bytes >= c->job_bytes;
         bool ready = full || p->once || oldest <= p->now_ms - c->max_wait_ms ||
-                     hour + DISP_HOUR_MS <= p->now_ms;
+                     hour + PIPE_HOUR_MS <= p->now_ms;
         if (!ready) {
             if (p->oldest_unassigned_ms == 0 || oldest < p->oldest_unassigned_ms)
                 p->oldest_unassigned_ms = oldest;

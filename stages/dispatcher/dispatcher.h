@@ -9,15 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/job.h"
 #include "libpipe/retention.h"
 #include "libpipe/stage.h"
 
-#define DISP_HOUR_MS INT64_C(3600000)
 /* The previous hour stays "hot" (listed every pass) this long into a new
  * hour: objects of its last seconds are still being flushed. Later
  * arrivals in it are found by the lookback pass. */
-#define DISP_HOT_PREV_MS INT64_C(300000)
+#define DISP_HOT_PREV_MS (5 * PIPE_MIN_MS)
 
 struct pipe_counter;
 struct pipe_gauge;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/log.h"
@@ -238,7 +239,7 @@ int64_t disp_lookback_from(const struct dispatcher *d, int64_t now_ms)
     int64_t from = now_ms - d->cfg->lookback_ms;
     if (from < 0)
         from = 0;
-    return from - from % DISP_HOUR_MS;
+    return from - from % PIPE_HOUR_MS;
 }
 
 int disp_partitions(struct dispatcher *d, int64_t now_ms, enum disp_scan scan, int64_t **hours,
@@ -246,13 +247,13 @@ int disp_partitions(struct dispatcher *d, int64_t now_ms, enum disp_scan scan, i
 {
     int64_t *v = NULL;
     size_t count = 0, cap = 0;
-    int64_t from = disp_lookback_from(d, now_ms), cur = now_ms - now_ms % DISP_HOUR_MS;
+    int64_t from = disp_lookback_from(d, now_ms), cur = now_ms - now_ms % PIPE_HOUR_MS;
     if (scan == DISP_SCAN_HOT) {
-        if (cur - DISP_HOUR_MS >= from && now_ms - cur < DISP_HOT_PREV_MS)
-            hours_push(&v, &count, &cap, cur - DISP_HOUR_MS);
+        if (cur - PIPE_HOUR_MS >= from && now_ms - cur < DISP_HOT_PREV_MS)
+            hours_push(&v, &count, &cap, cur - PIPE_HOUR_MS);
         hours_push(&v, &count, &cap, cur);
     } else {
-        for (int64_t h = from; h <= now_ms; h += DISP_HOUR_MS)
+        for (int64_t h = from; h <= now_ms; h += PIPE_HOUR_MS)
             hours_push(&v, &count, &cap, h);
     }
     int rc = scan == DISP_SCAN_FULL ? scan_filtered(pipe_stage_store(d->st), &v, &count, &cap) : 0;

@@ -35,7 +35,6 @@
 #define SPLIT_MAX_DEPTH    512         /* the deepest nesting the filter accepts */
 #define SPLIT_TICK_LINES   4096        /* lines between two tick calls */
 #define SPLIT_TICK_FRAMES  16          /* frames re-compressed between two */
-#define HOUR_MS            3600000LL
 #define SPLIT_NO_FRAME     UINT32_MAX
 
 /* line_out marks for lines that go to no output */
@@ -121,7 +120,7 @@ static bool hour_of(struct split_route *r, const struct span *v, int64_t *hour)
     int64_t ms;
     if (!pipe_event_ts_parse(v->p, v->n, v->esc, &ms))
         return false;
-    *hour = ms - ms % HOUR_MS;
+    *hour = pipe_clock_hour_floor(ms);
     if (canonical) {
         memcpy(r->hour_prefix, s, 13);
         r->hour_ms_cached = *hour;

@@ -31,10 +31,10 @@ static void test_disp_lookback_starts_on_an_hour_and_never_before_zero(void **st
     (void)state;
     struct dispatcher d;
     struct dispatcher_cfg c;
-    disp_with_lookback(&d, &c, 3 * DISP_HOUR_MS);
+    disp_with_lookback(&d, &c, 3 * PIPE_HOUR_MS);
     assert_int_equal(disp_lookback_from(&d, HOUR(5, 30)), HOUR(2, 0));
     assert_int_equal(disp_lookback_from(&d, HOUR(5, 0)), HOUR(2, 0));
-    assert_int_equal(disp_lookback_from(&d, DISP_HOUR_MS), 0);
+    assert_int_equal(disp_lookback_from(&d, PIPE_HOUR_MS), 0);
 }
 
 /* The partitions of one scan at now, as a count and a copy in out. */
@@ -55,7 +55,7 @@ static void test_disp_hot_scan_keeps_the_previous_hour_early_in_an_hour(void **s
     struct dispatcher d;
     struct dispatcher_cfg c;
     int64_t h[8];
-    disp_with_lookback(&d, &c, 3 * DISP_HOUR_MS);
+    disp_with_lookback(&d, &c, 3 * PIPE_HOUR_MS);
     /* Inside DISP_HOT_PREV_MS of a new hour: that hour and the one before. */
     assert_int_equal(partitions(&d, HOUR(5, 0) + DISP_HOT_PREV_MS - 1, DISP_SCAN_HOT, h), 2);
     assert_int_equal(h[0], HOUR(4, 0));
@@ -75,7 +75,7 @@ static void test_disp_lookback_scan_lists_every_hour_of_the_window(void **state)
     struct dispatcher d;
     struct dispatcher_cfg c;
     int64_t h[8];
-    disp_with_lookback(&d, &c, 3 * DISP_HOUR_MS);
+    disp_with_lookback(&d, &c, 3 * PIPE_HOUR_MS);
     assert_int_equal(partitions(&d, HOUR(5, 30), DISP_SCAN_LOOKBACK, h), 4);
     for (int i = 0; i < 4; i++)
         assert_int_equal(h[i], HOUR(2 + i, 0));
@@ -96,7 +96,7 @@ static void test_disp_done_cache_keeps_replaces_and_prunes(void **state)
     (void)state;
     struct dispatcher d;
     struct dispatcher_cfg c;
-    disp_with_lookback(&d, &c, 3 * DISP_HOUR_MS);
+    disp_with_lookback(&d, &c, 3 * PIPE_HOUR_MS);
     assert_null(disp_done_find(&d, HOUR(2, 0)));
     struct disp_objs a = one_obj("state/combine/a"), b = one_obj("state/combine/b");
     disp_done_keep(&d, HOUR(2, 0), &a);

@@ -24,7 +24,6 @@
 #include "tools/sluicectl/ctl.h"
 
 #define REPLAY_PAGE           1000
-#define REPLAY_HOUR_MS        INT64_C(3600000)
 #define REPLAY_DOC_MAX        (64u << 20) /* largest manifest read */
 #define REPLAY_PROGRESS_EVERY 1000
 
@@ -109,12 +108,6 @@ static void replay_fail(struct replay *r, const char *what, const char *key, int
 static bool replay_hour_in_range(const struct replay *r, int64_t hour_ms)
 {
     return hour_ms >= r->from_ms && hour_ms < r->to_ms;
-}
-
-static int64_t replay_floor_hour(int64_t ms)
-{
-    int64_t h = ms / REPLAY_HOUR_MS * REPLAY_HOUR_MS;
-    return h > ms ? h - REPLAY_HOUR_MS : h;
 }
 
 static void replay_progress(struct replay *r, size_t n)
@@ -219,7 +212,7 @@ out:
 
 static int replay_filter_one(struct replay *r, const struct pipe_store_obj *o)
 {
-    if (!replay_hour_in_range(r, replay_floor_hour(o->mtime_ms)))
+    if (!replay_hour_in_range(r, pipe_clock_hour_floor(o->mtime_ms)))
         return 0;
     r->items++;
     struct pipe_buf name, fkey, rkey;
@@ -429,7 +422,7 @@ static int replay_range(struct replay *r)
         fprintf(stderr, "sluicectl replay: --to must be after --from\n");
         return PIPE_ECONFIG;
     }
-    r->from_ms = replay_floor_hour(from);
+    r->from_ms = pipe_clock_hour_floor(from);
     r->to_ms = to;
     return 0;
 }
