@@ -326,7 +326,7 @@ static int walk_hour(struct walk *w, int64_t hour)
     pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
     w->hour = hour;
     /* Past year 9999 nothing can be there. */
-    if (pipe_keys_hour_prefix(&prefix, "state/dedup", hour * PIPE__DEDUP_HOUR_MS) == 0)
+    if (pipe_keys_hour_prefix(&prefix, "state/dedup", hour * PIPE_HOUR_MS) == 0)
         rc = pipe_store_walk(w->d->store, prefix.data, NULL, 0, walk_object, w);
     pipe_buf_cleanup(&prefix);
     return rc;
@@ -618,7 +618,7 @@ int pipe_dedup_claim(struct pipe_dedup *d, const char *job_id, int64_t hour_ms, 
         .own_key = own.data,
         .claim_hour = pipe__dedup_hour(hour_ms),
         .lo_hour = pipe__dedup_hour(lo_ms > 0 ? lo_ms : 0),
-        .hi_hour = pipe__dedup_hour(now_ms + PIPE__DEDUP_HOUR_MS),
+        .hi_hour = pipe__dedup_hour(now_ms + PIPE_HOUR_MS),
     };
     struct pipe__dedup_hours h = {0};
     if (n > d->verdicts_cap) {

@@ -18,9 +18,9 @@
 #include <stdint.h>
 
 #include "libpipe/buf.h"
+#include "libpipe/clock.h"
 #include "libpipe/dedup.h"
 
-#define PIPE__DEDUP_HOUR_MS     3600000LL
 #define PIPE__DEDUP_LEASE       "dedup"     /* the lease that serialises claims */
 #define PIPE__DEDUP_MAX_KEYS    (16u << 20) /* keys in one index object (256 MiB) */
 #define PIPE__DEDUP_INDEX_MAGIC "SLDX"
@@ -191,7 +191,7 @@ int pipe__dedup_key_cmp(const void *a, const void *b);
 /* pipe__dedup_hour — the hour number (ms / 1 h) of a non-negative time. */
 static inline int64_t pipe__dedup_hour(int64_t ms)
 {
-    return ms / PIPE__DEDUP_HOUR_MS;
+    return ms / PIPE_HOUR_MS;
 }
 
 extern const struct pipe_dedup_ops pipe__dedup_local_ops;

@@ -40,7 +40,7 @@
 #define PREFIX_MAX      64
 #define CHUNK_KEYS      1000 /* keys per EVAL */
 #define PIPE_EVALS      32   /* EVALs per round trip */
-#define SKEW_MS         PIPE__DEDUP_HOUR_MS
+#define SKEW_MS         PIPE_HOUR_MS
 
 /* ---- scripts ----------------------------------------------------------------
  * Every script that reads or writes the view first checks, atomically with
@@ -329,9 +329,9 @@ static int redis_open(struct pipe_dedup *d, const char *url)
     R->listpack_max = listpack_max(R);
     /* Whole hours, so that a partition lies in one generation. */
     int64_t w = d->cfg.window_ms;
-    R->gen_ms = (w + PIPE__DEDUP_HOUR_MS - 1) / PIPE__DEDUP_HOUR_MS * PIPE__DEDUP_HOUR_MS;
-    if (R->gen_ms < PIPE__DEDUP_HOUR_MS)
-        R->gen_ms = PIPE__DEDUP_HOUR_MS;
+    R->gen_ms = (w + PIPE_HOUR_MS - 1) / PIPE_HOUR_MS * PIPE_HOUR_MS;
+    if (R->gen_ms < PIPE_HOUR_MS)
+        R->gen_ms = PIPE_HOUR_MS;
     R->marker = pipe_asprintf("%sdedup:epoch", R->prefix);
     R->token = pipe_asprintf("%sdedup:rebuild", R->prefix);
     R->store_epoch = pipe_asprintf("state/dedup-redis/%sepoch", R->prefix);
@@ -565,8 +565,7 @@ static int epoch_get(struct pipe_dedup *d, const struct rds *R, char epoch[17])
  * other buckets= or another window must not read it, but rebuild. */
 static void view_of(const struct rds *R, const char *epoch, char view[48])
 {
-    snprintf(view, 48, "%s.%u.%lld", epoch, R->buckets,
-             (long long)(R->gen_ms / PIPE__DEDUP_HOUR_MS));
+    snprintf(view, 48, "%s.%u.%lld", epoch, R->buckets, (long long)(R->gen_ms / PIPE_HOUR_MS));
 }
 
 static void epoch_new(char epoch[17])
@@ -634,7 +633,7 @@ static int drop_other_views(struct rds *R, const char *keep)
  * generation is whole hours, so hour numbers divide into it exactly. */
 static void ctx_of(const struct rds *R, const struct pipe__dedup_claim *c, struct claim_ctx *x)
 {
-    int64_t per_gen = R->gen_ms / PIPE__DEDUP_HOUR_MS;
+    int64_t per_gen = R->gen_ms / PIPE_HOUR_MS;
     x->gen = c->claim_hour / per_gen;
     x->lo_gen = c->lo_hour / per_gen;
     x->hi_gen = c->hi_hour / per_gen;
@@ -658,7 +657,7 @@ static int redis_rebuild_begin(struct pipe_dedup *d, const struct pipe__dedup_cl
     epoch_new(rb->epoch);
     view_of(R, rb->epoch, rb->view);
     snprintf(rb->base, sizeof rb->base, "%sdedup:v:%s:", R->prefix, rb->epoch);
-    int64_t per_gen = R->gen_ms / PIPE__DEDUP_HOUR_MS;
+    int64_t per_gen = R->gen_ms / PIPE_HOUR_MS;
     *h = (struct pipe__dedup_hours){.lo = x.lo_gen * per_gen, .hi = (x.hi_gen + 2) * per_gen};
     int rc = simple_script(R, LUA_BEGIN, R->marker, R->token, rb->view);
     if (rc == 0)
@@ -674,7 +673,7 @@ static int redis_load(struct pipe_dedup *d, const struct pipe__dedup_obj *o)
     char gen[24], buckets[16], exp[24];
     if (o->n == 0)
         return 0;
-    int64_t g = gen_of(R, o->hour * PIPE__DEDUP_HOUR_MS);
+    int64_t g = gen_of(R, o->hour * PIPE_HOUR_MS);
     snprintf(gen, sizeof gen, "%lld", (long long)g);
     snprintf(buckets, sizeof buckets, "%u", R->buckets);
     snprintf(exp, sizeof exp, "%lld", (long long)expire_at(R, g));
