@@ -33,7 +33,9 @@ for form in native segment; do
       --input "$corpus" --events "$events")
     t1=$(cpu_ticks "$pid")
     kill -TERM "$pid"
-    wait "$pid" || true
+    rc=0
+    wait "$pid" || rc=$?
+    [ "$rc" -eq 0 ] || { echo "sdk.sh: the filter exited $rc on SIGTERM (see $work/filter.log)" >&2; exit 1; }
     pid=
     echo "$out $t0 $t1" >>"$work/$form.runs"
   done
