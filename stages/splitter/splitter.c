@@ -18,9 +18,11 @@
  * the distinct keys, their verdicts and the hash set over them); one zstd
  * context each way; and the de-duplication backend's own state. The object
  * is decoded once, streaming (a frame holding a cross-batch duplicate is
- * decoded again to drop it), so the decoded object is never held. Buffers
- * are kept for the next job, so a daemon holds the peak of its largest
- * job. */
+ * decoded again to drop it), so the decoded object is never held. The
+ * object's buffer and the stage buffers go back to the heap when the pass
+ * ends, before the claim and the commit, which reuse those pages; the
+ * heap is never trimmed (main.c), so a daemon holds the peak of its
+ * largest job and faults in no fresh memory for the next. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -220,6 +222,9 @@ static int route(struct job *j)
     struct split_route *r = &s->route;
     split_route_reset(r, j->id, j->desc.inputs[0].key);
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
+    /* The object is not read again (settle works on the frames): its
+     * buffer goes back to the heap, whose pages the claim reuses. */
+    pipe_buf_cleanup(&s->input);
     if (rc == 0)
         rc = job_tick(j);
     j->t_route = pipe_clock_mono_ms();
