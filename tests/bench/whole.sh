@@ -174,8 +174,8 @@ for line in open(runs_path):
     cpu[part, stage].append(c)
     rss[part, stage].append(int(f[6]))
     total[part][run] += c
-def rate(c):
-    return f'{events / c:,.0f}' if c >= 0.01 else '—'
+def rate(c):  # under 5 clock ticks a quotient is noise
+    return f'{events / c:,.0f}' if c >= 0.05 else '—'
 names = {'raw': 'raw/ objects → split/', 'http': 'HTTP (`sluicectl send`) → split/',
          'duckdb': 'DuckDB peer, one thread'}
 md = []

@@ -1,11 +1,13 @@
 // duckdb_peer.mjs — the peer of the whole-pipeline bench (tests/bench/whole.sh):
 // DuckDB with one thread doing sluice's raw/ → split/ job in one SQL statement.
 // It reads every landed zstd NDJSON object under --input, keeps the lines that
-// are JSON objects with a string event, a string id and a ts that parses as a
-// timestamp, keeps one row per (event, id) (client retries repeat both), and
-// writes zstd NDJSON partitioned by event type, date and hour under --output.
-// DuckDB's JSON writer writes one object per row; the event goes out verbatim
-// as the value of its one column, "e" (the partition columns are the path).
+// are JSON objects with a string event, a string id and a ts (an RFC 3339
+// string or epoch milliseconds, as sluice accepts), keeps one line per
+// (event, id) (client retries repeat both), and writes the kept lines verbatim
+// as zstd NDJSON partitioned by event type and the date and hour of ts (UTC)
+// under --output. COPY ... (FORMAT json) does not take PARTITION_BY
+// (duckdb/duckdb#14927); it is DuckDB's CSV writer underneath, so the statement
+// uses that writer directly with quoting off and one column, the line itself.
 //
 //   node duckdb_peer.mjs --input DIR --output DIR
 //
@@ -31,21 +33,18 @@ await con.run('SET threads = 1');
 await con.run("SET TimeZone = 'UTC'");
 await con.run(`
   COPY (
-    SELECT e, event, strftime(t, '%Y-%m-%d') AS dt, strftime(t, '%H') AS hr
+    SELECT DISTINCT ON (event, id) e, event, strftime(t, '%Y-%m-%d') AS dt, strftime(t, '%H') AS hr
     FROM (
-      SELECT json AS e, json_extract_string(json, '$.event') AS event,
-             json_extract_string(json, '$.id') AS id,
-             CASE WHEN json_type(json, '$.ts') = 'VARCHAR'
-                    THEN TRY_CAST(json_extract_string(json, '$.ts') AS TIMESTAMPTZ)
-                  WHEN json_type(json, '$.ts') IN ('UBIGINT', 'BIGINT')
-                    THEN epoch_ms(TRY_CAST(json_extract(json, '$.ts') AS BIGINT))
+      SELECT e, v[1] ->> '$' AS event, v[2] ->> '$' AS id,
+             CASE WHEN json_type(v[3]) = 'VARCHAR' THEN TRY_CAST(v[3] ->> '$' AS TIMESTAMPTZ)
+                  WHEN json_type(v[3]) IN ('UBIGINT', 'BIGINT')
+                    THEN epoch_ms(TRY_CAST(v[3] AS BIGINT))
              END::TIMESTAMP AS t
-      FROM read_ndjson_objects(${quote(values.input + '/**/*.zst')},
-                               compression = 'zstd', ignore_errors = true)
-      WHERE json_type(json) = 'OBJECT' AND json_type(json, '$.event') = 'VARCHAR'
-        AND json_type(json, '$.id') = 'VARCHAR')
+      FROM (SELECT json AS e, json_extract(json, ['$.event', '$.id', '$.ts']) AS v
+            FROM read_ndjson_objects(${quote(values.input + '/**/*.zst')},
+                                     compression = 'zstd', ignore_errors = true))
+      WHERE json_type(v[1]) = 'VARCHAR' AND json_type(v[2]) = 'VARCHAR')
     WHERE event <> '' AND t IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY event, id) = 1
   ) TO ${quote(values.output)} (FORMAT csv, HEADER false, QUOTE '', ESCAPE '', DELIMITER '\t',
         COMPRESSION zstd, PARTITION_BY (event, dt, hr), FILE_EXTENSION 'ndjson.zst')`);
 con.closeSync();
