@@ -31,7 +31,10 @@ PY=${PYTHON3:-/usr/bin/python3}
 events=${1:-1000000}
 per_object=10000
 root=$PWD
-work=$root/$BUILD/bench/whole
+case $BUILD in
+  /*) work=$BUILD/bench/whole ;;
+  *) work=$root/$BUILD/bench/whole ;;
+esac
 data=$work/data-$events
 mkdir -p "$work"
 filter_pid=
@@ -157,7 +160,7 @@ for run in $(seq "$RUNS"); do
 done
 
 "$PY" - "$runs" "$events" "$unique" "$raw_bytes" "$RUNS" "$work/whole.md" <<'PY'
-import collections, statistics, sys
+import collections, datetime, statistics, sys
 runs_path, events, unique, raw_bytes, nruns, md_path = sys.argv[1:7]
 events, unique, raw_bytes = int(events), int(unique), int(raw_bytes)
 cpu = collections.defaultdict(list)    # (part, stage) -> [cpu s per run]
@@ -179,8 +182,9 @@ def rate(c):  # under 5 clock ticks a quotient is noise
 names = {'raw': 'raw/ objects → split/', 'http': 'HTTP (`sluicectl send`) → split/',
          'duckdb': 'DuckDB peer, one thread'}
 md = []
+day = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d')
 md.append(f'{events:,} events ({unique:,} distinct accepted), landed as {raw_bytes / 1e6:,.1f} MB '
-          f'of zstd NDJSON; medians of {nruns} runs; CPU is user+sys of each process.')
+          f'of zstd NDJSON; medians of {nruns} runs on {day}; CPU is user+sys of each process.')
 md.append('')
 md.append('| job | stage | CPU s | events per CPU-second | max RSS MB |')
 md.append('|---|---|---|---|---|')
