@@ -62,4 +62,10 @@ bool pipe_url_query_next(const char **cursor, struct pipe_url_param *p);
 /* pipe_url_param_is — does p's name equal name? */
 bool pipe_url_param_is(const struct pipe_url_param *p, const char *name);
 
+/* pipe_url_form_decode — n bytes of a query item's name or value as HTML
+ * forms encode it ('+' a space, %XX a byte) decoded into dst, which n bytes
+ * suffice for; a malformed escape stays as written. Returns the bytes
+ * written (no NUL added). Decoded bytes may be anything, NUL included. */
+size_t pipe_url_form_decode(const char *s, size_t n, char *dst);
+
 #endif
