@@ -220,6 +220,12 @@ out:
     return rc;
 }
 
+bool pipe_url_scheme_is(const char *text, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    return strncmp(text, scheme, n) == 0 && (text[n] == ':' || text[n] == '\0');
+}
+
 void pipe_url_cleanup(struct pipe_url *u)
 {
     pipe_free(u->scheme);

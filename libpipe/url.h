@@ -51,6 +51,11 @@ struct pipe_url_param {
  * with *u untouched, *bad naming the part and *why a static reason. */
 int pipe_url_parse(const char *text, struct pipe_url *u, enum pipe_url_part *bad, const char **why);
 
+/* pipe_url_scheme_is — is text's scheme (what precedes its first ':', or
+ * all of it when it has none: "local") scheme? Compares bytes, parses
+ * nothing: for a front end choosing the backend that parses the URL. */
+bool pipe_url_scheme_is(const char *text, const char *scheme);
+
 /* pipe_url_cleanup — frees what pipe_url_parse allocated; u is all NULL after. */
 void pipe_url_cleanup(struct pipe_url *u);
 

@@ -179,6 +179,18 @@ static void test_url_form_decode_reads_plus_and_escapes_keeps_malformed_ones(voi
     assert_memory_equal(out, "%4", 2);
 }
 
+static void test_url_scheme_is_compares_what_precedes_the_first_colon(void **state)
+{
+    (void)state;
+    assert_true(pipe_url_scheme_is("redis://h:1", "redis"));
+    assert_true(pipe_url_scheme_is("fault:file:///x", "fault"));
+    assert_true(pipe_url_scheme_is("local", "local")); /* a URL that is a scheme alone */
+    assert_false(pipe_url_scheme_is("localhost:1", "local"));
+    assert_false(pipe_url_scheme_is("rediss://h", "redis"));
+    assert_false(pipe_url_scheme_is("redi://h", "redis"));
+    assert_false(pipe_url_scheme_is("", "s3"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_url_refuses_malformed_urls_naming_the_part),
         cmocka_unit_test(test_url_query_items_in_order_skipping_empty_ones),
         cmocka_unit_test(test_url_form_decode_reads_plus_and_escapes_keeps_malformed_ones),
+        cmocka_unit_test(test_url_scheme_is_compares_what_precedes_the_first_colon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
