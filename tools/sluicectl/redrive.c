@@ -413,13 +413,9 @@ int ctl_redrive_main(int argc, char **argv)
     if (redrive_parse_reasons(&r, cfg.reason) < 0 || redrive_range(&r, &from, &to) < 0)
         goto out;
     code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &r.s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl redrive: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("redrive", cfg.store, &r.s);
+    if (rc < 0)
         goto out;
-    }
     r.progress = isatty(STDERR_FILENO) == 1;
     struct pipe_buf prefix;
     pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);

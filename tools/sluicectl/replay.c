@@ -476,13 +476,9 @@ int ctl_replay_main(int argc, char **argv)
     if (replay_range(&r) < 0)
         goto out;
     exit_code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &r.s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl replay: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("replay", cfg.store, &r.s);
+    if (rc < 0)
         goto out;
-    }
     if (!cfg.dry_run && fn != replay_filter_one) {
         rc = pipe_leases_open(cfg.leases, NULL, &r.ls);
         if (rc < 0) {

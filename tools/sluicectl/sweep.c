@@ -162,13 +162,9 @@ int ctl_sweep_main(int argc, char **argv)
     if (exit_code >= 0)
         goto out;
     exit_code = CTL_EXIT_FAIL;
-    int rc = pipe_store_open(cfg.store, &s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl sweep: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    int rc = ctl_store_open("sweep", cfg.store, &s);
+    if (rc < 0)
         goto out;
-    }
     if (!pipe_store_has(s, PIPE_STORE_CAP_MTIME)) {
         fprintf(stderr, "sluicectl sweep: the store keeps no mtimes; nothing can be aged\n");
         goto out;
