@@ -37,6 +37,11 @@ int ctl_parse_rate(const char *cmd, const char *flag, const char *s, double *out
 struct pipe_store;
 int ctl_store_open(const char *cmd, const char *url, struct pipe_store **out);
 
+/* ctl_progress_clear — erases the progress line a command keeps on a
+ * terminal's stderr, if one is shown (*shown, then false), so that the next
+ * message starts on a clean line. */
+void ctl_progress_clear(bool *shown);
+
 /* The commands. */
 int ctl_gen_main(int argc, char **argv);
 int ctl_send_main(int argc, char **argv);

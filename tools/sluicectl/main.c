@@ -77,6 +77,13 @@ int ctl_store_open(const char *cmd, const char *url, struct pipe_store **out)
     return rc;
 }
 
+void ctl_progress_clear(bool *shown)
+{
+    if (*shown)
+        fprintf(stderr, "\r\033[K");
+    *shown = false;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {

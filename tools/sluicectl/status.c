@@ -549,8 +549,7 @@ int ctl_status_main(int argc, char **argv)
         if (status_set_backlog(s, &c, &rows[i]) < 0)
             goto out;
     }
-    if (c.progress_shown)
-        fprintf(stderr, "\r\033[K");
+    ctl_progress_clear(&c.progress_shown);
     if (cfg.json)
         rc = status_print_json(rows, STATUS_NPREFIX + 1, &c);
     else

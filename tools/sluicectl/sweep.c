@@ -69,14 +69,6 @@ struct sweep_out {
     uint64_t shown; /* listed count at the last progress line */
 };
 
-static void sweep_clear_progress(struct sweep_out *o)
-{
-    if (o->progress_shown) {
-        fprintf(stderr, "\r\033[K");
-        o->progress_shown = false;
-    }
-}
-
 static void on_deleted(void *arg, size_t rule, const char *key, bool companion)
 {
     struct sweep_out *o = arg;
@@ -88,7 +80,7 @@ static void on_deleted(void *arg, size_t rule, const char *key, bool companion)
 static void on_error(void *arg, const char *what, const char *key, int rc, const char *detail)
 {
     struct sweep_out *o = arg;
-    sweep_clear_progress(o);
+    ctl_progress_clear(&o->progress_shown);
     fprintf(stderr, "sluicectl sweep: %s %s: %s\n", what, key,
             detail[0] ? detail : pipe_strerror(rc));
 }
@@ -173,7 +165,7 @@ int ctl_sweep_main(int argc, char **argv)
     const struct pipe_retention_callbacks cb = {
         .deleted = on_deleted, .error = on_error, .progress = on_progress, .arg = &o};
     rc = pipe_retention_sweep(s, &rcfg, pipe_clock_now_ms(), cfg.dry_run, &cb, &counts);
-    sweep_clear_progress(&o);
+    ctl_progress_clear(&o.progress_shown);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         perror("sluicectl sweep: stdout");
         goto out;
