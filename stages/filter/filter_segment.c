@@ -5,7 +5,11 @@
  * native events, which the filter then validates exactly as a native body
  * (envelope, schema, redaction, rejection reasons, de-duplication). The
  * translation builds no DOM: the ndjson scanner hands out each member's raw
- * bytes, which are copied through untouched (numbers keep their digits). */
+ * bytes, which are copied through untouched (numbers keep their digits).
+ * A batch body as the SDKs send it is read in one pass (walk_body): each
+ * message is checked and translated where the walk meets it; any other
+ * body is checked whole first (translate_general), which also says why a
+ * body is refused. */
 #include <string.h>
 
 #include "libpipe/clock.h"
