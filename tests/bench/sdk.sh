@@ -40,7 +40,10 @@ one_run() {
   pid=$!
   for _ in $(seq 600); do grep -q 'ingest listening' "$work/filter.log" && break; sleep 0.05; done
   port=$(sed -n 's/.*ingest listening.* port=\([0-9]*\).*/\1/p' "$work/filter.log")
-  [ -n "$port" ] || { echo "sdk.sh: the filter did not start (see $work/filter.log)" >&2; exit 1; }
+  [ -n "$port" ] || {
+    echo "sdk.sh: the filter did not start: $(ps -o stat=,wchan= -p "$pid" || echo exited) (see $work/filter.log)" >&2
+    exit 1
+  }
   node tests/node/bench_post.mjs --url "http://127.0.0.1:$port" --form "$form" \
     --input "$corpus" --events "$events" --ready "$work/ready" >"$work/client.out" &
   client=$!
