@@ -798,12 +798,15 @@ static void handle_sdk(struct filter *f, struct pipe_http_request *req, const st
 {
     if (!admitted(f, req))
         return;
-    /* a translated event is its message plus a few envelope members */
-    struct pipe_buf text;
-    pipe_buf_init(&text, 2 * f->cfg->max_batch + 4096);
+    /* a translated event is its message plus a few envelope members; the
+     * buffer is the filter's, reused: a fresh one faulted in new pages for
+     * every batch */
+    struct pipe_buf *text = &f->sdk_text;
+    pipe_buf_reset(text);
+    text->max = 2 * f->cfg->max_batch + 4096;
     struct filter_xlate x = {.received_ms = pipe_clock_now_ms(),
                              .max_depth = (int)f->cfg->max_depth};
-    if (sdk_translate(f, req, r, &x, &text) == 0) {
+    if (sdk_translate(f, req, r, &x, text) == 0) {
         const char *channel =
             sdk_channel(f, req, x.write_key, r->snowplow ? f->cfg->snowplow_channel : NULL);
         if (channel == NULL)
@@ -811,9 +814,9 @@ static void handle_sdk(struct filter *f, struct pipe_http_request *req, const st
                           "a valid write key is required (HTTP Basic user, writeKey, or "
                           "X-Api-Key)");
         else
-            ingest_request(f, req, text.data ? text.data : "", text.len, channel, true, r->pixel);
+            ingest_request(f, req, text->data ? text->data : "", text->len, channel, true,
+                           r->pixel);
     }
-    pipe_buf_cleanup(&text);
 }
 
 /* http_handler — a request on_head let through: POST /v1/events with its
@@ -907,6 +910,7 @@ static void filter_exit(struct pipe_stage *st, void *state)
     filter_batch_free(f->spare);
     filter_raw_stop(f);
     filter_schemas_stop(f);
+    pipe_buf_cleanup(&f->sdk_text);
     pipe_free(f);
 }
 

@@ -142,6 +142,7 @@ struct filter {
     unsigned char redact_key[64];
     size_t redact_key_len;
     uv_signal_t *sighup;
+    struct pipe_buf sdk_text; /* an SDK request's events, kept for the next (no fresh pages) */
 };
 
 /* ---- filter_batch.c ---- */

@@ -157,10 +157,11 @@ redis_stop "$work/redis-dedup" || true
   echo
   echo "Segment-format batches (\`POST /v1/batch\`, each event a track call) beside the native"
   echo "API in the same run (\`tests/bench/sdk.sh CORPUS 400000\`): the same events, the same"
-  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms:"
+  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms, the forms"
+  echo "taking turns; filter busy is the filter's CPU over the sending's wall time:"
   echo
-  echo "| form | path | events | events/s per filter core | MB/s per filter core | events/s wall | runs |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| form | path | body | events | events/s per filter core | MB/s per filter core | events/s wall | filter busy | runs |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$work/sdk.txt"
   echo
   echo "Whole pipeline with default settings (four stages as daemons, \`tests/bench/pipeline.sh 200000\`):"
