@@ -311,9 +311,10 @@ static int raw_quarantine(struct raw_obj *r, enum filter_quarantine q, const cha
     return rc;
 }
 
-/* raw_get — the object, decoded, into raw->decoded: 0, or the quarantine
- * reason (as 1 + enum filter_quarantine) with detail, or a transient error. */
-static int raw_get(struct raw_obj *r, char *detail, size_t dlen)
+/* raw_get — the object, decoded, in *body (raw->decoded, or raw->data
+ * itself when it is not compressed): 0, or the quarantine reason (as 1 +
+ * enum filter_quarantine) with detail, or a transient error. */
+static int raw_get(struct raw_obj *r, const struct pipe_buf **body, char *detail, size_t dlen)
 {
     const struct filter_cfg *cfg = r->f->cfg;
     struct filter_raw *raw = r->raw;
@@ -331,9 +332,11 @@ static int raw_get(struct raw_obj *r, char *detail, size_t dlen)
     pipe_buf_reset(&raw->decoded);
     if (rc == 0)
         rc = pipe_store_get(pipe_stage_store(r->f->st), r->o->key, &raw->data);
-    if (rc == 0)
-        rc = pipe_zdecoder_decompress(raw->dec, raw->data.data ? raw->data.data : "", raw->data.len,
-                                      &raw->decoded);
+    *body = &raw->data; /* plain text is filtered where it lies */
+    if (rc == 0 && pipe_codec_is_zstd(raw->data.data, raw->data.len)) {
+        *body = &raw->decoded;
+        rc = pipe_zdecoder_decompress(raw->dec, raw->data.data, raw->data.len, &raw->decoded);
+    }
     if (rc == PIPE_ETOOBIG) {
         snprintf(detail, dlen, "over max_raw (%llu bytes) once decoded",
                  (unsigned long long)cfg->max_raw);
@@ -352,11 +355,11 @@ static int raw_get(struct raw_obj *r, char *detail, size_t dlen)
 static int raw_filter(struct raw_obj *r, char *detail, size_t dlen)
 {
     const struct filter_cfg *cfg = r->f->cfg;
-    int rc = raw_get(r, detail, dlen);
+    const struct pipe_buf *d;
+    int rc = raw_get(r, &d, detail, dlen);
     if (rc != 0)
         return rc;
     struct filter_batch *b0 = raw_batch(r->f, &r->raw->b0, r->o->mtime_ms, r->name, piece_cap(cfg));
-    const struct pipe_buf *d = &r->raw->decoded;
     rc = raw_pieces(r, b0, d->data ? d->data : "", d->len);
     if (rc == PIPE_EFULL || rc == PIPE_ETOOBIG) {
         snprintf(detail, dlen, "a piece's output is over its cap (%zu bytes)", piece_cap(cfg));
