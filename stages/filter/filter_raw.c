@@ -384,8 +384,10 @@ static int raw_one(struct filter *f, struct filter_raw *raw, const struct pipe_s
     if (rc == 0)
         rc = pipe_keys_filtered(&raw->key, o->mtime_ms, raw->name.data);
     struct pipe_store_obj st;
-    if (rc < 0 || pipe_store_stat(pipe_stage_store(f->st), raw->key.data, &st) == 0)
-        return rc; /* filtered before */
+    if (rc == 0)
+        rc = pipe_store_stat(pipe_stage_store(f->st), raw->key.data, &st);
+    if (rc != PIPE_ENOTFOUND)
+        return rc; /* 0: filtered before; an error: a later pass asks again */
     r.name = raw->name.data;
     rc = raw_filter(&r, detail, sizeof detail);
     if (rc > 0) {

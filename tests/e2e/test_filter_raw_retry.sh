@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The filter's raw/ source on a store that fails now and then (the fault
-# store: gets and puts fail at random, seeded): an object that fails does
-# not end the pass, the others go on, and the failed ones are filtered by a
-# later pass after a back-off, so that --once still ends with everything
-# filtered, exactly as on a store that never failed. The daemon counts each
-# object's events once, though a retried object redoes its pieces.
+# store: gets, puts and stats fail at random, seeded): an object that fails
+# does not end the pass, the others go on, and the failed ones are filtered
+# by a later pass after a back-off, so that --once still ends with
+# everything filtered, exactly as on a store that never failed. The daemon
+# counts each object's events once, though a retried object redoes its
+# pieces.
 . "$(dirname "$0")/lib.sh"
 
 # One large object (filtered in pieces) and six small ones, from one
@@ -42,9 +43,9 @@ check "every object is marked done ($(markers "$T/clean") of $objects)" \
 check "the large object was filtered in pieces" \
   bash -c "'$PY' '$HERE/verify.py' keys '$T/clean' filtered | grep -q -- '-p0001\.ndjson\.zst$'"
 
-# --- --once on a store whose gets and puts fail at random ---
+# --- --once on a store whose gets, puts and stats fail at random ---
 land "$T/faulty"
-fault="fault:get_fail=0.3,put_fail=0.25,seed=5:file://$T/faulty"
+fault="fault:get_fail=0.3,put_fail=0.25,stat_fail=0.1,seed=5:file://$T/faulty"
 "$BIN/sluice-filter" --store "$fault" --once --admin off >"$T/faulty.log" 2>&1
 rc=$?
 fails=$(grep -c 'msg="raw object not filtered; will retry"' "$T/faulty.log")
