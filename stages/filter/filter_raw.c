@@ -107,10 +107,12 @@ static void done_add(struct filter_raw *raw, uint64_t h)
         pipe_free(d); /* not remembered: the marker's stat says it next time */
 }
 
-static struct filter_raw *raw_new(void)
+static struct filter_raw *raw_new(const struct filter_cfg *cfg)
 {
     struct filter_raw *raw = pipe_calloc(1, sizeof *raw);
     pipe_hset_init(&raw->done);
+    pipe_buf_init(&raw->data, cfg->max_raw);
+    pipe_buf_init(&raw->decoded, cfg->max_raw);
     pipe_buf_init(&raw->id, SIZE_MAX);
     pipe_buf_init(&raw->name, 512);
     pipe_buf_init(&raw->key, 4096);
@@ -324,10 +326,6 @@ static int raw_get(struct raw_obj *r, const struct pipe_buf **body, char *detail
         return 1 + FILTER_Q_TOO_LARGE;
     }
     int rc = raw->dec ? 0 : pipe_zdecoder_new(&raw->dec);
-    if (raw->data.max != cfg->max_raw) { /* first use (or released) */
-        pipe_buf_init(&raw->data, cfg->max_raw);
-        pipe_buf_init(&raw->decoded, cfg->max_raw);
-    }
     pipe_buf_reset(&raw->data);
     pipe_buf_reset(&raw->decoded);
     if (rc == 0)
@@ -476,7 +474,7 @@ static void raw_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status l
 int filter_raw_start(struct filter *f)
 {
     if (f->raw == NULL)
-        f->raw = raw_new();
+        f->raw = raw_new(f->cfg);
     f->raw_busy = true; /* until the poller has ended */
     f->raw_poller =
         pipe_stage_poller_start(f->st, raw_round, raw_ended, f, f->cfg->raw_poll_ms, false);
@@ -496,7 +494,7 @@ int filter_raw_run_once(struct filter *f)
 {
     struct pipe_backoff bo;
     pipe_backoff_init(&bo, 100, 5000);
-    f->raw = raw_new();
+    f->raw = raw_new(f->cfg);
     int rc, tries = 0;
     /* Objects that failed for a transient reason are retried by another
      * pass, after a back-off, as the daemon's poller would; a pass that
