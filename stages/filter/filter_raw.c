@@ -64,11 +64,12 @@ struct filter_raw {
     struct pipe_hset done; /* of struct done_item: objects already filtered */
     struct pipe_buf id;    /* the done-set key of the object in hand */
     struct pipe_zdecoder *dec;
-    struct pipe_buf data, decoded;   /* the object as stored, and decoded */
-    struct filter_batch *b0, *b;     /* piece 0 (written last), the pieces after it */
-    struct pipe_buf name, key, key2; /* of the object's outputs */
-    uint64_t filtered;               /* objects filtered in this pass */
-    int err;                         /* first error of an object in this pass, 0 if none */
+    struct pipe_buf data, decoded;  /* the object as stored, and decoded */
+    struct filter_batch *b0, *b;    /* piece 0 (written last), the pieces after it */
+    struct pipe_buf name, piece;    /* of the object's outputs: piece 0, a later piece */
+    struct pipe_buf key, piece_key; /* their filtered/ keys */
+    uint64_t filtered;              /* objects filtered in this pass */
+    int err;                        /* first error of an object in this pass, 0 if none */
     int fails_in_row;
 };
 
@@ -116,7 +117,8 @@ static struct filter_raw *raw_new(const struct filter_cfg *cfg)
     pipe_buf_init(&raw->id, SIZE_MAX);
     pipe_buf_init(&raw->name, 512);
     pipe_buf_init(&raw->key, 4096);
-    pipe_buf_init(&raw->key2, 4096);
+    pipe_buf_init(&raw->piece, 512);
+    pipe_buf_init(&raw->piece_key, 4096);
     return raw;
 }
 
@@ -142,7 +144,8 @@ static void raw_free(struct filter_raw *raw)
     pipe_buf_cleanup(&raw->id);
     pipe_buf_cleanup(&raw->name);
     pipe_buf_cleanup(&raw->key);
-    pipe_buf_cleanup(&raw->key2);
+    pipe_buf_cleanup(&raw->piece);
+    pipe_buf_cleanup(&raw->piece_key);
     pipe_free(raw);
 }
 
@@ -226,7 +229,7 @@ static size_t piece_cap(const struct filter_cfg *cfg)
  * piece's name and contents are functions of the object alone). */
 static int piece_write(struct raw_obj *r, struct filter_batch *b)
 {
-    struct pipe_buf *key = &r->raw->key2;
+    struct pipe_buf *key = &r->raw->piece_key;
     struct pipe_store_obj st;
     pipe_buf_reset(key);
     int rc = pipe_keys_filtered(key, b->time_ms, b->name);
@@ -268,7 +271,7 @@ static int raw_pieces(struct raw_obj *r, struct filter_batch *b0, const char *bo
     if (rc < 0)
         return raw_not_json(r, b0, body, len, &jr);
     struct pipe_schema_set *set = filter_schemas_get(f);
-    struct pipe_buf *name = &r->raw->key;
+    struct pipe_buf *name = &r->raw->piece;
     rc = filter_ingest_piece(f->cfg, &r->tally, b0, set, &it, &lim, &r->origin, &acc, &rej, msg,
                              sizeof msg);
     for (unsigned piece = 1; rc == 1; piece++) {
