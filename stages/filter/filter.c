@@ -903,7 +903,6 @@ static void filter_stop(struct pipe_stage *st, void *state)
 static void filter_exit(struct pipe_stage *st, void *state)
 {
     struct filter *f = state;
-    (void)st;
     if (f->httpd)
         pipe_httpd_close(f->httpd, NULL, NULL);
     filter_batch_free(f->cur);
@@ -911,6 +910,11 @@ static void filter_exit(struct pipe_stage *st, void *state)
     filter_raw_stop(f);
     filter_schemas_stop(f);
     pipe_buf_cleanup(&f->sdk_text);
+    /* The timer lives inside f: it must be closed, and its close must have
+     * run, before f is freed (the runtime walks the loop's handles after
+     * exit). One turn of the loop runs the close. */
+    uv_close((uv_handle_t *)&f->age_timer, NULL);
+    uv_run(pipe_stage_loop(st), UV_RUN_NOWAIT);
     pipe_free(f);
 }
 
