@@ -45,26 +45,38 @@ static void put_input(struct tu_env *e, struct pipe_manifest_job *job, const cha
     pipe_manifest_job_add_input(job, key, info.size, info.etag);
 }
 
-/* Writes jobs/combine/JOB.json naming IN_A and IN_B. */
-static void write_job(struct tu_env *e)
+/* Starts the descriptor of JOB, without inputs. */
+static void job_begin(struct pipe_manifest_job *job)
 {
-    struct pipe_manifest_job job;
-    pipe_manifest_job_init(&job);
-    job.job_id = pipe_strdup(JOB);
-    job.generation = 1;
-    job.created_ms = pipe_clock_from_civil(2026, 3, 1, 5, 30, 0, 0);
-    job.output_key = pipe_strdup(OUT_KEY);
-    put_input(e, &job, IN_A, A_LINES);
-    put_input(e, &job, IN_B, B_LINES);
+    pipe_manifest_job_init(job);
+    job->job_id = pipe_strdup(JOB);
+    job->generation = 1;
+    job->created_ms = pipe_clock_from_civil(2026, 3, 1, 5, 30, 0, 0);
+    job->output_key = pipe_strdup(OUT_KEY);
+}
+
+/* Puts the descriptor as jobs/combine/JOB.json and releases it. */
+static void job_put(struct tu_env *e, struct pipe_manifest_job *job)
+{
     struct pipe_buf json, key;
     pipe_buf_init(&json, 1u << 20);
     pipe_buf_init(&key, 1024);
-    assert_int_equal(pipe_manifest_job_to_json(&job, &json), 0);
+    assert_int_equal(pipe_manifest_job_to_json(job, &json), 0);
     assert_int_equal(pipe_keys_job(&key, JOB), 0);
     assert_int_equal(pipe_store_put(e->store, key.data, json.data, json.len), 0);
     pipe_buf_cleanup(&json);
     pipe_buf_cleanup(&key);
-    pipe_manifest_job_cleanup(&job);
+    pipe_manifest_job_cleanup(job);
+}
+
+/* Writes jobs/combine/JOB.json naming IN_A and IN_B. */
+static void write_job(struct tu_env *e)
+{
+    struct pipe_manifest_job job;
+    job_begin(&job);
+    put_input(e, &job, IN_A, A_LINES);
+    put_input(e, &job, IN_B, B_LINES);
+    job_put(e, &job);
 }
 
 /* sluice-combiner --once --mode=mode on e's store, in this process. */
@@ -216,22 +228,10 @@ static void write_zstd_job(struct tu_env *e, const char *const *keys, const char
                            size_t n)
 {
     struct pipe_manifest_job job;
-    pipe_manifest_job_init(&job);
-    job.job_id = pipe_strdup(JOB);
-    job.generation = 1;
-    job.created_ms = pipe_clock_from_civil(2026, 3, 1, 5, 30, 0, 0);
-    job.output_key = pipe_strdup(OUT_KEY);
+    job_begin(&job);
     for (size_t i = 0; i < n; i++)
         put_zstd_input(e, &job, keys[i], texts[i], i == 0);
-    struct pipe_buf json, key;
-    pipe_buf_init(&json, 1u << 20);
-    pipe_buf_init(&key, 1024);
-    assert_int_equal(pipe_manifest_job_to_json(&job, &json), 0);
-    assert_int_equal(pipe_keys_job(&key, JOB), 0);
-    assert_int_equal(pipe_store_put(e->store, key.data, json.data, json.len), 0);
-    pipe_buf_cleanup(&json);
-    pipe_buf_cleanup(&key);
-    pipe_manifest_job_cleanup(&job);
+    job_put(e, &job);
 }
 
 /* Reads the committed object (decoded) and its manifest. */
@@ -343,14 +343,11 @@ static void test_combiner_job_with_a_truncated_input_commits_nothing(void **stat
     job.inputs[1].size = info.size;
     pipe_free(job.inputs[1].etag);
     job.inputs[1].etag = pipe_strdup(info.etag);
-    pipe_buf_reset(&json);
-    assert_int_equal(pipe_manifest_job_to_json(&job, &json), 0);
-    assert_int_equal(pipe_store_put(e->store, key.data, json.data, json.len), 0);
+    job_put(e, &job);
     /* Concat copies it without recompressing, and still refuses it. */
     assert_int_not_equal(run_combiner_mode(e, "concat"), 0);
     assert_false(exists(e, OUT_KEY));
     assert_true(exists(e, key.data)); /* left for an operator */
-    pipe_manifest_job_cleanup(&job);
     pipe_buf_cleanup(&json);
     pipe_buf_cleanup(&key);
     pipe_buf_cleanup(&z);
