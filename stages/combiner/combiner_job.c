@@ -44,9 +44,8 @@ struct run {
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
-    ZSTD_DCtx *dctx; /* decodes every input, chunk by chunk, into chunk */
-    char *chunk;
-    struct scan sc; /* what decoding the input in hand has learnt so far */
+    ZSTD_DCtx *dctx; /* decodes every input, chunk by chunk, into c->dec */
+    struct scan sc;  /* what decoding the input in hand has learnt so far */
     struct pipe_manifest_combined man;
     uint64_t bytes_in;
     const char *stale; /* an input that changed or vanished (then rc PIPE_ENOTFOUND) */
@@ -116,7 +115,8 @@ static int fetch_input(struct run *r, const struct pipe_manifest_object *in, str
         if (rc == 0 && dst->len - start != in->size) {
             why = "changed while it was read";
             dst->len = start;
-            dst->data[start] = '\0';
+            if (dst->data)
+                dst->data[start] = '\0';
         }
     }
     if (rc == PIPE_ENOTFOUND)
@@ -232,12 +232,12 @@ static int decode_input(struct run *r, const char *key, const char *p, size_t n,
         return PIPE_EIO;
     ZSTD_inBuffer zin = {p, n, 0};
     for (;;) {
-        ZSTD_outBuffer ob = {r->chunk, ZSTD_DStreamOutSize(), 0};
+        ZSTD_outBuffer ob = {r->c->dec.data, r->c->dec.cap, 0};
         size_t before = zin.pos;
         size_t ret = ZSTD_decompressStream(r->dctx, &ob, &zin);
         if (ZSTD_isError(ret))
             return undecodable(r, key, ZSTD_getErrorName(ret));
-        int rc = take_chunk(r, key, r->chunk, ob.pos, feed);
+        int rc = take_chunk(r, key, r->c->dec.data, ob.pos, feed);
         if (rc < 0)
             return rc;
         if (ret == 0 && zin.pos == zin.size)
@@ -336,14 +336,16 @@ static int merge(struct run *r)
     pipe_buf_reset(&c->out);
     XXH3_64bits_reset(c->xx);
     r->frame_open = false;
-    /* One decoder per job: its window is allocated at the first frame. */
-    r->dctx = ZSTD_createDCtx();
-    r->chunk = pipe_malloc(ZSTD_DStreamOutSize());
-    int rc = r->dctx ? merge_inputs(r) : PIPE_EIO;
+    /* One decoder per job (its window is allocated at the first frame),
+     * decoding into c->dec: one chunk, the size zstd suggests, recycled
+     * between jobs and small enough to stay in cache. */
+    size_t chunk = ZSTD_DStreamOutSize();
+    int rc = pipe_buf_reserve(&c->dec, chunk < c->dec.max ? chunk : c->dec.max);
+    r->dctx = rc == 0 ? ZSTD_createDCtx() : NULL;
+    if (rc == 0)
+        rc = r->dctx ? merge_inputs(r) : PIPE_EIO;
     ZSTD_freeDCtx(r->dctx);
-    pipe_free(r->chunk);
     r->dctx = NULL;
-    r->chunk = NULL;
     if (rc < 0)
         return rc;
     struct pipe_manifest_combined *m = &r->man;

@@ -211,8 +211,9 @@ rm -f "$store"/jobs/combine/*
 # ---- SIGTERM in the middle of a job: abandoned, exit 0 ---------------------
 reset_combined
 dispatch
-# Level 19 makes a 4 MB job take a second or more, so the signal lands in it.
-"$BIN/sluice-combiner" "${COMMON[@]}" --once --zstd-level 19 >"$T/term.log" 2>&1 &
+# Recompressing at level 19 makes a 4 MB job take a second or more, so the
+# signal lands in it (by default these ~120 KB inputs are copied, fast).
+"$BIN/sluice-combiner" "${COMMON[@]}" --once --mode recompress --zstd-level 19 >"$T/term.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
 check "the combiner starts a job" wait_until 30 in_job "$pid"
@@ -223,7 +224,7 @@ check "the job is abandoned, nothing committed" \
 check "the abandonment is logged" grep -q "job abandoned before its commit" "$T/term.log"
 
 # ---- kill -9 in the middle of a job ----------------------------------------
-"$BIN/sluice-combiner" "${COMMON[@]}" --zstd-level 19 >"$T/kill.log" 2>&1 &
+"$BIN/sluice-combiner" "${COMMON[@]}" --mode recompress --zstd-level 19 >"$T/kill.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
 check "the daemon starts a job" wait_until 30 in_job "$pid"
