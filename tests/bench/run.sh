@@ -3,8 +3,9 @@
 # acknowledgement latency over real HTTP, with same-run peers (the jansson
 # reference validator, the zstd CLI); the whole pipeline, also side by side
 # on the file store and on S3 (s3rver) + Redis with store requests per
-# million events (tests/bench/backends.sh); the dispatcher's LIST rate
-# (tests/bench/lists.sh); the combiner, the splitter,
+# million events (tests/bench/backends.sh); issue 15's whole-pipeline job
+# per stage with DuckDB as the peer (tests/bench/whole.sh); the dispatcher's
+# LIST rate (tests/bench/lists.sh); the combiner, the splitter,
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -108,6 +109,9 @@ echo "  $pipeline"
 echo "whole pipeline on the file store and on S3 (s3rver) + Redis, side by side"
 BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
 
+echo "whole-pipeline job (issue 15): raw/ and HTTP through the four stages with --once, DuckDB as the peer"
+BIN=$BIN BUILD=$BUILD tests/bench/whole.sh 1000000
+
 echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
 tests/bench/lists.sh | tee "$work/lists.txt"
 
@@ -153,10 +157,11 @@ redis_stop "$work/redis-dedup" || true
   echo
   echo "Segment-format batches (\`POST /v1/batch\`, each event a track call) beside the native"
   echo "API in the same run (\`tests/bench/sdk.sh CORPUS 400000\`): the same events, the same"
-  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms:"
+  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms, the forms"
+  echo "taking turns; filter busy is the filter's CPU over the sending's wall time:"
   echo
-  echo "| form | path | events | events/s per filter core | MB/s per filter core | events/s wall | runs |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| form | path | body | events | events/s per filter core | MB/s per filter core | events/s wall | filter busy | runs |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$work/sdk.txt"
   echo
   echo "Whole pipeline with default settings (four stages as daemons, \`tests/bench/pipeline.sh 200000\`):"
@@ -168,6 +173,11 @@ redis_stop "$work/redis-dedup" || true
   echo "$pipeline"
   echo
   cat "$work/backends/backends.md"
+  echo
+  echo "Whole-pipeline job (\`tests/bench/whole.sh 1000000\`, see \"The whole-pipeline job\""
+  echo "below): each stage once with \`--once\`, one after the other; DuckDB as the peer:"
+  echo
+  cat "$work/whole/whole.md"
   echo
   echo "Dispatcher polling (\`tests/bench/lists.sh\`): LIST requests per second while idle at"
   echo "--poll 1s, the design's bound, and how long a late object in a lookback hour that is"
