@@ -485,6 +485,10 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     st->exit_rc = 1;
 
     rc = open_backends(st);
+    /* A daemon clears what killed puts left, once; its listings keep the
+     * directories they read clear afterwards. --once runs skip the walk. */
+    if (rc == 0 && !c->once)
+        pipe_store_tidy(st->store);
     if (rc == 0)
         rc = start_admin(st);
     if (rc == 0) {

@@ -188,6 +188,11 @@ void pipe_store_free(struct pipe_store *s)
     pipe_free(s);
 }
 
+int pipe_store_tidy(struct pipe_store *s)
+{
+    return s->ops->tidy ? s->ops->tidy(s) : 0;
+}
+
 /* Accounting shared by every operation: counts the request and, on failure,
  * the error, and makes sure the thread's detail names this handle. */
 static int finish(struct pipe_store *s, enum pipe_store_op op, const char *key, uint64_t seq,

@@ -32,7 +32,7 @@ static const struct pipe_conf_opt combiner_opts[] = {
      "recompress (inputs into one new zstd frame), concat (inputs' frames copied as they are) "
      "or auto (copy inputs of concat_min or more, recompress smaller ones)",
      0, 0, "MODE"},
-    {"concat_min", PIPE_CONF_SIZE, "1MiB", OPT(concat_min),
+    {"concat_min", PIPE_CONF_SIZE, "64KiB", OPT(concat_min),
      "in auto mode, inputs at least this big (stored) are copied, not recompressed", 0, 1LL << 40,
      NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},

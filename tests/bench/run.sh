@@ -188,10 +188,10 @@ redis_stop "$work/redis-dedup" || true
   cat "$work/lists.txt"
   echo
   echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
-  echo "process; MB are uncompressed NDJSON."
+  echo "process; MB are uncompressed NDJSON; split CPU s is the splitter's on that output."
   echo
-  echo "| inputs | mode | CPU s | MB/s per core | output |"
-  echo "|---|---|---|---|---|"
+  echo "| inputs | mode | CPU s | MB/s per core | output | split CPU s |"
+  echo "|---|---|---|---|---|---|"
   cat "$work/combine.txt"
   echo
   echo "Splitter, zstd in and out (\`$BUILD/tests/bench/bench_split\`):"
