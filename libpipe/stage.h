@@ -30,15 +30,17 @@ struct pipe_http_request;
 /* The flags every program takes; the first member of each program's config
  * struct, so the runtime can read it through a cast. */
 struct pipe_stage_common {
-    char *store;          /* store URL */
-    char *leases;         /* lease URL */
-    char *admin;          /* admin listen address, "" or "off" for none */
-    bool once;            /* process what is pending, then exit 0 */
-    char *log_level;      /* debug|info|warn|error */
-    int64_t generation;   /* part of every output name */
-    char *instance;       /* this process's name among its peers */
-    int64_t poll_ms;      /* how often a polling stage looks for work */
-    int64_t idle_list_ms; /* longest an idle consumer goes without listing (wake.h); 0 every poll */
+    char *store;        /* store URL */
+    char *leases;       /* lease URL */
+    char *admin;        /* admin listen address, "" or "off" for none */
+    bool once;          /* process what is pending, then exit 0 */
+    char *log_level;    /* debug|info|warn|error */
+    int64_t generation; /* part of every output name */
+    char *instance;     /* this process's name among its peers */
+    int64_t poll_ms;    /* how often a polling stage looks for work */
+
+    /* the longest an idle consumer goes without listing (wake.h); 0: every poll */
+    int64_t idle_list_ms;
 };
 
 extern const struct pipe_conf_opt pipe_stage_common_opts[];
