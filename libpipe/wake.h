@@ -45,14 +45,18 @@ struct pipe_wake_watch;
 struct pipe_wake *pipe_wake_new(struct pipe_leases *ls, const char *url, int64_t idle_list_ms,
                                 struct pipe_metrics *reg);
 
-/* pipe_wake_free — NULL is a no-op. Free every watch first. */
+/* pipe_wake_free — sends what is owed (one try), stops the sender. NULL
+ * is a no-op. Free every watch first. */
 void pipe_wake_free(struct pipe_wake *w);
 
-/* pipe_wake_bump — call after writing work under name (any thread). Never
- * fails the caller: a failure is counted and logged, the consumers then
- * find the work at their next idle listing. After a failure, bumps are
- * skipped for a few seconds, so that an unreachable backend does not slow
- * every write. NULL w is a no-op. */
+/* pipe_wake_bump — call after writing work under name (any thread). It
+ * does not wait for the backend: a thread of w's sends the bump at once,
+ * one for any number asked for meanwhile, and tries again after a failure
+ * (counted, logged) until it goes through, so a slow or unreachable
+ * backend never delays a write, and a signal is only lost with the process
+ * (then the consumers find the work at their next idle listing).
+ * pipe_wake_free tries once more to send what is still owed. NULL w is a
+ * no-op. */
 void pipe_wake_bump(struct pipe_wake *w, const char *name);
 
 /* pipe_wake_watch_new — a watch over the generations names[0..n) (n at
