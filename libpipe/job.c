@@ -41,10 +41,7 @@ struct pipe_job_lease {
 static bool keeper_wait(struct pipe_job_lease *jl, int64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int64_t ns = (int64_t)until.tv_nsec + (ms % 1000) * 1000000;
-    until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
+    pipe_clock_mono_deadline(ms, &until);
     int w = 0;
     while (!jl->stop && w != ETIMEDOUT)
         w = pthread_cond_timedwait(&jl->cv, &jl->mu, &until);

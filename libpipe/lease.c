@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "libpipe/clock.h"
@@ -271,9 +270,7 @@ int pipe_leases_bump(struct pipe_leases *ls, const char *name)
         return PIPE_EINVAL;
     /* Microseconds, not milliseconds: a generation lost and bumped again
      * within the millisecond of its last value must still come out larger. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return ls->ops->bump(ls, name, (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
+    return ls->ops->bump(ls, name, pipe_clock_now_us());
 }
 
 int pipe_leases_generations(struct pipe_leases *ls, const char *const *names, size_t n,

@@ -160,10 +160,7 @@ static bool any_dirty(const struct pipe_wake *w)
 static void sender_wait(struct pipe_wake *w, int64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int64_t ns = (int64_t)until.tv_nsec + (ms % 1000) * 1000000;
-    until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
+    pipe_clock_mono_deadline(ms, &until);
     while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &until) != ETIMEDOUT)
         ;
 }

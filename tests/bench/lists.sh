@@ -49,21 +49,23 @@ pipeline() {
   local common=(--store "$store" --leases "local://$work/leases")
   pids=()
   trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done; true' EXIT
-  "$BIN/sluice-filter" "${common[@]}" --listen 127.0.0.1:0 --admin off >"$work/filter.log" 2>&1 &
+  "$BIN/sluice-filter" "${common[@]}" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
+    >"$work/filter.log" 2>&1 &
   pids+=("$!")
   local s
   for s in dispatcher combiner splitter; do
     "$BIN/sluice-$s" "${common[@]}" --admin 127.0.0.1:0 >"$work/$s.log" 2>&1 &
     pids+=("$!")
   done
-  local urls=("http://127.0.0.1:$(port_of "$work/filter.log" ingest)")
-  for s in dispatcher combiner splitter; do
+  local ingest urls=()
+  ingest="http://127.0.0.1:$(port_of "$work/filter.log" ingest)"
+  for s in filter dispatcher combiner splitter; do
     urls+=("http://127.0.0.1:$(port_of "$work/$s.log" admin)")
   done
   drained() { "$PY" tests/e2e/verify.py drained "$work/store" >/dev/null 2>&1; }
   splits() { "$BIN/sluicectl" ls --store "$store" manifests/split/ | awk 'NF { n++ } END { print n + 0 }'; }
   "$BIN/sluicectl" gen --count 2000 --seed 7 >"$work/seed.ndjson"
-  "$BIN/sluicectl" send "$work/seed.ndjson" --url "${urls[0]}" --batch 200 2>>"$work/send.log"
+  "$BIN/sluicectl" send "$work/seed.ndjson" --url "$ingest" --batch 200 2>>"$work/send.log"
   for _ in $(seq 1200); do drained && [ "$(splits)" -gt 0 ] && break; sleep 0.1; done
   sleep 5
   local a=() b=() u t0 t1
@@ -79,7 +81,7 @@ pipeline() {
     "$BIN/sluicectl" gen --count 1 --seed $((100 + i)) >"$work/one.ndjson"
     n0=$(splits)
     t0=$(now)
-    "$BIN/sluicectl" send "$work/one.ndjson" --url "${urls[0]}" 2>>"$work/send.log"
+    "$BIN/sluicectl" send "$work/one.ndjson" --url "$ingest" 2>>"$work/send.log"
     d=never
     for _ in $(seq 1200); do
       if [ "$(splits)" -gt "$n0" ]; then d=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'); break; fi

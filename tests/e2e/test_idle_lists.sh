@@ -16,11 +16,13 @@ store=$STORE_VIEW
 common=(--store "$STORE_URL" --leases "$LEASE_URL" --poll 100ms)
 quiet=(--idle-list 1h --admin 127.0.0.1:0)
 
-# lists URL — LIST requests a daemon made so far (its /metrics at URL).
+# lists URL — LIST requests a daemon made so far (its /metrics at URL), or
+# "none" when it serves no such count (a daemon whose metrics cannot be
+# read must not pass for one that lists nothing).
 lists() {
-  curl -s "$1/metrics" |
+  curl -sf "$1/metrics" |
     sed -n 's/^sluice_store_requests_total{[^}]*op="list"[^}]*} \([0-9.e+]*\)$/\1/p' |
-    awk '{ s += $1 } END { printf "%d\n", s }'
+    awk '{ s += $1; n++ } END { if (n) printf "%d\n", s; else print "none" }'
 }
 # skipped URL — polls a daemon answered without listing.
 skipped() {
@@ -46,17 +48,18 @@ sed -n '1,2000p' "$T/gen.ndjson" >"$T/a.ndjson"
 sed -n '2001,4000p' "$T/gen.ndjson" >"$T/b.ndjson"
 sed -n '4001,$p' "$T/gen.ndjson" >"$T/c.ndjson"
 
-start_filter filter "${common[@]}" --flush-age 100ms --idle-list 1h ||
+declare -A pid
+start_filter filter "${common[@]}" --flush-age 100ms "${quiet[@]}" ||
   { not_ok "filter starts"; exit 1; }
-filter_pid=$FILTER_PID
+pid[filter]=$FILTER_PID
 start_stage dispatcher dispatcher "${common[@]}" "${quiet[@]}" --max-wait 300ms
-d_pid=$STAGE_PID
+pid[dispatcher]=$STAGE_PID
 start_stage combiner combiner "${common[@]}" "${quiet[@]}"
-c_pid=$STAGE_PID
+pid[combiner]=$STAGE_PID
 start_stage splitter splitter "${common[@]}" "${quiet[@]}" --dedup "$DEDUP_URL"
-s_pid=$STAGE_PID
-urls=("$FILTER_URL")
-for s in dispatcher combiner splitter; do
+pid[splitter]=$STAGE_PID
+urls=()
+for s in filter dispatcher combiner splitter; do
   port=$(admin_port "$T/$s.log") || { not_ok "$s serves its metrics"; exit 1; }
   urls+=("http://127.0.0.1:$port")
 done
@@ -74,6 +77,7 @@ after=$(all_lists)
 skipped_after=$(all_skipped)
 note "LIST requests filter dispatcher combiner splitter: $before-> $after"
 note "polls without a LIST: $skipped_before-> $skipped_after"
+check "every daemon reports its LIST requests" test "${before/none/}" = "$before"
 check "no daemon made a LIST request in 5 idle seconds" test "$before" = "$after"
 read -r _ d0 c0 s0 <<<"$skipped_before"
 read -r _ d1 c1 s1 <<<"$skipped_after"
@@ -90,11 +94,11 @@ check "split/ holds exactly the events sent so far, each once" \
   "$PY" "$HERE/verify.py" split "$store" "$T/upto.ndjson" "$T/upto.tsv"
 
 # ---- a put whose bump never came --------------------------------------------
-stop_pid "$d_pid"
+stop_pid "${pid[dispatcher]}"
 check "the dispatcher stops on SIGTERM with status 0" test $? -eq 0
 start_stage dispatcher2 dispatcher "${common[@]}" --idle-list 3s --admin 127.0.0.1:0 \
   --max-wait 300ms
-d_pid=$STAGE_PID
+pid[dispatcher]=$STAGE_PID
 port=$(admin_port "$T/dispatcher2.log") || not_ok "the new dispatcher serves its metrics"
 # first_pass — the new dispatcher listed, then stopped listing for a while.
 first_pass() {
@@ -113,9 +117,9 @@ check "its work is split all the same (found by the idle listing)" wait_drained 
 check "split/ holds exactly every event, each once" \
   "$PY" "$HERE/verify.py" split "$store" "$T/gen.ndjson" "$T/gen.tsv"
 
-for p in "$filter_pid" "$d_pid" "$c_pid" "$s_pid"; do
-  stop_pid "$p"
-  check "stage $p stops on SIGTERM with status 0" test $? -eq 0
+for s in "${!pid[@]}"; do
+  stop_pid "${pid[$s]}"
+  check "the $s stops on SIGTERM with status 0" test $? -eq 0
 done
 check "no sanitizer reports in any log" \
   sh -c "! grep -rl --include='*.log' 'runtime error\|AddressSanitizer\|LeakSanitizer' $T"

@@ -64,6 +64,17 @@ static void fix_open(struct fix *f, const char *url, const char *what, int64_t i
     f->names[0] = f->name;
 }
 
+/* fix_watch — fix_open, then a watch labelled what that has listed once. */
+static struct pipe_wake_watch *fix_watch(struct fix *f, const char *url, const char *what,
+                                         int64_t idle_list_ms)
+{
+    fix_open(f, url, what, idle_list_ms);
+    struct pipe_wake_watch *ww = pipe_wake_watch_new(f->consumer, what, f->names, 1);
+    pipe_wake_watch_read(ww);
+    pipe_wake_watch_listed(ww, 0);
+    return ww;
+}
+
 static void fix_close(struct fix *f)
 {
     pipe_wake_free(f->producer);
@@ -138,10 +149,7 @@ static void test_wake_marks_are_independent_and_forget_makes_due(void **state)
 {
     (void)state;
     struct fix f;
-    fix_open(&f, g_url, "marks", HOUR_MS);
-    struct pipe_wake_watch *ww = pipe_wake_watch_new(f.consumer, "marks", f.names, 1);
-    pipe_wake_watch_read(ww);
-    pipe_wake_watch_listed(ww, 0);
+    struct pipe_wake_watch *ww = fix_watch(&f, g_url, "marks", HOUR_MS);
     assert_false(due_now(ww, 0));
     assert_true(pipe_wake_watch_due(ww, 1));
     pipe_wake_watch_listed(ww, 1);
@@ -158,10 +166,7 @@ static void test_wake_idle_list_bounds_the_time_without_listing(void **state)
 {
     (void)state;
     struct fix f;
-    fix_open(&f, g_url, "idle", 200);
-    struct pipe_wake_watch *ww = pipe_wake_watch_new(f.consumer, "idle", f.names, 1);
-    pipe_wake_watch_read(ww);
-    pipe_wake_watch_listed(ww, 0);
+    struct pipe_wake_watch *ww = fix_watch(&f, g_url, "idle", 200);
     assert_false(due_now(ww, 0));
     sleep_ms(300);
     assert_true(due_now(ww, 0));
@@ -170,10 +175,7 @@ static void test_wake_idle_list_bounds_the_time_without_listing(void **state)
     pipe_wake_watch_free(ww);
     fix_close(&f);
 
-    fix_open(&f, g_url, "idle0", 0); /* 0: every poll lists */
-    ww = pipe_wake_watch_new(f.consumer, "idle0", f.names, 1);
-    pipe_wake_watch_read(ww);
-    pipe_wake_watch_listed(ww, 0);
+    ww = fix_watch(&f, g_url, "idle0", 0); /* 0: every poll lists */
     assert_true(due_now(ww, 0));
     pipe_wake_watch_free(ww);
     fix_close(&f);
@@ -188,10 +190,7 @@ static void test_wake_failing_backend_lists_and_counts_failed_bumps(void **state
     char *down = pipe_asprintf("%s/down", g_tmp);
     char *url = pipe_asprintf("fault:down_file=%s:%s", down, g_url);
     struct fix f;
-    fix_open(&f, url, "down", HOUR_MS);
-    struct pipe_wake_watch *ww = pipe_wake_watch_new(f.consumer, "down", f.names, 1);
-    pipe_wake_watch_read(ww);
-    pipe_wake_watch_listed(ww, 0);
+    struct pipe_wake_watch *ww = fix_watch(&f, url, "down", HOUR_MS);
     assert_false(due_now(ww, 0));
     assert_int_equal(tu_write_file(down, "", 0), 0);
     assert_true(due_now(ww, 0));
