@@ -502,43 +502,39 @@ static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *st
 
 /* ---- the stage --------------------------------------------------------- */
 
-static void register_metrics(struct dispatcher *d)
-{
-    struct pipe_metrics *reg = pipe_stage_metrics(d->st);
-    struct disp_metrics *m = &d->m;
-    m->jobs = pipe_metrics_counter(reg, "sluice_dispatcher_jobs_total",
-                                   "Combine job descriptors written.", NULL);
-    m->inputs = pipe_metrics_counter(reg, "sluice_dispatcher_inputs_total",
-                                     "filtered/ objects assigned to a combine job.", NULL);
-    m->lease_acquired =
-        pipe_metrics_counter(reg, "sluice_dispatcher_lease_acquired_total",
-                             "Times this process became the active dispatcher.", NULL);
-    m->lease_lost = pipe_metrics_counter(reg, "sluice_dispatcher_lease_lost_total",
-                                         "Times the dispatcher lease was lost while held.", NULL);
-    m->bad_descriptors =
-        pipe_metrics_counter(reg, "sluice_dispatcher_bad_descriptors_total",
-                             "Job descriptors under jobs/combine/ that did not parse.", NULL);
-    m->backlog_objects =
-        pipe_metrics_gauge(reg, "sluice_dispatcher_backlog_objects",
-                           "filtered/ objects in neither a job nor done, at the last pass.", NULL);
-    m->backlog_bytes =
-        pipe_metrics_gauge(reg, "sluice_dispatcher_backlog_bytes",
-                           "Bytes of those objects (compressed), at the last pass.", NULL);
-    m->pending_jobs = pipe_metrics_gauge(reg, "sluice_dispatcher_pending_jobs",
-                                         "Combine job descriptors waiting for a combiner.", NULL);
-    m->active = pipe_metrics_gauge(reg, "sluice_dispatcher_active",
-                                   "1 while this process holds the dispatcher lease.", NULL);
-    m->freshness = pipe_metrics_gauge(
-        reg, "sluice_dispatcher_freshness_seconds",
-        "Age of the oldest filtered/ object still in no job after the last pass (0: none).", NULL);
-}
+#define DISP_METRIC(kind, field, name, help)                                                       \
+    PIPE_METRIC(kind, struct disp_metrics, field, name, help)
+
+static const struct pipe_metric_def disp_metric_defs[] = {
+    DISP_METRIC(COUNTER, jobs, "sluice_dispatcher_jobs_total", "Combine job descriptors written."),
+    DISP_METRIC(COUNTER, inputs, "sluice_dispatcher_inputs_total",
+                "filtered/ objects assigned to a combine job."),
+    DISP_METRIC(COUNTER, lease_acquired, "sluice_dispatcher_lease_acquired_total",
+                "Times this process became the active dispatcher."),
+    DISP_METRIC(COUNTER, lease_lost, "sluice_dispatcher_lease_lost_total",
+                "Times the dispatcher lease was lost while held."),
+    DISP_METRIC(COUNTER, bad_descriptors, "sluice_dispatcher_bad_descriptors_total",
+                "Job descriptors under jobs/combine/ that did not parse."),
+    DISP_METRIC(GAUGE, backlog_objects, "sluice_dispatcher_backlog_objects",
+                "filtered/ objects in neither a job nor done, at the last pass."),
+    DISP_METRIC(GAUGE, backlog_bytes, "sluice_dispatcher_backlog_bytes",
+                "Bytes of those objects (compressed), at the last pass."),
+    DISP_METRIC(GAUGE, pending_jobs, "sluice_dispatcher_pending_jobs",
+                "Combine job descriptors waiting for a combiner."),
+    DISP_METRIC(GAUGE, active, "sluice_dispatcher_active",
+                "1 while this process holds the dispatcher lease."),
+    DISP_METRIC(
+        GAUGE, freshness, "sluice_dispatcher_freshness_seconds",
+        "Age of the oldest filtered/ object still in no job after the last pass (0: none)."),
+    {0},
+};
 
 static int dispatcher_init(struct pipe_stage *st, void *cfgp, void **state)
 {
     struct dispatcher *d = pipe_calloc(1, sizeof *d);
     d->st = st;
     d->cfg = cfgp;
-    register_metrics(d);
+    pipe_metrics_register_table(pipe_stage_metrics(st), disp_metric_defs, &d->m, d);
     disp_sweep_init(d);
     d->watch = pipe_wake_watch_new(pipe_stage_wake(st), "dispatcher", disp_watched, 2);
     *state = d;

@@ -3,8 +3,9 @@
 # acknowledgement latency over real HTTP, with same-run peers (the jansson
 # reference validator, the zstd CLI); the whole pipeline, also side by side
 # on the file store and on S3 (s3rver) + Redis with store requests per
-# million events (tests/bench/backends.sh); the dispatcher's LIST rate
-# (tests/bench/lists.sh); the combiner, the splitter,
+# million events (tests/bench/backends.sh); issue 15's whole-pipeline job
+# per stage with DuckDB as the peer (tests/bench/whole.sh); the dispatcher's
+# LIST rate (tests/bench/lists.sh); the combiner, the splitter,
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -108,6 +109,9 @@ echo "  $pipeline"
 echo "whole pipeline on the file store and on S3 (s3rver) + Redis, side by side"
 BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
 
+echo "whole-pipeline job (issue 15): raw/ and HTTP through the four stages with --once, DuckDB as the peer"
+BIN=$BIN BUILD=$BUILD tests/bench/whole.sh 1000000
+
 echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
 tests/bench/lists.sh | tee "$work/lists.txt"
 echo "the whole pipeline idle: LIST/s of the four daemons, pick-up delay of a new event"
@@ -170,6 +174,11 @@ redis_stop "$work/redis-dedup" || true
   echo "$pipeline"
   echo
   cat "$work/backends/backends.md"
+  echo
+  echo "Whole-pipeline job (\`tests/bench/whole.sh 1000000\`, see \"The whole-pipeline job\""
+  echo "below): each stage once with \`--once\`, one after the other; DuckDB as the peer:"
+  echo
+  cat "$work/whole/whole.md"
   echo
   echo "Dispatcher polling (\`tests/bench/lists.sh\`): LIST requests per second while idle at"
   echo "--poll 1s, the design's bound, and how long a late object in a lookback hour that is"
