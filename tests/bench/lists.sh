@@ -16,7 +16,9 @@
 # idle pipeline's LIST/s over IDLE_WINDOW seconds (default 130, two
 # idle_list periods), by stage, its S3 price per 30 days, and the pick-up
 # delay of one new event (sent over HTTP until its split manifest exists),
-# median, min and max of PICKUP_RUNS (default 5).
+# median, min and max of PICKUP_RUNS (default 5). `lists.sh pipeline s3`
+# does the same on S3 (s3rver) with leases and de-duplication in Redis,
+# both started here on loopback (tests/support/servers.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-bin}
@@ -42,27 +44,45 @@ port_of() {
 }
 
 pipeline() {
-  local work=$PWD/$BUILD/bench/lists-pipeline window=${IDLE_WINDOW:-130} runs=${PICKUP_RUNS:-5}
+  local backend=${1:-fs}
+  local work=$PWD/$BUILD/bench/lists-pipeline-$backend window=${IDLE_WINDOW:-130}
+  local runs=${PICKUP_RUNS:-5} store view leases dedup=local
   rm -rf "$work"
-  mkdir -p "$work/store/raw"
-  local store=file://$work/store
-  local common=(--store "$store" --leases "local://$work/leases")
+  mkdir -p "$work"
   pids=()
-  trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done; true' EXIT
+  trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done; srv_stop_all 2>/dev/null; true' EXIT
+  if [ "$backend" = s3 ]; then
+    . tests/support/servers.sh
+    redis_start "$work/redis" >/dev/null && s3rver_start "$work/s3" >/dev/null ||
+      { echo "lists.sh: redis-server or s3rver does not start" >&2; exit 1; }
+    store=$(s3_store_url bench)
+    view=$S3_BUCKET_DIR/bench
+    leases=$REDIS_URL
+    dedup=$REDIS_URL
+  else
+    mkdir -p "$work/store/raw"
+    store=file://$work/store
+    view=$work/store
+    leases=local://$work/leases
+  fi
+  local common=(--store "$store" --leases "$leases")
   "$BIN/sluice-filter" "${common[@]}" --listen 127.0.0.1:0 --admin 127.0.0.1:0 \
     >"$work/filter.log" 2>&1 &
   pids+=("$!")
   local s
-  for s in dispatcher combiner splitter; do
-    "$BIN/sluice-$s" "${common[@]}" --admin 127.0.0.1:0 >"$work/$s.log" 2>&1 &
-    pids+=("$!")
-  done
+  "$BIN/sluice-dispatcher" "${common[@]}" --admin 127.0.0.1:0 >"$work/dispatcher.log" 2>&1 &
+  pids+=("$!")
+  "$BIN/sluice-combiner" "${common[@]}" --admin 127.0.0.1:0 >"$work/combiner.log" 2>&1 &
+  pids+=("$!")
+  "$BIN/sluice-splitter" "${common[@]}" --dedup "$dedup" --admin 127.0.0.1:0 \
+    >"$work/splitter.log" 2>&1 &
+  pids+=("$!")
   local ingest urls=()
   ingest="http://127.0.0.1:$(port_of "$work/filter.log" ingest)"
   for s in filter dispatcher combiner splitter; do
     urls+=("http://127.0.0.1:$(port_of "$work/$s.log" admin)")
   done
-  drained() { "$PY" tests/e2e/verify.py drained "$work/store" >/dev/null 2>&1; }
+  drained() { "$PY" tests/e2e/verify.py drained "$view" >/dev/null 2>&1; }
   splits() { "$BIN/sluicectl" ls --store "$store" manifests/split/ | awk 'NF { n++ } END { print n + 0 }'; }
   "$BIN/sluicectl" gen --count 2000 --seed 7 >"$work/seed.ndjson"
   "$BIN/sluicectl" send "$work/seed.ndjson" --url "$ingest" --batch 200 2>>"$work/send.log"
@@ -101,7 +121,7 @@ pipeline() {
 }
 
 if [ "${1:-}" = pipeline ]; then
-  pipeline
+  pipeline "${2:-fs}"
   exit 0
 fi
 work=$PWD/$BUILD/bench/lists
