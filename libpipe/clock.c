@@ -23,6 +23,21 @@ int64_t pipe_clock_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void pipe_clock_mono_deadline(int64_t ms, struct timespec *out)
+{
+    clock_gettime(CLOCK_MONOTONIC, out);
+    int64_t ns = (int64_t)out->tv_nsec + (ms % 1000) * 1000000;
+    out->tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
+    out->tv_nsec = (long)(ns % 1000000000);
+}
+
+int64_t pipe_clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Howard Hinnant's days_from_civil / civil_from_days. */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {

@@ -90,6 +90,7 @@ static const struct pipe_job_kind combine_jobs = {
     .listed = combiner_listed,
     .failed = combiner_failed,
     .abandoned = combiner_abandoned,
+    .done_bumps = (const char *const[]){PIPE_KEYS_JOBS_SPLIT, PIPE_WAKE_COMBINE_DONE, NULL},
 };
 
 static enum pipe_stage_status combiner_process(struct pipe_stage *st, void *state)

@@ -16,6 +16,7 @@
 #include "libpipe/reject.h"
 #include "libpipe/schema.h"
 #include "libpipe/store.h"
+#include "libpipe/wake.h"
 #include "stages/filter/filter.h"
 
 struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const char *name,
@@ -98,6 +99,8 @@ int filter_batch_write(struct filter *f, struct filter_batch *b)
         rc = pipe_keys_filtered(&key, b->time_ms, b->name);
         if (rc == 0)
             rc = put_compressed(f, b, key.data, &b->accepted);
+        if (rc == 0)
+            pipe_wake_bump(pipe_stage_wake(f->st), PIPE_WAKE_FILTERED);
     }
     pipe_buf_cleanup(&key);
     return rc;

@@ -114,6 +114,8 @@ BIN=$BIN BUILD=$BUILD tests/bench/whole.sh 1000000
 
 echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
 tests/bench/lists.sh | tee "$work/lists.txt"
+echo "the whole pipeline idle: LIST/s of the four daemons, pick-up delay of a new event"
+BIN=$BIN tests/bench/lists.sh pipeline | tee "$work/lists-pipeline.txt"
 
 echo "combiner, per mode"
 tests/bench/combine.sh | tee "$work/combine.txt"
@@ -186,6 +188,15 @@ redis_stop "$work/redis-dedup" || true
   echo "| idle LIST/s | bound LIST/s | late object combined after | --lookback-every |"
   echo "|---|---|---|---|"
   cat "$work/lists.txt"
+  echo
+  echo "The whole pipeline idle (\`tests/bench/lists.sh pipeline\`): the four daemons with their"
+  echo "default settings (poll 1s, raw_poll 10s, idle_list 60s) over 130 s after their work is"
+  echo "done, LIST/s by stage, the S3 price of that per 30 days, and how long one new event"
+  echo "sent over HTTP takes to reach split/ (median of 5, min–max):"
+  echo
+  echo "| idle LIST/s | by stage (filter, dispatcher, combiner, splitter) | \$ per 30 days | pick-up delay |"
+  echo "|---|---|---|---|"
+  cat "$work/lists-pipeline.txt"
   echo
   echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
   echo "process; MB are uncompressed NDJSON; split CPU s is the splitter's on that output."

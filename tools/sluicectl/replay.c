@@ -155,6 +155,12 @@ static int replay_put_job(struct replay *r, const char *key, const struct pipe_m
     int rc = pipe_manifest_job_to_json(job, &json);
     if (rc == 0)
         rc = pipe_store_put(r->s, key, json.data, json.len);
+    /* Running combiners and splitters list their queue at their next poll. */
+    if (rc == 0 && r->ls)
+        pipe_leases_bump(r->ls,
+                         strncmp(key, PIPE_KEYS_JOBS_SPLIT, strlen(PIPE_KEYS_JOBS_SPLIT)) == 0
+                             ? PIPE_KEYS_JOBS_SPLIT
+                             : PIPE_KEYS_JOBS_COMBINE);
     pipe_buf_cleanup(&json);
     return rc;
 }
