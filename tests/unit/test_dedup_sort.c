@@ -23,6 +23,16 @@ static uint64_t splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Keeps the first of each run of equal keys in sorted k; the new count. */
+static size_t distinct(struct pipe_dedup_key *k, size_t n)
+{
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (u == 0 || pipe__dedup_key_cmp(&k[u - 1], &k[i]) != 0)
+            k[u++] = k[i];
+    return u;
+}
+
 /* Sorts a copy of keys both ways and checks they agree, and that the
  * index objects written from them (distinct keys) are the same bytes. */
 static void check_sorts_agree(const struct pipe_dedup_key *keys, size_t n)
@@ -37,17 +47,10 @@ static void check_sorts_agree(const struct pipe_dedup_key *keys, size_t n)
     if (n)
         assert_memory_equal(a, b, n * sizeof *a);
 
-    size_t u = 0;
-    for (size_t i = 0; i < n; i++)
-        if (u == 0 || pipe__dedup_key_cmp(&b[u - 1], &b[i]) != 0)
-            b[u++] = b[i];
+    size_t ua = distinct(a, n), u = distinct(b, n);
     struct pipe_buf ea, eb;
     pipe_buf_init(&ea, SIZE_MAX);
     pipe_buf_init(&eb, SIZE_MAX);
-    size_t ua = 0;
-    for (size_t i = 0; i < n; i++)
-        if (ua == 0 || pipe__dedup_key_cmp(&a[ua - 1], &a[i]) != 0)
-            a[ua++] = a[i];
     assert_int_equal(ua, u);
     assert_int_equal(pipe__dedup_index_encode("job-1", a, ua, &ea), 0);
     assert_int_equal(pipe__dedup_index_encode("job-1", b, u, &eb), 0);
