@@ -439,6 +439,72 @@ static int classify(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
     return rc;
 }
 
+/* Byte d (0 = the most significant) of a key read as one 128-bit number,
+ * hi above lo: the digits of pipe__dedup_key_cmp's order. */
+static inline unsigned key_digit(const struct pipe_dedup_key *k, unsigned d)
+{
+    uint64_t w = d < 8 ? k->hi : k->lo;
+    return (unsigned)(w >> (56 - 8 * (d & 7))) & 0xFFu;
+}
+
+static void keys_insertion_sort(struct pipe_dedup_key *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        struct pipe_dedup_key k = a[i];
+        size_t j = i;
+        for (; j > 0 && pipe__dedup_key_cmp(&k, &a[j - 1]) < 0; j--)
+            a[j] = a[j - 1];
+        a[j] = k;
+    }
+}
+
+#define RADIX_SMALL 32 /* a bucket this small is done by insertion */
+
+/* Sorts a[0..n), whose keys agree on the digits before d, through tmp[0..n)
+ * one digit at a time from the top. A digit every key shares costs a count
+ * only; recursion is at most 16 deep (one level per digit), so hostile
+ * keys cost at most 16 passes. */
+static void keys_radix(struct pipe_dedup_key *a, struct pipe_dedup_key *tmp, size_t n, unsigned d)
+{
+    size_t at[256];
+    for (; n > RADIX_SMALL && d < 16; d++) {
+        memset(at, 0, sizeof at);
+        for (size_t i = 0; i < n; i++)
+            at[key_digit(&a[i], d)]++;
+        if (at[key_digit(&a[0], d)] == n)
+            continue;
+        size_t sum = 0;
+        for (unsigned b = 0; b < 256; b++) {
+            size_t c = at[b];
+            at[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++)
+            tmp[at[key_digit(&a[i], d)]++] = a[i];
+        memcpy(a, tmp, n * sizeof *a);
+        /* at[b] is now the end of bucket b. */
+        for (unsigned b = 0; b < 256; b++) {
+            size_t lo = b ? at[b - 1] : 0;
+            if (at[b] - lo > 1)
+                keys_radix(a + lo, tmp + lo, at[b] - lo, d + 1);
+        }
+        return;
+    }
+    if (d < 16)
+        keys_insertion_sort(a, n);
+}
+
+void pipe__dedup_keys_sort(struct pipe_dedup_key *keys, size_t n)
+{
+    if (n <= RADIX_SMALL) {
+        keys_insertion_sort(keys, n);
+        return;
+    }
+    struct pipe_dedup_key *tmp = pipe_malloc(n * sizeof *tmp);
+    keys_radix(keys, tmp, n, 0);
+    pipe_free(tmp);
+}
+
 /* The job's new index: its previous keys plus every key not DUP, sorted and
  * distinct. 0 or as pipe__dedup_index_encode. */
 static int index_build(const char *job_id, const struct pipe__dedup_index *prev,
@@ -455,7 +521,7 @@ static int index_build(const char *job_id, const struct pipe__dedup_index *prev,
     if (k > prev->count) {
         /* prev is sorted; keys already in it come back as MINE: sort and
          * keep each once, as the format insists. */
-        qsort(all, k, sizeof *all, pipe__dedup_key_cmp);
+        pipe__dedup_keys_sort(all, k);
         size_t u = 1;
         for (size_t i = 1; i < k; i++)
             if (pipe__dedup_key_cmp(&all[u - 1], &all[i]) != 0)

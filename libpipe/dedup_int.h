@@ -188,6 +188,11 @@ bool pipe__dedup_job_of_key(const char *key, char job[256]);
 /* pipe__dedup_key_cmp — qsort/bsearch order of keys: hi, then lo. */
 int pipe__dedup_key_cmp(const void *a, const void *b);
 
+/* pipe__dedup_keys_sort — sorts keys[0..n) into pipe__dedup_key_cmp's
+ * order (equal keys kept, adjacent) by radix, in at most 16 passes over
+ * the keys whatever they are. Allocates n keys of scratch (dedup.c). */
+void pipe__dedup_keys_sort(struct pipe_dedup_key *keys, size_t n);
+
 /* pipe__dedup_hour — the hour number (ms / 1 h) of a non-negative time. */
 static inline int64_t pipe__dedup_hour(int64_t ms)
 {

@@ -2,11 +2,15 @@
  * path. One pass over the input, no recursion, no allocation: nesting is a
  * bit stack (1 = object), strings are checked eight bytes at a time when
  * they hold nothing special. The body splitter at the end of the file walks
- * a request body's records by pointer, validating array bodies up front. */
+ * a request body's records by pointer, validating array bodies up front and
+ * then finding each element's end from 64-byte masks of quotes and brackets. */
 #include "libpipe/ndjson.h"
 
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h> /* the element skimmer's 64-byte masks; baseline on x86-64 */
+#endif
 
 #include "libpipe/err.h"
 
@@ -735,35 +739,112 @@ static size_t skip_ws(const char *b, size_t pos, size_t end)
     return pos;
 }
 
+/* Where skim_container is inside the value it walks. */
+struct skim {
+    size_t depth; /* open containers */
+    bool in_str;  /* inside a string */
+    bool esc;     /* the byte before was a backslash inside a string */
+};
+
+/* Walks b[pos..stop) a byte at a time; the position past the container's
+ * closing bracket, or stop when it did not close there. */
+static size_t skim_bytes(struct skim *k, const char *b, size_t pos, size_t stop)
+{
+    for (; pos < stop; pos++) {
+        char c = b[pos];
+        if (k->in_str) {
+            if (k->esc)
+                k->esc = false;
+            else if (c == '\\')
+                k->esc = true;
+            else if (c == '"')
+                k->in_str = false;
+        } else if (c == '"') {
+            k->in_str = true;
+        } else if (c == '{' || c == '[') {
+            k->depth++;
+        } else if ((c == '}' || c == ']') && --k->depth == 0) {
+            return pos + 1;
+        }
+    }
+    return stop;
+}
+
+#ifdef __SSE2__
+/* Bit i set where p[i] (of 64) equals c, after and-ing each byte with m. */
+static ALWAYS_INLINE uint64_t block_eq(const __m128i v[4], unsigned char m, unsigned char c)
+{
+    const __m128i vm = _mm_set1_epi8((char)m), vc = _mm_set1_epi8((char)c);
+    uint64_t r = 0;
+    for (int i = 0; i < 4; i++)
+        r |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(v[i], vm), vc))
+             << (16 * i);
+    return r;
+}
+
+/* Walks the 64 bytes at b + pos with masks: which bytes are inside
+ * strings comes from a running XOR of the quote bits, and only the
+ * brackets outside strings are looked at one by one. A block with a
+ * backslash (rare in events) goes byte by byte. As skim_bytes. */
+static size_t skim_block(struct skim *k, const char *b, size_t pos)
+{
+    __m128i v[4];
+    for (int i = 0; i < 4; i++)
+        v[i] = _mm_loadu_si128((const __m128i *)(const void *)(b + pos + 16 * (size_t)i));
+    if (k->esc || block_eq(v, 0xFF, '\\'))
+        return skim_bytes(k, b, pos, pos + 64);
+    uint64_t q = block_eq(v, 0xFF, '"');
+    uint64_t open = block_eq(v, 0xDF, '['), close = block_eq(v, 0xDF, ']');
+    uint64_t in = q; /* bit i: odd count of quotes in 0..i, opening ones included */
+    for (int sh = 1; sh < 64; sh <<= 1)
+        in ^= in << sh;
+    if (k->in_str)
+        in = ~in;
+    k->in_str = in >> 63;
+    for (uint64_t m = (open | close) & ~in; m; m &= m - 1) {
+        int i = __builtin_ctzll(m);
+        if (open >> i & 1)
+            k->depth++;
+        else if (--k->depth == 0)
+            return pos + (size_t)i + 1;
+    }
+    return pos + 64;
+}
+#endif
+
+/* Past the container whose opening bracket is b[pos], in text already
+ * known to be valid JSON: only quotes, backslashes and brackets count. */
+static size_t skim_container(const char *b, size_t pos, size_t end)
+{
+    struct skim k = {0, false, false};
+#ifdef __SSE2__
+    while (end - pos >= 64) {
+        size_t next = skim_block(&k, b, pos);
+        if (k.depth == 0)
+            return next;
+        pos = next;
+    }
+#endif
+    return skim_bytes(&k, b, pos, end);
+}
+
 /* End of the value starting at b[pos], in text already known to be valid
- * JSON: only strings and brackets need tracking. */
+ * JSON. A scalar ends at the first byte that cannot be part of it. */
 static size_t skim_value(const char *b, size_t pos, size_t end)
 {
-    long depth = 0;
-    while (pos < end) {
-        char c = b[pos];
-        if (c == '"') {
-            for (pos++; pos < end && b[pos] != '"'; pos++)
-                if (b[pos] == '\\')
-                    pos++;
-            pos++;
-            if (depth == 0)
-                return pos;
-            continue;
-        }
-        if (c == '{' || c == '[') {
-            depth++;
-        } else if (c == '}' || c == ']') {
-            if (depth == 0)
-                return pos; /* a scalar ended by its container */
-            if (--depth == 0)
-                return pos + 1;
-        } else if (depth == 0 && (c == ',' || is_ws((unsigned char)c))) {
-            return pos;
-        }
-        pos++;
+    char c = b[pos];
+    if (c == '{' || c == '[')
+        return skim_container(b, pos, end);
+    if (c == '"') {
+        for (pos++; pos < end && b[pos] != '"'; pos++)
+            if (b[pos] == '\\')
+                pos++;
+        return pos < end ? pos + 1 : end;
     }
-    return end;
+    while (pos < end && b[pos] != ',' && b[pos] != ']' && b[pos] != '}' &&
+           !is_ws((unsigned char)b[pos]))
+        pos++;
+    return pos;
 }
 
 struct wrapper_probe {

@@ -11,6 +11,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* An element of an array or wrapper is exactly one JSON value, without
+ * the whitespace around it, as the body's own scan accepted it. */
+static int one_value(const struct pipe_body_record *rec)
+{
+    struct pipe_json_opts o = {PIPE_JSON_DEPTH_LIMIT, PIPE_JSON_LENIENT, NULL, NULL};
+    struct pipe_json_result r;
+    const char *ws = " \t\r\n";
+    return pipe_json_scan(rec->data, rec->len, &o, NULL, &r) == 0 && !memchr(ws, rec->data[0], 4) &&
+           !memchr(ws, rec->data[rec->len - 1], 4);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* The first byte picks the form hint and the record cap. */
@@ -33,10 +44,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 rec.index != count++ || rec.len == 0)
                 abort();
             last_end = rec.offset + rec.len;
+            if ((it.form == PIPE_BODY_ARRAY || it.form == PIPE_BODY_WRAPPER) && !one_value(&rec))
+                abort();
             struct pipe_event_result r;
             if (rec.err == PIPE_JSON_OK && pipe_event_process(rec.data, rec.len, &ctx, &out, &r) != 0)
                 abort();
         }
+        /* Every element of an array body came out, no more. */
+        if (it.form == PIPE_BODY_ARRAY && count != res.kept)
+            abort();
     } else if (res.offset > len || res.err == PIPE_JSON_OK) {
         abort();
     }

@@ -462,6 +462,63 @@ static void test_body_wrapper_yields_events_array_and_ignores_other_keys(void **
     assert_int_equal(SPLIT("{\"events\":[1,}", PIPE_BODY_WRAPPER, 0, &r, NULL), PIPE_EPARSE);
 }
 
+/* Element kind k with the text that varies by shift: quotes, escaped
+ * quotes, backslash runs and brackets inside strings, nesting, a string
+ * and a scalar, at every offset against the splitter's 64-byte blocks. */
+static int long_element(char *dst, size_t cap, int k, int shift)
+{
+    char pad[160];
+    memset(pad, 'x', (size_t)shift);
+    pad[shift] = '\0';
+    switch (k) {
+    case 0:
+        return snprintf(dst, cap,
+                        "{\"p\":\"%s\",\"q\":\"a]}\\\"[{\\\\\",\"r\":[1,{\"s\":\"}\\\"]\"}],"
+                        "\"t\":\"%s]}]}\\\\\\\\\\\"\"}",
+                        pad, pad);
+    case 1:
+        return snprintf(dst, cap, "[\"%s\",[\"]\",{\"k\":\"}\"}],[[[\"%s\\\\\"]]],{}]", pad, pad);
+    case 2:
+        return snprintf(dst, cap, "{\"u\":\"%s\\\\\\\\\\\\\\\"%s\", \"v\" : [ ] , \"w\":{ }}", pad,
+                        pad);
+    case 3:
+        return snprintf(dst, cap, "\"%s\\\"],\\\\%s\"", pad, pad);
+    default:
+        return snprintf(dst, cap, "-%d.5e3", shift);
+    }
+}
+
+static void test_body_array_elements_longer_than_a_block_end_where_they_end(void **state)
+{
+    (void)state;
+    enum { CAP = 1 << 16 };
+    char *body = malloc(CAP), elem[5][512];
+    int elen[5];
+    for (int wrap = 0; wrap < 2; wrap++) {
+        for (int shift = 0; shift < 140; shift++) {
+            size_t n = (size_t)snprintf(body, CAP, "%s", wrap ? "{\"events\": [" : " [");
+            for (int k = 0; k < 5; k++) {
+                elen[k] = long_element(elem[k], sizeof elem[k], k, (shift + 37 * k) % 140);
+                n += (size_t)snprintf(body + n, CAP - n, "%s%s", k ? " ,\n" : "", elem[k]);
+            }
+            n += (size_t)snprintf(body + n, CAP - n, "%s", wrap ? " ], \"x\":\"]\"}" : "]\n");
+            struct pipe_body_iter it;
+            struct pipe_body_record rec;
+            struct pipe_json_result res;
+            assert_int_equal(pipe_body_iter_init(&it, body, n, PIPE_BODY_AUTO, 0, &res), 0);
+            assert_int_equal(it.form, wrap ? PIPE_BODY_WRAPPER : PIPE_BODY_ARRAY);
+            for (int k = 0; k < 5; k++) {
+                assert_true(pipe_body_iter_next(&it, &rec));
+                assert_int_equal(rec.len, elen[k]);
+                assert_memory_equal(rec.data, elem[k], rec.len);
+                assert_int_equal(pipe_json_scan(rec.data, rec.len, NULL, NULL, &res), 0);
+            }
+            assert_false(pipe_body_iter_next(&it, &rec));
+        }
+    }
+    free(body);
+}
+
 static void test_body_auto_detects_single_object_and_ndjson(void **state)
 {
     (void)state;
@@ -548,6 +605,7 @@ int main(void)
         cmocka_unit_test(test_body_array_yields_elements_including_invalid_events),
         cmocka_unit_test(test_body_broken_array_is_not_json_as_a_whole),
         cmocka_unit_test(test_body_wrapper_yields_events_array_and_ignores_other_keys),
+        cmocka_unit_test(test_body_array_elements_longer_than_a_block_end_where_they_end),
         cmocka_unit_test(test_body_auto_detects_single_object_and_ndjson),
         cmocka_unit_test(test_body_skips_leading_bom),
         cmocka_unit_test(test_append_string_escapes_and_refuses_invalid_utf8),
