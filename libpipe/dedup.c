@@ -352,7 +352,7 @@ static int partition_load(struct pipe_dedup *d, const struct pipe__dedup_claim *
     struct walk w = {.d = d, .skip = c->own_key, .part = p};
     int rc = walk_hour(&w, c->claim_hour);
     if (rc == 0 && p->n)
-        qsort(p->keys, p->n, sizeof *p->keys, pipe__dedup_key_cmp);
+        pipe__dedup_keys_sort(p->keys, p->n);
     return rc;
 }
 
