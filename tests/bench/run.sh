@@ -4,7 +4,10 @@
 # reference validator, the zstd CLI); the whole pipeline, also side by side
 # on the file store and on S3 (s3rver) + Redis with store requests per
 # million events (tests/bench/backends.sh); the dispatcher's LIST rate
-# (tests/bench/lists.sh); the combiner, the splitter,
+# (tests/bench/lists.sh); the highest rate the four daemons sustain with
+# the load generator (tests/bench/sustain.sh), the latency at half of it
+# (tests/bench/pipeline.sh EVENTS RATE) and the cost on S3 at scale and at
+# rest (tests/bench/cost.sh); the combiner, the splitter,
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -108,6 +111,32 @@ echo "  $pipeline"
 echo "whole pipeline on the file store and on S3 (s3rver) + Redis, side by side"
 BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
 
+echo "sustained throughput: four daemons and the load generator, the offered rate stepped up"
+BIN=$BIN BUILD=$BUILD tests/bench/sustain.sh
+sustained=$(awk '$NF == "yes" && $1 > b { b = $1 } END { print b + 0 }' "$work/sustain/steps.txt")
+half=$((sustained / 2))
+latency="| – | – | – | – | – | 0 |"
+if [ "$half" -gt 0 ]; then
+  lat_events=$((half * 40 < 1000000 ? half * 40 : 1000000))
+  echo "latency at half the sustained rate: $lat_events events at $half events/s"
+  : >"$work/latency.runs"
+  for _ in $(seq "$RUNS"); do
+    tests/bench/pipeline.sh "$lat_events" "$half" >>"$work/latency.runs"
+  done
+  latency=$("$PY" - "$work/latency.runs" "$half" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+med = statistics.median
+print(f"| {int(sys.argv[2]):,} | {int(rows[0][0]):,} | {med(r[0] / r[1] for r in rows):,.0f} "
+      f"| {med(r[3] for r in rows):.1f} | {med(r[4] for r in rows):.1f} | {len(rows)} |")
+PY
+  )
+  echo "  $latency"
+fi
+
+echo "cost on S3 (s3rver + Redis): requests per million events at scale, split files per job, idle"
+BIN=$BIN BUILD=$BUILD tests/bench/cost.sh
+
 echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
 tests/bench/lists.sh | tee "$work/lists.txt"
 
@@ -168,6 +197,26 @@ redis_stop "$work/redis-dedup" || true
   echo "$pipeline"
   echo
   cat "$work/backends/backends.md"
+  echo
+  echo "Sustained throughput (\`tests/bench/sustain.sh\`, SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-60}): the four"
+  echo "daemons (default settings, file store) and \`sluicectl send --rate\` on the same cores, one step"
+  echo "per offered rate; CPU in % of one core over the step; *other load* is everything else the"
+  echo "machine ran meanwhile (the rate a step sustains depends on it); backlog in events accepted"
+  echo "but not yet split, mean of the second and of the last quarter of the step:"
+  echo
+  echo "| offered events/s | acked events/s | last ack after due s | backlog Q2 | backlog Q4 | drained after s | filter % | dispatcher % | combiner % | splitter % | sender % | other load % | sustained |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  awk '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' \
+    "$work/sustain/steps.txt"
+  echo
+  echo "Latency at half the highest sustained rate (\`tests/bench/pipeline.sh EVENTS RATE\`, default"
+  echo "settings): from an event's \`received_at\` to the write of its split file."
+  echo
+  echo "| offered events/s | events | events/s per core (all stages) | latency p50 s | latency p99 s | runs |"
+  echo "|---|---|---|---|---|---|"
+  echo "$latency"
+  echo
+  cat "$work/cost/cost.md"
   echo
   echo "Dispatcher polling (\`tests/bench/lists.sh\`): LIST requests per second while idle at"
   echo "--poll 1s, the design's bound, and how long a late object in a lookback hour that is"
