@@ -136,7 +136,8 @@ chaos:
 FUZZ_SECONDS ?= 60
 FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
 # The filter's SDK protocol translators, built alone for their fuzz targets.
-FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter_compat)
+FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter_compat) \
+    libpipe/url.c
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 # Targets linked with the whole library, built with the fuzzer's
 # instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
@@ -152,9 +153,9 @@ fuzz:
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_aws_xml.c libpipe/err.c libpipe/mem.c libpipe/aws_xml.c \
 	    -lexpat -o build/fuzz/fuzz_aws_xml
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_SDK) $(FUZZ_LIB) -ljansson -lsodium \
-	    -lxxhash -o build/fuzz/fuzz_segment
+	    -lxxhash -lcurl -o build/fuzz/fuzz_segment
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_snowplow.c $(FUZZ_SDK) $(FUZZ_LIB) -ljansson -lsodium \
-	    -lxxhash -o build/fuzz/fuzz_snowplow
+	    -lxxhash -lcurl -o build/fuzz/fuzz_snowplow
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_gunzip.c $(FUZZ_LIB) libpipe/codec.c -lzstd -lz -lxxhash \
 	    -o build/fuzz/fuzz_gunzip
 	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event

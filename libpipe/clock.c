@@ -23,6 +23,21 @@ int64_t pipe_clock_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void pipe_clock_mono_deadline(int64_t ms, struct timespec *out)
+{
+    clock_gettime(CLOCK_MONOTONIC, out);
+    int64_t ns = (int64_t)out->tv_nsec + (ms % 1000) * 1000000;
+    out->tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
+    out->tv_nsec = (long)(ns % 1000000000);
+}
+
+int64_t pipe_clock_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Howard Hinnant's days_from_civil / civil_from_days. */
 static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
 {
@@ -73,10 +88,15 @@ size_t pipe_clock_format_rfc3339(int64_t ms, char *out)
     split(ms, &y, &mo, &d, &h, &mi, &s, &msec);
     if (y < 0 || y > 9999)
         y = y < 0 ? 0 : 9999;
-    /* Sized for the worst case the compiler can see; the result is always 24. */
-    char tmp[64];
-    snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", y, mo, d, h, mi, s, msec);
-    memcpy(out, tmp, PIPE_CLOCK_RFC3339_LEN + 1);
+    /* Digits by hand, not snprintf: the filter formats a time per event. */
+    static const char tmpl[] = "0000-00-00T00:00:00.000Z";
+    const struct {
+        int v, at, n;
+    } f[] = {{y, 0, 4}, {mo, 5, 2}, {d, 8, 2}, {h, 11, 2}, {mi, 14, 2}, {s, 17, 2}, {msec, 20, 3}};
+    memcpy(out, tmpl, sizeof tmpl);
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        for (int k = f[i].n - 1, v = f[i].v; k >= 0; k--, v /= 10)
+            out[f[i].at + k] = (char)('0' + v % 10);
     return PIPE_CLOCK_RFC3339_LEN;
 }
 

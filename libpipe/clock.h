@@ -20,6 +20,12 @@
 int64_t pipe_clock_now_ms(void);
 /* pipe_clock_mono_ms — monotonic time, for timeouts and durations. */
 int64_t pipe_clock_mono_ms(void);
+/* pipe_clock_mono_deadline — the CLOCK_MONOTONIC time ms from now, for
+ * pthread_cond_timedwait on a condition variable on that clock. */
+struct timespec;
+void pipe_clock_mono_deadline(int64_t ms, struct timespec *out);
+/* pipe_clock_now_us — wall-clock time in microseconds. */
+int64_t pipe_clock_now_us(void);
 /* pipe_clock_format_rfc3339 — writes "YYYY-MM-DDTHH:MM:SS.mmmZ" and a NUL
  * into out (PIPE_CLOCK_RFC3339_LEN + 1 bytes); returns the length. */
 size_t pipe_clock_format_rfc3339(int64_t ms, char *out);

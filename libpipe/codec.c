@@ -225,38 +225,140 @@ static ZSTD_DCtx *dctx_new(void)
     return d;
 }
 
-int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out)
+/* A whole-buffer decoder: a decompression context and an output chunk kept
+ * from one call to the next. */
+struct pipe_zdecoder {
+    ZSTD_DCtx *dctx;
+    char *chunk; /* streamed output before it is appended to out */
+    size_t chunk_cap;
+};
+
+int pipe_zdecoder_new(struct pipe_zdecoder **d)
+{
+    if (!d)
+        return PIPE_EINVAL;
+    struct pipe_zdecoder *z = pipe_calloc(1, sizeof *z);
+    z->dctx = dctx_new();
+    if (!z->dctx) {
+        pipe_free(z);
+        return PIPE_EIO;
+    }
+    z->chunk_cap = ZSTD_DStreamOutSize();
+    z->chunk = pipe_malloc(z->chunk_cap);
+    *d = z;
+    return 0;
+}
+
+void pipe_zdecoder_free(struct pipe_zdecoder *d)
+{
+    if (!d)
+        return;
+    ZSTD_freeDCtx(d->dctx);
+    pipe_free(d->chunk);
+    pipe_free(d);
+}
+
+/* zdecoder_stream — decodes in[0..n) (frames from here to the end) chunk
+ * by chunk into out: the path for frames that do not declare their size,
+ * or declare more than out may hold. 0, PIPE_ETOOBIG or PIPE_ECORRUPT. */
+static int zdecoder_stream(struct pipe_zdecoder *d, const void *in, size_t n, struct pipe_buf *out)
+{
+    if (ZSTD_isError(ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only)))
+        return PIPE_EIO;
+    ZSTD_inBuffer zin = {in, n, 0};
+    size_t last = 1; /* not at a frame boundary before the first frame */
+    for (;;) {
+        ZSTD_outBuffer ob = {d->chunk, d->chunk_cap, 0};
+        int rc = zstd_step(d->dctx, &zin, &ob, &last);
+        if (rc <= 0)
+            return rc;
+        rc = pipe_buf_append(out, d->chunk, ob.pos);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* frame_window — the window a (non-skippable) frame's header declares, in
+ * bytes (RFC 8878 3.1.1.1.2; a single-segment frame's window is its
+ * content size, passed in fcs). */
+static uint64_t frame_window(const unsigned char *in, uint64_t fcs)
+{
+    if (in[4] & 0x20)
+        return fcs;
+    unsigned wd = in[5];
+    uint64_t base = 1ull << (10 + (wd >> 3));
+    return base + (base / 8) * (wd & 7);
+}
+
+/* zdecoder_whole_frame — if the frame at in declares a content size that
+ * fits in out and a window the streaming decoder would accept, decodes it
+ * in one pass straight into out (no window buffer, no copy) and returns
+ * its compressed size; a skippable frame is passed over the same way.
+ * 0 when the frame is to be streamed (which also judges every malformed
+ * header); PIPE_ECORRUPT when its blocks or checksum are bad. */
+static int64_t zdecoder_whole_frame(struct pipe_zdecoder *d, const char *in, size_t n,
+                                    struct pipe_buf *out)
+{
+    const unsigned char *b = (const unsigned char *)in;
+    size_t csize = ZSTD_findFrameCompressedSize(in, n);
+    if (n < 4 || ZSTD_isError(csize))
+        return 0;
+    uint32_t magic =
+        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    if ((magic & SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START)
+        return (int64_t)csize;
+    unsigned long long fcs = ZSTD_getFrameContentSize(in, n);
+    if (magic != ZSTD_MAGIC_LE || fcs == ZSTD_CONTENTSIZE_UNKNOWN ||
+        fcs == ZSTD_CONTENTSIZE_ERROR || fcs > out->max - out->len ||
+        frame_window(b, fcs) > (1ull << WINDOW_LOG_MAX))
+        return 0;
+    int rc = pipe_buf_reserve(out, (size_t)fcs);
+    if (rc < 0)
+        return rc;
+    size_t got = ZSTD_decompressDCtx(d->dctx, out->data + out->len, (size_t)fcs, in, csize);
+    if (ZSTD_isError(got) || got != fcs)
+        return PIPE_ECORRUPT;
+    out->len += got;
+    out->data[out->len] = '\0';
+    return (int64_t)csize;
+}
+
+int pipe_zdecoder_decompress(struct pipe_zdecoder *d, const void *in, size_t n,
+                             struct pipe_buf *out)
 {
     if (!pipe_codec_is_zstd(in, n))
         return pipe_buf_append(out, in, n);
     int rc = 0;
-    size_t start_len = out->len;
-    size_t chunk_cap = ZSTD_DStreamOutSize();
-    char *chunk = pipe_malloc(chunk_cap);
-    ZSTD_DCtx *d = dctx_new();
-    if (!d) {
-        rc = PIPE_EIO;
-        goto out;
-    }
-    ZSTD_inBuffer zin = {in, n, 0};
-    size_t last = 1; /* not at a frame boundary before the first frame */
-    for (;;) {
-        ZSTD_outBuffer ob = {chunk, chunk_cap, 0};
-        rc = zstd_step(d, &zin, &ob, &last);
-        if (rc <= 0)
+    size_t start_len = out->len, pos = 0;
+    const char *p = in;
+    while (rc == 0 && pos < n) {
+        int64_t used = zdecoder_whole_frame(d, p + pos, n - pos, out);
+        if (used < 0)
+            rc = (int)used;
+        else if (used == 0)
             break;
-        rc = pipe_buf_append(out, chunk, ob.pos);
-        if (rc < 0)
-            break;
+        else
+            pos += (size_t)used;
     }
-out:
+    if (rc == 0 && pos < n)
+        rc = zdecoder_stream(d, p + pos, n - pos, out);
     if (rc < 0) {
         out->len = start_len;
         if (out->data)
             out->data[out->len] = '\0';
     }
-    ZSTD_freeDCtx(d);
-    pipe_free(chunk);
+    return rc;
+}
+
+int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out)
+{
+    if (!pipe_codec_is_zstd(in, n))
+        return pipe_buf_append(out, in, n);
+    struct pipe_zdecoder *d = NULL;
+    int rc = pipe_zdecoder_new(&d);
+    if (rc == 0)
+        rc = pipe_zdecoder_decompress(d, in, n, out);
+    pipe_zdecoder_free(d);
     return rc;
 }
 

@@ -72,6 +72,25 @@ bool pipe_codec_is_zstd(const void *in, size_t n);
  * up to 128 MiB (zstd's default limit), which the decoder allocates. */
 int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out);
 
+/* A reusable whole-buffer decoder: pipe_codec_decompress with its
+ * decompression context kept from one call to the next, for callers that
+ * decode object after object (no allocation, no fresh pages per object). */
+struct pipe_zdecoder;
+
+/* pipe_zdecoder_new — a decoder; free with pipe_zdecoder_free. 0,
+ * PIPE_EINVAL or PIPE_EIO. */
+int pipe_zdecoder_new(struct pipe_zdecoder **d);
+
+/* pipe_zdecoder_decompress — exactly pipe_codec_decompress (same caps,
+ * errors and restored out->len), on d's context. A frame that declares its
+ * content size, fitting under out->max, and a window within the limit is
+ * decoded in one pass straight into out; any other frame is streamed. */
+int pipe_zdecoder_decompress(struct pipe_zdecoder *d, const void *in, size_t n,
+                             struct pipe_buf *out);
+
+/* pipe_zdecoder_free — NULL is a no-op. */
+void pipe_zdecoder_free(struct pipe_zdecoder *d);
+
 /* pipe_codec_gunzip — appends the content of the gzip stream in (one or
  * more members, as Content-Encoding: gzip allows) to out. The same cap rule
  * as pipe_codec_decompress: PIPE_ETOOBIG as soon as out would pass out->max,

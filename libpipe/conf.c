@@ -327,9 +327,11 @@ static int apply_text(struct loader *l, const struct pipe_conf_opt *o, const cha
     case PIPE_CONF_BOOL:
         rc = parse_bool(text, (bool *)f);
         break;
-    case PIPE_CONF_INT: {
+    case PIPE_CONF_INT:
+    case PIPE_CONF_DURATION: {
         int64_t v;
-        if ((rc = parse_int(text, &v)) == PIPE_OK) {
+        rc = o->type == PIPE_CONF_INT ? parse_int(text, &v) : pipe_conf_parse_duration(text, &v);
+        if (rc == PIPE_OK) {
             if (range_check(l, o, src, text, v, false) < 0)
                 return PIPE_ECONFIG;
             *(int64_t *)f = v;
@@ -342,15 +344,6 @@ static int apply_text(struct loader *l, const struct pipe_conf_opt *o, const cha
             if (range_check(l, o, src, text, (int64_t)v, v > INT64_MAX) < 0)
                 return PIPE_ECONFIG;
             *(uint64_t *)f = v;
-        }
-        break;
-    }
-    case PIPE_CONF_DURATION: {
-        int64_t v;
-        if ((rc = pipe_conf_parse_duration(text, &v)) == PIPE_OK) {
-            if (range_check(l, o, src, text, v, false) < 0)
-                return PIPE_ECONFIG;
-            *(int64_t *)f = v;
         }
         break;
     }

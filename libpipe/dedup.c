@@ -23,6 +23,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
 #include "libpipe/store.h"
+#include "libpipe/url.h"
 
 #define DEFAULT_WINDOW_MS (24LL * 3600 * 1000)
 #define DEFAULT_TTL_MS    (30LL * 1000)
@@ -43,10 +44,9 @@ static const struct pipe_dedup_ops *const backends[] = {
 
 static const struct pipe_dedup_ops *find_backend(const char *url)
 {
-    size_t n = strcspn(url, ":");
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
         for (const char *const *s = backends[i]->schemes; *s; s++)
-            if (strlen(*s) == n && memcmp(*s, url, n) == 0)
+            if (pipe_url_scheme_is(url, *s))
                 return backends[i];
     return NULL;
 }

@@ -10,29 +10,29 @@
 #include <xxhash.h>
 
 #include "libpipe/dedup_int.h"
+#include "libpipe/hset.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 
-#define TABLE_MIN 1024 /* slots */
+#define CHUNK_CLAIMS 4096 /* claims per chunk of a table's storage */
 
-/* One slot of an open-addressing table, 32 bytes. In the claims table the
- * key is a dedup key and val the XXH3-64 of the claiming job id; in the
- * table of loaded index objects the key is XXH3-128 of the object's store
- * key and val the XXH3-64 of its etag. hour1 is the hour of the index
- * object's partition plus one; 0 marks an empty slot. */
-struct slot {
+/* One remembered key, 32 bytes. In the claims table the key is a dedup key
+ * and val the XXH3-64 of the claiming job id; in the table of loaded index
+ * objects the key is XXH3-128 of the object's store key and val the XXH3-64
+ * of its etag. hour1 is the hour of the index object's partition plus one
+ * (0 until the caller of table_insert fills it). */
+struct claim {
     uint64_t hi, lo;
     uint64_t val;
     uint32_t hour1;
-    uint32_t pad;
 };
 
-/* Linear probing, at most 3/4 full, grows by doubling. */
+/* Claims in chunks that never move (the set points into them), found
+ * through the shared hash set (libpipe/hset: seeded, bounded probes). */
 struct table {
-    struct slot *slots;
-    size_t cap; /* a power of two, or 0 before the first insert */
-    size_t used;
-    uint64_t seed; /* mixed into the slot index: ids come from clients */
+    struct pipe_hset index;
+    struct claim **chunks;
+    size_t n, n_chunks; /* claims stored; chunks allocated */
 };
 
 struct local {
@@ -43,102 +43,78 @@ struct local {
 
 /* ---- the table ----------------------------------------------------------- */
 
-static size_t slot_of(const struct table *t, uint64_t hi, uint64_t lo)
+static bool claim_eq(const void *item, const void *key, size_t len)
 {
-    struct pipe_dedup_key k = {hi, lo};
-    return (size_t)pipe_dedup_key_hash(&k, t->seed) & (t->cap - 1);
+    (void)len;
+    const struct claim *c = item;
+    const uint64_t *k = key;
+    return c->hi == k[0] && c->lo == k[1];
 }
 
-static struct slot *table_find(const struct table *t, uint64_t hi, uint64_t lo)
+static struct claim *table_find(const struct table *t, uint64_t hi, uint64_t lo)
 {
-    if (t->cap == 0)
+    const uint64_t k[2] = {hi, lo};
+    return pipe_hset_find(&t->index, pipe_hset_hash(k, sizeof k), k, sizeof k, claim_eq);
+}
+
+/* The claim of key, new (hour1 == 0) when the key was not there: the
+ * caller fills it. NULL only when the set cannot grow (PIPE_HSET_MAX_CAP):
+ * the key is then not remembered, and a claim reports it new. */
+static struct claim *table_insert(struct table *t, uint64_t hi, uint64_t lo)
+{
+    const uint64_t k[2] = {hi, lo};
+    uint64_t h = pipe_hset_hash(k, sizeof k);
+    struct claim *c = pipe_hset_find(&t->index, h, k, sizeof k, claim_eq);
+    if (c)
+        return c;
+    if (t->n == t->n_chunks * CHUNK_CLAIMS) {
+        t->chunks = pipe_realloc(t->chunks, (t->n_chunks + 1) * sizeof *t->chunks);
+        t->chunks[t->n_chunks++] = pipe_malloc(CHUNK_CLAIMS * sizeof(struct claim));
+    }
+    c = &t->chunks[t->n / CHUNK_CLAIMS][t->n % CHUNK_CLAIMS];
+    *c = (struct claim){.hi = hi, .lo = lo};
+    if (pipe_hset_add(&t->index, h, c) < 0) {
+        pipe_log_error("dedup table full; a key is not remembered", "keys=%zu", t->n);
         return NULL;
-    for (size_t i = slot_of(t, hi, lo);; i = (i + 1) & (t->cap - 1)) {
-        struct slot *s = &t->slots[i];
-        if (s->hour1 == 0)
-            return NULL;
-        if (s->hi == hi && s->lo == lo)
-            return s;
     }
-}
-
-/* Places a slot known to be absent; the table has room. */
-static void table_place(struct table *t, const struct slot *src)
-{
-    size_t i = slot_of(t, src->hi, src->lo);
-    while (t->slots[i].hour1 != 0)
-        i = (i + 1) & (t->cap - 1);
-    t->slots[i] = *src;
-}
-
-/* Room for extra more keys without passing 3/4 full. */
-static void table_reserve(struct table *t, size_t extra)
-{
-    size_t cap = t->cap ? t->cap : TABLE_MIN;
-    while ((t->used + extra) > cap / 4 * 3)
-        cap *= 2;
-    if (cap == t->cap)
-        return;
-    struct slot *old = t->slots;
-    size_t old_cap = t->cap;
-    t->slots = pipe_calloc(cap, sizeof *t->slots);
-    t->cap = cap;
-    for (size_t i = 0; i < old_cap; i++)
-        if (old[i].hour1 != 0)
-            table_place(t, &old[i]);
-    pipe_free(old);
-}
-
-/* The slot of key, claimed empty (hour1 == 0) when the key is new: the
- * caller fills it. Grows the table first when a new key would pass 3/4. */
-static struct slot *table_insert(struct table *t, uint64_t hi, uint64_t lo)
-{
-    table_reserve(t, 1);
-    size_t i = slot_of(t, hi, lo);
-    for (;; i = (i + 1) & (t->cap - 1)) {
-        struct slot *s = &t->slots[i];
-        if (s->hour1 == 0) {
-            s->hi = hi;
-            s->lo = lo;
-            t->used++;
-            return s;
-        }
-        if (s->hi == hi && s->lo == lo)
-            return s;
-    }
-}
-
-/* Drops every slot whose hour is below lo_hour, except those of keep_hour,
- * by rebuilding the table (sized for what is left): emptied slots would cut
- * probe chains, and this runs about once an hour. Returns how many went. */
-static size_t table_purge(struct table *t, int64_t lo_hour, int64_t keep_hour)
-{
-    size_t keep = 0;
-    for (size_t i = 0; i < t->cap; i++) {
-        int64_t h = (int64_t)t->slots[i].hour1 - 1;
-        if (t->slots[i].hour1 != 0 && (h >= lo_hour || h == keep_hour))
-            keep++;
-    }
-    size_t dropped = t->used - keep;
-    if (dropped == 0)
-        return 0;
-    struct table fresh = {.seed = t->seed};
-    table_reserve(&fresh, keep);
-    for (size_t i = 0; i < t->cap; i++) {
-        int64_t h = (int64_t)t->slots[i].hour1 - 1;
-        if (t->slots[i].hour1 != 0 && (h >= lo_hour || h == keep_hour))
-            table_place(&fresh, &t->slots[i]);
-    }
-    fresh.used = keep;
-    pipe_free(t->slots);
-    *t = fresh;
-    return dropped;
+    t->n++;
+    return c;
 }
 
 static void table_cleanup(struct table *t)
 {
-    pipe_free(t->slots);
+    for (size_t i = 0; i < t->n_chunks; i++)
+        pipe_free(t->chunks[i]);
+    pipe_free(t->chunks);
+    pipe_hset_cleanup(&t->index);
     memset(t, 0, sizeof *t);
+}
+
+/* Drops every claim whose hour is below lo_hour, except those of keep_hour,
+ * by copying the rest into a fresh table: this runs about once an hour.
+ * Returns how many went. */
+static size_t table_purge(struct table *t, int64_t lo_hour, int64_t keep_hour)
+{
+    struct table fresh = {0};
+    pipe_hset_init(&fresh.index);
+    for (size_t i = 0; i < t->n; i++) {
+        const struct claim *c = &t->chunks[i / CHUNK_CLAIMS][i % CHUNK_CLAIMS];
+        int64_t h = (int64_t)c->hour1 - 1;
+        struct claim *to;
+        if (c->hour1 != 0 && (h >= lo_hour || h == keep_hour) &&
+            (to = table_insert(&fresh, c->hi, c->lo)) != NULL)
+            *to = *c;
+    }
+    size_t dropped = t->n - fresh.n;
+    table_cleanup(t);
+    *t = fresh;
+    return dropped;
+}
+
+static size_t table_bytes(const struct table *t)
+{
+    return t->index.cap * sizeof(struct pipe_hset_slot) +
+           t->n_chunks * CHUNK_CLAIMS * sizeof(struct claim);
 }
 
 /* ---- open / close ----------------------------------------------------------- */
@@ -147,9 +123,8 @@ static int local_open(struct pipe_dedup *d, const char *url)
 {
     (void)url; /* `local` and `local:///dir` alike: the state is the store's */
     struct local *L = pipe_calloc(1, sizeof *L);
-    uint64_t seed = pipe_mem_hash_seed();
-    L->claims.seed = seed;
-    L->loaded.seed = seed ^ 0x5bd1e995u;
+    pipe_hset_init(&L->claims.index);
+    pipe_hset_init(&L->loaded.index);
     L->purged_lo = -1;
     d->impl = L;
     return 0;
@@ -175,7 +150,7 @@ static uint64_t hash64(const char *s)
 
 /* A claim counts if its partition is inside the window, or is the partition
  * of the claim at hand (a replay of an old hour is checked against it too). */
-static bool relevant(const struct slot *s, const struct pipe__dedup_claim *c)
+static bool relevant(const struct claim *s, const struct pipe__dedup_claim *c)
 {
     int64_t h = (int64_t)s->hour1 - 1;
     return h >= c->lo_hour || h == c->claim_hour;
@@ -187,8 +162,8 @@ static bool relevant(const struct slot *s, const struct pipe__dedup_claim *c)
 static void remember_key(struct local *L, const struct pipe_dedup_key *key, uint64_t job_h,
                          uint32_t hour1, bool force)
 {
-    struct slot *s = table_insert(&L->claims, key->hi, key->lo);
-    if (force || s->hour1 < hour1) {
+    struct claim *s = table_insert(&L->claims, key->hi, key->lo);
+    if (s && (force || s->hour1 < hour1)) {
         s->val = job_h;
         s->hour1 = hour1;
     }
@@ -205,9 +180,11 @@ static void remember_keys(struct local *L, const struct pipe_dedup_key *keys, si
 static void remember_index(struct local *L, const char *key, const char *etag, int64_t hour)
 {
     XXH128_hash_t k = XXH3_128bits(key, strlen(key));
-    struct slot *s = table_insert(&L->loaded, k.high64, k.low64);
-    s->val = hash64(etag);
-    s->hour1 = (uint32_t)(hour + 1);
+    struct claim *s = table_insert(&L->loaded, k.high64, k.low64);
+    if (s) {
+        s->val = hash64(etag);
+        s->hour1 = (uint32_t)(hour + 1);
+    }
 }
 
 /* Once per hour of window movement, forget what fell out of it — claims and
@@ -225,14 +202,14 @@ static void local_plan(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
     table_purge(&L->loaded, c->lo_hour, c->claim_hour);
     L->purged_lo = c->lo_hour;
     if (dropped)
-        pipe_log_info("dedup keys expired", "keys=%zu left=%zu", dropped, L->claims.used);
+        pipe_log_info("dedup keys expired", "keys=%zu left=%zu", dropped, L->claims.n);
 }
 
 static bool local_seen(struct pipe_dedup *d, const char *key, const char *etag)
 {
     struct local *L = d->impl;
     XXH128_hash_t k = XXH3_128bits(key, strlen(key));
-    const struct slot *seen = table_find(&L->loaded, k.high64, k.low64);
+    const struct claim *seen = table_find(&L->loaded, k.high64, k.low64);
     return seen && seen->val == hash64(etag);
 }
 
@@ -250,7 +227,7 @@ static int local_lookup(struct pipe_dedup *d, const struct pipe__dedup_claim *c,
     const struct local *L = d->impl;
     uint64_t job_h = hash64(c->job_id);
     for (size_t i = 0; i < n; i++) {
-        const struct slot *s = table_find(&L->claims, keys[i].hi, keys[i].lo);
+        const struct claim *s = table_find(&L->claims, keys[i].hi, keys[i].lo);
         if (s && relevant(s, c))
             verdicts[i] = s->val == job_h ? PIPE_DEDUP_MINE : PIPE_DEDUP_DUP;
         else
@@ -277,8 +254,8 @@ static void local_remember(struct pipe_dedup *d, const struct pipe__dedup_claim 
 static void local_memory(const struct pipe_dedup *d, uint64_t *keys, uint64_t *bytes)
 {
     const struct local *L = d->impl;
-    *keys = L->claims.used;
-    *bytes = (L->claims.cap + L->loaded.cap) * sizeof(struct slot);
+    *keys = L->claims.n;
+    *bytes = table_bytes(&L->claims) + table_bytes(&L->loaded);
 }
 
 static const char *const local_schemes[] = {"local", NULL};

@@ -34,6 +34,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/redis.h"
 #include "libpipe/store.h"
+#include "libpipe/url.h"
 
 #define DEFAULT_BUCKETS 4096u
 #define BUCKETS_MAX     (1u << 30)
@@ -234,25 +235,28 @@ static int parse_url(struct rds *R, const char *url, char **conn)
     int rc = 0;
     const char *q = strchr(url, '?');
     struct pipe_buf rest;
+    struct pipe_url_param p;
     pipe_buf_init(&rest, 4096);
     R->buckets = DEFAULT_BUCKETS;
     if (pipe_buf_append(&rest, url, q ? (size_t)(q - url) : strlen(url)) < 0)
         rc = PIPE_ECONFIG;
     char sep = '?';
-    for (const char *p = q ? q + 1 : NULL; p && *p && rc == 0;) {
-        size_t n = strcspn(p, "&");
-        if (n > 8 && memcmp(p, "buckets=", 8) == 0) {
-            char *end;
-            unsigned long v = strtoul(p + 8, &end, 10);
-            if (end != p + n || v < 1 || v > BUCKETS_MAX)
+    for (const char *cur = q ? q + 1 : ""; rc == 0 && pipe_url_query_next(&cur, &p);) {
+        if (pipe_url_param_is(&p, "buckets")) {
+            char *end = NULL;
+            unsigned long v = 0;
+            if (p.value && p.value_len > 0)
+                v = strtoul(p.value, &end, 10);
+            if (end == NULL || end != p.value + p.value_len || v < 1 || v > BUCKETS_MAX)
                 rc = PIPE_ECONFIG;
             R->buckets = (uint32_t)v;
-        } else if (n > 0) {
-            if (pipe_buf_append_char(&rest, sep) < 0 || pipe_buf_append(&rest, p, n) < 0)
+        } else {
+            /* the item as written: its name through the end of its value */
+            size_t n = p.value ? (size_t)(p.value + p.value_len - p.name) : p.name_len;
+            if (pipe_buf_append_char(&rest, sep) < 0 || pipe_buf_append(&rest, p.name, n) < 0)
                 rc = PIPE_ECONFIG;
             sep = '&';
         }
-        p += n + (p[n] == '&');
     }
     if (rc == 0 && pipe_buf_append_char(&rest, '\0') == 0)
         *conn = pipe_strdup(rest.data);

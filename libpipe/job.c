@@ -18,6 +18,7 @@
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
 #include "libpipe/store.h"
+#include "libpipe/wake.h"
 
 #define LIST_PAGE 1000
 
@@ -40,10 +41,7 @@ struct pipe_job_lease {
 static bool keeper_wait(struct pipe_job_lease *jl, int64_t ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    int64_t ns = (int64_t)until.tv_nsec + (ms % 1000) * 1000000;
-    until.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
+    pipe_clock_mono_deadline(ms, &until);
     int w = 0;
     while (!jl->stop && w != ETIMEDOUT)
         w = pthread_cond_timedwait(&jl->cv, &jl->mu, &until);
@@ -169,6 +167,8 @@ struct pipe_job_runner {
     size_t failed_listing; /* permanent failures since the last listing */
     char **skipped;        /* PIPE_JOB_SKIP: failed for good, until restart */
     size_t n_skipped;
+    struct pipe_wake_watch *watch; /* the queue's generation */
+    bool left;                     /* the last listing left jobs that may free up */
 };
 
 struct pipe_job_runner *pipe_job_runner_new(struct pipe_stage *st, const struct pipe_job_kind *k,
@@ -179,6 +179,7 @@ struct pipe_job_runner *pipe_job_runner_new(struct pipe_stage *st, const struct 
     r->k = k;
     r->ttl_ms = lease_ttl_ms;
     r->state = state;
+    r->watch = pipe_wake_watch_new(pipe_stage_wake(st), k->dir, &k->dir, 1);
     return r;
 }
 
@@ -198,6 +199,7 @@ void pipe_job_runner_free(struct pipe_job_runner *r)
     for (size_t i = 0; i < r->n_skipped; i++)
         pipe_free(r->skipped[i]);
     pipe_free(r->skipped);
+    pipe_wake_watch_free(r->watch);
     pipe_free(r);
 }
 
@@ -272,8 +274,10 @@ static int one_job(struct pipe_job_runner *r, const char *id)
     if (rc == 0)
         rc = pipe_job_lease_take(ls, name.data, r->ttl_ms, &jl);
     pipe_buf_cleanup(&name);
-    if (rc == PIPE_EBUSY)
+    if (rc == PIPE_EBUSY) {
+        r->left = true; /* its holder may die without a bump */
         return 1;
+    }
     if (rc < 0) {
         pipe_log_warn("cannot take a job's lease", "what=\"%s\" job=%s err=\"%s\" detail=\"%s\"",
                       r->k->what, id, pipe_strerror(rc), pipe_leases_last_error(ls));
@@ -283,10 +287,17 @@ static int one_job(struct pipe_job_runner *r, const char *id)
     int rrc = pipe_job_lease_release(jl);
     if (rrc < 0 && rrc != PIPE_ELOST)
         pipe_log_warn("cannot release a job's lease", "job=%s err=\"%s\"", id, pipe_strerror(rrc));
-    if (rc == 0)
+    if (rc == 0) {
+        for (const char *const *b = r->k->done_bumps; b && *b; b++)
+            pipe_wake_bump(pipe_stage_wake(r->st), *b);
+        /* One more listing once this one is used up, so that the pending
+         * gauges come back to what is left. */
+        pipe_wake_watch_forget(r->watch, 0);
         return 0;
+    }
     if (rc == PIPE_ENOTFOUND)
         return 1;
+    r->left = true; /* failed or abandoned: still queued */
     if (rc == PIPE_ELOST || rc == PIPE_ESHUTDOWN) {
         pipe_log_info(rc == PIPE_ELOST ? "job lease lost; abandoned without committing"
                                        : "stopping: job abandoned before its commit",
@@ -315,8 +326,16 @@ enum pipe_stage_status pipe_job_runner_round(struct pipe_job_runner *r)
         if (r->cursor >= r->n_ids) {
             if (listed)
                 break;
+            /* Read before the listing: a bump after it shows next time. */
+            pipe_wake_watch_read(r->watch);
+            if (!once && !r->left && !pipe_wake_watch_due(r->watch, 0)) {
+                pipe_wake_watch_skipped(r->watch);
+                return PIPE_STAGE_IDLE;
+            }
             if (list(r) < 0)
                 return PIPE_STAGE_RETRY;
+            pipe_wake_watch_listed(r->watch, 0);
+            r->left = false;
             listed = true;
             continue;
         }

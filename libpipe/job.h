@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "libpipe/stage.h"
+#include "libpipe/wake.h"
 
 struct pipe_leases;
 struct pipe_lease;
@@ -88,6 +89,9 @@ struct pipe_job_kind {
     /* abandoned — a job was given up before its commit: its lease was lost
      * (PIPE_ELOST) or a stop was asked for (PIPE_ESHUTDOWN); may be NULL. */
     void (*abandoned)(void *state, const char *id, int rc);
+    /* done_bumps — generations (libpipe/wake.h) bumped after each job done,
+     * NULL-terminated: what the job wrote for other stages. May be NULL. */
+    const char *const *done_bumps;
 };
 
 /* pipe_job_runner_new — a runner for jobs of kind k (borrowed, must outlive
@@ -97,7 +101,11 @@ struct pipe_job_runner *pipe_job_runner_new(struct pipe_stage *st, const struct 
                                             int64_t lease_ttl_ms, void *state);
 
 /* pipe_job_runner_round — a stage's process(): runs the next job it can
- * lease, listing the queue again when the last listing is used up. WORKED
+ * lease, listing the queue again when the last listing is used up — a
+ * daemon only when the queue's generation (bumped by its producers, see
+ * libpipe/wake.h) moved since the last listing, idle_list passed, or that
+ * listing left jobs this runner could not finish (held by another holder,
+ * failed for now): those may free up without any bump. WORKED
  * after a job is done, IDLE when nothing could be done (or a stop was
  * asked for), RETRY after a transient failure or while permanently failed
  * jobs wait (daemon), FAIL when --once ends with such jobs. */

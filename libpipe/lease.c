@@ -263,3 +263,27 @@ void pipe_leases_counters(const struct pipe_leases *ls, uint64_t *acquired, uint
     if (errors)
         *errors = ls ? atomic_load(&ls->n_errors) : 0;
 }
+
+int pipe_leases_bump(struct pipe_leases *ls, const char *name)
+{
+    if (!ls || !name_valid(name))
+        return PIPE_EINVAL;
+    /* Microseconds, not milliseconds: a generation lost and bumped again
+     * within the millisecond of its last value must still come out larger. */
+    return ls->ops->bump(ls, name, pipe_clock_now_us());
+}
+
+int pipe_leases_generations(struct pipe_leases *ls, const char *const *names, size_t n,
+                            uint64_t *values)
+{
+    uint64_t v[PIPE_LEASE_GENERATIONS_MAX];
+    if (!ls || !names || !values || n == 0 || n > PIPE_LEASE_GENERATIONS_MAX)
+        return PIPE_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (!name_valid(names[i]))
+            return PIPE_EINVAL;
+    int rc = ls->ops->generations(ls, names, n, v);
+    if (rc == 0)
+        memcpy(values, v, n * sizeof *v);
+    return rc;
+}

@@ -10,6 +10,7 @@
 #ifndef PIPE_LEASE_H
 #define PIPE_LEASE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define PIPE_LEASE_NAME_MAX   512                  /* bytes, printable ASCII */
@@ -86,5 +87,28 @@ const char *pipe_leases_last_error(const struct pipe_leases *ls);
  * check, release), and every other failure. Any pointer may be NULL. */
 void pipe_leases_counters(const struct pipe_leases *ls, uint64_t *acquired, uint64_t *busy,
                           uint64_t *lost, uint64_t *errors);
+
+/* Generations: a number per name that a producer of work raises after it
+ * wrote work for others, and that a consumer reads on every poll to list
+ * the store only when it moved (libpipe/wake.h). They live in the lease
+ * backend because the processes that share leases are the ones that hand
+ * each other work, and reading one is not a store request (a Redis GET, a
+ * small file read). Nothing may depend on them to be correct: they only say
+ * when a listing is worth making. Names follow the rules of lease names. */
+#define PIPE_LEASE_GENERATIONS_MAX 8 /* names per pipe_leases_generations */
+
+/* pipe_leases_bump — raises the generation of name to a value it never had:
+ * max(last + 1, the backend's clock in microseconds), so that a name whose
+ * value the backend lost (a flushed Redis, a deleted file) never comes back
+ * to a value a reader still holds. Returns 0, PIPE_EINVAL for a bad name,
+ * PIPE_EUNAVAIL / PIPE_EIO when the backend failed. */
+int pipe_leases_bump(struct pipe_leases *ls, const char *name);
+
+/* pipe_leases_generations — the generations of names[0..n) (n at most
+ * PIPE_LEASE_GENERATIONS_MAX) into values[0..n), one request for all; 0
+ * for a name never bumped or lost by the backend. values is written only on
+ * success. Returns 0, PIPE_EINVAL, PIPE_EUNAVAIL / PIPE_EIO. */
+int pipe_leases_generations(struct pipe_leases *ls, const char *const *names, size_t n,
+                            uint64_t *values);
 
 #endif

@@ -99,6 +99,21 @@ static int fault_release(struct pipe_leases *ls, const char *name, const char *t
     return rc < 0 ? rc : pass(ls, in->ops->release(in, name, token, fence, now_ms));
 }
 
+static int fault_bump(struct pipe_leases *ls, const char *name, int64_t now_us)
+{
+    struct pipe_leases *in = ((struct fault *)ls->impl)->inner;
+    int rc = gate(ls);
+    return rc < 0 ? rc : pass(ls, in->ops->bump(in, name, now_us));
+}
+
+static int fault_generations(struct pipe_leases *ls, const char *const *names, size_t n,
+                             uint64_t *values)
+{
+    struct pipe_leases *in = ((struct fault *)ls->impl)->inner;
+    int rc = gate(ls);
+    return rc < 0 ? rc : pass(ls, in->ops->generations(in, names, n, values));
+}
+
 static const char *const fault_schemes[] = {"fault", NULL};
 
 const struct pipe_lease_ops pipe__lease_fault_ops = {
@@ -110,4 +125,6 @@ const struct pipe_lease_ops pipe__lease_fault_ops = {
     .renew = fault_renew,
     .check = fault_check,
     .release = fault_release,
+    .bump = fault_bump,
+    .generations = fault_generations,
 };

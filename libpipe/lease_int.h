@@ -47,6 +47,14 @@ struct pipe_lease_ops {
                  int64_t now_ms);
     int (*release)(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
                    int64_t now_ms);
+
+    /* Generations (lease.h), atomic per name at the backend:
+     *   bump         generation = max(generation + 1, now_us) (a remote
+     *                backend may use its own clock)
+     *   generations  values[i] = the generation of names[i], 0 if none */
+    int (*bump)(struct pipe_leases *ls, const char *name, int64_t now_us);
+    int (*generations)(struct pipe_leases *ls, const char *const *names, size_t n,
+                       uint64_t *values);
 };
 
 struct pipe_leases {

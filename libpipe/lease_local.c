@@ -492,6 +492,83 @@ static void local_close(struct pipe_leases *ls)
     ls->impl = NULL;
 }
 
+/* ---- generations ------------------------------------------------------- */
+
+/* A generation is a file "<hash of name>.gen" beside the lease files (the
+ * pruning above only looks at ".lease" files), holding the number in
+ * decimal, rewritten whole in one pwrite under an exclusive flock. */
+#define GEN_SIZE 21 /* 20 digits and a newline */
+
+static void gen_fname(const char *name, char out[48])
+{
+    XXH128_hash_t h = XXH3_128bits(name, strlen(name));
+    snprintf(out, 48, "%016" PRIx64 "%016" PRIx64 ".gen", (uint64_t)h.high64, (uint64_t)h.low64);
+}
+
+/* Reads the number in fd; 0 for an empty or unreadable file (a torn or
+ * hand-edited one only costs a listing). */
+static uint64_t gen_read_fd(int fd)
+{
+    char buf[GEN_SIZE + 1];
+    ssize_t n = pread(fd, buf, GEN_SIZE, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return strtoull(buf, NULL, 10);
+}
+
+static int local_bump(struct pipe_leases *ls, const char *name, int64_t now_us)
+{
+    struct local *lc = ls->impl;
+    char fname[48], buf[GEN_SIZE + 1];
+    int rc = 0;
+    gen_fname(name, fname);
+    int fd = openat(lc->dirfd, fname, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || flock(fd, LOCK_EX) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    uint64_t v = gen_read_fd(fd) + 1;
+    if (now_us > 0 && (uint64_t)now_us > v)
+        v = (uint64_t)now_us;
+    snprintf(buf, sizeof buf, "%020" PRIu64 "\n", v);
+    ssize_t w = pwrite(fd, buf, GEN_SIZE, 0);
+    if (w != GEN_SIZE)
+        rc = w < 0 ? -errno : PIPE_EIO;
+out:
+    if (rc < 0)
+        pipe__leases_set_error(ls, "generation file %s/%s: %s", lc->dir, fname, pipe_strerror(rc));
+    if (fd >= 0)
+        close(fd);
+    return rc < 0 ? PIPE_EIO : 0;
+}
+
+static int local_generations(struct pipe_leases *ls, const char *const *names, size_t n,
+                             uint64_t *values)
+{
+    struct local *lc = ls->impl;
+    for (size_t i = 0; i < n; i++) {
+        char fname[48];
+        gen_fname(names[i], fname);
+        int fd = openat(lc->dirfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && errno == ENOENT) {
+            values[i] = 0;
+            continue;
+        }
+        if (fd < 0 || flock(fd, LOCK_SH) < 0) {
+            int rc = -errno;
+            pipe__leases_set_error(ls, "generation file %s/%s: %s", lc->dir, fname,
+                                   pipe_strerror(rc));
+            if (fd >= 0)
+                close(fd);
+            return PIPE_EIO;
+        }
+        values[i] = gen_read_fd(fd);
+        close(fd);
+    }
+    return 0;
+}
+
 static const char *const local_schemes[] = {"local", NULL};
 
 const struct pipe_lease_ops pipe__lease_local_ops = {
@@ -503,4 +580,6 @@ const struct pipe_lease_ops pipe__lease_local_ops = {
     .renew = local_renew,
     .check = local_check,
     .release = local_release,
+    .bump = local_bump,
+    .generations = local_generations,
 };

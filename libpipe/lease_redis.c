@@ -9,6 +9,9 @@
  *   <prefix>fence:<name>  the last fence handed out for name, kept for
  *                         FENCE_KEEP_MS after the name's last acquire, renew
  *                         or release
+ *   <prefix>gen:<name>    a generation (lease.h): max(last + 1, the
+ *                         server's clock in microseconds) at each bump, for
+ *                         the same reason as the fence floor below
  * A new fence is max(last + 1, the server's clock in microseconds). The
  * counter makes fences grow however fast a name is taken; the clock floor
  * keeps them growing when the counter is gone — its key expired, or Redis
@@ -20,6 +23,7 @@
  * Microseconds since 1970 (~1.8e15) stay exact in Lua's doubles (2^53). */
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "libpipe/clock.h"
@@ -33,7 +37,7 @@
  * name costs nothing in Redis, and the clock floor takes over. */
 #define FENCE_KEEP_MS (PIPE_LEASE_TTL_MAX_MS + PIPE_HOUR_MS)
 
-enum script { S_ACQUIRE, S_RENEW, S_CHECK, S_RELEASE, S_COUNT };
+enum script { S_ACQUIRE, S_RENEW, S_CHECK, S_RELEASE, S_BUMP, S_COUNT };
 
 /* Each script answers an integer: acquire the new fence or 0 when busy,
  * the others 1 when the lease was ours or 0 when it was not. A missing or
@@ -59,6 +63,12 @@ static const char *const scripts[S_COUNT] = {
                   "redis.call('DEL', KEYS[1])\n"
                   "redis.call('PEXPIRE', KEYS[2], ARGV[3])\n"
                   "return 1\n",
+    /* KEYS[1] the generation key alone; answers the new generation. */
+    [S_BUMP] = "local t = redis.call('TIME')\n"
+               "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+               "local g = math.max((tonumber(redis.call('GET', KEYS[1])) or 0) + 1, now)\n"
+               "redis.call('SET', KEYS[1], string.format('%d', g))\n"
+               "return g\n",
 };
 
 struct rlease {
@@ -66,22 +76,22 @@ struct rlease {
     char sha[S_COUNT][41]; /* SHA1 of each script, as the server computed it */
 };
 
-/* Runs script s with the two keys of name and args[0..nargs), by EVALSHA,
+/* Runs script s with keys[0..nkeys) (1 or 2) and args[0..nargs), by EVALSHA,
  * or by EVAL when the server does not know the script (a restarted or
  * flushed script cache): NOSCRIPT means it did not run, so sending it again
  * cannot apply it twice. 0 and the integer answer in *result, PIPE_EUNAVAIL
  * or PIPE_EIO with detail set. */
-static int run_script(struct pipe_leases *ls, enum script s, const char *name,
-                      const char *const *args, int nargs, long long *result)
+static int run_script_keys(struct pipe_leases *ls, enum script s, const char *name,
+                           const char *const *keys, int nkeys, const char *const *args, int nargs,
+                           long long *result)
 {
     struct rlease *rl = ls->impl;
-    const char *prefix = pipe_redis_prefix(rl->r);
-    char *lease_key = pipe_asprintf("%slease:%s", prefix, name);
-    char *fence_key = pipe_asprintf("%sfence:%s", prefix, name);
-    const char *argv[8] = {"EVALSHA", rl->sha[s], "2", lease_key, fence_key};
+    const char *argv[8] = {"EVALSHA", rl->sha[s], nkeys == 1 ? "1" : "2"};
     size_t argvlen[8];
     redisReply *rep = NULL;
-    int rc, argc = 5;
+    int rc, argc = 3;
+    for (int i = 0; i < nkeys; i++)
+        argv[argc++] = keys[i];
     for (int i = 0; i < nargs; i++)
         argv[argc++] = args[i];
     for (int i = 0; i < argc; i++)
@@ -112,6 +122,19 @@ static int run_script(struct pipe_leases *ls, enum script s, const char *name,
         *result = rep->integer;
     }
     freeReplyObject(rep);
+    return rc;
+}
+
+/* run_script — a lease script: the lease and fence keys of name. */
+static int run_script(struct pipe_leases *ls, enum script s, const char *name,
+                      const char *const *args, int nargs, long long *result)
+{
+    struct rlease *rl = ls->impl;
+    const char *prefix = pipe_redis_prefix(rl->r);
+    char *lease_key = pipe_asprintf("%slease:%s", prefix, name);
+    char *fence_key = pipe_asprintf("%sfence:%s", prefix, name);
+    const char *keys[] = {lease_key, fence_key};
+    int rc = run_script_keys(ls, s, name, keys, 2, args, nargs, result);
     pipe_free(fence_key);
     pipe_free(lease_key);
     return rc;
@@ -239,6 +262,53 @@ static int redis_release(struct pipe_leases *ls, const char *name, const char *t
     return owned_op(ls, S_RELEASE, name, token, fence, 0);
 }
 
+static int redis_bump(struct pipe_leases *ls, const char *name, int64_t now_us)
+{
+    (void)now_us; /* the server's clock: the holders' may disagree */
+    struct rlease *rl = ls->impl;
+    char *key = pipe_asprintf("%sgen:%s", pipe_redis_prefix(rl->r), name);
+    const char *keys[] = {key};
+    long long g = 0;
+    int rc = run_script_keys(ls, S_BUMP, name, keys, 1, NULL, 0, &g);
+    pipe_free(key);
+    return rc;
+}
+
+/* One MGET for every name: a poll costs one round trip. */
+static int redis_generations(struct pipe_leases *ls, const char *const *names, size_t n,
+                             uint64_t *values)
+{
+    struct rlease *rl = ls->impl;
+    const char *argv[PIPE_LEASE_GENERATIONS_MAX + 1] = {"MGET"};
+    size_t argvlen[PIPE_LEASE_GENERATIONS_MAX + 1] = {4};
+    char *keys[PIPE_LEASE_GENERATIONS_MAX];
+    redisReply *rep = NULL;
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = pipe_asprintf("%sgen:%s", pipe_redis_prefix(rl->r), names[i]);
+        argv[i + 1] = keys[i];
+        argvlen[i + 1] = strlen(keys[i]);
+    }
+    struct pipe_redis_cmd cmd = {(int)n + 1, argv, argvlen};
+    int rc = pipe_redis_run(rl->r, &cmd, 1, &rep);
+    if (rc < 0) {
+        pipe__leases_set_error(ls, "%s", pipe_redis_last_error());
+        rc = PIPE_EUNAVAIL;
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        pipe__leases_set_error(ls, "redis %s: MGET of generations: unexpected reply type %d",
+                               pipe_redis_url(rl->r), rep->type);
+        rc = PIPE_EIO;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            const redisReply *e = rep->element[i];
+            values[i] = e->type == REDIS_REPLY_STRING ? strtoull(e->str, NULL, 10) : 0;
+        }
+    }
+    freeReplyObject(rep);
+    for (size_t i = 0; i < n; i++)
+        pipe_free(keys[i]);
+    return rc;
+}
+
 static const char *const redis_schemes[] = {"redis", "unix", NULL};
 
 const struct pipe_lease_ops pipe__lease_redis_ops = {
@@ -250,4 +320,6 @@ const struct pipe_lease_ops pipe__lease_redis_ops = {
     .renew = redis_renew,
     .check = redis_check,
     .release = redis_release,
+    .bump = redis_bump,
+    .generations = redis_generations,
 };

@@ -288,26 +288,34 @@ static struct series *series_get(struct pipe_metrics *m, struct spec *sp)
     return s;
 }
 
-struct pipe_counter *pipe_metrics_counter(struct pipe_metrics *m, const char *name,
-                                          const char *help, const char *labels)
+/* plain — a counter or gauge series: a handle of size bytes, or one whose
+ * value fn(arg) computes at scrape time (fn NULL for none). */
+static struct series *plain(struct pipe_metrics *m, enum family_type type, size_t size,
+                            const char *name, const char *help, const char *labels,
+                            pipe_metrics_value_fn fn, void *arg)
 {
     struct spec sp = {.name = name,
                       .help = help,
                       .labels = labels,
-                      .type = FAM_COUNTER,
-                      .size = sizeof(struct pipe_counter)};
-    return (struct pipe_counter *)series_get(m, &sp);
+                      .type = type,
+                      .size = size,
+                      .fn = fn,
+                      .arg = arg};
+    return series_get(m, &sp);
+}
+
+struct pipe_counter *pipe_metrics_counter(struct pipe_metrics *m, const char *name,
+                                          const char *help, const char *labels)
+{
+    return (struct pipe_counter *)plain(m, FAM_COUNTER, sizeof(struct pipe_counter), name, help,
+                                        labels, NULL, NULL);
 }
 
 struct pipe_gauge *pipe_metrics_gauge(struct pipe_metrics *m, const char *name, const char *help,
                                       const char *labels)
 {
-    struct spec sp = {.name = name,
-                      .help = help,
-                      .labels = labels,
-                      .type = FAM_GAUGE,
-                      .size = sizeof(struct pipe_gauge)};
-    return (struct pipe_gauge *)series_get(m, &sp);
+    return (struct pipe_gauge *)plain(m, FAM_GAUGE, sizeof(struct pipe_gauge), name, help, labels,
+                                      NULL, NULL);
 }
 
 struct pipe_histogram *pipe_metrics_histogram(struct pipe_metrics *m, const char *name,
@@ -328,27 +336,37 @@ struct pipe_histogram *pipe_metrics_histogram(struct pipe_metrics *m, const char
 void pipe_metrics_gauge_fn(struct pipe_metrics *m, const char *name, const char *help,
                            const char *labels, pipe_metrics_value_fn fn, void *arg)
 {
-    struct spec sp = {.name = name,
-                      .help = help,
-                      .labels = labels,
-                      .type = FAM_GAUGE,
-                      .size = sizeof(struct series),
-                      .fn = fn,
-                      .arg = arg};
-    series_get(m, &sp);
+    plain(m, FAM_GAUGE, sizeof(struct series), name, help, labels, fn, arg);
 }
 
 void pipe_metrics_counter_fn(struct pipe_metrics *m, const char *name, const char *help,
                              const char *labels, pipe_metrics_value_fn fn, void *arg)
 {
-    struct spec sp = {.name = name,
-                      .help = help,
-                      .labels = labels,
-                      .type = FAM_COUNTER,
-                      .size = sizeof(struct series),
-                      .fn = fn,
-                      .arg = arg};
-    series_get(m, &sp);
+    plain(m, FAM_COUNTER, sizeof(struct series), name, help, labels, fn, arg);
+}
+
+void pipe_metrics_register_table(struct pipe_metrics *m, const struct pipe_metric_def *defs,
+                                 void *base, void *fn_arg)
+{
+    for (const struct pipe_metric_def *d = defs; d->name; d++) {
+        void *h = NULL;
+        switch (d->kind) {
+        case PIPE_METRIC_COUNTER:
+            h = pipe_metrics_counter(m, d->name, d->help, d->labels);
+            break;
+        case PIPE_METRIC_GAUGE:
+            h = pipe_metrics_gauge(m, d->name, d->help, d->labels);
+            break;
+        case PIPE_METRIC_SECONDS:
+            h = pipe_metrics_histogram(m, d->name, d->help, d->labels, pipe_metrics_seconds_bounds,
+                                       pipe_metrics_seconds_nbounds);
+            break;
+        case PIPE_METRIC_GAUGE_FN:
+            pipe_metrics_gauge_fn(m, d->name, d->help, d->labels, d->fn, fn_arg);
+            continue;
+        }
+        memcpy((char *)base + d->offset, &h, sizeof h);
+    }
 }
 
 /* ---- updates ------------------------------------------------------------------------ */

@@ -62,6 +62,37 @@ void pipe_metrics_gauge_fn(struct pipe_metrics *m, const char *name, const char 
 void pipe_metrics_counter_fn(struct pipe_metrics *m, const char *name, const char *help,
                              const char *labels, pipe_metrics_value_fn fn, void *arg);
 
+/* A program's metrics declared as one table, registered by one call
+ * (pipe_metrics_register_table) instead of a call per metric. */
+enum pipe_metric_kind {
+    PIPE_METRIC_COUNTER,  /* a struct pipe_counter * stored at offset */
+    PIPE_METRIC_GAUGE,    /* a struct pipe_gauge * stored at offset */
+    PIPE_METRIC_SECONDS,  /* a struct pipe_histogram * over pipe_metrics_seconds_bounds */
+    PIPE_METRIC_GAUGE_FN, /* no handle: fn(fn_arg) computed at scrape time */
+};
+
+struct pipe_metric_def {
+    enum pipe_metric_kind kind;
+    const char *name;
+    const char *labels;       /* NULL for none */
+    size_t offset;            /* of the handle in the caller's struct */
+    pipe_metrics_value_fn fn; /* PIPE_METRIC_GAUGE_FN only */
+    const char *help;
+};
+
+/* PIPE_METRIC — one row of a table: kind without its prefix (COUNTER,
+ * GAUGE, SECONDS), the handle's field in struct type, name and help. */
+#define PIPE_METRIC(kind, type, field, name, help)                                                 \
+    {                                                                                              \
+        PIPE_METRIC_##kind, (name), NULL, offsetof(type, field), NULL, (help)                      \
+    }
+
+/* pipe_metrics_register_table — registers every row of defs, up to one
+ * whose name is NULL, as the calls above would, and stores each handle at
+ * base + offset; gauges computed at scrape time get fn_arg. */
+void pipe_metrics_register_table(struct pipe_metrics *m, const struct pipe_metric_def *defs,
+                                 void *base, void *fn_arg);
+
 /* Updates: lock-free, any thread; a NULL handle is ignored. */
 void pipe_counter_add(struct pipe_counter *c, uint64_t n);
 void pipe_counter_inc(struct pipe_counter *c);

@@ -233,6 +233,8 @@ int pipe_retention_sweep(struct pipe_store *s, const struct pipe_retention_confi
     pipe_buf_init(&w.b, PIPE_STORE_KEY_MAX);
     pipe_buf_init(&w.companion, PIPE_STORE_KEY_MAX);
     int rc = 0;
+    if (!dry_run) /* a sweep reads the tree anyway: clear what killed puts left */
+        pipe_store_tidy(s);
     for (size_t i = 0; i < PIPE_RETENTION_NRULES && rc == 0; i++)
         rc = sweep_rule_run(&w, i, &counts.rule[i]);
     if (rc == 0)

@@ -119,8 +119,9 @@ const char *pipe_retention_rule_companion(size_t i);
 /* pipe_retention_rule_ttl — the retention rule i applies under c. */
 int64_t pipe_retention_rule_ttl(const struct pipe_retention_config *c, size_t i);
 
-/* pipe_retention_sweep — runs every rule over s with "now" = now_ms; with
- * dry_run nothing is deleted (callbacks and counts are as if it were). The
+/* pipe_retention_sweep — runs every rule over s with "now" = now_ms, after
+ * pipe_store_tidy (temp files of killed puts); with dry_run nothing is
+ * deleted (callbacks and counts are as if it were). The
  * store must keep mtimes (PIPE_STORE_CAP_MTIME; else PIPE_EINVAL, nothing
  * done). A failure on one object or prefix is reported through cb->error
  * and counted, and the sweep goes on with the rest.

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "libpipe/buf.h"
 #include "libpipe/hset.h"
 #include "libpipe/ndjson.h"
 #include "libpipe/schema.h"
@@ -119,6 +120,51 @@ struct pipe_schema_set {
     size_t n_types;
     struct pipe_hset table; /* sch_type by name */
 };
+
+/* A checker's state (schema_check.c walks and records edits; schema_apply.c
+ * applies them and owns the entry points). */
+struct sch_edit {
+    size_t off, del;         /* bytes of the input replaced */
+    size_t ins_off, ins_len; /* by these bytes of ck->ins */
+};
+
+struct pipe_schema_checker {
+    pcre2_match_data *md;
+    pcre2_match_context *mctx;
+    struct sch_edit *edits;
+    size_t n_edits, cap_edits;
+    struct pipe_buf ins;     /* text the edits insert */
+    struct pipe_buf tmp;     /* decoded strings */
+    struct pipe_buf compact; /* redact_record: the record compacted */
+    struct pipe_buf redo;    /* redact_record: between versions */
+};
+
+/* The top-level members the schema step needs before it can pick a schema. */
+struct sch_top {
+    const char *ev, *ev_end; /* the "event" value token */
+    int n_ev;
+    const char *ver, *ver_end; /* the "schema_version" value token */
+    int n_ver;
+};
+
+/* pipe__schema_run — one walk of the compact JSON object obj against the
+ * node root of s (s NULL when checking a default at load time); the edits
+ * are left in ck. redact_only skips checks and defaults. Sets *failed when
+ * a rule is broken (the rule in msg); when seen is non-NULL, records the
+ * top-level "schema_version" members met. Returns 0, PIPE_EPARSE for
+ * malformed input or PIPE_ETOOBIG. */
+int pipe__schema_run(const struct pipe_schema *s, const struct sch_node *root,
+                     struct pipe_schema_checker *ck, const char *obj, size_t len, bool redact_only,
+                     char *msg, size_t msglen, bool *failed, struct sch_top *seen);
+
+/* pipe__schema_scan_top — the "event" and "schema_version" members of the
+ * compact object obj into *t. Returns 0 or PIPE_EPARSE. */
+int pipe__schema_scan_top(const char *obj, size_t len, struct sch_top *t);
+
+/* pipe__schema_top_event — the decoded "event" string of t into buf
+ * (NUL-terminated, its length in *len); false when it is missing, repeated,
+ * not a string or does not fit in cap. */
+bool pipe__schema_top_event(const struct sch_top *t, char *buf, size_t cap, size_t *len);
 
 /* pipe__schema_set_new — a set (reference count 1) of the n schemas in all
  * (taken over, all may be NULL when n is 0), sorted and indexed. Freed by

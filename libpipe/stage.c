@@ -20,6 +20,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
 #include "libpipe/store.h"
+#include "libpipe/wake.h"
 
 #define CFG(field) offsetof(struct pipe_stage_common, field)
 
@@ -45,6 +46,11 @@ const struct pipe_conf_opt pipe_stage_common_opts[] = {
      "this process's name among its peers (default: the host name)", 0, 0, "NAME"},
     {"poll", PIPE_CONF_DURATION, "1s", CFG(poll_ms), "how often an idle stage looks for work", 10,
      3600000, NULL},
+    {"idle_list", PIPE_CONF_DURATION, "60s", CFG(idle_list_ms),
+     "the longest an idle stage goes without listing what it consumes: between those listings "
+     "it lists only after a producer signalled new work through the lease backend (this bounds "
+     "how late work written by anything else is found); 0 lists on every poll",
+     0, 86400000, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -72,6 +78,7 @@ struct pipe_stage {
     struct pipe_store *store;
     struct pipe_leases *leases;
     struct pipe_metrics *metrics;
+    struct pipe_wake *wake;
     struct pipe_httpd *admin;
     struct store_stat_ref store_refs[PIPE_STORE_OP__COUNT * 2];
     struct lease_stat_ref lease_refs[LEASE__COUNT];
@@ -96,6 +103,10 @@ struct pipe_leases *pipe_stage_leases(struct pipe_stage *st)
 struct pipe_metrics *pipe_stage_metrics(struct pipe_stage *st)
 {
     return st->metrics;
+}
+struct pipe_wake *pipe_stage_wake(struct pipe_stage *st)
+{
+    return st->wake;
 }
 
 const struct pipe_stage_common *pipe_stage_common(const struct pipe_stage *st)
@@ -434,6 +445,7 @@ static void teardown(struct pipe_stage *st, const struct pipe_conf_program *prog
     uv_walk(&st->loop, close_handle, NULL);
     uv_run(&st->loop, UV_RUN_DEFAULT);
     uv_loop_close(&st->loop);
+    pipe_wake_free(st->wake);
     pipe_leases_free(st->leases);
     pipe_store_free(st->store);
     pipe_metrics_free(st->metrics);
@@ -485,11 +497,16 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     st->exit_rc = 1;
 
     rc = open_backends(st);
+    /* A daemon clears what killed puts left, once; its listings keep the
+     * directories they read clear afterwards. --once runs skip the walk. */
+    if (rc == 0 && !c->once)
+        pipe_store_tidy(st->store);
     if (rc == 0)
         rc = start_admin(st);
     if (rc == 0) {
         register_store_metrics(st);
         register_lease_metrics(st);
+        st->wake = pipe_wake_new(st->leases, c->leases, c->idle_list_ms, st->metrics);
         uv_signal_start(&st->sigterm, signal_cb, SIGTERM);
         uv_signal_start(&st->sigint, signal_cb, SIGINT);
         rc = d->init(st, st->cfg, &st->state);

@@ -24,6 +24,7 @@ struct pipe_stage;
 struct pipe_store;
 struct pipe_leases;
 struct pipe_metrics;
+struct pipe_wake;
 struct pipe_http_request;
 
 /* The flags every program takes; the first member of each program's config
@@ -37,6 +38,9 @@ struct pipe_stage_common {
     int64_t generation; /* part of every output name */
     char *instance;     /* this process's name among its peers */
     int64_t poll_ms;    /* how often a polling stage looks for work */
+
+    /* the longest an idle consumer goes without listing (wake.h); 0: every poll */
+    int64_t idle_list_ms;
 };
 
 extern const struct pipe_conf_opt pipe_stage_common_opts[];
@@ -81,6 +85,9 @@ uv_loop_t *pipe_stage_loop(struct pipe_stage *st);
 struct pipe_store *pipe_stage_store(struct pipe_stage *st);
 struct pipe_leases *pipe_stage_leases(struct pipe_stage *st);
 struct pipe_metrics *pipe_stage_metrics(struct pipe_stage *st);
+/* pipe_stage_wake — the process's work signals (libpipe/wake.h): bump
+ * after writing work for another stage, watch before listing. */
+struct pipe_wake *pipe_stage_wake(struct pipe_stage *st);
 const struct pipe_stage_common *pipe_stage_common(const struct pipe_stage *st);
 /* pipe_stage_stopping — true once a stop was asked for (any thread). */
 bool pipe_stage_stopping(const struct pipe_stage *st);

@@ -12,6 +12,7 @@
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
 #include "libpipe/store_int.h"
+#include "libpipe/url.h"
 
 /* Backends by scheme. A new backend adds one line here. */
 static const struct pipe_store_ops *const backends[] = {
@@ -149,10 +150,9 @@ int pipe_store_open(const char *url, struct pipe_store **out)
         set_open_error("store URL is empty");
         goto out;
     }
-    size_t slen = strcspn(url, ":");
     const struct pipe_store_ops *ops = NULL;
-    for (size_t i = 0; i < sizeof backends / sizeof *backends && url[slen] == ':'; i++)
-        if (strlen(backends[i]->scheme) == slen && strncmp(url, backends[i]->scheme, slen) == 0)
+    for (size_t i = 0; i < sizeof backends / sizeof *backends && !ops; i++)
+        if (pipe_url_scheme_is(url, backends[i]->scheme))
             ops = backends[i];
     if (ops == NULL) {
         set_open_error("store URL \"%.200s\": unknown scheme (known: file://, fault:)", url);
@@ -186,6 +186,11 @@ void pipe_store_free(struct pipe_store *s)
     s->ops->close(s);
     pipe_free(s->url);
     pipe_free(s);
+}
+
+int pipe_store_tidy(struct pipe_store *s)
+{
+    return s->ops->tidy ? s->ops->tidy(s) : 0;
 }
 
 /* Accounting shared by every operation: counts the request and, on failure,

@@ -64,6 +64,15 @@ int pipe_store_open(const char *url, struct pipe_store **out);
  * be using it. */
 void pipe_store_free(struct pipe_store *s);
 
+/* pipe_store_tidy — removes what puts killed before they finished left
+ * behind: on file://, temp files older than tmp_max_age anywhere under the
+ * root (listings also clear those of each directory they read). It reads
+ * the whole tree, so it runs at a daemon's start and with each retention
+ * sweep, never in each --once run. A no-op on backends whose puts leave
+ * nothing (S3). Best effort:
+ * what cannot be read or removed is left for the next call; returns 0. */
+int pipe_store_tidy(struct pipe_store *s);
+
 /* pipe_store_put — stores len bytes under key, replacing any object there.
  * Atomic (a concurrent get sees the old or the new object, never a mix) and,
  * with PIPE_STORE_CAP_FSYNC, durable when it returns 0. PIPE_EINVAL for an

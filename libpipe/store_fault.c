@@ -207,6 +207,12 @@ static int fault_list(struct pipe_store *s, const char *prefix, const char *star
     return rc < 0 ? rc : pass(s, pipe_store_list(f->inner, prefix, start_after, max_keys, out));
 }
 
+static int fault_tidy(struct pipe_store *s)
+{
+    struct fault_store *f = s->priv;
+    return pipe_store_tidy(f->inner);
+}
+
 const struct pipe_store_ops pipe__store_fault_ops = {
     .scheme = "fault",
     .caps = 0, /* replaced by the inner store's in fault_open */
@@ -217,4 +223,5 @@ const struct pipe_store_ops pipe__store_fault_ops = {
     .stat = fault_stat,
     .del = fault_del,
     .list = fault_list,
+    .tidy = fault_tidy,
 };

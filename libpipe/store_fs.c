@@ -10,9 +10,12 @@
  * the next sweep). Temp files of a crashed writer stay as ".tmp.*" files,
  * which list never shows; one older than tmp_max_age (URL parameter,
  * seconds, default an hour: far longer than any live put takes to rename
- * its file) is removed when open walks the tree and whenever a listing
- * reads its directory, so the sweeps clear them as they go. The etag is "<mtime ns>-<size>-<inode>"
- * in hex: each put renames a new inode into place, so it changes on every rewrite. */
+ * its file) is removed by tidy, which walks the whole tree (a daemon's
+ * start: pipe_store_tidy), and whenever a listing reads its directory, so
+ * the sweeps clear them as they go; opening the store reads nothing, so a
+ * --once run or a sluicectl command costs no walk of a large tree. The etag
+ * is "<mtime ns>-<size>-<inode>" in hex: each put renames a new inode into
+ * place, so it changes on every rewrite. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +38,7 @@
 
 #define FS_TMP_PREFIX    ".tmp."
 #define FS_TMP_MAX_AGE_S 3600 /* default age past which a temp file is a dead put's */
-#define FS_TMP_MAX_DEPTH 128  /* directories deep, for the walk at open */
+#define FS_TMP_MAX_DEPTH 128  /* directories deep, for tidy's walk */
 #define FS_TMP_URL_PARAM "tmp_max_age"
 
 struct fs_store {
@@ -198,12 +201,19 @@ static int fs_open(struct pipe_store *s, const char *url)
     fs->tmp_max_age_s = tmp_max_age_s;
     dir = NULL;
     s->priv = fs;
-    int walk = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (walk >= 0)
-        reap_tree(walk, tmp_max_age_s, 0);
 out:
     pipe_free(dir);
     return rc;
+}
+
+/* Removes old temp files anywhere under the root (pipe_store_tidy). */
+static int fs_tidy(struct pipe_store *s)
+{
+    struct fs_store *fs = s->priv;
+    int walk = openat(fs->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (walk >= 0)
+        reap_tree(walk, fs->tmp_max_age_s, 0);
+    return 0;
 }
 
 static void fs_close(struct pipe_store *s)
@@ -675,4 +685,5 @@ const struct pipe_store_ops pipe__store_fs_ops = {
     .stat = fs_stat,
     .del = fs_del,
     .list = fs_list,
+    .tidy = fs_tidy,
 };

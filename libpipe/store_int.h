@@ -32,6 +32,8 @@ struct pipe_store_ops {
      * Fills a zeroed *out; on failure releases what it put there. */
     int (*list)(struct pipe_store *s, const char *prefix, const char *start_after, size_t max_keys,
                 struct pipe_store_list *out);
+    /* tidy — optional (NULL: nothing to do): removes what killed puts left. */
+    int (*tidy)(struct pipe_store *s);
 };
 
 struct pipe_store {

@@ -220,6 +220,12 @@ out:
     return rc;
 }
 
+bool pipe_url_scheme_is(const char *text, const char *scheme)
+{
+    size_t n = strlen(scheme);
+    return strncmp(text, scheme, n) == 0 && (text[n] == ':' || text[n] == '\0');
+}
+
 void pipe_url_cleanup(struct pipe_url *u)
 {
     pipe_free(u->scheme);
@@ -254,4 +260,32 @@ bool pipe_url_query_next(const char **cursor, struct pipe_url_param *p)
 bool pipe_url_param_is(const struct pipe_url_param *p, const char *name)
 {
     return strlen(name) == p->name_len && memcmp(p->name, name, p->name_len) == 0;
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* curl_easy_unescape reads no '+' and allocates its result; a query item
+ * is decoded here, in place of the caller's choosing, once per item. */
+size_t pipe_url_form_decode(const char *s, size_t n, char *dst)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (s[i] == '+') {
+            dst[o++] = ' ';
+        } else if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
+                   (lo = hex_digit(s[i + 2])) >= 0) {
+            dst[o++] = (char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            dst[o++] = s[i];
+        }
+    }
+    return o;
 }

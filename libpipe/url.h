@@ -51,6 +51,11 @@ struct pipe_url_param {
  * with *u untouched, *bad naming the part and *why a static reason. */
 int pipe_url_parse(const char *text, struct pipe_url *u, enum pipe_url_part *bad, const char **why);
 
+/* pipe_url_scheme_is — is text's scheme (what precedes its first ':', or
+ * all of it when it has none: "local") scheme? Compares bytes, parses
+ * nothing: for a front end choosing the backend that parses the URL. */
+bool pipe_url_scheme_is(const char *text, const char *scheme);
+
 /* pipe_url_cleanup — frees what pipe_url_parse allocated; u is all NULL after. */
 void pipe_url_cleanup(struct pipe_url *u);
 
@@ -61,5 +66,11 @@ bool pipe_url_query_next(const char **cursor, struct pipe_url_param *p);
 
 /* pipe_url_param_is — does p's name equal name? */
 bool pipe_url_param_is(const struct pipe_url_param *p, const char *name);
+
+/* pipe_url_form_decode — n bytes of a query item's name or value as HTML
+ * forms encode it ('+' a space, %XX a byte) decoded into dst, which n bytes
+ * suffice for; a malformed escape stays as written. Returns the bytes
+ * written (no NUL added). Decoded bytes may be anything, NUL included. */
+size_t pipe_url_form_decode(const char *s, size_t n, char *dst);
 
 #endif

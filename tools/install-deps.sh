@@ -3,7 +3,8 @@
 # test, demo, bench, lint) needs and that are missing. Both `make demo` and
 # `make test` call it, so a fresh Debian 12 machine needs nothing by hand.
 # For test and bench it also installs the pinned npm tools of tests/node
-# (s3rver, kubernetes-models) with `npm ci`, which needs no root.
+# (s3rver, kubernetes-models, DuckDB for the bench peer) with `npm ci`,
+# which needs no root.
 set -euo pipefail
 purpose=${1:-build}
 
@@ -16,7 +17,7 @@ case "$purpose" in
   test)  want=("${build[@]}" curl zstd python3 procps redis-server nodejs npm postgresql
                prometheus systemd python3-yaml kubernetes-client python3-sqlglot
                python3-botocore awscli openssl chromium) ;;
-  bench) want=("${build[@]}" curl zstd python3 procps jq redis-server nodejs npm
+  bench) want=("${build[@]}" curl zstd python3 procps jq redis-server nodejs npm time
                python3-botocore) ;;
   lint)  want=("${build[@]}" clang-format cppcheck) ;;
   fuzz)  want=("${build[@]}" clang libclang-rt-14-dev) ;;

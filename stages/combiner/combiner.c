@@ -32,7 +32,7 @@ static const struct pipe_conf_opt combiner_opts[] = {
      "recompress (inputs into one new zstd frame), concat (inputs' frames copied as they are) "
      "or auto (copy inputs of concat_min or more, recompress smaller ones)",
      0, 0, "MODE"},
-    {"concat_min", PIPE_CONF_SIZE, "1MiB", OPT(concat_min),
+    {"concat_min", PIPE_CONF_SIZE, "64KiB", OPT(concat_min),
      "in auto mode, inputs at least this big (stored) are copied, not recompressed", 0, 1LL << 40,
      NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
@@ -90,6 +90,7 @@ static const struct pipe_job_kind combine_jobs = {
     .listed = combiner_listed,
     .failed = combiner_failed,
     .abandoned = combiner_abandoned,
+    .done_bumps = (const char *const[]){PIPE_KEYS_JOBS_SPLIT, PIPE_WAKE_COMBINE_DONE, NULL},
 };
 
 static enum pipe_stage_status combiner_process(struct pipe_stage *st, void *state)
@@ -101,49 +102,42 @@ static enum pipe_stage_status combiner_process(struct pipe_stage *st, void *stat
 
 /* ---- the stage --------------------------------------------------------- */
 
-static void register_metrics(struct combiner *c)
-{
-    struct pipe_metrics *reg = pipe_stage_metrics(c->st);
-    struct comb_metrics *m = &c->m;
-    m->jobs = pipe_metrics_counter(reg, "sluice_combiner_jobs_total",
-                                   "Combine jobs finished (committed and cleaned up).", NULL);
-    m->recovered = pipe_metrics_counter(
-        reg, "sluice_combiner_jobs_recovered_total",
-        "Jobs found committed by an earlier holder; only their cleanup was redone.", NULL);
-    m->events_in = pipe_metrics_counter(reg, "sluice_combiner_events_in_total",
-                                        "Events read from filtered/ inputs.", NULL);
-    m->events_out = pipe_metrics_counter(reg, "sluice_combiner_events_out_total",
-                                         "Events written to combined/ objects.", NULL);
-    m->bytes_in = pipe_metrics_counter(reg, "sluice_combiner_bytes_in_total",
-                                       "Stored (compressed) bytes of inputs read.", NULL);
-    m->bytes_out = pipe_metrics_counter(reg, "sluice_combiner_bytes_out_total",
-                                        "Stored (compressed) bytes of combined objects.", NULL);
-    m->invalid = pipe_metrics_counter(
-        reg, "sluice_combiner_invalid_jobs_total",
-        "Job runs refused: an input is undecodable or over max_input, or the descriptor is bad.",
-        NULL);
-    m->lease_lost = pipe_metrics_counter(reg, "sluice_combiner_lease_lost_total",
-                                         "Jobs abandoned because their lease was lost.", NULL);
-    m->abandoned = pipe_metrics_counter(reg, "sluice_combiner_jobs_abandoned_total",
-                                        "Jobs abandoned before commit on a stop signal.", NULL);
-    m->superseded = pipe_metrics_counter(
-        reg, "sluice_combiner_jobs_superseded_total",
-        "Jobs dropped because another job had already combined one of their inputs.", NULL);
-    m->replanned = pipe_metrics_counter(
-        reg, "sluice_combiner_jobs_replanned_total",
-        "Jobs dropped because an input changed or vanished since the dispatcher wrote them; "
-        "the dispatcher plans their inputs again.",
-        NULL);
-    m->duration = pipe_metrics_histogram(reg, "sluice_combiner_job_seconds",
-                                         "Time to run one job, lease to cleanup.", NULL,
-                                         pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
-    m->pending_jobs =
-        pipe_metrics_gauge(reg, "sluice_combiner_pending_jobs",
-                           "Descriptors under jobs/combine/ at the last round.", NULL);
-    m->freshness = pipe_metrics_gauge(
-        reg, "sluice_combiner_freshness_seconds",
-        "Age of the oldest pending combine job descriptor at the last round (0: none).", NULL);
-}
+#define COMB_METRIC(kind, field, name, help)                                                       \
+    PIPE_METRIC(kind, struct comb_metrics, field, name, help)
+
+static const struct pipe_metric_def comb_metric_defs[] = {
+    COMB_METRIC(COUNTER, jobs, "sluice_combiner_jobs_total",
+                "Combine jobs finished (committed and cleaned up)."),
+    COMB_METRIC(COUNTER, recovered, "sluice_combiner_jobs_recovered_total",
+                "Jobs found committed by an earlier holder; only their cleanup was redone."),
+    COMB_METRIC(COUNTER, events_in, "sluice_combiner_events_in_total",
+                "Events read from filtered/ inputs."),
+    COMB_METRIC(COUNTER, events_out, "sluice_combiner_events_out_total",
+                "Events written to combined/ objects."),
+    COMB_METRIC(COUNTER, bytes_in, "sluice_combiner_bytes_in_total",
+                "Stored (compressed) bytes of inputs read."),
+    COMB_METRIC(COUNTER, bytes_out, "sluice_combiner_bytes_out_total",
+                "Stored (compressed) bytes of combined objects."),
+    COMB_METRIC(COUNTER, invalid, "sluice_combiner_invalid_jobs_total",
+                "Job runs refused: an input is undecodable or over max_input, or the descriptor "
+                "is bad."),
+    COMB_METRIC(COUNTER, lease_lost, "sluice_combiner_lease_lost_total",
+                "Jobs abandoned because their lease was lost."),
+    COMB_METRIC(COUNTER, abandoned, "sluice_combiner_jobs_abandoned_total",
+                "Jobs abandoned before commit on a stop signal."),
+    COMB_METRIC(COUNTER, superseded, "sluice_combiner_jobs_superseded_total",
+                "Jobs dropped because another job had already combined one of their inputs."),
+    COMB_METRIC(COUNTER, replanned, "sluice_combiner_jobs_replanned_total",
+                "Jobs dropped because an input changed or vanished since the dispatcher wrote "
+                "them; the dispatcher plans their inputs again."),
+    COMB_METRIC(SECONDS, duration, "sluice_combiner_job_seconds",
+                "Time to run one job, lease to cleanup."),
+    COMB_METRIC(GAUGE, pending_jobs, "sluice_combiner_pending_jobs",
+                "Descriptors under jobs/combine/ at the last round."),
+    COMB_METRIC(GAUGE, freshness, "sluice_combiner_freshness_seconds",
+                "Age of the oldest pending combine job descriptor at the last round (0: none)."),
+    {0},
+};
 
 static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
 {
@@ -168,7 +162,7 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
         pipe_free(c);
         return rc < 0 ? rc : PIPE_EIO;
     }
-    register_metrics(c);
+    pipe_metrics_register_table(pipe_stage_metrics(st), comb_metric_defs, &c->m, c);
     c->jobs = pipe_job_runner_new(st, &combine_jobs, cfg->lease_ttl_ms, c);
     *state = c;
     return 0;

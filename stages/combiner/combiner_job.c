@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
@@ -24,6 +25,17 @@
 
 #define DESCRIPTOR_MAX (64u << 20)
 
+/* What one pass over an input's decoded bytes learns: its events (lines
+ * that hold something: not empty, not a lone "\r"), its size and whether
+ * it ends with "\n". A line can span chunks, so its start is carried. */
+struct scan {
+    uint64_t events;
+    uint64_t bytes;
+    uint64_t line_len; /* bytes of the current line so far */
+    bool line_cr;      /* the current line starts with '\r' */
+    char last;         /* the last byte decoded */
+};
+
 /* The state of one run. */
 struct run {
     struct combiner *c;
@@ -32,25 +44,12 @@ struct run {
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
+    ZSTD_DCtx *dctx; /* decodes every input, chunk by chunk, into c->dec */
+    struct scan sc;  /* what decoding the input in hand has learnt so far */
     struct pipe_manifest_combined man;
     uint64_t bytes_in;
     const char *stale; /* an input that changed or vanished (then rc PIPE_ENOTFOUND) */
 };
-
-/* Counts the lines of an input that hold something: the events. */
-static uint64_t count_events(const char *p, size_t n)
-{
-    uint64_t events = 0;
-    const char *end = p + n;
-    while (p < end) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = nl ? nl : end;
-        if (stop > p && !(stop - p == 1 && *p == '\r'))
-            events++;
-        p = nl ? nl + 1 : end;
-    }
-    return events;
-}
 
 /* ---- reading the descriptor ------------------------------------------- */
 
@@ -93,22 +92,32 @@ out:
 
 /* ---- merging ----------------------------------------------------------- */
 
-/* Fetches one input into c->in, exactly the version the descriptor names. */
-static int fetch_input(struct run *r, const struct pipe_manifest_object *in)
+/* Fetches one input, exactly the version the descriptor names, appending
+ * it to dst: c->in, or c->out for an input whose frames are copied (then
+ * PIPE_ETOOBIG means the output would pass max_output). */
+static int fetch_input(struct run *r, const struct pipe_manifest_object *in, struct pipe_buf *dst)
 {
     struct combiner *c = r->c;
     struct pipe_store *s = pipe_stage_store(c->st);
     struct pipe_store_obj info;
     const char *why = NULL;
+    size_t start = dst->len;
     int rc = pipe_store_stat(s, in->key, &info);
     if (rc == 0 && (strcmp(info.etag, in->etag) != 0 || info.size != in->size))
         why = "changed since the job was written (etag or size differ)";
+    else if (rc == 0 && info.size > c->cfg->max_input)
+        rc = PIPE_ETOOBIG;
     if (rc == 0 && !why) {
-        pipe_buf_reset(&c->in);
-        rc = pipe_store_get(s, in->key, &c->in);
+        rc = pipe_store_get(s, in->key, dst);
+        if (rc == PIPE_ETOOBIG && dst == &c->out)
+            return rc;
         /* A rewrite between stat and get shows as another size at least. */
-        if (rc == 0 && c->in.len != in->size)
+        if (rc == 0 && dst->len - start != in->size) {
             why = "changed while it was read";
+            dst->len = start;
+            if (dst->data)
+                dst->data[start] = '\0';
+        }
     }
     if (rc == PIPE_ENOTFOUND)
         why = "is missing";
@@ -139,37 +148,142 @@ static int close_frame(struct run *r)
     return pipe_zwriter_finish(r->c->zw);
 }
 
-/* Whether the input in c->in goes to the output as it is stored (its zstd
- * frames copied) rather than recompressed: in concat mode, and in auto mode
- * for inputs of concat_min bytes or more, where recompressing at a fast
- * level gains nothing (docs/benchmarks.md). */
-static bool copy_frames(const struct combiner *c, bool need_nl)
+/* Starts a recompressed frame in c->out unless one is in progress. */
+static int open_frame(struct run *r)
 {
-    if (need_nl || !pipe_codec_is_zstd(c->in.data ? c->in.data : "", c->in.len))
-        return false;
-    return c->mode == COMB_CONCAT || (c->mode == COMB_AUTO && c->in.len >= c->cfg->concat_min);
-}
-
-/* Appends the input in c->in / c->dec to the output. A final line without
- * "\n" gets one, so that inputs never run into each other. */
-static int append_input(struct run *r, bool need_nl)
-{
-    struct combiner *c = r->c;
     int rc = 0;
-    if (copy_frames(c, need_nl)) {
-        rc = close_frame(r);
-        if (rc == 0)
-            rc = pipe_buf_append(&c->out, c->in.data, c->in.len);
-        return rc;
-    }
     if (!r->frame_open) {
-        rc = pipe_zwriter_reset(c->zw, &c->out);
+        rc = pipe_zwriter_reset(r->c->zw, &r->c->out);
         r->frame_open = rc == 0;
     }
+    return rc;
+}
+
+/* Whether an input of this stored size goes to the output as it is stored
+ * (its zstd frames copied) rather than recompressed: in concat mode, and in
+ * auto mode for inputs of concat_min bytes or more, where recompressing
+ * gains little and costs most of the combiner's CPU (docs/benchmarks.md).
+ * An input that turns out not to be zstd is compressed all the same. */
+static bool copy_frames(const struct combiner *c, uint64_t size)
+{
+    return c->mode == COMB_CONCAT || (c->mode == COMB_AUTO && size >= c->cfg->concat_min);
+}
+
+/* Whether the line the scan is in holds something: not empty, not "\r". */
+static bool line_is_event(const struct scan *sc)
+{
+    return sc->line_len > 1 || (sc->line_len == 1 && !sc->line_cr);
+}
+
+/* Counts the events of one decoded chunk; a line may go on in the next. */
+static void scan_chunk(struct scan *sc, const char *p, size_t n)
+{
+    const char *end = p + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        if (stop > p && sc->line_len == 0)
+            sc->line_cr = *p == '\r';
+        sc->line_len += (uint64_t)(stop - p);
+        if (nl) {
+            sc->events += line_is_event(sc);
+            sc->line_len = 0;
+        }
+        p = nl ? nl + 1 : end;
+    }
+}
+
+/* An input the combiner cannot decode: PIPE_ECORRUPT, and why in the log. */
+static int undecodable(struct run *r, const char *key, const char *why)
+{
+    pipe_log_error("job input cannot be decoded; job left in place", "job=%s key=%s why=\"%s\"",
+                   r->id, key, why);
+    return PIPE_ECORRUPT;
+}
+
+/* One chunk of an input's decoded bytes, while it is in cache: counted,
+ * hashed into the manifest's checksum and, when recompressing (feed), fed
+ * to the frame in progress. */
+static int take_chunk(struct run *r, const char *key, const char *p, size_t n, bool feed)
+{
+    struct combiner *c = r->c;
+    struct scan *sc = &r->sc;
+    if (n == 0)
+        return 0;
+    /* The cap bounds what a small input that decodes to a lot can cost. */
+    if (n > c->cfg->max_input - sc->bytes)
+        return undecodable(r, key, "decodes to more than max_input bytes");
+    sc->bytes += n;
+    sc->last = p[n - 1];
+    scan_chunk(sc, p, n);
+    XXH3_64bits_update(c->xx, p, n);
+    return feed ? pipe_zwriter_write(c->zw, p, n) : 0;
+}
+
+/* Decodes the input p[0..n) (one or more zstd frames, or plain) chunk by
+ * chunk through take_chunk: one pass, in a buffer that stays in cache,
+ * instead of the whole input decoded to memory and then read twice more. */
+static int decode_input(struct run *r, const char *key, const char *p, size_t n, bool feed)
+{
+    memset(&r->sc, 0, sizeof r->sc);
+    if (!pipe_codec_is_zstd(p, n))
+        return take_chunk(r, key, p, n, feed);
+    if (ZSTD_isError(ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only)))
+        return PIPE_EIO;
+    ZSTD_inBuffer zin = {p, n, 0};
+    for (;;) {
+        ZSTD_outBuffer ob = {r->c->dec.data, r->c->dec.cap, 0};
+        size_t before = zin.pos;
+        size_t ret = ZSTD_decompressStream(r->dctx, &ob, &zin);
+        if (ZSTD_isError(ret))
+            return undecodable(r, key, ZSTD_getErrorName(ret));
+        int rc = take_chunk(r, key, r->c->dec.data, ob.pos, feed);
+        if (rc < 0)
+            return rc;
+        if (ret == 0 && zin.pos == zin.size)
+            return 0;
+        /* All input read before a call that decoded nothing: cut short. */
+        if (ob.pos == 0 && before == zin.size)
+            return undecodable(r, key, "ends in the middle of a zstd frame");
+    }
+}
+
+/* Appends one input to c->out: its frames copied as stored (fetched
+ * straight into c->out), or decoded into the frame in progress. Either way
+ * it is decoded once, which counts its events and checks it. A final line
+ * without "\n" gets one, so that inputs never run into each other. */
+static int append_input(struct run *r, const struct pipe_manifest_object *in)
+{
+    struct combiner *c = r->c;
+    bool copy = copy_frames(c, in->size);
+    int rc = copy ? close_frame(r) : 0;
+    size_t start = copy ? c->out.len : 0;
+    pipe_buf_reset(&c->in);
     if (rc == 0)
-        rc = pipe_zwriter_write(c->zw, c->dec.data ? c->dec.data : "", c->dec.len);
-    if (rc == 0 && need_nl)
-        rc = pipe_zwriter_write(c->zw, "\n", 1);
+        rc = fetch_input(r, in, copy ? &c->out : &c->in);
+    if (rc < 0)
+        return rc;
+    if (copy && !pipe_codec_is_zstd(c->out.data + start, c->out.len - start)) {
+        rc = pipe_buf_append(&c->in, c->out.data + start, c->out.len - start);
+        c->out.len = start;
+        c->out.data[start] = '\0';
+        start = 0;
+        copy = false;
+    }
+    if (rc == 0 && !copy)
+        rc = open_frame(r);
+    const struct pipe_buf *src = copy ? &c->out : &c->in;
+    if (rc == 0)
+        rc = decode_input(r, in->key, src->data ? src->data + start : "", src->len - start, !copy);
+    bool need_nl = r->sc.bytes > 0 && r->sc.last != '\n';
+    if (rc == 0 && need_nl) {
+        /* A frame of its own after copied frames: still one zstd stream. */
+        rc =
+            copy ? pipe_zwriter_frame(c->zw, "\n", 1, &c->out) : pipe_zwriter_write(c->zw, "\n", 1);
+        XXH3_64bits_update(c->xx, "\n", 1);
+        r->sc.events += line_is_event(&r->sc);
+        r->sc.bytes++;
+    }
     /* concat keeps one frame per input even when it had to recompress. */
     if (rc == 0 && c->mode == COMB_CONCAT)
         rc = close_frame(r);
@@ -178,43 +292,24 @@ static int append_input(struct run *r, bool need_nl)
 
 static int add_input(struct run *r, const struct pipe_manifest_object *in)
 {
-    struct combiner *c = r->c;
-    int rc = fetch_input(r, in);
-    if (rc < 0)
-        return rc;
-    pipe_buf_reset(&c->dec);
-    rc = pipe_codec_decompress(c->in.data ? c->in.data : "", c->in.len, &c->dec);
-    if (rc < 0) {
-        pipe_log_error("job input cannot be decoded; job left in place", "job=%s key=%s err=\"%s\"",
-                       r->id, in->key, pipe_strerror(rc));
-        return PIPE_ECORRUPT;
-    }
-    bool need_nl = c->dec.len > 0 && c->dec.data[c->dec.len - 1] != '\n';
-    uint64_t events = count_events(c->dec.data ? c->dec.data : "", c->dec.len);
-    rc = append_input(r, need_nl);
+    int rc = append_input(r, in);
     if (rc == PIPE_ETOOBIG) {
         pipe_log_error("combined object would pass max_output; job left in place", "job=%s", r->id);
         return PIPE_ECORRUPT;
     }
     if (rc < 0)
         return rc;
-    XXH3_64bits_update(c->xx, c->dec.data ? c->dec.data : "", c->dec.len);
-    if (need_nl)
-        XXH3_64bits_update(c->xx, "\n", 1);
-    r->man.uncompressed_bytes += c->dec.len + (need_nl ? 1 : 0);
-    r->man.events += events;
+    r->man.uncompressed_bytes += r->sc.bytes;
+    r->man.events += r->sc.events;
     r->bytes_in += in->size;
-    pipe_manifest_combined_add_input(&r->man, in->key, in->size, in->etag, events);
+    pipe_manifest_combined_add_input(&r->man, in->key, in->size, in->etag, r->sc.events);
     return 0;
 }
 
-/* Reads every input into c->out and fills the manifest. */
-static int merge(struct run *r)
+/* Reads every input into c->out. */
+static int merge_inputs(struct run *r)
 {
     struct combiner *c = r->c;
-    pipe_buf_reset(&c->out);
-    XXH3_64bits_reset(c->xx);
-    r->frame_open = false;
     int rc = 0;
     for (size_t i = 0; i < r->job.n_inputs && rc == 0; i++) {
         if (pipe_stage_stopping(c->st))
@@ -231,6 +326,26 @@ static int merge(struct run *r)
             rc = PIPE_ECORRUPT;
         }
     }
+    return rc;
+}
+
+/* Reads every input into c->out and fills the manifest. */
+static int merge(struct run *r)
+{
+    struct combiner *c = r->c;
+    pipe_buf_reset(&c->out);
+    XXH3_64bits_reset(c->xx);
+    r->frame_open = false;
+    /* One decoder per job (its window is allocated at the first frame),
+     * decoding into c->dec: one chunk, the size zstd suggests, recycled
+     * between jobs and small enough to stay in cache. */
+    size_t chunk = ZSTD_DStreamOutSize();
+    int rc = pipe_buf_reserve(&c->dec, chunk < c->dec.max ? chunk : c->dec.max);
+    r->dctx = rc == 0 ? ZSTD_createDCtx() : NULL;
+    if (rc == 0)
+        rc = r->dctx ? merge_inputs(r) : PIPE_EIO;
+    ZSTD_freeDCtx(r->dctx);
+    r->dctx = NULL;
     if (rc < 0)
         return rc;
     struct pipe_manifest_combined *m = &r->man;

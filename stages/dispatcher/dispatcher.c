@@ -22,6 +22,7 @@
 #include "libpipe/mem.h"
 #include "libpipe/metrics.h"
 #include "libpipe/store.h"
+#include "libpipe/wake.h"
 #include "stages/dispatcher/dispatcher.h"
 
 #define OPT(field) offsetof(struct dispatcher_cfg, field)
@@ -73,6 +74,7 @@ struct pass {
     int64_t lookback_from; /* first hour of the lookback: done sets from it on are cached */
     uint64_t backlog_objects, backlog_bytes; /* eligible when listed */
     int64_t oldest_unassigned_ms;            /* mtime; 0 = none left */
+    int64_t wake_at_ms;                      /* when the first waiting job is due; 0 = none */
     uint64_t jobs_written;
 };
 
@@ -186,6 +188,7 @@ static int write_job(struct dispatcher *d, int64_t hour, const struct disp_obj *
         rc = pipe_store_put(pipe_stage_store(d->st), key.data, json.data, json.len);
     if (rc < 0)
         goto out;
+    pipe_wake_bump(pipe_stage_wake(d->st), PIPE_KEYS_JOBS_COMBINE);
     disp_cache_add(d, id.data, objs, n);
     pipe_counter_inc(d->m.jobs);
     pipe_counter_add(d->m.inputs, n);
@@ -230,6 +233,12 @@ static int cut_jobs(struct dispatcher *d, int64_t hour, const struct disp_obj *c
         if (!ready) {
             if (p->oldest_unassigned_ms == 0 || oldest < p->oldest_unassigned_ms)
                 p->oldest_unassigned_ms = oldest;
+            /* Nothing may be written meanwhile: the next pass must still
+             * come when this group is ready. */
+            int64_t due = oldest + c->max_wait_ms < hour + PIPE_HOUR_MS ? oldest + c->max_wait_ms
+                                                                        : hour + PIPE_HOUR_MS;
+            if (p->wake_at_ms == 0 || due < p->wake_at_ms)
+                p->wake_at_ms = due;
             break;
         }
         int rc = write_job(d, hour, elig + start, end - start);
@@ -358,6 +367,10 @@ out:
 
 /* ---- the pass ---------------------------------------------------------- */
 
+/* What can give a pass something to do: new filtered/ objects, and a
+ * combine job gone (done markers, or inputs handed back by a drop). */
+static const char *const disp_watched[] = {PIPE_WAKE_FILTERED, PIPE_WAKE_COMBINE_DONE};
+
 static bool full_scan_due(struct dispatcher *d, const struct pass *p)
 {
     return p->once || d->last_full_scan_mono == 0 ||
@@ -370,15 +383,45 @@ static bool lookback_due(struct dispatcher *d)
            pipe_clock_mono_ms() - d->last_lookback_mono >= d->cfg->lookback_every_ms;
 }
 
-static int run_pass(struct dispatcher *d, struct pass *p)
+/* pass_scan — which partitions this pass lists, or false in *run when a
+ * pass can find nothing the last ones did not (d->watch, read before):
+ * a tier whose timer is due is listed only when a generation moved since
+ * its last listing or idle_list passed (late objects come from a filter,
+ * which bumps filtered/), and the hot partitions when one moved, idle_list
+ * passed, or a waiting job falls due (what the last pass knew suffices for
+ * that). A new lease holder and --once always list everything. */
+static enum disp_scan pass_scan(struct dispatcher *d, const struct pass *p, bool *run)
+{
+    *run = true;
+    if (p->once || d->last_full_scan_mono == 0)
+        return DISP_SCAN_FULL;
+    if (full_scan_due(d, p) && pipe_wake_watch_due(d->watch, DISP_MARK_FULL))
+        return DISP_SCAN_FULL;
+    if (lookback_due(d) && pipe_wake_watch_due(d->watch, DISP_MARK_LOOKBACK))
+        return DISP_SCAN_LOOKBACK;
+    *run = pipe_wake_watch_due(d->watch, DISP_MARK_HOT) ||
+           (d->wake_at_ms && p->now_ms >= d->wake_at_ms);
+    return DISP_SCAN_HOT;
+}
+
+/* passed — a pass went through: what the watch read before it is listed. */
+static void passed(struct dispatcher *d, enum disp_scan scan, const struct pass *p)
+{
+    pipe_wake_watch_listed(d->watch, DISP_MARK_HOT);
+    if (scan != DISP_SCAN_HOT)
+        pipe_wake_watch_listed(d->watch, DISP_MARK_LOOKBACK);
+    if (scan == DISP_SCAN_FULL)
+        pipe_wake_watch_listed(d->watch, DISP_MARK_FULL);
+    d->wake_at_ms = p->wake_at_ms;
+    d->oldest_unassigned_ms = p->oldest_unassigned_ms;
+}
+
+static int run_pass(struct dispatcher *d, struct pass *p, enum disp_scan scan)
 {
     const char **pending = NULL;
     size_t n_pending = 0, n_hours = 0;
     int64_t *hours = NULL;
-    bool full = full_scan_due(d, p);
-    enum disp_scan scan = full              ? DISP_SCAN_FULL
-                          : lookback_due(d) ? DISP_SCAN_LOOKBACK
-                                            : DISP_SCAN_HOT;
+    bool full = scan == DISP_SCAN_FULL;
     p->fresh = full;
     p->lookback_from = disp_lookback_from(d, p->now_ms);
     disp_done_prune(d, p->lookback_from);
@@ -405,6 +448,8 @@ static int run_pass(struct dispatcher *d, struct pass *p)
         d->last_full_scan_mono = pipe_clock_mono_ms();
     if (rc == 0 && scan != DISP_SCAN_HOT)
         d->last_lookback_mono = pipe_clock_mono_ms();
+    if (rc == 0 && !pipe_stage_stopping(d->st))
+        passed(d, scan, p);
 out:
     pipe_free(hours);
     pipe_free(pending);
@@ -434,11 +479,18 @@ static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *st
         .now_ms = pipe_clock_now_ms(),
         .once = pipe_stage_common(st)->once,
     };
-    rc = run_pass(d, &p);
-    pipe_gauge_set(d->m.backlog_objects, (double)p.backlog_objects);
-    pipe_gauge_set(d->m.backlog_bytes, (double)p.backlog_bytes);
-    pipe_gauge_set(d->m.freshness, p.oldest_unassigned_ms
-                                       ? (double)(p.now_ms - p.oldest_unassigned_ms) / 1000.0
+    bool run;
+    pipe_wake_watch_read(d->watch); /* before any listing of the pass */
+    enum disp_scan scan = pass_scan(d, &p, &run);
+    if (run) {
+        rc = run_pass(d, &p, scan);
+        pipe_gauge_set(d->m.backlog_objects, (double)p.backlog_objects);
+        pipe_gauge_set(d->m.backlog_bytes, (double)p.backlog_bytes);
+    } else {
+        pipe_wake_watch_skipped(d->watch);
+    }
+    pipe_gauge_set(d->m.freshness, d->oldest_unassigned_ms
+                                       ? (double)(p.now_ms - d->oldest_unassigned_ms) / 1000.0
                                        : 0.0);
     if (rc == 0 && !p.once && !pipe_stage_stopping(st))
         rc = disp_sweep_maybe(d);
@@ -450,44 +502,41 @@ static enum pipe_stage_status dispatcher_process(struct pipe_stage *st, void *st
 
 /* ---- the stage --------------------------------------------------------- */
 
-static void register_metrics(struct dispatcher *d)
-{
-    struct pipe_metrics *reg = pipe_stage_metrics(d->st);
-    struct disp_metrics *m = &d->m;
-    m->jobs = pipe_metrics_counter(reg, "sluice_dispatcher_jobs_total",
-                                   "Combine job descriptors written.", NULL);
-    m->inputs = pipe_metrics_counter(reg, "sluice_dispatcher_inputs_total",
-                                     "filtered/ objects assigned to a combine job.", NULL);
-    m->lease_acquired =
-        pipe_metrics_counter(reg, "sluice_dispatcher_lease_acquired_total",
-                             "Times this process became the active dispatcher.", NULL);
-    m->lease_lost = pipe_metrics_counter(reg, "sluice_dispatcher_lease_lost_total",
-                                         "Times the dispatcher lease was lost while held.", NULL);
-    m->bad_descriptors =
-        pipe_metrics_counter(reg, "sluice_dispatcher_bad_descriptors_total",
-                             "Job descriptors under jobs/combine/ that did not parse.", NULL);
-    m->backlog_objects =
-        pipe_metrics_gauge(reg, "sluice_dispatcher_backlog_objects",
-                           "filtered/ objects in neither a job nor done, at the last pass.", NULL);
-    m->backlog_bytes =
-        pipe_metrics_gauge(reg, "sluice_dispatcher_backlog_bytes",
-                           "Bytes of those objects (compressed), at the last pass.", NULL);
-    m->pending_jobs = pipe_metrics_gauge(reg, "sluice_dispatcher_pending_jobs",
-                                         "Combine job descriptors waiting for a combiner.", NULL);
-    m->active = pipe_metrics_gauge(reg, "sluice_dispatcher_active",
-                                   "1 while this process holds the dispatcher lease.", NULL);
-    m->freshness = pipe_metrics_gauge(
-        reg, "sluice_dispatcher_freshness_seconds",
-        "Age of the oldest filtered/ object still in no job after the last pass (0: none).", NULL);
-}
+#define DISP_METRIC(kind, field, name, help)                                                       \
+    PIPE_METRIC(kind, struct disp_metrics, field, name, help)
+
+static const struct pipe_metric_def disp_metric_defs[] = {
+    DISP_METRIC(COUNTER, jobs, "sluice_dispatcher_jobs_total", "Combine job descriptors written."),
+    DISP_METRIC(COUNTER, inputs, "sluice_dispatcher_inputs_total",
+                "filtered/ objects assigned to a combine job."),
+    DISP_METRIC(COUNTER, lease_acquired, "sluice_dispatcher_lease_acquired_total",
+                "Times this process became the active dispatcher."),
+    DISP_METRIC(COUNTER, lease_lost, "sluice_dispatcher_lease_lost_total",
+                "Times the dispatcher lease was lost while held."),
+    DISP_METRIC(COUNTER, bad_descriptors, "sluice_dispatcher_bad_descriptors_total",
+                "Job descriptors under jobs/combine/ that did not parse."),
+    DISP_METRIC(GAUGE, backlog_objects, "sluice_dispatcher_backlog_objects",
+                "filtered/ objects in neither a job nor done, at the last pass."),
+    DISP_METRIC(GAUGE, backlog_bytes, "sluice_dispatcher_backlog_bytes",
+                "Bytes of those objects (compressed), at the last pass."),
+    DISP_METRIC(GAUGE, pending_jobs, "sluice_dispatcher_pending_jobs",
+                "Combine job descriptors waiting for a combiner."),
+    DISP_METRIC(GAUGE, active, "sluice_dispatcher_active",
+                "1 while this process holds the dispatcher lease."),
+    DISP_METRIC(
+        GAUGE, freshness, "sluice_dispatcher_freshness_seconds",
+        "Age of the oldest filtered/ object still in no job after the last pass (0: none)."),
+    {0},
+};
 
 static int dispatcher_init(struct pipe_stage *st, void *cfgp, void **state)
 {
     struct dispatcher *d = pipe_calloc(1, sizeof *d);
     d->st = st;
     d->cfg = cfgp;
-    register_metrics(d);
+    pipe_metrics_register_table(pipe_stage_metrics(st), disp_metric_defs, &d->m, d);
     disp_sweep_init(d);
+    d->watch = pipe_wake_watch_new(pipe_stage_wake(st), "dispatcher", disp_watched, 2);
     *state = d;
     return 0;
 }
@@ -501,6 +550,7 @@ static void dispatcher_exit(struct pipe_stage *st, void *state)
         pipe_log_warn("cannot release the dispatcher lease", "err=\"%s\"", pipe_strerror(rc));
     disp_cache_free(d);
     disp_done_prune(d, INT64_MAX);
+    pipe_wake_watch_free(d->watch);
     pipe_free(d);
 }
 

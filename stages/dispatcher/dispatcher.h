@@ -21,6 +21,7 @@
 
 struct pipe_counter;
 struct pipe_gauge;
+struct pipe_wake_watch;
 struct json_t;
 
 struct dispatcher_cfg {
@@ -107,7 +108,13 @@ struct dispatcher {
     struct pipe_retention_config ret;
     int64_t last_sweep_mono; /* end of the last sweep; 0: none since the lease was taken */
     struct disp_metrics m;
+    struct pipe_wake_watch *watch; /* generations of filtered/ and state/combine/ */
+    int64_t wake_at_ms;            /* a waiting job is due then (max_wait, hour end); 0: none */
+    int64_t oldest_unassigned_ms;  /* as the last pass left it, for the freshness gauge */
 };
+
+/* The marks of d->watch: what each tier of listing last saw. */
+enum disp_mark { DISP_MARK_HOT, DISP_MARK_LOOKBACK, DISP_MARK_FULL };
 
 /* disp_keep_lease — checks the lease (the runtime renews it). Anything but
  * 0 means "do not write". */

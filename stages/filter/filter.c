@@ -185,11 +185,50 @@ static void labeled_counters(struct pipe_metrics *reg, const char *name, const c
     }
 }
 
+#define FILTER_METRIC(kind, field, name, help)                                                     \
+    PIPE_METRIC(kind, struct filter_metrics, field, name, help)
+#define FILTER_RELOADS(i, result)                                                                  \
+    {                                                                                              \
+        PIPE_METRIC_COUNTER, "sluice_filter_schema_reloads_total", "result=\"" result "\"",        \
+            offsetof(struct filter_metrics, schema_reloads[i]), NULL,                              \
+            "Schema reloads (SIGHUP), by result."                                                  \
+    }
+
+static double pending_bytes_value(void *arg);
+static double receiving_bytes_value(void *arg);
+
+/* The filter's metrics but those labelled by a list (register_metrics). */
+static const struct pipe_metric_def filter_metric_defs[] = {
+    FILTER_METRIC(COUNTER, accepted, "sluice_filter_events_accepted_total",
+                  "Events accepted and durably written."),
+    FILTER_METRIC(COUNTER, bytes_in, "sluice_filter_bytes_in_total",
+                  "Request body bytes received (as sent)."),
+    FILTER_METRIC(COUNTER, flushes, "sluice_filter_flushes_total", "Batches written to the store."),
+    FILTER_METRIC(COUNTER, flush_errors, "sluice_filter_flush_errors_total",
+                  "Batches whose write failed (answered 503)."),
+    FILTER_METRIC(COUNTER, raw_objects, "sluice_filter_raw_objects_total",
+                  "raw/ objects filtered."),
+    FILTER_METRIC(COUNTER, unknown_types, "sluice_filter_unknown_type_events_total",
+                  "Events of a type without schema (accepted or rejected)."),
+    FILTER_METRIC(COUNTER, rewritten, "sluice_filter_events_rewritten_total",
+                  "Events changed by schema defaults or redaction."),
+    FILTER_RELOADS(0, "ok"),
+    FILTER_RELOADS(1, "error"),
+    FILTER_METRIC(SECONDS, ack_latency, "sluice_filter_ack_seconds",
+                  "Time from a request's arrival to its answer."),
+    FILTER_METRIC(SECONDS, flush_latency, "sluice_filter_flush_seconds",
+                  "Time to compress and store one batch."),
+    {PIPE_METRIC_GAUGE_FN, "sluice_filter_pending_bytes", NULL, 0, pending_bytes_value,
+     "Bytes received but not yet acknowledged."},
+    {PIPE_METRIC_GAUGE_FN, "sluice_filter_receiving_bytes", NULL, 0, receiving_bytes_value,
+     "Declared length of request bodies still arriving (counted against max_pending)."},
+    {0},
+};
+
 static void register_metrics(struct filter *f)
 {
     struct pipe_metrics *reg = pipe_stage_metrics(f->st);
-    f->m.accepted = pipe_metrics_counter(reg, "sluice_filter_events_accepted_total",
-                                         "Events accepted and durably written.", NULL);
+    pipe_metrics_register_table(reg, filter_metric_defs, &f->m, f);
     for (int r = 1; r < PIPE_REASON__COUNT; r++) {
         char labels[64];
         snprintf(labels, sizeof labels, "reason=\"%s\"", pipe_reason_code((enum pipe_reason)r));
@@ -200,35 +239,10 @@ static void register_metrics(struct filter *f)
     labeled_counters(reg, "sluice_filter_requests_total",
                      "Ingest requests answered, by status class.", "code", classes, 6,
                      f->m.requests);
-    f->m.bytes_in = pipe_metrics_counter(reg, "sluice_filter_bytes_in_total",
-                                         "Request body bytes received (as sent).", NULL);
-    f->m.flushes = pipe_metrics_counter(reg, "sluice_filter_flushes_total",
-                                        "Batches written to the store.", NULL);
-    f->m.flush_errors = pipe_metrics_counter(reg, "sluice_filter_flush_errors_total",
-                                             "Batches whose write failed (answered 503).", NULL);
-    f->m.raw_objects = pipe_metrics_counter(reg, "sluice_filter_raw_objects_total",
-                                            "raw/ objects filtered.", NULL);
     static const char *const qreasons[] = {"too_large", "undecodable", "overflow"};
     labeled_counters(reg, "sluice_filter_raw_quarantined_total",
                      "raw/ objects not filtered but quarantined, by reason.", "reason", qreasons, 3,
                      f->m.raw_quarantined);
-    f->m.unknown_types =
-        pipe_metrics_counter(reg, "sluice_filter_unknown_type_events_total",
-                             "Events of a type without schema (accepted or rejected).", NULL);
-    f->m.rewritten = pipe_metrics_counter(reg, "sluice_filter_events_rewritten_total",
-                                          "Events changed by schema defaults or redaction.", NULL);
-    f->m.schema_reloads[0] =
-        pipe_metrics_counter(reg, "sluice_filter_schema_reloads_total",
-                             "Schema reloads (SIGHUP), by result.", "result=\"ok\"");
-    f->m.schema_reloads[1] =
-        pipe_metrics_counter(reg, "sluice_filter_schema_reloads_total",
-                             "Schema reloads (SIGHUP), by result.", "result=\"error\"");
-    f->m.ack_latency = pipe_metrics_histogram(
-        reg, "sluice_filter_ack_seconds", "Time from a request's arrival to its answer.", NULL,
-        pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
-    f->m.flush_latency = pipe_metrics_histogram(
-        reg, "sluice_filter_flush_seconds", "Time to compress and store one batch.", NULL,
-        pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
 }
 
 /* respond_as — every answer to a request the handler took: counted, with
@@ -784,12 +798,15 @@ static void handle_sdk(struct filter *f, struct pipe_http_request *req, const st
 {
     if (!admitted(f, req))
         return;
-    /* a translated event is its message plus a few envelope members */
-    struct pipe_buf text;
-    pipe_buf_init(&text, 2 * f->cfg->max_batch + 4096);
+    /* a translated event is its message plus a few envelope members; the
+     * buffer is the filter's, reused: a fresh one faulted in new pages for
+     * every batch */
+    struct pipe_buf *text = &f->sdk_text;
+    pipe_buf_reset(text);
+    text->max = 2 * f->cfg->max_batch + 4096;
     struct filter_xlate x = {.received_ms = pipe_clock_now_ms(),
                              .max_depth = (int)f->cfg->max_depth};
-    if (sdk_translate(f, req, r, &x, &text) == 0) {
+    if (sdk_translate(f, req, r, &x, text) == 0) {
         const char *channel =
             sdk_channel(f, req, x.write_key, r->snowplow ? f->cfg->snowplow_channel : NULL);
         if (channel == NULL)
@@ -797,9 +814,9 @@ static void handle_sdk(struct filter *f, struct pipe_http_request *req, const st
                           "a valid write key is required (HTTP Basic user, writeKey, or "
                           "X-Api-Key)");
         else
-            ingest_request(f, req, text.data ? text.data : "", text.len, channel, true, r->pixel);
+            ingest_request(f, req, text->data ? text->data : "", text->len, channel, true,
+                           r->pixel);
     }
-    pipe_buf_cleanup(&text);
 }
 
 /* http_handler — a request on_head let through: POST /v1/events with its
@@ -826,12 +843,6 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
     f->cfg = cfg;
     f->start_ms = pipe_clock_now_ms();
     register_metrics(f);
-    pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_pending_bytes",
-                          "Bytes received but not yet acknowledged.", NULL, pending_bytes_value, f);
-    pipe_metrics_gauge_fn(pipe_stage_metrics(st), "sluice_filter_receiving_bytes",
-                          "Declared length of request bodies still arriving (counted against "
-                          "max_pending).",
-                          NULL, receiving_bytes_value, f);
     uv_timer_init(pipe_stage_loop(st), &f->age_timer);
     f->age_timer.data = f;
     *state = f;
@@ -892,13 +903,18 @@ static void filter_stop(struct pipe_stage *st, void *state)
 static void filter_exit(struct pipe_stage *st, void *state)
 {
     struct filter *f = state;
-    (void)st;
     if (f->httpd)
         pipe_httpd_close(f->httpd, NULL, NULL);
     filter_batch_free(f->cur);
     filter_batch_free(f->spare);
     filter_raw_stop(f);
     filter_schemas_stop(f);
+    pipe_buf_cleanup(&f->sdk_text);
+    /* The timer lives inside f: it must be closed, and its close must have
+     * run, before f is freed (the runtime walks the loop's handles after
+     * exit). One turn of the loop runs the close. */
+    uv_close((uv_handle_t *)&f->age_timer, NULL);
+    uv_run(pipe_stage_loop(st), UV_RUN_NOWAIT);
     pipe_free(f);
 }
 

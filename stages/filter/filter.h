@@ -134,7 +134,7 @@ struct filter {
     /* raw/ source */
     struct pipe_stage_poller *raw_poller; /* the runtime's, while raw/ is polled */
     bool raw_busy;                        /* until the raw poller has ended */
-    void *raw_done;                       /* set of raw objects already filtered */
+    struct filter_raw *raw;               /* the raw/ source's state (filter_raw.c) */
     /* schemas: swapped on the loop thread (SIGHUP); the raw/ worker takes
      * a reference under the lock, the loop thread reads the pointer. */
     struct pipe_schema_set *schemas;
@@ -142,6 +142,7 @@ struct filter {
     unsigned char redact_key[64];
     size_t redact_key_len;
     uv_signal_t *sighup;
+    struct pipe_buf sdk_text; /* an SDK request's events, kept for the next (no fresh pages) */
 };
 
 /* ---- filter_batch.c ---- */
@@ -200,9 +201,24 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
                   const struct pipe_schema_set *schemas, const char *body, size_t len, bool ndjson,
                   const struct filter_limits *lim, const struct filter_origin *o, uint32_t *n_acc,
                   uint32_t *n_rej, char *msg, size_t msglen);
+/* What ingesting bodies counted for /metrics (accepted events are counted
+ * by whoever makes them durable). */
+struct filter_tally {
+    uint32_t acc, rej, not_json, unknown, rewritten;
+    uint32_t by_reason[PIPE_REASON__COUNT];
+};
+/* filter_tally_add — adds t to sum. */
+void filter_tally_add(struct filter_tally *sum, const struct filter_tally *t);
+/* filter_tally_commit — adds t's rejections by reason, unknown types and
+ * rewritten events to the metrics m. */
+void filter_tally_commit(struct filter_metrics *m, const struct filter_tally *t);
+
 /* filter_ingest_piece — as filter_ingest, from it onwards, stopping after
- * a piece (lim->piece_*): 1 when records remain, 0 at the end. */
-int filter_ingest_piece(const struct filter_cfg *cfg, struct filter_metrics *m,
+ * a piece (lim->piece_*): 1 when records remain, 0 at the end. What it
+ * counted is added to *sum, not to the metrics: the raw/ source commits an
+ * object's tallies once, when the whole object is done (a piece redone
+ * after a failure is not counted twice). */
+int filter_ingest_piece(const struct filter_cfg *cfg, struct filter_tally *sum,
                         struct filter_batch *b, const struct pipe_schema_set *schemas,
                         struct pipe_body_iter *it, const struct filter_limits *lim,
                         const struct filter_origin *o, uint32_t *n_acc, uint32_t *n_rej, char *msg,
@@ -333,9 +349,15 @@ extern const size_t filter_pixel_gif_len;
 
 /* ---- filter_raw.c ---- */
 
+/* filter_raw_start — polls raw/ every raw_poll on a worker thread (daemon
+ * mode); a pass in which an object failed is retried after a back-off. */
 int filter_raw_start(struct filter *f);
+/* filter_raw_stop — stops polling; the state is freed once the poller has
+ * ended and the filter is stopping. */
 void filter_raw_stop(struct filter *f);
-/* filter_raw_run_once — filters every pending raw/ object (blocking). */
+/* filter_raw_run_once — filters every pending raw/ object (blocking), with
+ * passes retried after a back-off while objects fail for a transient
+ * reason and passes make progress. 0, or 1 when objects are left. */
 int filter_raw_run_once(struct filter *f);
 /* filter_input_file — --input: filters one local file or stdin (blocking). */
 int filter_input_file(struct filter *f, const char *path);

@@ -16,6 +16,7 @@
 #include "libpipe/reject.h"
 #include "libpipe/schema.h"
 #include "libpipe/store.h"
+#include "libpipe/wake.h"
 #include "stages/filter/filter.h"
 
 struct filter_batch *filter_batch_new(struct filter *f, int64_t time_ms, const char *name,
@@ -63,17 +64,15 @@ void filter_batch_free(struct filter_batch *b)
     pipe_free(b);
 }
 
-/* put_compressed — compresses data into one zstd frame and stores it. */
+/* put_compressed — compresses data as one zstd frame, in one call straight
+ * into the batch's kept buffer (no staging copies), and stores it. */
 static int put_compressed(struct filter *f, struct filter_batch *b, const char *key,
                           const struct pipe_buf *data)
 {
     pipe_buf_reset(&b->z);
-    int rc = b->zw ? pipe_zwriter_reset(b->zw, &b->z)
-                   : pipe_zwriter_new((int)f->cfg->zstd_level, &b->z, &b->zw);
-    if (rc == 0 && data->len)
-        rc = pipe_zwriter_write(b->zw, data->data, data->len);
+    int rc = b->zw ? 0 : pipe_zwriter_new((int)f->cfg->zstd_level, &b->z, &b->zw);
     if (rc == 0)
-        rc = pipe_zwriter_finish(b->zw);
+        rc = pipe_zwriter_frame(b->zw, data->data ? data->data : "", data->len, &b->z);
     if (rc == 0)
         rc = pipe_store_put(pipe_stage_store(f->st), key, b->z.data, b->z.len);
     if (rc < 0)
@@ -100,6 +99,8 @@ int filter_batch_write(struct filter *f, struct filter_batch *b)
         rc = pipe_keys_filtered(&key, b->time_ms, b->name);
         if (rc == 0)
             rc = put_compressed(f, b, key.data, &b->accepted);
+        if (rc == 0)
+            pipe_wake_bump(pipe_stage_wake(f->st), PIPE_WAKE_FILTERED);
     }
     pipe_buf_cleanup(&key);
     return rc;
@@ -136,19 +137,13 @@ int filter_quarantine_line(struct pipe_buf *out, const struct pipe_store_obj *o,
     return pipe_reject_append(out, &r);
 }
 
-/* Per-body tallies, added to the metrics only if the body is kept. */
-struct tally {
-    uint32_t acc, rej, not_json, unknown, rewritten;
-    uint32_t by_reason[PIPE_REASON__COUNT];
-};
-
 /* schema_step — the schema of the event just appended to b->accepted at
  * offset at: rewrites it in place when defaults or redaction changed it;
  * on a rejection removes it and sets res->reason, with the message in sr. */
 static int schema_step(const struct filter_cfg *cfg, struct filter_batch *b,
                        const struct pipe_schema_set *schemas, size_t at,
                        struct pipe_event_result *res, struct pipe_schema_result *sr_out,
-                       struct tally *t)
+                       struct filter_tally *t)
 {
     struct pipe_schema_result sr;
     if (b->ck == NULL)
@@ -218,7 +213,7 @@ static void batch_truncate(struct filter_batch *b, size_t acc_len, size_t rej_le
 
 /* over_limit — a request limit the records so far have passed: PIPE_ETOOBIG
  * with msg saying which, else 0. */
-static int over_limit(const struct filter_limits *lim, const struct tally *t, size_t out,
+static int over_limit(const struct filter_limits *lim, const struct filter_tally *t, size_t out,
                       size_t rejected, char *msg, size_t msglen)
 {
     if (lim->max_records && (uint64_t)t->acc + t->rej > lim->max_records)
@@ -245,7 +240,7 @@ struct ingest {
     const char *channel, *received_at, *source;
     char *msg;
     size_t msglen;
-    struct tally t;
+    struct filter_tally t;
 };
 
 /* ingest_one — validates one record into the batch (accepted, or its
@@ -313,25 +308,41 @@ static int ingest_run(struct ingest *g, struct pipe_body_iter *it)
     return rc;
 }
 
-/* ingest_commit — adds g's tallies to the batch and the metrics. */
-static void ingest_commit(struct ingest *g, struct filter_metrics *m, uint32_t *n_acc,
+void filter_tally_add(struct filter_tally *sum, const struct filter_tally *t)
+{
+    sum->acc += t->acc;
+    sum->rej += t->rej;
+    sum->not_json += t->not_json;
+    sum->unknown += t->unknown;
+    sum->rewritten += t->rewritten;
+    for (int r = 0; r < PIPE_REASON__COUNT; r++)
+        sum->by_reason[r] += t->by_reason[r];
+}
+
+void filter_tally_commit(struct filter_metrics *m, const struct filter_tally *t)
+{
+    for (int r = 1; r < PIPE_REASON__COUNT; r++)
+        if (t->by_reason[r])
+            pipe_counter_add(m->rejected[r], t->by_reason[r]);
+    pipe_counter_add(m->unknown_types, t->unknown);
+    pipe_counter_add(m->rewritten, t->rewritten);
+}
+
+/* ingest_commit — adds g's tallies to the batch and to *sum. */
+static void ingest_commit(struct ingest *g, struct filter_tally *sum, uint32_t *n_acc,
                           uint32_t *n_rej)
 {
     g->b->n_accepted += g->t.acc;
     g->b->n_rejected += g->t.rej;
-    for (int r = 1; r < PIPE_REASON__COUNT; r++)
-        if (g->t.by_reason[r])
-            pipe_counter_add(m->rejected[r], g->t.by_reason[r]);
-    pipe_counter_add(m->unknown_types, g->t.unknown);
-    pipe_counter_add(m->rewritten, g->t.rewritten);
+    filter_tally_add(sum, &g->t);
     *n_acc = g->t.acc;
     *n_rej = g->t.rej;
 }
 
-/* ingest_body — the records of it into b, committed to the metrics
+/* ingest_body — the records of it into b, their tallies added to *sum
  * unless an error rolls b back. whole: it is a whole request body, which
  * is refused (PIPE_EPARSE) when none of its records is JSON at all. */
-static int ingest_body(const struct filter_cfg *cfg, struct filter_metrics *m,
+static int ingest_body(const struct filter_cfg *cfg, struct filter_tally *sum,
                        struct filter_batch *b, const struct pipe_schema_set *schemas,
                        struct pipe_body_iter *it, const struct filter_limits *lim, bool whole,
                        const struct filter_origin *o, uint32_t *n_acc, uint32_t *n_rej, char *msg,
@@ -358,17 +369,17 @@ static int ingest_body(const struct filter_cfg *cfg, struct filter_metrics *m,
         return PIPE_EPARSE;
     }
     if (rc >= 0)
-        ingest_commit(&g, m, n_acc, n_rej);
+        ingest_commit(&g, sum, n_acc, n_rej);
     return rc;
 }
 
-int filter_ingest_piece(const struct filter_cfg *cfg, struct filter_metrics *m,
+int filter_ingest_piece(const struct filter_cfg *cfg, struct filter_tally *sum,
                         struct filter_batch *b, const struct pipe_schema_set *schemas,
                         struct pipe_body_iter *it, const struct filter_limits *lim,
                         const struct filter_origin *o, uint32_t *n_acc, uint32_t *n_rej, char *msg,
                         size_t msglen)
 {
-    return ingest_body(cfg, m, b, schemas, it, lim, false, o, n_acc, n_rej, msg, msglen);
+    return ingest_body(cfg, sum, b, schemas, it, lim, false, o, n_acc, n_rej, msg, msglen);
 }
 
 int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct filter_batch *b,
@@ -384,5 +395,9 @@ int filter_ingest(const struct filter_cfg *cfg, struct filter_metrics *m, struct
         snprintf(msg, msglen, "the body is not JSON: %s at byte %zu", jr.what, jr.offset);
         return PIPE_EPARSE;
     }
-    return ingest_body(cfg, m, b, schemas, &it, lim, true, o, n_acc, n_rej, msg, msglen);
+    struct filter_tally t = {0};
+    rc = ingest_body(cfg, &t, b, schemas, &it, lim, true, o, n_acc, n_rej, msg, msglen);
+    if (rc >= 0)
+        filter_tally_commit(m, &t);
+    return rc;
 }

@@ -2,7 +2,6 @@
  * filter_snowplow.c) and the filter's HTTP side share: splicing translated
  * events, query strings, HTTP Basic write keys, CORS headers and the
  * pixel GIF. Pure functions over caller-owned buffers. */
-#include <ctype.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
 #include "libpipe/ndjson.h"
+#include "libpipe/url.h"
 #include "stages/filter/filter.h"
 
 bool filter_json_key_is(const struct pipe_json_member *m, const char *k)
@@ -76,98 +76,42 @@ int filter_xlate_verbatim(struct pipe_buf *out, const char *msg, size_t len)
     return rc;
 }
 
-/* pct_decode — n bytes of a query component, '+' as space and %XX decoded
- * (a malformed escape stays as it is), into dst (n bytes suffice). */
-static size_t pct_decode(const char *s, size_t n, char *dst)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
-            dst[o++] = ' ';
-        } else if (s[i] == '%' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) &&
-                   isxdigit((unsigned char)s[i + 2])) {
-            char hex[3] = {s[i + 1], s[i + 2], '\0'};
-            dst[o++] = (char)strtol(hex, NULL, 16);
-            i += 2;
-        } else {
-            dst[o++] = s[i];
-        }
-    }
-    return o;
-}
-
-/* The query walked as name/value spans; fn returns false to stop. */
-typedef bool (*query_fn)(void *arg, const char *k, size_t kn, const char *v, size_t vn);
-
-static void query_each(const char *q, query_fn fn, void *arg)
-{
-    while (q && *q) {
-        const char *amp = strchr(q, '&');
-        size_t n = amp ? (size_t)(amp - q) : strlen(q);
-        const char *eq = memchr(q, '=', n);
-        size_t kn = eq ? (size_t)(eq - q) : n;
-        if (n > 0 && !fn(arg, q, kn, eq ? eq + 1 : q + n, eq ? n - kn - 1 : 0))
-            return;
-        q = amp ? amp + 1 : NULL;
-    }
-}
-
-struct query_json {
-    struct pipe_buf *out;
-    char *tmp; /* as long as the query: any component decodes into it */
-    bool first;
-    int rc;
-};
-
-static bool query_json_one(void *arg, const char *k, size_t kn, const char *v, size_t vn)
-{
-    struct query_json *qj = arg;
-    if (!qj->first)
-        qj->rc = pipe_buf_append_char(qj->out, ',');
-    qj->first = false;
-    if (qj->rc == 0)
-        qj->rc = pipe_json_append_string(qj->out, qj->tmp, pct_decode(k, kn, qj->tmp));
-    if (qj->rc == 0)
-        qj->rc = pipe_buf_append_char(qj->out, ':');
-    if (qj->rc == 0)
-        qj->rc = pipe_json_append_string(qj->out, qj->tmp, pct_decode(v, vn, qj->tmp));
-    return qj->rc == 0;
-}
+/* Query strings: items split by libpipe/url, names and values decoded as
+ * forms encode them. */
 
 int filter_query_json(const char *query, struct pipe_buf *out)
 {
-    struct query_json qj = {.out = out, .tmp = pipe_malloc(strlen(query) + 1), .first = true};
-    qj.rc = pipe_buf_append_char(out, '{');
-    if (qj.rc == 0)
-        query_each(query, query_json_one, &qj);
-    if (qj.rc == 0)
-        qj.rc = pipe_buf_append_char(out, '}');
-    pipe_free(qj.tmp);
-    return qj.rc;
-}
-
-struct query_get {
-    const char *name;
-    char *dst;
-    size_t cap;
-    bool found;
-};
-
-static bool query_get_one(void *arg, const char *k, size_t kn, const char *v, size_t vn)
-{
-    struct query_get *g = arg;
-    if (kn != strlen(g->name) || memcmp(k, g->name, kn) != 0 || vn >= g->cap)
-        return true;
-    g->dst[pct_decode(v, vn, g->dst)] = '\0';
-    g->found = true;
-    return false;
+    char *tmp = pipe_malloc(strlen(query) + 1); /* any item decodes into it */
+    struct pipe_url_param p;
+    const char *q = query;
+    int rc = pipe_buf_append_char(out, '{');
+    for (bool first = true; rc == 0 && pipe_url_query_next(&q, &p); first = false) {
+        if (!first)
+            rc = pipe_buf_append_char(out, ',');
+        if (rc == 0)
+            rc = pipe_json_append_string(out, tmp, pipe_url_form_decode(p.name, p.name_len, tmp));
+        if (rc == 0)
+            rc = pipe_buf_append_char(out, ':');
+        if (rc == 0)
+            rc = pipe_json_append_string(out, tmp, pipe_url_form_decode(p.value, p.value_len, tmp));
+    }
+    if (rc == 0)
+        rc = pipe_buf_append_char(out, '}');
+    pipe_free(tmp);
+    return rc;
 }
 
 bool filter_query_get(const char *query, const char *name, char *dst, size_t cap)
 {
-    struct query_get g = {.name = name, .dst = dst, .cap = cap};
-    query_each(query, query_get_one, &g);
-    return g.found;
+    struct pipe_url_param p;
+    const char *q = query;
+    while (q && pipe_url_query_next(&q, &p)) {
+        if (pipe_url_param_is(&p, name) && p.value_len < cap) {
+            dst[pipe_url_form_decode(p.value, p.value_len, dst)] = '\0';
+            return true;
+        }
+    }
+    return false;
 }
 
 bool filter_basic_user(const char *auth, char *dst, size_t cap)

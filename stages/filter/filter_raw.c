@@ -14,11 +14,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <xxhash.h>
 
+#include "libpipe/backoff.h"
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
 #include "libpipe/err.h"
+#include "libpipe/hset.h"
 #include "libpipe/keys.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
@@ -39,58 +40,125 @@
 
 static const char *const quarantine_names[] = {"too_large", "undecodable", "overflow"};
 
-/* A set of 64-bit hashes of (key, etag) already known to be filtered. */
-struct done_set {
-    uint64_t *slots; /* 0 = empty */
-    size_t cap, count;
+/* A pass stops early after this many objects in a row failed (the store is
+ * likely down: the runtime's back-off, not a request per object, is the
+ * way to wait for it). */
+#define RAW_FAILS_IN_ROW 3
+/* --once: passes that filter nothing and fail for a transient reason are
+ * tried this many times (after a back-off each) before giving up. */
+#define RAW_ONCE_TRIES 8
+
+/* A member of the done-set: the bytes of key '\0' etag. */
+struct done_item {
+    size_t len;
+    char id[];
 };
 
-static bool done_has(const struct done_set *d, uint64_t h)
+/* The raw/ source's state. One pass runs at a time (the poller's worker
+ * thread, or --once on the loop thread), so nothing here is shared. The
+ * buffers, batches and decoding context are kept from one object to the
+ * next (fresh multi-MB buffers per object cost more in page faults than
+ * filtering the events), and released after a pass that found nothing to
+ * do, so an idle filter does not hold them. */
+struct filter_raw {
+    struct pipe_hset done; /* of struct done_item: objects already filtered */
+    struct pipe_buf id;    /* the done-set key of the object in hand */
+    struct pipe_zdecoder *dec;
+    struct pipe_buf data, decoded;  /* the object as stored, and decoded */
+    struct filter_batch *b0, *b;    /* piece 0 (written last), the pieces after it */
+    struct pipe_buf name, piece;    /* of the object's outputs: piece 0, a later piece */
+    struct pipe_buf key, piece_key; /* their filtered/ keys */
+    uint64_t filtered;              /* objects filtered in this pass */
+    int err;                        /* first error of an object in this pass, 0 if none */
+    int fails_in_row;
+};
+
+static bool done_eq(const void *item, const void *key, size_t len)
 {
-    if (d->cap == 0)
-        return false;
-    for (size_t i = h & (d->cap - 1);; i = (i + 1) & (d->cap - 1)) {
-        if (d->slots[i] == h)
-            return true;
-        if (d->slots[i] == 0)
-            return false;
-    }
+    const struct done_item *d = item;
+    return d->len == len && memcmp(d->id, key, len) == 0;
 }
 
-static void done_add(struct done_set *d, uint64_t h)
+static void done_clear(struct filter_raw *raw)
 {
-    if (d->count >= RAW_DONE_MAX) {
-        /* bounded: forget everything; later passes stat those objects */
-        memset(d->slots, 0, d->cap * sizeof *d->slots);
-        d->count = 0;
-    }
-    if ((d->count + 1) * 2 > d->cap) {
-        struct done_set n = {pipe_calloc(d->cap ? d->cap * 2 : 1024, sizeof(uint64_t)),
-                             d->cap ? d->cap * 2 : 1024, 0};
-        for (size_t i = 0; i < d->cap; i++)
-            if (d->slots[i])
-                done_add(&n, d->slots[i]);
-        pipe_free(d->slots);
-        *d = n;
-    }
-    size_t i = h & (d->cap - 1);
-    while (d->slots[i] != 0 && d->slots[i] != h)
-        i = (i + 1) & (d->cap - 1);
-    if (d->slots[i] == 0) {
-        d->slots[i] = h;
-        d->count++;
-    }
+    for (size_t i = 0; i < raw->done.cap; i++)
+        pipe_free(raw->done.slots[i].item);
+    pipe_hset_cleanup(&raw->done);
+    pipe_hset_init(&raw->done);
 }
 
-static uint64_t obj_hash(const struct pipe_store_obj *o)
+/* done_key — the done-set key of o (key '\0' etag) into raw->id. */
+static void done_key(struct filter_raw *raw, const struct pipe_store_obj *o)
 {
-    XXH3_state_t *s = XXH3_createState();
-    XXH3_64bits_reset(s);
-    XXH3_64bits_update(s, o->key, strlen(o->key) + 1);
-    XXH3_64bits_update(s, o->etag, strlen(o->etag));
-    uint64_t h = XXH3_64bits_digest(s);
-    XXH3_freeState(s);
-    return h ? h : 1;
+    pipe_buf_reset(&raw->id);
+    /* key and etag are bounded by the store (PIPE_STORE_KEY_MAX and an
+     * etag); an unbounded buffer keeps this infallible. */
+    pipe_buf_append(&raw->id, o->key, strlen(o->key) + 1);
+    pipe_buf_append_str(&raw->id, o->etag);
+}
+
+static void done_add(struct filter_raw *raw, uint64_t h)
+{
+    if (pipe_hset_count(&raw->done) >= RAW_DONE_MAX)
+        done_clear(raw); /* bounded: later passes stat those objects */
+    struct done_item *d = pipe_malloc(sizeof *d + raw->id.len);
+    d->len = raw->id.len;
+    memcpy(d->id, raw->id.data, raw->id.len);
+    if (pipe_hset_add(&raw->done, h, d) < 0)
+        pipe_free(d); /* not remembered: the marker's stat says it next time */
+}
+
+static struct filter_raw *raw_new(const struct filter_cfg *cfg)
+{
+    struct filter_raw *raw = pipe_calloc(1, sizeof *raw);
+    pipe_hset_init(&raw->done);
+    pipe_buf_init(&raw->data, cfg->max_raw);
+    pipe_buf_init(&raw->decoded, cfg->max_raw);
+    pipe_buf_init(&raw->id, SIZE_MAX);
+    pipe_buf_init(&raw->name, 512);
+    pipe_buf_init(&raw->key, 4096);
+    pipe_buf_init(&raw->piece, 512);
+    pipe_buf_init(&raw->piece_key, 4096);
+    return raw;
+}
+
+/* raw_release — frees what is kept from one object to the next (not the
+ * done-set). */
+static void raw_release(struct filter_raw *raw)
+{
+    pipe_zdecoder_free(raw->dec);
+    raw->dec = NULL;
+    pipe_buf_cleanup(&raw->data);
+    pipe_buf_cleanup(&raw->decoded);
+    filter_batch_free(raw->b0);
+    filter_batch_free(raw->b);
+    raw->b0 = raw->b = NULL;
+}
+
+static void raw_free(struct filter_raw *raw)
+{
+    if (raw == NULL)
+        return;
+    raw_release(raw);
+    done_clear(raw);
+    pipe_buf_cleanup(&raw->id);
+    pipe_buf_cleanup(&raw->name);
+    pipe_buf_cleanup(&raw->key);
+    pipe_buf_cleanup(&raw->piece);
+    pipe_buf_cleanup(&raw->piece_key);
+    pipe_free(raw);
+}
+
+/* raw_batch — *slot recycled (or made) as an empty batch for time_ms and
+ * name, with room for one piece. */
+static struct filter_batch *raw_batch(struct filter *f, struct filter_batch **slot, int64_t time_ms,
+                                      const char *name, size_t cap)
+{
+    if (*slot == NULL)
+        *slot = filter_batch_new(f, time_ms, name, cap);
+    else
+        filter_batch_recycle(*slot, time_ms, name);
+    return *slot;
 }
 
 /* filter_body_as_batch — filters one whole body (a --input file) into b;
@@ -140,12 +208,14 @@ static const char *raw_channel(const struct filter_cfg *cfg, const char *key, ch
 /* One raw object being filtered. */
 struct raw_obj {
     struct filter *f;
+    struct filter_raw *raw;
     const struct pipe_store_obj *o;
     const char *name; /* of its outputs; piece 0 and the quarantine record */
     char source[1100];
     char chan[PIPE_KEYS_NAME_MAX + 1];
     struct filter_origin origin;
     uint64_t accepted, rejected;
+    struct filter_tally tally; /* committed to the metrics once the object is done */
 };
 
 static size_t piece_cap(const struct filter_cfg *cfg)
@@ -159,16 +229,30 @@ static size_t piece_cap(const struct filter_cfg *cfg)
  * piece's name and contents are functions of the object alone). */
 static int piece_write(struct raw_obj *r, struct filter_batch *b)
 {
-    struct pipe_buf key;
+    struct pipe_buf *key = &r->raw->piece_key;
     struct pipe_store_obj st;
-    pipe_buf_init(&key, 4096);
-    int rc = pipe_keys_filtered(&key, b->time_ms, b->name);
-    if (rc == 0 && pipe_store_stat(pipe_stage_store(r->f->st), key.data, &st) != 0)
+    pipe_buf_reset(key);
+    int rc = pipe_keys_filtered(key, b->time_ms, b->name);
+    if (rc == 0 && pipe_store_stat(pipe_stage_store(r->f->st), key->data, &st) != 0)
         rc = filter_batch_write(r->f, b);
-    pipe_buf_cleanup(&key);
     r->accepted += b->n_accepted;
     r->rejected += b->n_rejected;
     return rc;
+}
+
+/* raw_not_json — the whole object is one rejection: it is an array or
+ * wrapper that is not JSON (what and where in jr). */
+static int raw_not_json(struct raw_obj *r, struct filter_batch *b0, const char *body, size_t len,
+                        const struct pipe_json_result *jr)
+{
+    char at[PIPE_CLOCK_RFC3339_LEN + 1], msg[200];
+    pipe_clock_format_rfc3339(r->origin.received_ms, at);
+    snprintf(msg, sizeof msg, "the body is not JSON: %s at byte %zu", jr->what, jr->offset);
+    r->tally.by_reason[PIPE_REASON_NOT_JSON]++;
+    b0->n_rejected++;
+    int rc = filter_reject(&b0->rejected, body, len, PIPE_REASON_NOT_JSON, msg, r->origin.channel,
+                           at, r->source);
+    return rc == PIPE_ETOOBIG ? PIPE_EFULL : rc;
 }
 
 /* raw_pieces — filters body into b0 (piece 0, written last: its filtered/
@@ -184,30 +268,18 @@ static int raw_pieces(struct raw_obj *r, struct filter_batch *b0, const char *bo
     char msg[200];
     uint32_t acc, rej;
     int rc = pipe_body_iter_init(&it, body, len, PIPE_BODY_AUTO, f->cfg->max_event, &jr);
-    if (rc < 0) {
-        char at[PIPE_CLOCK_RFC3339_LEN + 1];
-        pipe_clock_format_rfc3339(r->origin.received_ms, at);
-        snprintf(msg, sizeof msg, "the body is not JSON: %s at byte %zu", jr.what, jr.offset);
-        pipe_counter_inc(f->m.rejected[PIPE_REASON_NOT_JSON]);
-        b0->n_rejected++;
-        rc = filter_reject(&b0->rejected, body, len, PIPE_REASON_NOT_JSON, msg, r->origin.channel,
-                           at, r->source);
-        return rc == PIPE_ETOOBIG ? PIPE_EFULL : rc;
-    }
+    if (rc < 0)
+        return raw_not_json(r, b0, body, len, &jr);
     struct pipe_schema_set *set = filter_schemas_get(f);
-    struct filter_batch *b = NULL;
-    struct pipe_buf name;
-    pipe_buf_init(&name, 512);
-    rc = filter_ingest_piece(f->cfg, &f->m, b0, set, &it, &lim, &r->origin, &acc, &rej, msg,
+    struct pipe_buf *name = &r->raw->piece;
+    rc = filter_ingest_piece(f->cfg, &r->tally, b0, set, &it, &lim, &r->origin, &acc, &rej, msg,
                              sizeof msg);
     for (unsigned piece = 1; rc == 1; piece++) {
-        pipe_buf_reset(&name);
-        pipe_buf_printf(&name, "%s-p%04u", r->name, piece);
-        if (b == NULL)
-            b = filter_batch_new(f, r->o->mtime_ms, name.data, piece_cap(f->cfg));
-        else
-            filter_batch_recycle(b, r->o->mtime_ms, name.data);
-        rc = filter_ingest_piece(f->cfg, &f->m, b, set, &it, &lim, &r->origin, &acc, &rej, msg,
+        pipe_buf_reset(name);
+        pipe_buf_printf(name, "%s-p%04u", r->name, piece);
+        struct filter_batch *b =
+            raw_batch(f, &r->raw->b, r->o->mtime_ms, name->data, piece_cap(f->cfg));
+        rc = filter_ingest_piece(f->cfg, &r->tally, b, set, &it, &lim, &r->origin, &acc, &rej, msg,
                                  sizeof msg);
         if (rc >= 0) {
             int wrc = piece_write(r, b);
@@ -215,8 +287,6 @@ static int raw_pieces(struct raw_obj *r, struct filter_batch *b0, const char *bo
         }
     }
     filter_schemas_put(set);
-    filter_batch_free(b);
-    pipe_buf_cleanup(&name);
     return rc;
 }
 
@@ -232,7 +302,7 @@ static int raw_quarantine(struct raw_obj *r, enum filter_quarantine q, const cha
     snprintf(msg, sizeof msg, "raw object quarantined (%s): %s", quarantine_names[q], detail);
     enum pipe_reason reason =
         q == FILTER_Q_UNDECODABLE ? PIPE_REASON_NOT_JSON : PIPE_REASON_TOO_LARGE;
-    struct filter_batch *b = filter_batch_new(f, r->o->mtime_ms, r->name, 1 << 20);
+    struct filter_batch *b = raw_batch(f, &r->raw->b0, r->o->mtime_ms, r->name, piece_cap(f->cfg));
     int rc = filter_quarantine_line(&b->rejected, r->o, reason, quarantine_names[q], msg,
                                     r->origin.channel, at, r->source);
     if (rc == 0)
@@ -243,26 +313,31 @@ static int raw_quarantine(struct raw_obj *r, enum filter_quarantine q, const cha
         pipe_log_warn("raw object quarantined", "key=%s size=%llu reason=%s detail=\"%s\"",
                       r->o->key, (unsigned long long)r->o->size, quarantine_names[q], detail);
     }
-    filter_batch_free(b);
     return rc;
 }
 
-/* raw_get — the object, decoded, into decoded: 0, or the quarantine reason
- * (as 1 + enum filter_quarantine) with detail, or a transient error. */
-static int raw_get(struct raw_obj *r, struct pipe_buf *decoded, char *detail, size_t dlen)
+/* raw_get — the object, decoded, in *body (raw->decoded, or raw->data
+ * itself when it is not compressed): 0, or the quarantine reason (as 1 +
+ * enum filter_quarantine) with detail, or a transient error. */
+static int raw_get(struct raw_obj *r, const struct pipe_buf **body, char *detail, size_t dlen)
 {
     const struct filter_cfg *cfg = r->f->cfg;
+    struct filter_raw *raw = r->raw;
     if (r->o->size > cfg->max_raw) {
         snprintf(detail, dlen, "%llu bytes is over max_raw (%llu)", (unsigned long long)r->o->size,
                  (unsigned long long)cfg->max_raw);
         return 1 + FILTER_Q_TOO_LARGE;
     }
-    struct pipe_buf data;
-    pipe_buf_init(&data, cfg->max_raw);
-    int rc = pipe_store_get(pipe_stage_store(r->f->st), r->o->key, &data);
+    int rc = raw->dec ? 0 : pipe_zdecoder_new(&raw->dec);
+    pipe_buf_reset(&raw->data);
+    pipe_buf_reset(&raw->decoded);
     if (rc == 0)
-        rc = pipe_codec_decompress(data.data ? data.data : "", data.len, decoded);
-    pipe_buf_cleanup(&data);
+        rc = pipe_store_get(pipe_stage_store(r->f->st), r->o->key, &raw->data);
+    *body = &raw->data; /* plain text is filtered where it lies */
+    if (rc == 0 && pipe_codec_is_zstd(raw->data.data, raw->data.len)) {
+        *body = &raw->decoded;
+        rc = pipe_zdecoder_decompress(raw->dec, raw->data.data, raw->data.len, &raw->decoded);
+    }
     if (rc == PIPE_ETOOBIG) {
         snprintf(detail, dlen, "over max_raw (%llu bytes) once decoded",
                  (unsigned long long)cfg->max_raw);
@@ -275,85 +350,110 @@ static int raw_get(struct raw_obj *r, struct pipe_buf *decoded, char *detail, si
     return rc;
 }
 
+/* raw_filter — filters the object r (its name set, not filtered before):
+ * its pieces, then piece 0; 0, the quarantine reason (1 + enum
+ * filter_quarantine) with detail, or an error. */
+static int raw_filter(struct raw_obj *r, char *detail, size_t dlen)
+{
+    const struct filter_cfg *cfg = r->f->cfg;
+    const struct pipe_buf *d;
+    int rc = raw_get(r, &d, detail, dlen);
+    if (rc != 0)
+        return rc;
+    struct filter_batch *b0 = raw_batch(r->f, &r->raw->b0, r->o->mtime_ms, r->name, piece_cap(cfg));
+    rc = raw_pieces(r, b0, d->data ? d->data : "", d->len);
+    if (rc == PIPE_EFULL || rc == PIPE_ETOOBIG) {
+        snprintf(detail, dlen, "a piece's output is over its cap (%zu bytes)", piece_cap(cfg));
+        return 1 + FILTER_Q_OVERFLOW;
+    }
+    return rc == 0 ? piece_write(r, b0) : rc;
+}
+
 /* raw_one — filters one raw/ object unless its filtered/ object exists; an
  * object that cannot be filtered is quarantined, so the walk goes on. */
-static int raw_one(struct filter *f, const struct pipe_store_obj *o)
+static int raw_one(struct filter *f, struct filter_raw *raw, const struct pipe_store_obj *o)
 {
     const struct filter_cfg *cfg = f->cfg;
-    struct pipe_buf name, key, decoded;
-    struct filter_batch *b = NULL;
-    struct raw_obj r = {.f = f, .o = o};
+    struct raw_obj r = {.f = f, .raw = raw, .o = o};
     char detail[200];
-    pipe_buf_init(&name, 512);
-    pipe_buf_init(&key, 4096);
-    pipe_buf_init(&decoded, cfg->max_raw);
     snprintf(r.source, sizeof r.source, "raw:%s", o->key);
     r.origin = (struct filter_origin){raw_channel(cfg, o->key, r.chan, sizeof r.chan), o->mtime_ms,
                                       r.source};
-
-    int rc = pipe_keys_raw_name(&name, (unsigned)cfg->common.generation, o->key, o->etag);
+    pipe_buf_reset(&raw->name);
+    pipe_buf_reset(&raw->key);
+    int rc = pipe_keys_raw_name(&raw->name, (unsigned)cfg->common.generation, o->key, o->etag);
     if (rc == 0)
-        rc = pipe_keys_filtered(&key, o->mtime_ms, name.data);
+        rc = pipe_keys_filtered(&raw->key, o->mtime_ms, raw->name.data);
     struct pipe_store_obj st;
-    if (rc < 0 || pipe_store_stat(pipe_stage_store(f->st), key.data, &st) == 0)
-        goto out; /* filtered before */
-    r.name = name.data;
-    rc = raw_get(&r, &decoded, detail, sizeof detail);
-    if (rc == 0) {
-        b = filter_batch_new(f, o->mtime_ms, name.data, piece_cap(cfg));
-        rc = raw_pieces(&r, b, decoded.data ? decoded.data : "", decoded.len);
-        pipe_buf_cleanup(&decoded);
-        if (rc == PIPE_EFULL || rc == PIPE_ETOOBIG) {
-            snprintf(detail, sizeof detail, "a piece's output is over its cap (%zu bytes)",
-                     piece_cap(cfg));
-            rc = 1 + FILTER_Q_OVERFLOW;
-        } else if (rc == 0) {
-            rc = piece_write(&r, b);
-        }
-    }
+    if (rc == 0)
+        rc = pipe_store_stat(pipe_stage_store(f->st), raw->key.data, &st);
+    if (rc != PIPE_ENOTFOUND)
+        return rc; /* 0: filtered before; an error: a later pass asks again */
+    r.name = raw->name.data;
+    rc = raw_filter(&r, detail, sizeof detail);
     if (rc > 0) {
         rc = raw_quarantine(&r, (enum filter_quarantine)(rc - 1), detail);
     } else if (rc == 0) {
         pipe_counter_inc(f->m.raw_objects);
         pipe_counter_add(f->m.accepted, r.accepted);
+        filter_tally_commit(&f->m, &r.tally);
         pipe_log_info("raw object filtered", "key=%s accepted=%llu rejected=%llu", o->key,
                       (unsigned long long)r.accepted, (unsigned long long)r.rejected);
     } else if (rc == PIPE_ENOTFOUND) {
         rc = 0; /* swept or replaced meanwhile: a later listing will tell */
     }
-out:
-    filter_batch_free(b);
-    pipe_buf_cleanup(&decoded);
-    pipe_buf_cleanup(&key);
-    pipe_buf_cleanup(&name);
+    if (rc == 0)
+        raw->filtered++;
     return rc;
 }
 
+/* raw_visit — one listed object: skipped when known done, else filtered.
+ * An object that fails does not stop the walk (the others go on; it is
+ * retried by a later pass, and nothing of it is lost: its filtered/ marker
+ * is written last), unless RAW_FAILS_IN_ROW objects failed in a row. */
 static int raw_visit(void *arg, const struct pipe_store_obj *o)
 {
     struct filter *f = arg;
-    struct done_set *done = f->raw_done;
+    struct filter_raw *raw = f->raw;
     if (f->stopping)
         return 1;
-    uint64_t h = obj_hash(o);
-    if (done_has(done, h))
+    done_key(raw, o);
+    uint64_t h = pipe_hset_hash(raw->id.data, raw->id.len);
+    if (pipe_hset_find(&raw->done, h, raw->id.data, raw->id.len, done_eq))
         return 0;
-    int rc = raw_one(f, o);
-    if (rc == 0)
-        done_add(done, h);
-    return rc;
+    int rc = raw_one(f, raw, o);
+    if (rc == 0) {
+        done_add(raw, h);
+        raw->fails_in_row = 0;
+        return 0;
+    }
+    pipe_log_warn("raw object not filtered; will retry", "key=%s err=\"%s\" detail=\"%s\"", o->key,
+                  pipe_strerror(rc), pipe_store_last_error(pipe_stage_store(f->st)));
+    if (raw->err == 0)
+        raw->err = rc;
+    return ++raw->fails_in_row >= RAW_FAILS_IN_ROW ? rc : 0;
 }
 
-/* raw_pass — one walk over raw/, filtering what is new. Returns 0 or the
- * first error (after which the pass stops, to be retried next time). */
+/* raw_pass — one walk over raw/, filtering what is new. Returns 0, or the
+ * first error of an object or of the listing (the objects that failed are
+ * retried by the next pass). */
 static int raw_pass(struct filter *f)
 {
+    struct filter_raw *raw = f->raw;
     struct pipe_store *store = pipe_stage_store(f->st);
+    raw->err = raw->fails_in_row = 0;
+    raw->filtered = 0;
     int rc = pipe_store_walk(store, "raw/", NULL, 1000, raw_visit, f);
+    if (rc > 0 || (rc == 0 && raw->err == 0))
+        rc = 0;
+    else
+        rc = raw->err ? raw->err : rc;
     if (rc < 0)
-        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" detail=\"%s\"", pipe_strerror(rc),
-                      pipe_store_last_error(store));
-    return rc < 0 ? rc : 0;
+        pipe_log_warn("raw pass failed; will retry", "err=\"%s\" filtered=%llu", pipe_strerror(rc),
+                      (unsigned long long)raw->filtered);
+    if (raw->filtered == 0)
+        raw_release(raw); /* nothing new: an idle filter holds no buffers */
+    return rc;
 }
 
 /* One round of the runtime's poller: a pass that failed is retried after a
@@ -376,8 +476,8 @@ static void raw_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status l
 
 int filter_raw_start(struct filter *f)
 {
-    if (f->raw_done == NULL)
-        f->raw_done = pipe_calloc(1, sizeof(struct done_set));
+    if (f->raw == NULL)
+        f->raw = raw_new(f->cfg);
     f->raw_busy = true; /* until the poller has ended */
     f->raw_poller =
         pipe_stage_poller_start(f->st, raw_round, raw_ended, f, f->cfg->raw_poll_ms, false);
@@ -387,22 +487,29 @@ int filter_raw_start(struct filter *f)
 void filter_raw_stop(struct filter *f)
 {
     pipe_stage_poller_stop(f->raw_poller);
-    if (f->raw_done && !f->raw_busy && f->stopping) {
-        struct done_set *d = f->raw_done;
-        pipe_free(d->slots);
-        pipe_free(d);
-        f->raw_done = NULL;
+    if (f->raw && !f->raw_busy && f->stopping) {
+        raw_free(f->raw);
+        f->raw = NULL;
     }
 }
 
 int filter_raw_run_once(struct filter *f)
 {
-    f->raw_done = pipe_calloc(1, sizeof(struct done_set));
-    int rc = raw_pass(f);
-    struct done_set *d = f->raw_done;
-    pipe_free(d->slots);
-    pipe_free(d);
-    f->raw_done = NULL;
+    struct pipe_backoff bo;
+    pipe_backoff_init(&bo, 100, 5000);
+    f->raw = raw_new(f->cfg);
+    int rc, tries = 0;
+    /* Objects that failed for a transient reason are retried by another
+     * pass, after a back-off, as the daemon's poller would; a pass that
+     * filtered something starts the count again. */
+    while ((rc = raw_pass(f)) < 0 && pipe_err_is_transient(rc) && !f->stopping) {
+        tries = f->raw->filtered ? 1 : tries + 1;
+        if (tries >= RAW_ONCE_TRIES)
+            break;
+        pipe_backoff_sleep(pipe_backoff_next(&bo));
+    }
+    raw_free(f->raw);
+    f->raw = NULL;
     return rc < 0 ? 1 : 0;
 }
 

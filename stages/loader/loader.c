@@ -88,23 +88,23 @@ static double files_waiting(void *arg)
     return (double)l->waiting;
 }
 
-static void register_metrics(struct load *l, struct pipe_metrics *m)
-{
-    l->m_files = pipe_metrics_counter(m, "sluice_loader_files_loaded_total",
-                                      "split files loaded into the warehouse", NULL);
-    l->m_rows = pipe_metrics_counter(m, "sluice_loader_rows_loaded_total",
-                                     "rows inserted into event tables", NULL);
-    l->m_dups = pipe_metrics_counter(m, "sluice_loader_rows_duplicate_total",
-                                     "rows skipped because their id was already loaded", NULL);
-    l->m_errors = pipe_metrics_counter(m, "sluice_loader_file_errors_total",
-                                       "split files whose load failed (retried next pass)", NULL);
-    pipe_metrics_gauge_fn(m, "sluice_loader_newest_event_age_seconds",
-                          "age of the newest event loaded (received_at), 0 before the first", NULL,
-                          newest_age_s, l);
-    pipe_metrics_gauge_fn(m, "sluice_loader_files_waiting",
-                          "split files listed in manifests but not yet loaded", NULL, files_waiting,
-                          l);
-}
+#define LOAD_METRIC(kind, field, name, help) PIPE_METRIC(kind, struct load, field, name, help)
+
+static const struct pipe_metric_def load_metric_defs[] = {
+    LOAD_METRIC(COUNTER, m_files, "sluice_loader_files_loaded_total",
+                "split files loaded into the warehouse"),
+    LOAD_METRIC(COUNTER, m_rows, "sluice_loader_rows_loaded_total",
+                "rows inserted into event tables"),
+    LOAD_METRIC(COUNTER, m_dups, "sluice_loader_rows_duplicate_total",
+                "rows skipped because their id was already loaded"),
+    LOAD_METRIC(COUNTER, m_errors, "sluice_loader_file_errors_total",
+                "split files whose load failed (retried next pass)"),
+    {PIPE_METRIC_GAUGE_FN, "sluice_loader_newest_event_age_seconds", NULL, 0, newest_age_s,
+     "age of the newest event loaded (received_at), 0 before the first"},
+    {PIPE_METRIC_GAUGE_FN, "sluice_loader_files_waiting", NULL, 0, files_waiting,
+     "split files listed in manifests but not yet loaded"},
+    {0},
+};
 
 /* ---- one manifest --------------------------------------------------------- */
 
@@ -312,7 +312,7 @@ static int load_init(struct pipe_stage *st, void *cfg, void **state)
     int64_t newest = 0;
     if (loader_pg_newest(l->wh, &newest) == 0) /* freshness survives restarts */
         l->newest_ms = newest;
-    register_metrics(l, pipe_stage_metrics(st));
+    pipe_metrics_register_table(pipe_stage_metrics(st), load_metric_defs, l, l);
     *state = l;
     return 0;
 }

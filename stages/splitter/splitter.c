@@ -18,9 +18,11 @@
  * the distinct keys, their verdicts and the hash set over them); one zstd
  * context each way; and the de-duplication backend's own state. The object
  * is decoded once, streaming (a frame holding a cross-batch duplicate is
- * decoded again to drop it), so the decoded object is never held. Buffers
- * are kept for the next job, so a daemon holds the peak of its largest
- * job. */
+ * decoded again to drop it), so the decoded object is never held. The
+ * object's buffer and the stage buffers go back to the heap when the pass
+ * ends, before the claim and the commit, which reuse those pages; the
+ * heap is never trimmed (main.c), so a daemon holds the peak of its
+ * largest job and faults in no fresh memory for the next. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -220,6 +222,9 @@ static int route(struct job *j)
     struct split_route *r = &s->route;
     split_route_reset(r, j->id, j->desc.inputs[0].key);
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
+    /* The object is not read again (settle works on the frames): its
+     * buffer goes back to the heap, whose pages the claim reuses. */
+    pipe_buf_cleanup(&s->input);
     if (rc == 0)
         rc = job_tick(j);
     j->t_route = pipe_clock_mono_ms();
@@ -441,38 +446,36 @@ static double pending_jobs(void *arg)
     return (double)atomic_load(&((struct splitter *)arg)->pending);
 }
 
-static void register_metrics(struct splitter *s)
-{
-    struct pipe_metrics *reg = pipe_stage_metrics(s->st);
-    struct splitter_metrics *m = &s->m;
-    m->events_in = pipe_metrics_counter(reg, "sluice_splitter_events_in_total",
-                                        "Lines read from combined objects.", NULL);
-    m->events_out = pipe_metrics_counter(reg, "sluice_splitter_events_out_total",
-                                         "Events written to split files.", NULL);
-    m->rejected = pipe_metrics_counter(reg, "sluice_splitter_events_rejected_total",
-                                       "Lines that were not events (unparseable).", NULL);
-    m->dup_batch = pipe_metrics_counter(reg, "sluice_splitter_duplicates_dropped_total",
-                                        "Duplicate events dropped.", "scope=\"in_batch\"");
-    m->dup_cross = pipe_metrics_counter(reg, "sluice_splitter_duplicates_dropped_total",
-                                        "Duplicate events dropped.", "scope=\"cross_batch\"");
-    m->outputs = pipe_metrics_counter(reg, "sluice_splitter_outputs_written_total",
-                                      "Split files written.", NULL);
-    m->bytes_in = pipe_metrics_counter(reg, "sluice_splitter_bytes_in_total",
-                                       "Compressed bytes of combined objects read.", NULL);
-    m->bytes_out = pipe_metrics_counter(reg, "sluice_splitter_bytes_out_total",
-                                        "Compressed bytes of split files written.", NULL);
-    m->jobs_done =
-        pipe_metrics_counter(reg, "sluice_splitter_jobs_done_total", "Split jobs committed.", NULL);
-    m->jobs_failed = pipe_metrics_counter(reg, "sluice_splitter_jobs_failed_total",
-                                          "Split jobs that cannot succeed (left in place).", NULL);
-    m->job_seconds = pipe_metrics_histogram(
-        reg, "sluice_splitter_job_seconds", "Time to split and commit one job.", NULL,
-        pipe_metrics_seconds_bounds, pipe_metrics_seconds_nbounds);
-    pipe_metrics_gauge_fn(reg, "sluice_splitter_freshness_seconds",
-                          "Age of the oldest pending split job.", NULL, freshness, s);
-    pipe_metrics_gauge_fn(reg, "sluice_splitter_pending_jobs",
-                          "Split jobs pending at the last listing.", NULL, pending_jobs, s);
-}
+#define SPLIT_METRIC(kind, field, name, help)                                                      \
+    PIPE_METRIC(kind, struct splitter_metrics, field, name, help)
+
+static const struct pipe_metric_def split_metric_defs[] = {
+    SPLIT_METRIC(COUNTER, events_in, "sluice_splitter_events_in_total",
+                 "Lines read from combined objects."),
+    SPLIT_METRIC(COUNTER, events_out, "sluice_splitter_events_out_total",
+                 "Events written to split files."),
+    SPLIT_METRIC(COUNTER, rejected, "sluice_splitter_events_rejected_total",
+                 "Lines that were not events (unparseable)."),
+    {PIPE_METRIC_COUNTER, "sluice_splitter_duplicates_dropped_total", "scope=\"in_batch\"",
+     offsetof(struct splitter_metrics, dup_batch), NULL, "Duplicate events dropped."},
+    {PIPE_METRIC_COUNTER, "sluice_splitter_duplicates_dropped_total", "scope=\"cross_batch\"",
+     offsetof(struct splitter_metrics, dup_cross), NULL, "Duplicate events dropped."},
+    SPLIT_METRIC(COUNTER, outputs, "sluice_splitter_outputs_written_total", "Split files written."),
+    SPLIT_METRIC(COUNTER, bytes_in, "sluice_splitter_bytes_in_total",
+                 "Compressed bytes of combined objects read."),
+    SPLIT_METRIC(COUNTER, bytes_out, "sluice_splitter_bytes_out_total",
+                 "Compressed bytes of split files written."),
+    SPLIT_METRIC(COUNTER, jobs_done, "sluice_splitter_jobs_done_total", "Split jobs committed."),
+    SPLIT_METRIC(COUNTER, jobs_failed, "sluice_splitter_jobs_failed_total",
+                 "Split jobs that cannot succeed (left in place)."),
+    SPLIT_METRIC(SECONDS, job_seconds, "sluice_splitter_job_seconds",
+                 "Time to split and commit one job."),
+    {PIPE_METRIC_GAUGE_FN, "sluice_splitter_freshness_seconds", NULL, 0, freshness,
+     "Age of the oldest pending split job."},
+    {PIPE_METRIC_GAUGE_FN, "sluice_splitter_pending_jobs", NULL, 0, pending_jobs,
+     "Split jobs pending at the last listing."},
+    {0},
+};
 
 static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
 {
@@ -483,7 +486,7 @@ static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
     pipe_buf_init(&s->input, cfg->max_input);
     pipe_buf_init(&s->doc, DOC_MAX);
     pipe_buf_init(&s->key, PIPE_STORE_KEY_MAX);
-    register_metrics(s);
+    pipe_metrics_register_table(pipe_stage_metrics(st), split_metric_defs, &s->m, s);
     s->jobs = pipe_job_runner_new(st, &split_jobs, cfg->lease_ttl_ms, s);
     *state = s;
     struct pipe_dedup_config dc = {

@@ -80,9 +80,6 @@ struct split_route {
     size_t otab_size;   /* power of two */
     size_t staged;      /* bytes staged in every output, not yet in a frame */
     size_t stage_alloc; /* bytes allocated by those stages (kept under the budget) */
-    /* stage buffers of earlier jobs' outputs, for reuse */
-    struct pipe_buf *pool;
-    size_t pool_head, n_pool, cap_pool; /* pool[pool_head..n_pool) are free */
     /* every output's frames, back to back in the order they were made
      * (capped at twice max_output), and a buffer to join one output's */
     struct pipe_buf zarena;

@@ -162,22 +162,14 @@ static void otab_grow(struct split_route *r)
     r->otab_size = size;
 }
 
-/* take_buffers — gives a new output the stage buffer of an output of an
- * earlier job, if there is one: fresh multi-megabyte buffers cost more in
- * page faults than compressing into them. First in, first out, so that
- * outputs that come in the same order job after job get back the buffer
- * sized for them. */
+/* take_buffers — a new output's stage starts empty: its buffer grows by
+ * doubling up to one frame. The heap is never trimmed (main.c), so those
+ * pages are the ones earlier jobs' stages and the claim freed: no fresh
+ * memory per job. */
 static void take_buffers(struct split_route *r, struct split_output *o)
 {
-    if (r->pool_head < r->n_pool) {
-        o->stage = r->pool[r->pool_head++];
-    } else {
-        pipe_buf_init(&o->stage, 0);
-    }
-    pipe_buf_reset(&o->stage);
-    o->stage.max = SPLIT_FRAME_BYTES + r->max_line + 1;
+    pipe_buf_init(&o->stage, SPLIT_FRAME_BYTES + r->max_line + 1);
     o->first_frame = o->last_frame = SPLIT_NO_FRAME;
-    r->stage_alloc += o->stage.cap;
 }
 
 /* drop_stage — frees o's (empty) stage buffer. */
@@ -187,6 +179,15 @@ static void drop_stage(struct split_route *r, struct split_output *o)
     r->stage_alloc -= o->stage.cap;
     pipe_buf_cleanup(&o->stage);
     pipe_buf_init(&o->stage, max);
+}
+
+/* release_stages — frees every output's stage buffer (empty or not). */
+static void release_stages(struct split_route *r)
+{
+    for (size_t i = 0; i < r->n_outs; i++)
+        if (r->outs[i].stage.data)
+            drop_stage(r, &r->outs[i]);
+    r->staged = 0;
 }
 
 /* route_get — the output of (event, hour), created on first use. *out is
@@ -345,7 +346,11 @@ static int emit(struct split_route *r, struct split_output *o, size_t idx, const
 
 /* The key set's slots hold (index + 1) in the low 32 bits and 32 bits of
  * the key above them, so probing rarely has to look at r->keys: inserting
- * a new key costs one cache miss. */
+ * a new key costs one cache miss. Not libpipe/hset, on purpose: its 16-byte
+ * slots double the table (16 MiB for 500k keys), which made a 500k-event
+ * pass 5-7% slower, and emptying it between jobs means regrowing it from 16
+ * slots (the routing pass in bench_collide 25-30% slower). The output
+ * table stays alike for the same reason. */
 static uint64_t kslot(const struct pipe_dedup_key *k, size_t idx)
 {
     return (k->hi & 0xffffffff00000000ULL) | ((uint64_t)idx + 1);
@@ -530,9 +535,13 @@ int split_route_pass(struct split_route *r, const void *data, size_t n, split_ti
     if (pipe_codec_is_zstd(data, n) && n + n / 8 <= r->zarena.max)
         (void)pipe_buf_reserve(&r->zarena, n + n / 8);
     int rc = run_pass(r, data, n, tick, arg);
-    /* ends the last frame of every output */
+    /* Ends the last frame of every output, and gives its stage buffer back
+     * to the heap: the claim and the commit that follow reuse those pages
+     * instead of faulting in fresh ones (one stage per output, up to a
+     * frame each: tens of megabytes). */
     for (size_t i = 0; i < r->n_outs && rc == 0; i++)
         rc = frame(r, &r->outs[i]);
+    release_stages(r);
     /* Every key starts as new; the claim overwrites the verdicts. */
     r->verdicts = pipe_realloc(r->verdicts, r->n_keys ? r->n_keys : 1);
     memset(r->verdicts, PIPE_DEDUP_NEW, r->n_keys);
@@ -681,29 +690,11 @@ int split_route_init(struct split_route *r, bool use_ts, int level, size_t max_l
     return 0;
 }
 
-/* pool_outputs — keeps the stage buffer of every output for the next job,
- * in the order the outputs were made. */
-static void pool_outputs(struct split_route *r)
-{
-    size_t left = r->n_pool - r->pool_head;
-    if (left && r->pool_head)
-        memmove(r->pool, r->pool + r->pool_head, left * sizeof *r->pool);
-    r->n_pool = left;
-    r->pool_head = 0;
-    if (r->n_pool + r->n_outs > r->cap_pool) {
-        r->cap_pool = r->n_pool + r->n_outs;
-        r->pool = pipe_realloc(r->pool, r->cap_pool * sizeof *r->pool);
-    }
-    for (size_t i = 0; i < r->n_outs; i++)
-        r->pool[r->n_pool++] = r->outs[i].stage;
-    r->n_outs = 0;
-    r->staged = 0;
-    r->stage_alloc = 0;
-}
-
 void split_route_reset(struct split_route *r, const char *job_id, const char *source)
 {
-    pool_outputs(r);
+    release_stages(r); /* a pass that failed half-way leaves them */
+    r->n_outs = 0;
+    r->stage_alloc = 0;
     r->job_id = job_id;
     r->source = source;
     pipe_buf_reset(&r->rejects);
@@ -723,10 +714,7 @@ void split_route_reset(struct split_route *r, const char *job_id, const char *so
 
 void split_route_cleanup(struct split_route *r)
 {
-    pool_outputs(r);
-    for (size_t i = 0; i < r->n_pool; i++)
-        pipe_buf_cleanup(&r->pool[i]);
-    pipe_free(r->pool);
+    release_stages(r);
     pipe_free(r->frames);
     pipe_buf_cleanup(&r->zarena);
     pipe_buf_cleanup(&r->gather);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# combine.sh — combiner MB/s per core in each --mode over 60 filtered
-# objects of ~1 MiB stored (and 1000 of ~3 KB), and the output size; called by
-# run.sh. Prints markdown table rows.
+# combine.sh — the combiner in each --mode (and auto at its default
+# --concat-min) over one job of 60 filtered objects of ~1.2 MB stored, 200
+# of ~120 KB and 1000 of ~4 KB: combiner CPU, MB/s per core, combined
+# object size, and the CPU of the splitter that reads it; called by run.sh.
+# Prints markdown table rows.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-bin}
@@ -26,20 +28,26 @@ run() { # run OBJECTS LINES_EACH
     "$BIN/sluice-dispatcher" --store "file://$work/s" --leases "local://$work/leases" \
       --admin off --once --job-objects "$objects" --job-bytes 4GiB 2>/dev/null
     "$PY" - "$BIN" "$work" "$mode" "$objects" <<'PY'
-import glob, os, resource, subprocess, sys
+import glob, json, resource, subprocess, sys
 bin_, work, mode, objects = sys.argv[1:5]
-subprocess.run([bin_ + '/sluice-combiner', '--store', 'file://' + work + '/s', '--leases',
-                'local://' + work + '/leases', '--admin', 'off', '--once', '--mode', mode,
-                '--max-input', '1GiB'], check=True, stderr=subprocess.DEVNULL)
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-cpu = ru.ru_utime + ru.ru_stime
-import json
+common = ['--store', 'file://' + work + '/s', '--leases', 'local://' + work + '/leases',
+          '--admin', 'off', '--once']
+def cpu_of(argv):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(argv, check=True, stderr=subprocess.DEVNULL)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+cpu = cpu_of([bin_ + '/sluice-combiner', *common, '--mode', mode, '--max-input', '1GiB'])
+split = cpu_of([bin_ + '/sluice-splitter', *common])
 m = json.load(open(glob.glob(work + '/s/manifests/combined/*.json')[0]))
 mb = m['uncompressed_bytes'] / 1e6
 stored = sum(i['size'] for i in m['inputs']) / int(objects) / 1000
-print(f"| {objects} × {mb / int(objects) * 1000:,.0f} KB ({stored:,.0f} KB stored) | {mode} | {cpu:.2f} | {mb / cpu:,.0f} | {m['bytes'] / 1e6:.2f} MB |")
+label = mode if mode != 'auto' else 'auto (default)'
+print(f"| {objects} × {mb / int(objects) * 1000:,.0f} KB ({stored:,.0f} KB stored) | {label} "
+      f"| {cpu:.2f} | {mb / cpu:,.0f} | {m['bytes'] / 1e6:.2f} MB | {split:.2f} |")
 PY
   done
 }
 run 60 10000
+run 200 1000
 run 1000 22

@@ -3,11 +3,12 @@
 # acknowledgement latency over real HTTP, with same-run peers (the jansson
 # reference validator, the zstd CLI); the whole pipeline, also side by side
 # on the file store and on S3 (s3rver) + Redis with store requests per
-# million events (tests/bench/backends.sh); the dispatcher's LIST rate
-# (tests/bench/lists.sh); the highest rate the four daemons sustain with
-# the load generator (tests/bench/sustain.sh), the latency at half of it
-# (tests/bench/pipeline.sh EVENTS RATE) and the cost on S3 at scale and at
-# rest (tests/bench/cost.sh); the combiner, the splitter,
+# million events (tests/bench/backends.sh); issue 15's whole-pipeline job
+# per stage with DuckDB as the peer (tests/bench/whole.sh); the highest
+# rate the four daemons sustain with the load generator
+# (tests/bench/sustain.sh), the latency at half of it (tests/bench/pipeline.sh
+# EVENTS RATE) and the cost on S3 at scale and at rest (tests/bench/cost.sh);
+# the dispatcher's LIST rate (tests/bench/lists.sh); the combiner, the splitter,
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -111,6 +112,9 @@ echo "  $pipeline"
 echo "whole pipeline on the file store and on S3 (s3rver) + Redis, side by side"
 BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
 
+echo "whole-pipeline job (issue 15): raw/ and HTTP through the four stages with --once, DuckDB as the peer"
+BIN=$BIN BUILD=$BUILD tests/bench/whole.sh 1000000
+
 echo "sustained throughput: four daemons and the load generator, the offered rate stepped up"
 BIN=$BIN BUILD=$BUILD tests/bench/sustain.sh
 sustained=$(awk '$NF == "yes" && $1 > b { b = $1 } END { print b + 0 }' "$work/sustain/steps.txt")
@@ -139,6 +143,8 @@ BIN=$BIN BUILD=$BUILD tests/bench/cost.sh
 
 echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
 tests/bench/lists.sh | tee "$work/lists.txt"
+echo "the whole pipeline idle: LIST/s of the four daemons, pick-up delay of a new event"
+BIN=$BIN tests/bench/lists.sh pipeline | tee "$work/lists-pipeline.txt"
 
 echo "combiner, per mode"
 tests/bench/combine.sh | tee "$work/combine.txt"
@@ -182,10 +188,11 @@ redis_stop "$work/redis-dedup" || true
   echo
   echo "Segment-format batches (\`POST /v1/batch\`, each event a track call) beside the native"
   echo "API in the same run (\`tests/bench/sdk.sh CORPUS 400000\`): the same events, the same"
-  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms:"
+  echo "Node client (16 keep-alive connections, batches of 500), flush age 20ms, the forms"
+  echo "taking turns; filter busy is the filter's CPU over the sending's wall time:"
   echo
-  echo "| form | path | events | events/s per filter core | MB/s per filter core | events/s wall | runs |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| form | path | body | events | events/s per filter core | MB/s per filter core | events/s wall | filter busy | runs |"
+  echo "|---|---|---|---|---|---|---|---|---|"
   awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$work/sdk.txt"
   echo
   echo "Whole pipeline with default settings (four stages as daemons, \`tests/bench/pipeline.sh 200000\`):"
@@ -198,6 +205,11 @@ redis_stop "$work/redis-dedup" || true
   echo
   cat "$work/backends/backends.md"
   echo
+  echo "Whole-pipeline job (\`tests/bench/whole.sh 1000000\`, see \"The whole-pipeline job\""
+  echo "below): each stage once with \`--once\`, one after the other; DuckDB as the peer:"
+  echo
+  cat "$work/whole/whole.md"
+
   echo "Sustained throughput (\`tests/bench/sustain.sh\`, SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-60}): the four"
   echo "daemons (default settings, file store) and \`sluicectl send --rate\` on the same cores, one step"
   echo "per offered rate; CPU in % of one core over the step; *other load* is everything else the"
@@ -226,11 +238,20 @@ redis_stop "$work/redis-dedup" || true
   echo "|---|---|---|---|"
   cat "$work/lists.txt"
   echo
-  echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
-  echo "process; MB are uncompressed NDJSON."
+  echo "The whole pipeline idle (\`tests/bench/lists.sh pipeline\`): the four daemons with their"
+  echo "default settings (poll 1s, raw_poll 10s, idle_list 60s) over 130 s after their work is"
+  echo "done, LIST/s by stage, the S3 price of that per 30 days, and how long one new event"
+  echo "sent over HTTP takes to reach split/ (median of 5, min–max):"
   echo
-  echo "| inputs | mode | CPU s | MB/s per core | output |"
-  echo "|---|---|---|---|---|"
+  echo "| idle LIST/s | by stage (filter, dispatcher, combiner, splitter) | \$ per 30 days | pick-up delay |"
+  echo "|---|---|---|---|"
+  cat "$work/lists-pipeline.txt"
+  echo
+  echo "Combiner (\`tests/bench/combine.sh\`): one job over the inputs, CPU of the combiner"
+  echo "process; MB are uncompressed NDJSON; split CPU s is the splitter's on that output."
+  echo
+  echo "| inputs | mode | CPU s | MB/s per core | output | split CPU s |"
+  echo "|---|---|---|---|---|---|"
   cat "$work/combine.txt"
   echo
   echo "Splitter, zstd in and out (\`$BUILD/tests/bench/bench_split\`):"

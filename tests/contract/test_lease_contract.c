@@ -20,12 +20,12 @@
 #include "libpipe/mem.h"
 #include "tests/support/testutil.h"
 
-#define SHORT_TTL 150 /* ms */
+#define SHORT_TTL      150 /* ms */
 #define PAST_SHORT_TTL 220
-#define LONG_TTL 30000
+#define LONG_TTL       30000
 
-static const char *g_url;  /* backend under test */
-static char g_prefix[32];  /* random per run */
+static const char *g_url; /* backend under test */
+static char g_prefix[32]; /* random per run */
 
 static void sleep_ms(int ms)
 {
@@ -302,7 +302,8 @@ static void test_lease_invalid_names_and_ttls_are_einval(void **state)
     struct pipe_leases *a = open_leases();
     struct pipe_lease l;
     char longname[PIPE_LEASE_NAME_MAX + 2];
-    const char *bad[] = {"", "new\nline", "tab\there", "del\x7f", "caf\xc3\xa9", "nul-free-but-\x01"};
+    const char *bad[] = {"",        "new\nline",   "tab\there",
+                         "del\x7f", "caf\xc3\xa9", "nul-free-but-\x01"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_int_equal(pipe_lease_acquire(a, bad[i], LONG_TTL, &l), PIPE_EINVAL);
     assert_int_equal(pipe_lease_acquire(a, NULL, LONG_TTL, &l), PIPE_EINVAL);
@@ -377,7 +378,62 @@ static void test_lease_release_is_idempotent_and_counters_count(void **state)
     pipe_leases_free(a);
 }
 
+/* Generations: 0 before any bump, then a new, larger value at each bump,
+ * seen by every handle; names are independent. */
+static void test_generation_bumps_grow_and_are_seen_by_other_handles(void **state)
+{
+    (void)state;
+    struct pipe_leases *a = open_leases(), *b = open_leases();
+    /* Names of their own per backend: two URLs may reach one server. */
+    char *n1 = pipe_asprintf("%s/%s/gen/one", g_prefix, g_url);
+    char *n2 = pipe_asprintf("%s/%s/gen/two", g_prefix, g_url);
+    const char *names[] = {n1, n2};
+    uint64_t v[2] = {7, 7}, w[2];
+    assert_int_equal(pipe_leases_generations(b, names, 2, v), 0);
+    assert_true(v[0] == 0 && v[1] == 0);
+    assert_int_equal(pipe_leases_bump(a, n1), 0);
+    assert_int_equal(pipe_leases_generations(b, names, 2, w), 0);
+    assert_true(w[0] > 0);
+    assert_true(w[1] == 0);
+    for (int i = 0; i < 20; i++) {
+        uint64_t before = w[0];
+        assert_int_equal(pipe_leases_bump(i % 2 ? a : b, n1), 0);
+        assert_int_equal(pipe_leases_generations(a, names, 2, w), 0);
+        assert_true(w[0] > before);
+    }
+    assert_int_equal(w[1], 0);
+    pipe_free(n2);
+    pipe_free(n1);
+    pipe_leases_free(b);
+    pipe_leases_free(a);
+}
+
+static void test_generation_bad_names_and_counts_are_einval(void **state)
+{
+    (void)state;
+    struct pipe_leases *a = open_leases();
+    char *n1 = lname("gen/args");
+    const char *names[PIPE_LEASE_GENERATIONS_MAX + 1];
+    uint64_t v[PIPE_LEASE_GENERATIONS_MAX + 1] = {42};
+    for (size_t i = 0; i <= PIPE_LEASE_GENERATIONS_MAX; i++)
+        names[i] = n1;
+    assert_int_equal(pipe_leases_bump(a, ""), PIPE_EINVAL);
+    assert_int_equal(pipe_leases_bump(a, "bad\nname"), PIPE_EINVAL);
+    assert_int_equal(pipe_leases_generations(a, names, 0, v), PIPE_EINVAL);
+    assert_int_equal(pipe_leases_generations(a, names, PIPE_LEASE_GENERATIONS_MAX + 1, v),
+                     PIPE_EINVAL);
+    names[0] = "bad\tname";
+    assert_int_equal(pipe_leases_generations(a, names, 1, v), PIPE_EINVAL);
+    assert_int_equal(v[0], 42); /* untouched on failure */
+    names[0] = n1;
+    assert_int_equal(pipe_leases_generations(a, names, PIPE_LEASE_GENERATIONS_MAX, v), 0);
+    pipe_free(n1);
+    pipe_leases_free(a);
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_generation_bumps_grow_and_are_seen_by_other_handles),
+    cmocka_unit_test(test_generation_bad_names_and_counts_are_einval),
     cmocka_unit_test(test_lease_second_acquire_is_busy_from_any_handle),
     cmocka_unit_test(test_lease_release_then_acquire_succeeds_with_larger_fence),
     cmocka_unit_test(test_lease_renew_by_owner_extends_past_first_ttl),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Real browsers: Debian's chromium, headless, loads a page from another
 # loopback origin that uses the browser SDKs' builds from node_modules
-# (@segment/analytics-next, @rudderstack/analytics-js over sendBeacon on page
-# hide, @snowplow/browser-tracker, POSTs with credentials) with their
+# (@segment/analytics-next's standalone build as Segment's snippet loads it,
+# @rudderstack/analytics-js over sendBeacon on page hide,
+# @snowplow/browser-tracker POSTing with credentials and by GET /i) with their
 # settings pointed at the harness. From the allowed origin every page, track
 # and identify call arrives exactly once after the pipeline; from an origin
 # not in cors_origins the browser's CORS check refuses them and none arrive.
@@ -31,6 +32,10 @@ sum=$(browse "$allowed" "$T/ids.tsv")
 check "the allowed page ran its SDK calls ($(wc -l <"$T/ids.tsv") events)" test -s "$T/ids.tsv"
 note "allowed: $sum"
 check "the browser reported no CORS error on the allowed origin" test "$(field "$sum" "d['cors_errors']")" = 0
+check "the page loaded analytics-next's standalone build as Segment's snippet does" \
+  test "$(field "$sum" "d['served'].get('/analytics.js/v1/browser-key/analytics.min.js', False)")" = True
+check "Snowplow's tracker with eventMethod 'get' sent its events by GET /i" \
+  test "$(field "$sum" "sum(v for k, v in d['sent'].items() if k.startswith('GET /i '))")" -gt 0
 check "RudderStack used sendBeacon to /beacon/v1/batch on page hide" \
   test "$(field "$sum" "d['beacons'].get('/beacon/v1/batch', 0)")" -gt 0
 for ev in page product_viewed cart_viewed identify page_view struct link_click; do

@@ -211,8 +211,9 @@ rm -f "$store"/jobs/combine/*
 # ---- SIGTERM in the middle of a job: abandoned, exit 0 ---------------------
 reset_combined
 dispatch
-# Level 19 makes a 4 MB job take a second or more, so the signal lands in it.
-"$BIN/sluice-combiner" "${COMMON[@]}" --once --zstd-level 19 >"$T/term.log" 2>&1 &
+# Recompressing at level 19 makes a 4 MB job take a second or more, so the
+# signal lands in it (by default these ~120 KB inputs are copied, fast).
+"$BIN/sluice-combiner" "${COMMON[@]}" --once --mode recompress --zstd-level 19 >"$T/term.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
 check "the combiner starts a job" wait_until 30 in_job "$pid"
@@ -223,7 +224,7 @@ check "the job is abandoned, nothing committed" \
 check "the abandonment is logged" grep -q "job abandoned before its commit" "$T/term.log"
 
 # ---- kill -9 in the middle of a job ----------------------------------------
-"$BIN/sluice-combiner" "${COMMON[@]}" --zstd-level 19 >"$T/kill.log" 2>&1 &
+"$BIN/sluice-combiner" "${COMMON[@]}" --mode recompress --zstd-level 19 >"$T/kill.log" 2>&1 &
 pid=$!
 PIDS+=("$pid")
 check "the daemon starts a job" wait_until 30 in_job "$pid"
@@ -323,12 +324,15 @@ PY
 check "a job over inputs combined by another job is dropped, not committed" \
   sh -c "grep -q 'already combined by another job' '$T/superseded.log' && [ -z \"\$(ls '$store/jobs/combine' 2>/dev/null)\" ]"
 check "no input in two manifests after the superseded job" "$PY" "$T/check.py" "$store"
-# A put killed before its rename leaves a temp file: an old one goes at the
-# next open of the store (any stage's start, sluicectl) and with the sweep's
-# listings; a young one may be a live put's and stays.
+# A put killed before its rename leaves a temp file: an old one goes at a
+# daemon's start and with each sweep (pipe_store_tidy), not at a --once
+# run; a young one may be a live put's and stays.
 mkdir -p "$store/state/combine"
 printf x >"$store/state/combine/.tmp.1.dead.0" && touch -d '-2 hours' "$store/state/combine/.tmp.1.dead.0"
 printf x >"$store/state/combine/.tmp.2.live.0"
+"$BIN/sluice-combiner" "${COMMON[@]}" --once >"$T/once-tidy.log" 2>&1
+check "a --once run does not walk the store for temp files" \
+  test -e "$store/state/combine/.tmp.1.dead.0"
 "$BIN/sluicectl" sweep --store "file://$store" >"$T/sweep.out" 2>"$T/sweep.err"
 check "the sweep removes a dead put's temp file and keeps a young one" \
   test ! -e "$store/state/combine/.tmp.1.dead.0" -a -e "$store/state/combine/.tmp.2.live.0"

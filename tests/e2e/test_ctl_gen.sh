@@ -289,4 +289,22 @@ assert len(reqs) == 1, reqs
 assert reqs[0][4] == "28b52ffd" and reqs[0][5] == "zstd", reqs  # zstd frame magic
 EOF
 
+for url in "ftp://127.0.0.1:$port" "http://" "http://127.0.0.1:$port/?x=1" "127.0.0.1:$port"; do
+  check "send: --url $url is a usage error (exit 2) saying why, nothing sent" bash -c '
+    : >"$1/req.log"
+    "$2" send "$1/send.ndjson" --url "$3" 2>"$1/url.err"
+    rc=$?
+    [ "$rc" -eq 2 ] && grep -q -- "--url" "$1/url.err" && [ ! -s "$1/req.log" ]' _ "$tmp" "$CTL" "$url"
+done
+: >"$tmp/req.log"
+"$CTL" send "$tmp/send.ndjson" --url "http://127.0.0.1:$port/v1/events/" --batch 1000 2>/dev/null
+rc=$?
+check "send: a --url already ending in /v1/events (trailing / dropped) is used as it is" \
+  "$PY" - "$rc" "$tmp/req.log" <<'EOF'
+import sys
+assert sys.argv[1] == "0", sys.argv[1]
+reqs = [l.split() for l in open(sys.argv[2])]
+assert [r[0] for r in reqs] == ["/v1/events"], reqs
+EOF
+
 [ "$fails" -eq 0 ]

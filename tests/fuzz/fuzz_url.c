@@ -1,6 +1,7 @@
 /* libFuzzer target: the URL parser (libpipe/url.c) over any bytes, as an
  * operator's or a config file's store, lease and Redis URLs reach it.
- * Checks the invariants url.h promises for what it accepts.
+ * Checks the invariants url.h promises for what it accepts, and decodes
+ * every query value as a form field.
  * Build:
  *   make fuzz (FUZZ_PIPE_TARGETS), or by hand:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
@@ -27,9 +28,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         const char *q = u.query ? u.query : "";
         struct pipe_url_param p;
-        while (pipe_url_query_next(&q, &p))
+        while (pipe_url_query_next(&q, &p)) {
             if (p.name_len == 0 && p.value == NULL)
                 abort(); /* empty items are skipped */
+            char dec[256];
+            if (p.value_len <= sizeof dec &&
+                pipe_url_form_decode(p.value, p.value_len, dec) > p.value_len)
+                abort(); /* decoding never grows an item */
+        }
         pipe_url_cleanup(&u);
     } else if (why == NULL || *why == '\0') {
         abort();

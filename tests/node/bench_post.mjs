@@ -3,11 +3,16 @@
 // clock starts, then POSTs them over keep-alive connections and prints
 // {"events", "accepted", "rejected", "elapsed_s", "bytes"} as JSON.
 //   --form native    {"events": [...]} to /v1/events, the lines as they are
+//   --form ndjson    the lines as they are, one per line, to /v1/events as
+//                    application/x-ndjson (what `sluicectl send` posts)
 //   --form segment   {"batch": [...], "sentAt"} to /v1/batch: each event as
 //                    a Segment track call ("remove_from_cart" becomes
 //                    "Remove From Cart", id → messageId, ts → timestamp)
 //   node bench_post.mjs --url URL --form F --input FILE --events N
-//        [--batch 500] [--concurrency 16]
+//        [--batch 500] [--concurrency 16] [--ready FILE]
+// With --ready, FILE is created once the bodies are built and the sending
+// starts at SIGUSR2, so the caller reads the server's CPU around the
+// sending alone.
 import fs from 'node:fs';
 import http from 'node:http';
 import readline from 'node:readline';
@@ -36,9 +41,9 @@ let lines = [], n = 0;
 const flush = () => {
   if (!lines.length) return;
   const sentAt = new Date().toISOString();
-  bodies.push([Buffer.from(form === 'segment'
-    ? `{"batch":[${lines.join(',')}],"sentAt":"${sentAt}"}`
-    : `{"events":[${lines.join(',')}]}`), lines.length]);
+  const text = form === 'segment' ? `{"batch":[${lines.join(',')}],"sentAt":"${sentAt}"}`
+    : form === 'ndjson' ? `${lines.join('\n')}\n` : `{"events":[${lines.join(',')}]}`;
+  bodies.push([Buffer.from(text), lines.length]);
   lines = [];
 };
 const rl = readline.createInterface({ input: fs.createReadStream(args.input) });
@@ -51,13 +56,14 @@ flush();
 rl.close();
 
 const path = form === 'segment' ? '/v1/batch' : '/v1/events';
+const ctype = form === 'ndjson' ? 'application/x-ndjson' : 'application/json';
 const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
 const res = { events: 0, accepted: 0, rejected: 0, bytes: 0 };
 function post([body, count]) {
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: url.hostname, port: url.port, method: 'POST', path, agent,
-      headers: { 'Content-Type': 'application/json', 'Content-Length': body.length },
+      headers: { 'Content-Type': ctype, 'Content-Length': body.length },
     }, (r) => {
       const chunks = [];
       r.on('data', (c) => chunks.push(c));
@@ -72,6 +78,13 @@ function post([body, count]) {
     req.on('error', reject);
     req.end(body);
   });
+}
+if (args.ready) {
+  const go = new Promise((resolve) => process.once('SIGUSR2', resolve));
+  const alive = setInterval(() => {}, 60000); // a signal listener alone does not keep node running
+  fs.writeFileSync(args.ready, `${process.pid}\n`);
+  await go;
+  clearInterval(alive);
 }
 const start = process.hrtime.bigint();
 let next = 0;

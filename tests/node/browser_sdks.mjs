@@ -1,9 +1,12 @@
 // browser_sdks.mjs — Debian's chromium, headless, loads a page served from
 // its own loopback origin that uses the browser SDKs' builds from
-// node_modules (@segment/analytics-next, @rudderstack/analytics-js with
-// sendBeacon, @snowplow/browser-tracker) to send page, track and identify
-// calls to a sluice filter on another origin; the SDKs' settings and
-// source-config URLs point at this harness, never at a CDN. Writes one
+// node_modules to send page, track and identify calls to a sluice filter on
+// another origin: @segment/analytics-next's standalone build (the one
+// Segment's snippet loads from its CDN as analytics.min.js, served here at
+// the CDN's path with its bundles), @rudderstack/analytics-js with
+// sendBeacon, and @snowplow/browser-tracker twice, POSTing and with
+// eventMethod 'get' (GET /i). The SDKs' settings and source-config URLs
+// point at this harness, never at a CDN. Writes one
 // "id<TAB>event" line per event the SDKs generated to --out, and prints a
 // JSON summary (CORS errors the browser reported, requests per path).
 //
@@ -26,7 +29,8 @@ const nm = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules
 const origin = `http://127.0.0.1:${args.port}`;
 
 const files = {
-  '/sdk/segment.js': '@segment/analytics-next/dist/umd/index.js',
+  // what Segment's snippet loads: cdn/analytics.js/v1/<write key>/analytics.min.js
+  [`/analytics.js/v1/${writeKey}/analytics.min.js`]: '@segment/analytics-next/dist/umd/standalone.js',
   '/sdk/rudder.js': '@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
   '/sdk/snowplow.js': '@snowplow/browser-tracker/dist/index.umd.min.js',
 };
@@ -38,8 +42,20 @@ const segmentSettings = {
   plan: {}, edgeFunction: {}, analyticsNextEnabled: true,
 };
 
+// The standalone build's chunks, loaded from cdn/analytics-next/bundles/.
+const bundles = path.join(nm, '@segment/analytics-next/dist/umd');
+for (const f of fs.readdirSync(bundles).filter((n) => /\.bundle\.[0-9a-f]+\.js$/.test(n))) {
+  files[`/analytics-next/bundles/${f}`] = path.join('@segment/analytics-next/dist/umd', f);
+}
+
+// What Segment's snippet sets up before its script tag (a queue holding
+// the write key and, for a CDN of one's own, _cdn); nothing is queued, so
+// every call is made on the loaded library and its message id is known.
 const page = `<!doctype html><meta charset="utf-8"><title>sdk page</title>
-<script src="/sdk/segment.js"></script>
+<script>
+window.analytics = Object.assign([], { _writeKey: ${JSON.stringify(writeKey)}, _cdn: location.origin, _loadOptions: {} });
+</script>
+<script src="/analytics.js/v1/${writeKey}/analytics.min.js" data-global-segment-analytics-key="analytics"></script>
 <script src="/sdk/rudder.js"></script>
 <script src="/sdk/snowplow.js"></script>
 <script>
@@ -54,8 +70,13 @@ window.__ids = [];
 window.__errors = [];
 const seen = (id, event) => window.__ids.push([id, event]);
 async function run(filterUrl, writeKey, rounds) {
-  // Segment: settings from this harness (cdnURL), events to the filter.
-  const [seg] = await AnalyticsNext.AnalyticsBrowser.load({ writeKey, cdnURL: location.origin });
+  // Segment: the standalone build loads its settings and bundles from this
+  // harness (_cdn) and replaces window.analytics once it is ready.
+  for (let t = 0; !window.analytics.initialized; t++) {
+    if (t > 200) throw new Error('analytics.js (standalone) did not load');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const seg = window.analytics;
   // RudderStack: source config from this harness, events by sendBeacon.
   const ra = new rudderanalytics.RudderAnalytics();
   await new Promise((loaded) => ra.load(writeKey, filterUrl, {
@@ -64,10 +85,14 @@ async function run(filterUrl, writeKey, rounds) {
     beaconQueueOptions: { maxItems: 1000, flushQueueInterval: 600000 },
     onLoaded: () => loaded(), logLevel: 'ERROR',
   }));
-  // Snowplow: POST with credentials (a preflighted CORS request).
+  // Snowplow: POST with credentials (a preflighted CORS request), and GET
+  // /i with the event in the query string (eventMethod 'get').
+  const spSeen = { afterTrack: (p) => seen(p.eid, { pv: 'page_view', se: 'struct', ue: 'link_click' }[p.e]) };
   snowplowBrowserTracking.newTracker('sp', filterUrl, {
-    appId: 'shop', encodeBase64: true, eventMethod: 'post', bufferSize: 1,
-    plugins: [{ afterTrack: (p) => seen(p.eid, { pv: 'page_view', se: 'struct', ue: 'link_click' }[p.e]) }],
+    appId: 'shop', encodeBase64: true, eventMethod: 'post', bufferSize: 1, plugins: [spSeen],
+  });
+  snowplowBrowserTracking.newTracker('spget', filterUrl, {
+    appId: 'shop', encodeBase64: true, eventMethod: 'get', plugins: [spSeen],
   });
   for (let i = 0; i < rounds; i++) {
     let c = await seg.page('Shop', 'Home', { round: i });
@@ -79,6 +104,7 @@ async function run(filterUrl, writeKey, rounds) {
     ra.page('Shop', 'Home', { round: i }, (e) => seen(e.messageId, 'page'));
     ra.track('Cart Viewed', { round: i }, (e) => seen(e.messageId, 'cart_viewed'));
     ra.identify('user-' + i, { plan: 'pro' }, (e) => seen(e.messageId, 'identify'));
+    // each call goes to both trackers: one event by POST, one by GET
     snowplowBrowserTracking.trackPageView({ title: 'Home ' + i });
     snowplowBrowserTracking.trackStructEvent({ category: 'shop', action: 'view', label: 'r' + i });
     snowplowBrowserTracking.trackSelfDescribingEvent({ event: {
@@ -88,7 +114,7 @@ async function run(filterUrl, writeKey, rounds) {
 }
 </script>`;
 
-const stats = { origin, cors_errors: 0, console: [], sent: {}, beacons: {} };
+const stats = { origin, cors_errors: 0, console: [], sent: {}, beacons: {}, served: {}, not_found: [] };
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, origin);
   if (url.pathname === '/page.html') {
@@ -102,6 +128,7 @@ const server = http.createServer((req, res) => {
     return res.end();
   }
   if (files[url.pathname]) {
+    stats.served[url.pathname.replace(/\.[0-9a-f]{20}\.js$/, '.js')] = true;
     res.writeHead(200, { 'Content-Type': 'text/javascript' });
     return res.end(fs.readFileSync(path.join(nm, files[url.pathname])));
   }
@@ -120,6 +147,7 @@ const server = http.createServer((req, res) => {
       },
     }));
   }
+  if (stats.not_found.length < 10) stats.not_found.push(url.pathname);
   res.writeHead(404);
   res.end();
 });

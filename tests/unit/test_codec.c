@@ -401,6 +401,124 @@ static void test_codec_ignores_declared_content_size(void **state)
     pipe_buf_cleanup(&back);
 }
 
+/* A whole frame (content size declared) of p[0..n) appended to out. */
+static void frame_into(const void *p, size_t n, struct pipe_buf *out)
+{
+    struct pipe_buf unused;
+    struct pipe_zwriter *w = NULL;
+    pipe_buf_init(&unused, 0);
+    assert_int_equal(pipe_zwriter_new(PIPE_CODEC_LEVEL_DEFAULT, &unused, &w), 0);
+    assert_int_equal(pipe_zwriter_frame(w, p, n, out), 0);
+    pipe_zwriter_free(w);
+    pipe_buf_cleanup(&unused);
+}
+
+static void test_zdecoder_decodes_sized_streamed_and_skippable_frames_again_and_again(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z, back;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    pipe_buf_init(&back, 64 * MB);
+    make_lines(&lines, 30000);
+    size_t half = lines.len / 2;
+    frame_into(lines.data, half, &z); /* declares its size */
+    assert_int_equal(ZSTD_getFrameContentSize(z.data, z.len), half);
+    const unsigned char skip[12] = {0x50, 0x2A, 0x4D, 0x18, 4, 0, 0, 0, 'x', 'x', 'x', 'x'};
+    assert_int_equal(pipe_buf_append(&z, skip, sizeof skip), 0);
+    size_t sized = z.len;
+    compress_into(lines.data + half, lines.len - half, &z); /* streamed: no size */
+    struct pipe_zdecoder *d = NULL;
+    assert_int_equal(pipe_zdecoder_new(&d), 0);
+    for (int round = 0; round < 3; round++) {
+        pipe_buf_reset(&back);
+        assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), 0);
+        assert_int_equal(back.len, lines.len);
+        assert_memory_equal(back.data, lines.data, lines.len);
+    }
+    /* The sized frame alone, then the plain text (copied as it is). */
+    pipe_buf_reset(&back);
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, sized, &back), 0);
+    assert_int_equal(back.len, half);
+    assert_int_equal(pipe_zdecoder_decompress(d, "{}\n", 3, &back), 0);
+    assert_int_equal(back.len, half + 3);
+    pipe_zdecoder_free(d);
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
+/* A hand-made frame declaring window descriptor wd and its content size
+ * len, holding len bytes of 'a' in raw blocks of at most 128 KiB. */
+static void window_frame(struct pipe_buf *out, unsigned char wd, size_t len)
+{
+    unsigned char h[14] = {0x28, 0xB5, 0x2F, 0xFD, 0xC0, wd};
+    for (int i = 0; i < 8; i++)
+        h[6 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+    assert_int_equal(pipe_buf_append(out, h, sizeof h), 0);
+    static char a[128 * 1024];
+    memset(a, 'a', sizeof a);
+    for (size_t left = len; left > 0;) {
+        size_t n = left < sizeof a ? left : sizeof a;
+        left -= n;
+        uint32_t bh = (uint32_t)(left == 0) | (uint32_t)n << 3; /* raw block */
+        const unsigned char b[3] = {(unsigned char)bh, (unsigned char)(bh >> 8),
+                                    (unsigned char)(bh >> 16)};
+        assert_int_equal(pipe_buf_append(out, b, 3), 0);
+        assert_int_equal(pipe_buf_append(out, a, n), 0);
+    }
+}
+
+static void test_zdecoder_bad_sized_frames_fail_and_leave_out_as_it_was(void **state)
+{
+    (void)state;
+    struct pipe_buf lines, z, back;
+    pipe_buf_init(&lines, 64 * MB);
+    pipe_buf_init(&z, 64 * MB);
+    make_lines(&lines, 20000);
+    frame_into(lines.data, lines.len, &z);
+    struct pipe_zdecoder *d = NULL;
+    assert_int_equal(pipe_zdecoder_new(&d), 0);
+    /* Over the cap: refused before a byte is decoded, the buffer not grown. */
+    pipe_buf_init(&back, lines.len - 1);
+    assert_int_equal(pipe_buf_append_str(&back, "keep"), 0);
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), PIPE_ETOOBIG);
+    assert_string_equal(back.data, "keep");
+    pipe_buf_cleanup(&back);
+    pipe_buf_init(&back, 64 * MB);
+    assert_int_equal(pipe_buf_append_str(&back, "keep"), 0);
+    /* Cut short, a flipped checksum byte, a flipped block byte. */
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len - 1, &back), PIPE_ECORRUPT);
+    assert_string_equal(back.data, "keep");
+    z.data[z.len - 2] ^= 0x01;
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), PIPE_ECORRUPT);
+    assert_string_equal(back.data, "keep");
+    z.data[z.len - 2] ^= 0x01;
+    z.data[z.len / 2] ^= 0x40;
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), PIPE_ECORRUPT);
+    assert_int_equal(back.len, 4);
+    z.data[z.len / 2] ^= 0x40;
+    /* The same decoder goes on after failures. */
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), 0);
+    assert_int_equal(back.len, 4 + lines.len);
+    /* A frame that tells its (large) size truthfully but asks for a window
+     * over the limit is refused, as the streaming decoder refuses it. */
+    pipe_buf_reset(&z);
+    window_frame(&z, 0x90, 200000); /* window 256 MiB */
+    pipe_buf_reset(&back);
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), PIPE_ECORRUPT);
+    assert_int_equal(pipe_codec_decompress(z.data, z.len, &back), PIPE_ECORRUPT);
+    assert_int_equal(back.len, 0);
+    pipe_buf_reset(&z);
+    window_frame(&z, 0x88, 200000); /* window 128 MiB: the limit itself */
+    assert_int_equal(pipe_zdecoder_decompress(d, z.data, z.len, &back), 0);
+    assert_int_equal(back.len, 200000);
+    pipe_zdecoder_free(d);
+    pipe_buf_cleanup(&lines);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&back);
+}
+
 /* Reads every line of in and checks it against want[]. */
 static void assert_lines(const void *in, size_t n, size_t max_line, const char **want,
                          const size_t *want_len, size_t count)
@@ -690,6 +808,8 @@ int main(void)
         cmocka_unit_test(test_codec_flipped_byte_fails_checksum),
         cmocka_unit_test(test_codec_zip_bomb_stops_at_cap),
         cmocka_unit_test(test_codec_ignores_declared_content_size),
+        cmocka_unit_test(test_zdecoder_decodes_sized_streamed_and_skippable_frames_again_and_again),
+        cmocka_unit_test(test_zdecoder_bad_sized_frames_fail_and_leave_out_as_it_was),
         cmocka_unit_test(test_gunzip_decodes_one_and_concatenated_members),
         cmocka_unit_test(test_gunzip_bomb_stops_at_cap_and_leaves_out_unchanged),
         cmocka_unit_test(test_gunzip_truncated_corrupt_and_foreign_input_fail),

@@ -2,13 +2,16 @@
  * through libcombiner.a: the stage descriptor on the runtime with --once
  * over a file:// store. A job descriptor is written here, and the test
  * checks the committed object, the manifest's ledger arithmetic (events
- * per input, in = out), and that a job whose input changed commits
- * nothing. */
+ * per input, in = out), that inputs copied as zstd frames and inputs
+ * recompressed give the same content, counts and checksum, and that a job
+ * whose input changed or cannot be decoded commits nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <xxhash.h>
+#include <zstd.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,37 +45,54 @@ static void put_input(struct tu_env *e, struct pipe_manifest_job *job, const cha
     pipe_manifest_job_add_input(job, key, info.size, info.etag);
 }
 
-/* Writes jobs/combine/JOB.json naming IN_A and IN_B. */
-static void write_job(struct tu_env *e)
+/* Starts the descriptor of JOB, without inputs. */
+static void job_begin(struct pipe_manifest_job *job)
 {
-    struct pipe_manifest_job job;
-    pipe_manifest_job_init(&job);
-    job.job_id = pipe_strdup(JOB);
-    job.generation = 1;
-    job.created_ms = pipe_clock_from_civil(2026, 3, 1, 5, 30, 0, 0);
-    job.output_key = pipe_strdup(OUT_KEY);
-    put_input(e, &job, IN_A, A_LINES);
-    put_input(e, &job, IN_B, B_LINES);
+    pipe_manifest_job_init(job);
+    job->job_id = pipe_strdup(JOB);
+    job->generation = 1;
+    job->created_ms = pipe_clock_from_civil(2026, 3, 1, 5, 30, 0, 0);
+    job->output_key = pipe_strdup(OUT_KEY);
+}
+
+/* Puts the descriptor as jobs/combine/JOB.json and releases it. */
+static void job_put(struct tu_env *e, struct pipe_manifest_job *job)
+{
     struct pipe_buf json, key;
     pipe_buf_init(&json, 1u << 20);
     pipe_buf_init(&key, 1024);
-    assert_int_equal(pipe_manifest_job_to_json(&job, &json), 0);
+    assert_int_equal(pipe_manifest_job_to_json(job, &json), 0);
     assert_int_equal(pipe_keys_job(&key, JOB), 0);
     assert_int_equal(pipe_store_put(e->store, key.data, json.data, json.len), 0);
     pipe_buf_cleanup(&json);
     pipe_buf_cleanup(&key);
-    pipe_manifest_job_cleanup(&job);
+    pipe_manifest_job_cleanup(job);
 }
 
-/* sluice-combiner --once on e's store, in this process. */
-static int run_combiner(struct tu_env *e)
+/* Writes jobs/combine/JOB.json naming IN_A and IN_B. */
+static void write_job(struct tu_env *e)
 {
-    char store[4096], leases[4096];
+    struct pipe_manifest_job job;
+    job_begin(&job);
+    put_input(e, &job, IN_A, A_LINES);
+    put_input(e, &job, IN_B, B_LINES);
+    job_put(e, &job);
+}
+
+/* sluice-combiner --once --mode=mode on e's store, in this process. */
+static int run_combiner_mode(struct tu_env *e, const char *mode)
+{
+    char store[4096], leases[4096], mode_arg[64];
     snprintf(store, sizeof store, "--store=%s", e->store_url);
     snprintf(leases, sizeof leases, "--leases=%s", e->lease_url);
-    char *argv[] = {"sluice-combiner",   store, leases, "--admin=off", "--once",
-                    "--mode=recompress", NULL};
-    return pipe_stage_main(&combiner_stage, 5, argv);
+    snprintf(mode_arg, sizeof mode_arg, "--mode=%s", mode);
+    char *argv[] = {"sluice-combiner", store, leases, "--admin=off", "--once", mode_arg, NULL};
+    return pipe_stage_main(&combiner_stage, 6, argv);
+}
+
+static int run_combiner(struct tu_env *e)
+{
+    return run_combiner_mode(e, "recompress");
 }
 
 static bool exists(struct tu_env *e, const char *key)
@@ -156,11 +176,193 @@ static void test_combiner_job_with_a_changed_input_commits_nothing(void **state)
     tu_env_free(e);
 }
 
+/* ---- zstd inputs: copied frames and recompression ----------------------- */
+
+#define IN_C "filtered/dt=2026-03-01/hr=05/g1-c-00000001.ndjson.zst"
+
+/* Text of about n bytes whose lines cross every decoder chunk boundary in
+ * different ways: events of varying lengths, blank lines, "\r\n" endings
+ * and lone "\r" lines (neither of the last two kinds is an event). */
+static char *mixed_lines(size_t n, uint64_t *events)
+{
+    struct pipe_buf b;
+    pipe_buf_init(&b, SIZE_MAX);
+    *events = 0;
+    for (unsigned i = 0; b.len < n; i++) {
+        if (i % 17 == 0) {
+            pipe_buf_append_str(&b, "\n");
+        } else if (i % 23 == 0) {
+            pipe_buf_append_str(&b, "\r\n");
+        } else {
+            pipe_buf_printf(&b, "{\"event\":\"e\",\"id\":\"%u\",\"pad\":\"%.*s\"}%s", i,
+                            (int)(i * 7919 % 3000), "", i % 5 == 0 ? "\r\n" : "\n");
+            (*events)++;
+        }
+    }
+    return pipe_buf_steal(&b, NULL);
+}
+
+/* Puts text as key, zstd-compressed (in two frames when split), and adds it
+ * to job. */
+static void put_zstd_input(struct tu_env *e, struct pipe_manifest_job *job, const char *key,
+                           const char *text, bool split)
+{
+    struct pipe_zwriter *zw;
+    struct pipe_buf z;
+    pipe_buf_init(&z, SIZE_MAX);
+    assert_int_equal(pipe_zwriter_new(1, &z, &zw), 0);
+    size_t n = strlen(text), half = split ? n / 2 : n;
+    assert_int_equal(pipe_zwriter_frame(zw, text, half, &z), 0);
+    if (split)
+        assert_int_equal(pipe_zwriter_frame(zw, text + half, n - half, &z), 0);
+    assert_int_equal(pipe_store_put(e->store, key, z.data, z.len), 0);
+    struct pipe_store_obj info;
+    assert_int_equal(pipe_store_stat(e->store, key, &info), 0);
+    pipe_manifest_job_add_input(job, key, info.size, info.etag);
+    pipe_zwriter_free(zw);
+    pipe_buf_cleanup(&z);
+}
+
+/* Writes jobs/combine/JOB.json over n zstd inputs (the first in two frames). */
+static void write_zstd_job(struct tu_env *e, const char *const *keys, const char *const *texts,
+                           size_t n)
+{
+    struct pipe_manifest_job job;
+    job_begin(&job);
+    for (size_t i = 0; i < n; i++)
+        put_zstd_input(e, &job, keys[i], texts[i], i == 0);
+    job_put(e, &job);
+}
+
+/* Reads the committed object (decoded) and its manifest. */
+static void read_result(struct tu_env *e, struct pipe_buf *z, struct pipe_buf *plain,
+                        struct pipe_manifest_combined *m)
+{
+    struct pipe_buf mkey, mjson;
+    pipe_buf_init(&mkey, 1024);
+    pipe_buf_init(&mjson, 1u << 20);
+    assert_int_equal(pipe_store_get(e->store, OUT_KEY, z), 0);
+    assert_int_equal(pipe_codec_decompress(z->data, z->len, plain), 0);
+    assert_int_equal(pipe_keys_manifest(&mkey, "combined", JOB), 0);
+    assert_int_equal(pipe_store_get(e->store, mkey.data, &mjson), 0);
+    assert_int_equal(pipe_manifest_combined_from_json(mjson.data, mjson.len, m), 0);
+    pipe_buf_cleanup(&mkey);
+    pipe_buf_cleanup(&mjson);
+}
+
+/* Runs a job over a large mixed input (two frames, decoded in many chunks)
+ * and one whose last line has no "\n", in mode; checks content, counts and
+ * checksum. The stored bytes go to *z. */
+static void combine_mixed(const char *mode, struct pipe_buf *z)
+{
+    struct tu_env *e = tu_env_new("comb-mixed");
+    assert_non_null(e);
+    uint64_t events_a;
+    char *a = mixed_lines(1u << 20, &events_a);
+    const char *c_text = "{\"event\":\"x\",\"id\":\"9\"}";
+    const char *keys[] = {IN_A, IN_C};
+    const char *texts[] = {a, c_text};
+    write_zstd_job(e, keys, texts, 2);
+    assert_int_equal(run_combiner_mode(e, mode), 0);
+    struct pipe_buf plain, want;
+    pipe_buf_init(&plain, SIZE_MAX);
+    pipe_buf_init(&want, SIZE_MAX);
+    struct pipe_manifest_combined m;
+    read_result(e, z, &plain, &m);
+    /* The unterminated line gets its "\n"; nothing else changes. */
+    pipe_buf_printf(&want, "%s%s\n", a, c_text);
+    assert_int_equal(plain.len, want.len);
+    assert_memory_equal(plain.data, want.data, want.len);
+    assert_int_equal(m.n_inputs, 2);
+    assert_int_equal(m.inputs[0].events, events_a);
+    assert_int_equal(m.inputs[1].events, 1);
+    assert_int_equal(m.events, events_a + 1);
+    assert_true(pipe_ledger_balanced(&m.ledger));
+    assert_int_equal(m.uncompressed_bytes, want.len);
+    assert_int_equal(m.bytes, z->len);
+    char sum[17];
+    snprintf(sum, sizeof sum, "%016llx", (unsigned long long)XXH3_64bits(want.data, want.len));
+    assert_string_equal(m.checksum, sum);
+    pipe_manifest_combined_cleanup(&m);
+    pipe_buf_cleanup(&want);
+    pipe_buf_cleanup(&plain);
+    pipe_free(a);
+    tu_env_free(e);
+}
+
+static void test_combiner_job_concat_copies_frames_and_counts_what_it_copies(void **state)
+{
+    (void)state;
+    struct pipe_buf z;
+    pipe_buf_init(&z, SIZE_MAX);
+    combine_mixed("concat", &z);
+    /* More than the one frame that recompressing writes: copied as stored. */
+    size_t frames = 0;
+    for (size_t off = 0; off < z.len; frames++) {
+        size_t n = ZSTD_findFrameCompressedSize(z.data + off, z.len - off);
+        assert_false(ZSTD_isError(n));
+        off += n;
+    }
+    assert_true(frames >= 3);
+    pipe_buf_cleanup(&z);
+}
+
+static void test_combiner_job_recompress_writes_one_frame_of_the_same_content(void **state)
+{
+    (void)state;
+    struct pipe_buf z;
+    pipe_buf_init(&z, SIZE_MAX);
+    combine_mixed("recompress", &z);
+    assert_int_equal(ZSTD_findFrameCompressedSize(z.data, z.len), z.len);
+    pipe_buf_cleanup(&z);
+}
+
+static void test_combiner_job_with_a_truncated_input_commits_nothing(void **state)
+{
+    (void)state;
+    struct tu_env *e = tu_env_new("comb-cut");
+    assert_non_null(e);
+    uint64_t events;
+    char *a = mixed_lines(300000, &events);
+    const char *keys[] = {IN_A, IN_C};
+    const char *texts[] = {B_LINES, a};
+    write_zstd_job(e, keys, texts, 2);
+    /* Cut the second input short, and name the cut version in the job. */
+    struct pipe_buf z, key, json;
+    pipe_buf_init(&z, SIZE_MAX);
+    pipe_buf_init(&key, 1024);
+    pipe_buf_init(&json, 1u << 20);
+    assert_int_equal(pipe_store_get(e->store, IN_C, &z), 0);
+    assert_int_equal(pipe_store_put(e->store, IN_C, z.data, z.len - 100), 0);
+    assert_int_equal(pipe_keys_job(&key, JOB), 0);
+    assert_int_equal(pipe_store_get(e->store, key.data, &json), 0);
+    struct pipe_manifest_job job;
+    struct pipe_store_obj info;
+    assert_int_equal(pipe_manifest_job_from_json(json.data, json.len, &job), 0);
+    assert_int_equal(pipe_store_stat(e->store, IN_C, &info), 0);
+    job.inputs[1].size = info.size;
+    pipe_free(job.inputs[1].etag);
+    job.inputs[1].etag = pipe_strdup(info.etag);
+    job_put(e, &job);
+    /* Concat copies it without recompressing, and still refuses it. */
+    assert_int_not_equal(run_combiner_mode(e, "concat"), 0);
+    assert_false(exists(e, OUT_KEY));
+    assert_true(exists(e, key.data)); /* left for an operator */
+    pipe_buf_cleanup(&json);
+    pipe_buf_cleanup(&key);
+    pipe_buf_cleanup(&z);
+    pipe_free(a);
+    tu_env_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_combiner_job_merges_inputs_and_balances_its_ledger),
         cmocka_unit_test(test_combiner_job_with_a_changed_input_commits_nothing),
+        cmocka_unit_test(test_combiner_job_concat_copies_frames_and_counts_what_it_copies),
+        cmocka_unit_test(test_combiner_job_recompress_writes_one_frame_of_the_same_content),
+        cmocka_unit_test(test_combiner_job_with_a_truncated_input_commits_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

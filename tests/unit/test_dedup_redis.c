@@ -377,8 +377,8 @@ static void test_dedup_redis_handles_with_other_layouts_do_not_share_a_view(void
 static void test_dedup_redis_bad_url_options_are_config_errors(void **state)
 {
     struct fx *f = fixture(state);
-    const char *bad[] = {"buckets=0",  "buckets=12x", "buckets=99999999999",
-                         "prefix=a*b", "prefix=:x",   "nosuch=1"};
+    const char *bad[] = {"buckets=0", "buckets=12x", "buckets=99999999999", "buckets=",
+                         "buckets",   "prefix=a*b",  "prefix=:x",           "nosuch=1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct pipe_dedup *d = NULL;
         char *url = url_with(f, bad[i]);

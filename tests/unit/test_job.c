@@ -6,6 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +33,8 @@ struct script {
     int script[MAX_JOBS][4];
     int n_script[MAX_JOBS];
     int runs[MAX_JOBS];
-    int failed, abandoned, listed;
+    int failed, abandoned;
+    atomic_int listed;   /* read by the test while a daemon runs */
     bool lease_was_held; /* a second acquire of the job's lease was refused */
     struct pipe_stage *st;
     struct pipe_leases *other; /* a second handle, as another process */
@@ -337,6 +341,81 @@ static void test_job_lease_counts_as_lost_once_renewals_fail_past_its_ttl(void *
     pipe_free(down);
 }
 
+/* ---- the runner as a daemon: listing only when it can find something ---- */
+
+static int daemon_rc;
+
+static void *daemon_main(void *arg)
+{
+    (void)arg;
+    char store[4200], leases[4200];
+    snprintf(store, sizeof store, "--store=file://%s/store", dir);
+    snprintf(leases, sizeof leases, "--leases=local://%s/leases", dir);
+    const char *argv[] = {"sluice-jobs", store,    leases, "--admin",     "off", "--log-level",
+                          "off",         "--poll", "20ms", "--idle-list", "1h",  NULL};
+    daemon_rc = pipe_stage_main(&runner_stage, 11, (char **)argv);
+    return NULL;
+}
+
+static void queue(struct pipe_store *s, int i)
+{
+    char key[64];
+    snprintf(key, sizeof key, PIPE_KEYS_JOBS_COMBINE "j%d.json", i);
+    assert_int_equal(pipe_store_put(s, key, "{}", 2), 0);
+}
+
+/* Waits (bounded: a wait, not a measure) until job i is done. */
+static bool done_within_5s(int i)
+{
+    for (int k = 0; k < 500 && queued(i); k++)
+        usleep(10 * 1000);
+    return !queued(i);
+}
+
+/* A daemon lists at start, keeps listing while a job it passed over is
+ * held by another holder (who may die without a bump), then stops listing;
+ * a job queued without a bump waits (idle_list is an hour), one whose
+ * producer bumped the queue is run. */
+static void test_job_runner_daemon_lists_after_a_bump_or_while_a_job_is_held(void **state)
+{
+    (void)state;
+    char path[4200];
+    struct pipe_store *s = NULL;
+    struct pipe_lease held = {0};
+    pthread_t t;
+    snprintf(path, sizeof path, "file://%s/store", dir);
+    assert_int_equal(pipe_store_open(path, &s), 0);
+    snprintf(path, sizeof path, "local://%s/leases", dir);
+    assert_int_equal(pipe_leases_open(path, NULL, &sc.other), 0);
+    queue(s, 0);
+    queue(s, 1);
+    assert_int_equal(pipe_lease_acquire(sc.other, "combine/j1", 60000, &held), 0);
+    assert_int_equal(pthread_create(&t, NULL, daemon_main, NULL), 0);
+    assert_true(done_within_5s(0));
+    int a = atomic_load(&sc.listed);
+    usleep(200 * 1000);                       /* ten polls */
+    assert_true(atomic_load(&sc.listed) > a); /* j1 is held: listed again and again */
+    assert_int_equal(pipe_lease_release(sc.other, &held), 0);
+    assert_true(done_within_5s(1)); /* no bump needed */
+    usleep(500 * 1000);             /* the listing after the last job */
+    a = atomic_load(&sc.listed);
+    usleep(200 * 1000);
+    assert_int_equal(atomic_load(&sc.listed), a); /* idle: no listing */
+    queue(s, 2);
+    usleep(200 * 1000);
+    assert_true(queued(2)); /* no bump: waits for idle_list */
+    assert_int_equal(atomic_load(&sc.listed), a);
+    assert_int_equal(pipe_leases_bump(sc.other, PIPE_KEYS_JOBS_COMBINE), 0);
+    assert_true(done_within_5s(2));
+    raise(SIGTERM);
+    pthread_join(t, NULL);
+    assert_int_equal(daemon_rc, 0);
+    assert_int_equal(sc.runs[0] + sc.runs[1] + sc.runs[2], 3);
+    pipe_leases_free(sc.other);
+    sc.other = NULL;
+    pipe_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +437,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(
             test_job_lease_counts_as_lost_once_renewals_fail_past_its_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_job_runner_daemon_lists_after_a_bump_or_while_a_job_is_held, setup, teardown),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

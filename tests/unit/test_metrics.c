@@ -234,6 +234,52 @@ static void test_metrics_gauge_fn_is_called_at_every_render(void **state)
     pipe_metrics_free(m);
 }
 
+struct table_handles {
+    struct pipe_counter *jobs, *dups;
+    struct pipe_gauge *pending;
+    struct pipe_histogram *took;
+};
+
+static void test_metrics_table_registers_every_row_and_stores_its_handle(void **state)
+{
+    (void)state;
+#define ROW(kind, field, name, help) PIPE_METRIC(kind, struct table_handles, field, name, help)
+    static const struct pipe_metric_def defs[] = {
+        ROW(COUNTER, jobs, "t_jobs_total", "Jobs."),
+        {PIPE_METRIC_COUNTER, "t_dups_total", "scope=\"batch\"",
+         offsetof(struct table_handles, dups), NULL, "Duplicates."},
+        ROW(GAUGE, pending, "t_pending", "Pending."),
+        ROW(SECONDS, took, "t_seconds", "Time."),
+        {PIPE_METRIC_GAUGE_FN, "t_calls", NULL, 0, count_calls, "Renders."},
+        {0},
+    };
+#undef ROW
+    struct pipe_metrics *m = pipe_metrics_new();
+    struct table_handles h = {0};
+    int calls = 0;
+    pipe_metrics_register_table(m, defs, &h, &calls);
+    /* each handle is the one a direct registration returns */
+    assert_ptr_equal(h.jobs, pipe_metrics_counter(m, "t_jobs_total", "Jobs.", NULL));
+    assert_ptr_equal(h.dups, pipe_metrics_counter(m, "t_dups_total", "", "scope=\"batch\""));
+    assert_ptr_equal(h.pending, pipe_metrics_gauge(m, "t_pending", "Pending.", NULL));
+    assert_ptr_equal(h.took, pipe_metrics_histogram(m, "t_seconds", "Time.", NULL,
+                                                    pipe_metrics_seconds_bounds,
+                                                    pipe_metrics_seconds_nbounds));
+    pipe_counter_add(h.jobs, 3);
+    pipe_gauge_set(h.pending, 2);
+    pipe_histogram_observe(h.took, 0.25);
+    char *text = render(m);
+    assert_non_null(strstr(text, "# HELP t_jobs_total Jobs.\n# TYPE t_jobs_total counter\n"));
+    assert_non_null(strstr(text, "\nt_jobs_total 3\n"));
+    assert_non_null(strstr(text, "\nt_dups_total{scope=\"batch\"} 0\n"));
+    assert_non_null(strstr(text, "\nt_pending 2\n"));
+    assert_non_null(strstr(text, "\nt_seconds_count 1\n"));
+    assert_non_null(strstr(text, "# TYPE t_calls gauge\nt_calls 1\n"));
+    assert_int_equal(calls, 1);
+    pipe_free(text);
+    pipe_metrics_free(m);
+}
+
 static void test_metrics_label_append_escapes_values(void **state)
 {
     (void)state;
@@ -388,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_metrics_concurrent_updates_sum_exactly),
         cmocka_unit_test(test_metrics_histogram_buckets_are_cumulative_and_quantiles_interpolate),
         cmocka_unit_test(test_metrics_gauge_fn_is_called_at_every_render),
+        cmocka_unit_test(test_metrics_table_registers_every_row_and_stores_its_handle),
         cmocka_unit_test(test_metrics_label_append_escapes_values),
         cmocka_unit_test(test_metrics_family_full_returns_null_and_updates_ignore_it),
         cmocka_unit_test(test_metrics_render_past_buffer_cap_fails),

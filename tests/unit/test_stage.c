@@ -1,5 +1,6 @@
 /* Unit tests for the stage runtime: --once, retries, failure, usage errors,
- * SIGTERM, run in-process with a small polling stage. */
+ * SIGTERM, the store tidied at a daemon's start, run in-process with a
+ * small polling stage. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "libpipe/err.h"
@@ -186,6 +190,40 @@ static void test_stage_daemon_stops_cleanly_on_sigterm(void **state)
     assert_true(last.calls >= 3); /* it kept polling until told to stop */
 }
 
+/* A temp file as a put killed two hours ago leaves it, under the store. */
+static char *old_temp_file(void)
+{
+    char *path = pipe_asprintf("%s/store/p/.tmp.1.a.b", dir);
+    char *parent = pipe_asprintf("%s/store/p", dir);
+    char *root = pipe_asprintf("%s/store", dir);
+    assert_int_equal(mkdir(root, 0777), 0);
+    assert_int_equal(mkdir(parent, 0777), 0);
+    assert_int_equal(tu_write_file(path, "x", 1), 0);
+    struct timespec t[2] = {{time(NULL) - 7200, 0}, {time(NULL) - 7200, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+    pipe_free(parent);
+    pipe_free(root);
+    return path;
+}
+
+/* A daemon clears what killed puts left once, at start (pipe_store_tidy);
+ * a --once run does not walk the store. */
+static void test_stage_daemon_start_tidies_the_store_and_once_does_not(void **state)
+{
+    (void)state;
+    char *tmp = old_temp_file();
+    const char *once[] = {"--once", "--rounds", "0"};
+    assert_int_equal(run(3, once), 0);
+    assert_int_equal(access(tmp, F_OK), 0);
+    pthread_t t;
+    pthread_create(&t, NULL, send_term, NULL);
+    const char *daemon[] = {"--poll", "20ms", "--rounds", "0"};
+    assert_int_equal(run(4, daemon), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(access(tmp, F_OK), -1);
+    pipe_free(tmp);
+}
+
 /* ---- a loop-driven stage with a poller of its own --------------------- */
 
 struct bg {
@@ -283,6 +321,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_stage_bad_store_url_fails_to_start, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_daemon_stops_cleanly_on_sigterm, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_stage_daemon_start_tidies_the_store_and_once_does_not,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_poller_runs_rounds_through_retries_until_fail,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_stage_poller_stops_on_sigterm_and_ends_once, setup,

@@ -155,10 +155,11 @@ static char *make_tmp(const char *root, const char *rel, time_t age_s)
     return p;
 }
 
-/* Temp files older than tmp_max_age are a killed put's: opening the store
- * removes them anywhere in the tree; younger ones may be a live put's and
- * stay; other hidden files are not the store's to touch. */
-static void test_store_fs_open_removes_only_old_temp_files(void **state)
+/* Temp files older than tmp_max_age are a killed put's: tidy (a daemon's
+ * start) removes them anywhere in the tree; younger ones may be a live
+ * put's and stay; other hidden files are not the store's to touch. Opening
+ * the store walks nothing, so every --once run stays cheap. */
+static void test_store_fs_tidy_removes_only_old_temp_files_and_open_walks_nothing(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(pipe_store_put(f->s, "a/b/k", "1", 1), 0);
@@ -169,6 +170,9 @@ static void test_store_fs_open_removes_only_old_temp_files(void **state)
     char *url = pipe_asprintf("file://%s", f->root);
     struct pipe_store *s2 = NULL;
     assert_int_equal(pipe_store_open(url, &s2), 0);
+    assert_true(exists(f->root, ".tmp.1.a.b"));
+    assert_true(exists(f->root, "a/b/.tmp.2.c.d"));
+    assert_int_equal(pipe_store_tidy(s2), 0);
     assert_false(exists(f->root, ".tmp.1.a.b"));
     assert_false(exists(f->root, "a/b/.tmp.2.c.d"));
     assert_true(exists(f->root, "a/b/.tmp.3.e.f"));
@@ -512,7 +516,7 @@ int main(void)
         T(test_store_fs_delete_removes_empty_parent_dirs_but_not_root),
         T(test_store_fs_directory_is_not_an_object),
         T(test_store_fs_list_skips_temp_and_foreign_files),
-        T(test_store_fs_open_removes_only_old_temp_files),
+        T(test_store_fs_tidy_removes_only_old_temp_files_and_open_walks_nothing),
         T(test_store_fs_list_removes_temp_files_past_the_url_bound),
         T(test_store_fs_list_pages_through_large_directory),
         T(test_store_fs_relative_root_url_resolves_against_cwd_at_open),

@@ -151,12 +151,54 @@ static void test_url_query_items_in_order_skipping_empty_ones(void **state)
     assert_false(pipe_url_query_next(&q, &p));
 }
 
+static void test_url_form_decode_reads_plus_and_escapes_keeps_malformed_ones(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+        size_t out_len;
+    } cases[] = {
+        {"a+b%20c", "a b c", 5},
+        {"%2B%2b+", "++ ", 3},           /* an escaped '+' stays a '+' */
+        {"caf%C3%A9", "caf\xc3\xa9", 5}, /* bytes, not characters */
+        {"%41%4a%4F", "AJO", 3},         /* either case of hex digit */
+        {"%zz%4%", "%zz%4%", 6},         /* malformed escapes stay as written */
+        {"a%00b", "a\0b", 3},            /* a NUL is decoded; the caller judges it */
+        {"100%", "100%", 4},
+        {"", "", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[32];
+        size_t n = pipe_url_form_decode(cases[i].in, strlen(cases[i].in), out);
+        if (n != cases[i].out_len || memcmp(out, cases[i].out, n) != 0)
+            fail_msg("\"%s\": %zu bytes \"%.*s\"", cases[i].in, n, (int)n, out);
+    }
+    /* only n bytes are read: an escape cut short by n is not decoded */
+    char out[8];
+    assert_int_equal(pipe_url_form_decode("%41", 2, out), 2);
+    assert_memory_equal(out, "%4", 2);
+}
+
+static void test_url_scheme_is_compares_what_precedes_the_first_colon(void **state)
+{
+    (void)state;
+    assert_true(pipe_url_scheme_is("redis://h:1", "redis"));
+    assert_true(pipe_url_scheme_is("fault:file:///x", "fault"));
+    assert_true(pipe_url_scheme_is("local", "local")); /* a URL that is a scheme alone */
+    assert_false(pipe_url_scheme_is("localhost:1", "local"));
+    assert_false(pipe_url_scheme_is("rediss://h", "redis"));
+    assert_false(pipe_url_scheme_is("redi://h", "redis"));
+    assert_false(pipe_url_scheme_is("", "s3"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_url_splits_every_form_sluice_configures),
         cmocka_unit_test(test_url_refuses_malformed_urls_naming_the_part),
         cmocka_unit_test(test_url_query_items_in_order_skipping_empty_ones),
+        cmocka_unit_test(test_url_form_decode_reads_plus_and_escapes_keeps_malformed_ones),
+        cmocka_unit_test(test_url_scheme_is_compares_what_precedes_the_first_colon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

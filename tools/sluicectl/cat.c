@@ -187,13 +187,9 @@ int ctl_cat_main(int argc, char **argv)
         goto out;
     }
     exit_code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl cat: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("cat", cfg.store, &s);
+    if (rc < 0)
         goto out;
-    }
     pipe_buf_init(&obj, cfg.max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)cfg.max_bytes);
     bool failed = false;
     for (int i = first_arg; i < argc; i++) {

@@ -31,6 +31,17 @@ int ctl_exit_from_conf(int rc);
  * returns PIPE_ECONFIG when s is not one. NULL s leaves *out unchanged. */
 int ctl_parse_rate(const char *cmd, const char *flag, const char *s, double *out);
 
+/* ctl_store_open — pipe_store_open(url) for command cmd; on failure prints
+ * "sluicectl CMD: cannot open the store: WHY" to stderr and returns the
+ * error (*out untouched). */
+struct pipe_store;
+int ctl_store_open(const char *cmd, const char *url, struct pipe_store **out);
+
+/* ctl_progress_clear — erases the progress line a command keeps on a
+ * terminal's stderr, if one is shown (*shown, then false), so that the next
+ * message starts on a clean line. */
+void ctl_progress_clear(bool *shown);
+
 /* The commands. */
 int ctl_gen_main(int argc, char **argv);
 int ctl_send_main(int argc, char **argv);

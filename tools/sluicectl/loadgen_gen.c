@@ -19,12 +19,12 @@
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
 #include "tools/sluicectl/ctl.h"
+#include "tools/sluicectl/loadgen_gen.h"
 
 #define GEN_MAX_TYPES   1000
 #define GEN_MAX_PROPS   8
 #define GEN_USERS       20000
 #define GEN_RECENT      4096         /* retries repeat one of the last N good events */
-#define GEN_LARGE_BYTES 70000        /* the oversized event: past the 64 KiB event cap */
 #define GEN_EVENT_ROOM  (160 * 1024) /* worst-case bytes of one line */
 #define GEN_FLUSH_BYTES (1024 * 1024)
 
@@ -258,33 +258,10 @@ struct gen {
     size_t ntypes;
     struct gen_recent recent[GEN_RECENT];
     size_t nrecent;
-    uint64_t nbad, good_bytes, ngood;
-    /* Malformed values, built once. */
-    char *large;
-    char *long_event;
-    char *long_id;
-    char *deep[2];
+    uint64_t good_bytes, ngood;
+    struct gen_bad bad; /* malformed lines: loadgen_bad.c */
     struct pipe_buf out;
     FILE *manifest;
-};
-
-/* The outcome of one line, for the manifest. */
-struct gen_row {
-    bool accepted;
-    const char *event; /* NULL = unknown */
-    char id[40];       /* "" = none */
-    const char *reason;
-};
-
-/* Deviations from a good event that make the malformed kinds. Raw values
- * are JSON text written as-is. */
-struct gen_over {
-    bool omit_event, omit_id;
-    const char *event_raw;
-    const char *id_raw;
-    const char *ts_raw;
-    const char *extra; /* one more "key":value member of properties */
-    size_t extra_len;
 };
 
 static char *put(char *p, const char *s, size_t n)
@@ -349,7 +326,7 @@ static char *put_key(char *p, const char *k)
 
 /* The id of event seq: 128 bits shaped like a UUID. The first half is a
  * bijection of seq, so ids never repeat within a seed. */
-static void make_id(const struct gen *g, uint64_t seq, char out[37])
+void ctl_gen_make_id(const struct gen *g, uint64_t seq, char out[37])
 {
     uint64_t a = mix64(seq ^ mix64(g->seed ^ 0x1d1d1d1dULL));
     uint64_t b = mix64(a ^ g->seed ^ 0x5eed5eedULL);
@@ -595,10 +572,10 @@ static char *write_pad(char *p, const char *line, struct rng *r, uint32_t target
     return p;
 }
 
-/* write_event — event seq as one NDJSON line (with "\n") at p; returns the
+/* ctl_gen_write_event — event seq as one NDJSON line (with "\n") at p; returns the
  * end. Everything but ov and target is a function of the seed and seq. */
-static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t target, bool no_id,
-                         const struct gen_over *ov, struct gen_row *row)
+char *ctl_gen_write_event(const struct gen *g, char *p, uint64_t seq, uint32_t target, bool no_id,
+                          const struct gen_over *ov, struct gen_row *row)
 {
     char *line = p;
     struct rng r = {mix64(g->seed ^ mix64(seq ^ 0xe7e7e7e7ULL))};
@@ -626,7 +603,7 @@ static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t ta
         p = PUT_STR(p, ov->id_raw);
         *p++ = ',';
     } else if (!no_id && !ov->omit_id) {
-        make_id(g, seq, row->id);
+        ctl_gen_make_id(g, seq, row->id);
         p = PUT_LIT(p, "\"id\":\"");
         p = put(p, row->id, 36);
         p = PUT_LIT(p, "\",");
@@ -659,151 +636,6 @@ static char *write_event(const struct gen *g, char *p, uint64_t seq, uint32_t ta
     return PUT_LIT(p, "}}\n");
 }
 
-/* ---- malformed lines ------------------------------------------------- */
-
-enum bad_kind {
-    BAD_NOT_JSON,
-    BAD_NOT_OBJECT,
-    BAD_MISSING_EVENT,
-    BAD_EVENT_TYPE,
-    BAD_ID,
-    BAD_TS,
-    BAD_UTF8,
-    BAD_DEEP,
-    BAD_NUMBER,
-    BAD_STRING,
-    BAD_DUP_FIELD,
-    BAD_TOO_LARGE,
-    BAD_KINDS
-};
-
-/* The reason code the filter is expected to give each kind (SPEC §5.4). */
-static const char *const bad_reasons[BAD_KINDS] = {
-    "not_json",     "not_object", "missing_event", "bad_event_type", "bad_id",          "bad_ts",
-    "invalid_utf8", "too_deep",   "bad_number",    "bad_string",     "duplicate_field", "too_large",
-};
-
-#define V(list) ((list)[v % (sizeof(list) / sizeof((list)[0]))])
-
-/* Each variant has exactly one defect, so the expected reason is unambiguous. */
-static const char *const not_json[] = {
-    NULL, /* a good event cut in half */
-    "this is not json",
-    "{\"event\":\"page_view\",\"id\":\"trailing-comma\",}",
-    "{'event': 'page_view', 'id': 'single-quotes'}",
-};
-static const char *const not_object[] = {"\"page_view\"", "42", "null", "true"};
-static const char *const bad_types[] = {
-    "\"../../etc/passwd\"",
-    "\"page/view\"",
-    "\"ctl\\u0007char\"",
-    "\"..hidden\"",
-    NULL, /* 200 characters */
-    "\"has space\"",
-    "\"-dash-first\"",
-};
-static const char *const bad_ids[] = {NULL /* 200 chars */, "12345", "\"\"", "{\"v\":1}"};
-static const char *const bad_ts[] = {"\"yesterday\"", "\"2024-13-45T25:61:00Z\"", "true",
-                                     "\"12:00\"", "[2024]"};
-static const char *const bad_utf8[] = {
-    "\"comment\":\"caf\xc3\"",
-    "\"comment\":\"\xff\xfe\"",
-    "\"comment\":\"\xed\xa0\x80\"",
-    "\"comment\":\"\xc0\xaf\"",
-};
-static const char *const bad_numbers[] = {"\"amount\":1e400", "\"amount\":-1e400",
-                                          "\"amounts\":[1.5e9999]"};
-static const char *const bad_strings[] = {"\"comment\":\"a\\u0000b\"",
-                                          "\"name\":{\"first\":\"\\u0000\"}"};
-
-static char *put_line(char *p, const char *s)
-{
-    p = PUT_STR(p, s);
-    *p++ = '\n';
-    return p;
-}
-
-/* write_bad — the next malformed line (kinds in turn, variants within a
- * kind in turn) at p; returns the end. */
-static char *write_bad(struct gen *g, char *p, uint64_t seq, struct gen_row *row)
-{
-    enum bad_kind kind = (enum bad_kind)(g->nbad % BAD_KINDS);
-    uint64_t v = g->nbad / BAD_KINDS;
-    g->nbad++;
-    struct gen_over ov = {0};
-    const char *s;
-    char dup[96];
-
-    switch (kind) {
-    case BAD_NOT_JSON:
-        if ((s = V(not_json)) != NULL) {
-            p = put_line(p, s);
-            goto out_unknown;
-        }
-        char *end = write_event(g, p, seq, 0, false, &ov, row);
-        size_t cut = (size_t)(end - p) / 2;
-        while ((p[cut] & 0xc0) == 0x80) /* cut on a character boundary */
-            cut--;
-        p += cut;
-        *p++ = '\n';
-        goto out_unknown;
-    case BAD_NOT_OBJECT:
-        p = put_line(p, V(not_object));
-        goto out_unknown;
-    case BAD_MISSING_EVENT:
-        ov.omit_event = true;
-        break;
-    case BAD_EVENT_TYPE:
-        ov.event_raw = V(bad_types) ? V(bad_types) : g->long_event;
-        break;
-    case BAD_ID:
-        ov.id_raw = V(bad_ids) ? V(bad_ids) : g->long_id;
-        break;
-    case BAD_TS:
-        ov.ts_raw = V(bad_ts);
-        break;
-    case BAD_UTF8:
-        ov.extra = V(bad_utf8);
-        break;
-    case BAD_DEEP:
-        ov.extra = g->deep[v % 2];
-        break;
-    case BAD_NUMBER:
-        ov.extra = V(bad_numbers);
-        break;
-    case BAD_STRING:
-        ov.extra = V(bad_strings);
-        break;
-    case BAD_DUP_FIELD: {
-        char a[37], b[37];
-        make_id(g, seq, a);
-        make_id(g, seq ^ (1ULL << 62), b);
-        snprintf(dup, sizeof dup, "\"%s\",\"id\":\"%s\"", a, v % 2 ? a : b);
-        ov.id_raw = dup;
-        break;
-    }
-    case BAD_TOO_LARGE:
-        ov.extra = g->large;
-        break;
-    default:
-        break;
-    }
-    ov.extra_len = ov.extra ? strlen(ov.extra) : 0;
-    p = write_event(g, p, seq, 0, false, &ov, row);
-    if (kind == BAD_MISSING_EVENT || kind == BAD_EVENT_TYPE)
-        row->event = NULL;
-    row->accepted = false;
-    row->reason = bad_reasons[kind];
-    return p;
-
-out_unknown:
-    row->accepted = false;
-    row->event = NULL;
-    row->id[0] = '\0';
-    row->reason = bad_reasons[kind];
-    return p;
-}
-
 /* ---- setup and the main loop ----------------------------------------- */
 
 static int parse_props(struct gen_type *t, const char *spec)
@@ -825,30 +657,6 @@ static int parse_props(struct gen_type *t, const char *spec)
             pr->param = 1;
     }
     return 0;
-}
-
-static char *repeat(const char *head, char c, size_t n, const char *tail)
-{
-    size_t hl = strlen(head), tl = strlen(tail);
-    char *s = pipe_malloc(hl + n + tl + 1);
-    memcpy(s, head, hl);
-    memset(s + hl, c, n);
-    memcpy(s + hl + n, tail, tl + 1);
-    return s;
-}
-
-static char *nest(const char *open, const char *leaf, const char *close, int depth)
-{
-    struct pipe_buf b;
-    pipe_buf_init(&b, SIZE_MAX);
-    pipe_buf_append_str(&b, "\"nested\":");
-    for (int i = 0; i < depth; i++)
-        pipe_buf_append_str(&b, open);
-    pipe_buf_append_str(&b, leaf);
-    for (int i = 0; i < depth; i++)
-        pipe_buf_append_str(&b, close);
-    size_t len;
-    return pipe_buf_steal(&b, &len);
 }
 
 static int gen_init(struct gen *g)
@@ -880,11 +688,7 @@ static int gen_init(struct gen *g)
         acc += 1.0 / pow((double)t + 1, 1.1);
         g->cum[t] = t + 1 == g->ntypes ? UINT32_MAX : (uint32_t)(acc / total * 4294967295.0);
     }
-    g->large = repeat("\"blob\":\"", 'x', GEN_LARGE_BYTES, "\"");
-    g->long_event = repeat("\"", 'e', 200, "\"");
-    g->long_id = repeat("\"", '7', 200, "\"");
-    g->deep[0] = nest("{\"a\":", "1", "}", 100);
-    g->deep[1] = nest("[", "1", "]", 100);
+    ctl_gen_bad_init(&g->bad);
     pipe_buf_init(&g->out, SIZE_MAX);
 out:
     return rc;
@@ -894,11 +698,7 @@ static void gen_cleanup(struct gen *g)
 {
     pipe_free(g->types);
     pipe_free(g->cum);
-    pipe_free(g->large);
-    pipe_free(g->long_event);
-    pipe_free(g->long_id);
-    pipe_free(g->deep[0]);
-    pipe_free(g->deep[1]);
+    ctl_gen_bad_cleanup(&g->bad);
     pipe_buf_cleanup(&g->out);
 }
 
@@ -945,18 +745,18 @@ static int gen_run(struct gen *g)
         char *start = g->out.data + g->out.len, *end;
         double x = rng_unit(&r);
         if (x < g->bad_rate) {
-            end = write_bad(g, start, i, &row);
+            end = ctl_gen_write_bad(&g->bad, g, start, i, &row);
         } else if (x < g->bad_rate + g->dup_rate && g->nrecent > 0) {
             size_t n = g->nrecent < GEN_RECENT ? g->nrecent : GEN_RECENT;
             const struct gen_recent *e =
                 &g->recent[(g->nrecent - 1 - rng_below(&r, (uint32_t)n)) % GEN_RECENT];
             struct gen_over ov = {0};
-            end = write_event(g, start, e->seq, e->target, e->no_id, &ov, &row);
+            end = ctl_gen_write_event(g, start, e->seq, e->target, e->no_id, &ov, &row);
         } else {
             struct gen_recent e = {.seq = i, .target = good_target(g, &r)};
             e.no_id = g->no_id_rate > 0 && rng_unit(&r) < g->no_id_rate;
             struct gen_over ov = {0};
-            end = write_event(g, start, e.seq, e.target, e.no_id, &ov, &row);
+            end = ctl_gen_write_event(g, start, e.seq, e.target, e.no_id, &ov, &row);
             g->recent[g->nrecent++ % GEN_RECENT] = e;
             g->ngood++;
             g->good_bytes += (uint64_t)(end - start);

@@ -26,6 +26,7 @@
 #include "libpipe/conf.h"
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
+#include "libpipe/url.h"
 #include "tools/sluicectl/ctl.h"
 
 #define SEND_MAX_WORKERS        256
@@ -614,18 +615,38 @@ static int report(struct sender *s, double secs)
 
 /* ---- the command ----------------------------------------------------- */
 
-static int sender_init(struct sender *s, int nworkers)
+/* send_endpoint — the ingest URL for --url: an http(s) URL with a host and
+ * no query, "/v1/events" appended unless its path already ends so. NULL,
+ * with the reason on stderr, for any other. */
+static char *send_endpoint(const char *url)
 {
-    const char *url = s->cfg.url;
-    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        fprintf(stderr, "sluicectl send: --url must start with http:// or https://\n");
-        return PIPE_ECONFIG;
+    struct pipe_url u;
+    enum pipe_url_part bad;
+    const char *why;
+    char *ep = NULL;
+    if (pipe_url_parse(url, &u, &bad, &why) < 0) {
+        fprintf(stderr, "sluicectl send: --url \"%s\": %s\n", url, why);
+        return NULL;
+    }
+    if ((strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0) || u.host[0] == '\0' ||
+        u.query || u.fragment) {
+        fprintf(stderr, "sluicectl send: --url \"%s\": want http[s]://HOST[:PORT][/PATH]\n", url);
+        goto out;
     }
     size_t n = strlen(url);
     while (n > 0 && url[n - 1] == '/')
         n--;
     bool has_path = n >= 10 && strncmp(url + n - 10, "/v1/events", 10) == 0;
-    s->endpoint = pipe_asprintf("%.*s%s", (int)n, url, has_path ? "" : "/v1/events");
+    ep = pipe_asprintf("%.*s%s", (int)n, url, has_path ? "" : "/v1/events");
+out:
+    pipe_url_cleanup(&u);
+    return ep;
+}
+
+static int sender_init(struct sender *s, int nworkers)
+{
+    if ((s->endpoint = send_endpoint(s->cfg.url)) == NULL)
+        return PIPE_ECONFIG;
     s->queue_cap = (size_t)nworkers * 2;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->not_empty, NULL);

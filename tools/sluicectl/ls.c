@@ -101,13 +101,9 @@ int ctl_ls_main(int argc, char **argv)
     }
     const char *prefix = first_arg < argc ? argv[first_arg] : "";
     exit_code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl ls: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("ls", cfg.store, &s);
+    if (rc < 0)
         goto out;
-    }
     rc = ls_run(s, prefix, &cfg);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         perror("sluicectl ls: stdout");

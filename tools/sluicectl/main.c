@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "libpipe/err.h"
+#include "libpipe/store.h"
 #include "stages/loader/loader.h"
 #include "tools/sluicectl/ctl.h"
 
@@ -63,6 +64,24 @@ int ctl_parse_rate(const char *cmd, const char *flag, const char *s, double *out
     }
     *out = v;
     return 0;
+}
+
+int ctl_store_open(const char *cmd, const char *url, struct pipe_store **out)
+{
+    int rc = pipe_store_open(url, out);
+    if (rc < 0) {
+        const char *why = pipe_store_last_error(NULL);
+        fprintf(stderr, "sluicectl %s: cannot open the store: %s\n", cmd,
+                why[0] ? why : pipe_strerror(rc));
+    }
+    return rc;
+}
+
+void ctl_progress_clear(bool *shown)
+{
+    if (*shown)
+        fprintf(stderr, "\r\033[K");
+    *shown = false;
 }
 
 int main(int argc, char **argv)

@@ -499,13 +499,9 @@ int ctl_reconcile_main(int argc, char **argv)
     if (rec_range(&r, &cfg) < 0)
         goto out;
     exit_code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &r.s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl reconcile: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("reconcile", cfg.store, &r.s);
+    if (rc < 0)
         goto out;
-    }
     if (cfg.warehouse && loader_pg_open(cfg.warehouse, NULL, &r.wh) < 0) {
         fprintf(stderr, "sluicectl reconcile: warehouse: %s\n", loader_pg_last_error(NULL));
         goto out;

@@ -94,18 +94,10 @@ struct redrive {
     bool progress, progress_shown;
 };
 
-static void redrive_msg_start(struct redrive *r)
-{
-    if (r->progress_shown) {
-        fprintf(stderr, "\r\033[K");
-        r->progress_shown = false;
-    }
-}
-
 static void redrive_fail(struct redrive *r, const char *what, const char *key, int rc)
 {
     const char *why = pipe_store_last_error(r->s);
-    redrive_msg_start(r);
+    ctl_progress_clear(&r->progress_shown);
     fprintf(stderr, "sluicectl redrive: %s %s: %s\n", what, key, why[0] ? why : pipe_strerror(rc));
     r->failed++;
 }
@@ -289,7 +281,7 @@ static int redrive_put(struct redrive *r, const char *source, uint64_t hash,
             redrive_fail(r, "cannot write", key, rc);
             goto out;
         }
-        redrive_msg_start(r);
+        ctl_progress_clear(&r->progress_shown);
         printf("wrote %s (%" PRIu64 " events from %s)\n", key, g->events, source);
         r->written_objects++;
         r->written_events += g->events;
@@ -413,13 +405,9 @@ int ctl_redrive_main(int argc, char **argv)
     if (redrive_parse_reasons(&r, cfg.reason) < 0 || redrive_range(&r, &from, &to) < 0)
         goto out;
     code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &r.s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl redrive: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("redrive", cfg.store, &r.s);
+    if (rc < 0)
         goto out;
-    }
     r.progress = isatty(STDERR_FILENO) == 1;
     struct pipe_buf prefix;
     pipe_buf_init(&prefix, PIPE_STORE_KEY_MAX);
@@ -431,7 +419,7 @@ int ctl_redrive_main(int argc, char **argv)
             redrive_fail(&r, "cannot list", prefix.data ? prefix.data : "rejected/", rc);
     }
     pipe_buf_cleanup(&prefix);
-    redrive_msg_start(&r);
+    ctl_progress_clear(&r.progress_shown);
     if (fflush(stdout) != 0 || ferror(stdout))
         r.failed++;
     redrive_summary(&r);

@@ -88,18 +88,10 @@ struct replay {
  * (a failure of one item is counted in r->failed and returns 0). */
 typedef int (*replay_fn)(struct replay *r, const struct pipe_store_obj *o);
 
-static void replay_msg_start(struct replay *r)
-{
-    if (r->progress_shown) {
-        fprintf(stderr, "\r\033[K");
-        r->progress_shown = false;
-    }
-}
-
 static void replay_fail(struct replay *r, const char *what, const char *key, int rc)
 {
     const char *why = pipe_store_last_error(r->s);
-    replay_msg_start(r);
+    ctl_progress_clear(&r->progress_shown);
     fprintf(stderr, "sluicectl replay %s: %s %s: %s\n", r->stage, what, key,
             why[0] ? why : pipe_strerror(rc));
     r->failed++;
@@ -163,6 +155,12 @@ static int replay_put_job(struct replay *r, const char *key, const struct pipe_m
     int rc = pipe_manifest_job_to_json(job, &json);
     if (rc == 0)
         rc = pipe_store_put(r->s, key, json.data, json.len);
+    /* Running combiners and splitters list their queue at their next poll. */
+    if (rc == 0 && r->ls)
+        pipe_leases_bump(r->ls,
+                         strncmp(key, PIPE_KEYS_JOBS_SPLIT, strlen(PIPE_KEYS_JOBS_SPLIT)) == 0
+                             ? PIPE_KEYS_JOBS_SPLIT
+                             : PIPE_KEYS_JOBS_COMBINE);
     pipe_buf_cleanup(&json);
     return rc;
 }
@@ -182,7 +180,7 @@ static int replay_reissue(struct replay *r, const char *lease_name, const char *
     struct pipe_job_lease *lease = NULL;
     int rc = pipe_job_lease_take(r->ls, lease_name, PIPE_KEYS_JOB_LEASE_TTL_MS, &lease);
     if (rc < 0) {
-        replay_msg_start(r);
+        ctl_progress_clear(&r->progress_shown);
         fprintf(stderr, "sluicectl replay %s: %s: %s, skipped\n", r->stage, job->job_id,
                 rc == PIPE_EBUSY ? "a worker holds the job's lease" : pipe_strerror(rc));
         r->failed++;
@@ -270,7 +268,7 @@ static int replay_job_from_manifest(struct replay *r, const struct pipe_manifest
         struct pipe_store_obj st;
         int rc = pipe_store_stat(r->s, in->key, &st);
         if (rc < 0 || st.size != in->size) {
-            replay_msg_start(r);
+            ctl_progress_clear(&r->progress_shown);
             fprintf(stderr, "sluicectl replay combine: %s: input %s %s; job not re-issued\n",
                     m->job_id, in->key,
                     rc == PIPE_ENOTFOUND ? "is gone (swept?)"
@@ -476,13 +474,9 @@ int ctl_replay_main(int argc, char **argv)
     if (replay_range(&r) < 0)
         goto out;
     exit_code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &r.s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl replay: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("replay", cfg.store, &r.s);
+    if (rc < 0)
         goto out;
-    }
     if (!cfg.dry_run && fn != replay_filter_one) {
         rc = pipe_leases_open(cfg.leases, NULL, &r.ls);
         if (rc < 0) {
@@ -494,7 +488,7 @@ int ctl_replay_main(int argc, char **argv)
     }
     r.progress = isatty(STDERR_FILENO) == 1;
     rc = replay_walk(&r, prefix, fn);
-    replay_msg_start(&r);
+    ctl_progress_clear(&r.progress_shown);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         perror("sluicectl replay: stdout");
         goto out;

@@ -532,13 +532,9 @@ int ctl_status_main(int argc, char **argv)
         goto out;
     }
     exit_code = CTL_EXIT_FAIL;
-    rc = pipe_store_open(cfg.store, &s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl status: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    rc = ctl_store_open("status", cfg.store, &s);
+    if (rc < 0)
         goto out;
-    }
     c.now_ms = pipe_clock_now_ms();
     c.have_mtime = pipe_store_has(s, PIPE_STORE_CAP_MTIME);
     c.progress = isatty(STDERR_FILENO) == 1;
@@ -553,8 +549,7 @@ int ctl_status_main(int argc, char **argv)
         if (status_set_backlog(s, &c, &rows[i]) < 0)
             goto out;
     }
-    if (c.progress_shown)
-        fprintf(stderr, "\r\033[K");
+    ctl_progress_clear(&c.progress_shown);
     if (cfg.json)
         rc = status_print_json(rows, STATUS_NPREFIX + 1, &c);
     else

@@ -69,14 +69,6 @@ struct sweep_out {
     uint64_t shown; /* listed count at the last progress line */
 };
 
-static void sweep_clear_progress(struct sweep_out *o)
-{
-    if (o->progress_shown) {
-        fprintf(stderr, "\r\033[K");
-        o->progress_shown = false;
-    }
-}
-
 static void on_deleted(void *arg, size_t rule, const char *key, bool companion)
 {
     struct sweep_out *o = arg;
@@ -88,7 +80,7 @@ static void on_deleted(void *arg, size_t rule, const char *key, bool companion)
 static void on_error(void *arg, const char *what, const char *key, int rc, const char *detail)
 {
     struct sweep_out *o = arg;
-    sweep_clear_progress(o);
+    ctl_progress_clear(&o->progress_shown);
     fprintf(stderr, "sluicectl sweep: %s %s: %s\n", what, key,
             detail[0] ? detail : pipe_strerror(rc));
 }
@@ -162,13 +154,9 @@ int ctl_sweep_main(int argc, char **argv)
     if (exit_code >= 0)
         goto out;
     exit_code = CTL_EXIT_FAIL;
-    int rc = pipe_store_open(cfg.store, &s);
-    if (rc < 0) {
-        const char *why = pipe_store_last_error(NULL);
-        fprintf(stderr, "sluicectl sweep: cannot open the store: %s\n",
-                why[0] ? why : pipe_strerror(rc));
+    int rc = ctl_store_open("sweep", cfg.store, &s);
+    if (rc < 0)
         goto out;
-    }
     if (!pipe_store_has(s, PIPE_STORE_CAP_MTIME)) {
         fprintf(stderr, "sluicectl sweep: the store keeps no mtimes; nothing can be aged\n");
         goto out;
@@ -177,7 +165,7 @@ int ctl_sweep_main(int argc, char **argv)
     const struct pipe_retention_callbacks cb = {
         .deleted = on_deleted, .error = on_error, .progress = on_progress, .arg = &o};
     rc = pipe_retention_sweep(s, &rcfg, pipe_clock_now_ms(), cfg.dry_run, &cb, &counts);
-    sweep_clear_progress(&o);
+    ctl_progress_clear(&o.progress_shown);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         perror("sluicectl sweep: stdout");
         goto out;

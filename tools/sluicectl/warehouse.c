@@ -13,6 +13,7 @@
 #include "libpipe/keys.h"
 #include "libpipe/mem.h"
 #include "libpipe/schema.h"
+#include "libpipe/url.h"
 #include "tools/sluicectl/ctl.h"
 
 #define WSQL_VERSIONS_MAX    256 /* schema versions of one type read for columns */
@@ -107,16 +108,23 @@ static bool wsql_text_ok(const char *s)
 /* "s3://bucket[/prefix][?query]" -> "s3://bucket/prefix/", or NULL. */
 static char *wsql_base_url(const char *url)
 {
-    if (strncmp(url, "s3://", 5) != 0 || url[5] == '/' || url[5] == '\0' || url[5] == '?')
+    struct pipe_url u;
+    enum pipe_url_part bad;
+    const char *why;
+    char *base = NULL;
+    if (pipe_url_parse(url, &u, &bad, &why) < 0)
         return NULL;
-    size_t n = strcspn(url, "?");
-    while (n > 5 && url[n - 1] == '/')
-        n--;
-    char *base = pipe_asprintf("%.*s/", (int)n, url);
-    if (!wsql_text_ok(base) || strchr(base, '"') != NULL) {
-        pipe_free(base);
-        return NULL;
+    if (strcmp(u.scheme, "s3") == 0 && u.host[0] != '\0' && !u.user && u.port < 0 && !u.fragment) {
+        size_t n = strlen(u.path);
+        while (n > 0 && u.path[n - 1] == '/')
+            n--;
+        base = pipe_asprintf("s3://%s%.*s/", u.host, (int)n, u.path);
     }
+    if (base && (!wsql_text_ok(base) || strchr(base, '"') != NULL)) {
+        pipe_free(base);
+        base = NULL;
+    }
+    pipe_url_cleanup(&u);
     return base;
 }
 
