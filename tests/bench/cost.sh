@@ -45,9 +45,15 @@ BENCH_BACKENDS=s3 BENCH_RATE=$rate BENCH_IDLE=5 BENCH_WORK=$work/derived \
   BIN=$BIN BUILD=$BUILD tests/bench/backends.sh $((rate * dsecs * 10 / 9 + 1)) >/dev/null
 
 "$PY" - "$work" "$rate" "$high" "$secs" "$stretch" "$dsecs" >"$work/cost.md" <<'PY'
-import json, statistics, sys
+import json, statistics, sys, textwrap
 work, rate, high, secs, stretch, dsecs = sys.argv[1], *map(int, sys.argv[2:7])
 med = statistics.median
+
+
+def para(text):
+    print(textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False))
+
+
 load = lambda name: [json.loads(l) for l in open(f'{work}/{name}/runs.jsonl') if l.strip()]
 meas, der = load('measured'), load('derived')
 STAGES = ('filter', 'dispatcher', 'combiner', 'splitter')
@@ -103,7 +109,7 @@ def send_line(rs):
             f"{med(r['send']['latency_p99_ms'] for r in rs):,.0f} ms")
 
 
-print(f'Cost on S3 (`tests/bench/cost.sh`, s3rver + Redis, {len(meas)} run(s) per row, medians): '
+para(f'Cost on S3 (`tests/bench/cost.sh`, s3rver + Redis, {len(meas)} run(s) per row, medians): '
       f'**measured** at {rate:,} events/s offered for {secs} s ({send_line(meas)}); '
       f'**derived** for {high:,} events/s from a run at {rate:,} events/s with the dispatcher\'s '
       f'--max-wait {stretch / 1000:g}s for {dsecs} s ({send_line(der)}), so that each job holds the events a '
@@ -122,7 +128,7 @@ for i, (at, how) in enumerate(((rate, 'measured'), (high, 'derived'))):
         print(f'| {at:,} | {how} | {s} | ' + ' | '.join(fmt(n[op]) for op, _ in OPS) +
               f' | {fmt(sum(n.values()))} | ' + (f'**{c}**' if s not in STAGES else c) + ' |')
 print()
-print(f'At those rates: ${cost(0) * rate * 86400 / 1e6:,.2f} per day at {rate:,} events/s '
+para(f'At those rates: ${cost(0) * rate * 86400 / 1e6:,.2f} per day at {rate:,} events/s '
       f'(measured), ${cost(1) * high * 86400 / 1e6:,.2f} per day at {high:,} events/s (derived); '
       'requests only (no storage, no transfer).')
 print()
@@ -134,7 +140,7 @@ print()
 # i.e. keys / 1000 / 2 pages more per listing than in these runs.
 epo = med(r['events'] / max(1, r['stages']['filter']['run'].get('filter_flushes', 0)) for r in meas)
 extra = 2 * 3600 / (2 * 1000 * epo) * 1e6
-print(f'Not in the table, derived: over a whole hour the dispatcher lists `filtered/<hour>` and '
+para(f'Not in the table, derived: over a whole hour the dispatcher lists `filtered/<hour>` and '
       f'`state/combine/<hour>` whole on each 1 s pass that finds new objects, 1,000 keys a page, '
       f'and each fills to one key per filter object ({epo:,.0f} events each here): on average '
       f'~{extra:,.0f} more LISTs per million events than these minutes-long runs show, at any rate '
@@ -153,7 +159,7 @@ def jobs_line(name, rs, at):
             f'{max(sizes, default=0) / 1048576:,.1f} | {sum(sizes) / max(1, sum(evs)):.0f} |')
 
 
-print('Split files per job (one per event type and hour of the job\'s events; the corpus has 40 '
+para('Split files per job (one per event type and hour of the job\'s events; the corpus has 40 '
       'Zipf-skewed types in one hour):')
 print()
 print('| row | offered events/s | jobs | events per job (median) | split files per job (median) '
@@ -162,7 +168,7 @@ print('|---|---|---|---|---|---|---|---|---|---|')
 print(jobs_line('measured', meas, f'{rate:,}'))
 print(jobs_line(f'derived (jobs as at {high:,}/s)', der, f'{rate:,}'))
 print()
-print(f'Idle, the {meas[0]["idle_s"]:.0f} s after the measured part drained (all four daemons, '
+para(f'Idle, the {meas[0]["idle_s"]:.0f} s after the measured part drained (all four daemons, '
       'default settings):')
 print()
 print('| stage | ' + ' | '.join(n + '/s' for _, n in OPS) + ' | $ per 30 days |')
