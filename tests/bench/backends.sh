@@ -215,23 +215,14 @@ for r in $(seq "$RUNS"); do
 done
 "$PY" - "$work/runs.jsonl" "$events" >"$work/backends.md" <<'PY'
 import json, statistics, sys, textwrap
+sys.path.insert(0, 'tests/bench')
+from s3cost import OPS, PRICE, STAGES, fmt, per_m
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 total = int(sys.argv[2])  # events per run, warm-up included
-# AWS S3 Standard request prices, US East (N. Virginia), as listed on
-# aws.amazon.com/s3/pricing (assumed as of 2025-01): PUT, COPY, POST, LIST
-# $0.005 per 1,000; GET and all other requests (HEAD: the store's stat)
-# $0.0004 per 1,000; DELETE free.
-PRICE = {'list': 0.005e-3, 'put': 0.005e-3, 'get': 0.0004e-3, 'stat': 0.0004e-3, 'delete': 0.0}
-OPS = [('list', 'LIST'), ('put', 'PUT'), ('get', 'GET'), ('stat', 'HEAD'), ('delete', 'DELETE')]
-STAGES = ('filter', 'dispatcher', 'combiner', 'splitter')
 NAMES = {'fs': 'file store, local leases + dedup', 's3': 'S3 (s3rver), Redis leases + dedup'}
 backends = [b for b in ('fs', 's3') if any(r['backend'] == b for r in runs)]
 by = {b: [r for r in runs if r['backend'] == b] for b in backends}
 med = statistics.median
-
-
-def per_m(r, stage, op):
-    return r['stages'][stage]['run'].get('requests:' + op, 0) * 1e6 / r['events']
 
 
 def per_m_all(r, op):
@@ -240,10 +231,6 @@ def per_m_all(r, op):
 
 def cost(counts):
     return sum(counts[op] * PRICE[op] for op, _ in OPS)
-
-
-def fmt(x):
-    return f'{x:,.0f}' if x >= 10 or x == 0 else f'{x:,.1f}'
 
 
 measured = runs[0]['events']

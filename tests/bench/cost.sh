@@ -46,6 +46,8 @@ BENCH_BACKENDS=s3 BENCH_RATE=$rate BENCH_IDLE=5 BENCH_WORK=$work/derived \
 
 "$PY" - "$work" "$rate" "$high" "$secs" "$stretch" "$dsecs" >"$work/cost.md" <<'PY'
 import json, statistics, sys, textwrap
+sys.path.insert(0, 'tests/bench')
+from s3cost import OPS, PRICE, STAGES, fmt, per_m
 work, rate, high, secs, stretch, dsecs = sys.argv[1], *map(int, sys.argv[2:7])
 med = statistics.median
 
@@ -56,21 +58,10 @@ def para(text):
 
 load = lambda name: [json.loads(l) for l in open(f'{work}/{name}/runs.jsonl') if l.strip()]
 meas, der = load('measured'), load('derived')
-STAGES = ('filter', 'dispatcher', 'combiner', 'splitter')
-OPS = [('list', 'LIST'), ('put', 'PUT'), ('get', 'GET'), ('stat', 'HEAD'), ('delete', 'DELETE')]
-# AWS S3 Standard, US East (N. Virginia), aws.amazon.com/s3/pricing: PUT, COPY,
-# POST, LIST $0.005 per 1,000; GET, HEAD and all other requests $0.0004 per
-# 1,000; DELETE free. Unchanged since 2018; current in 2026-02 (CloudCostKit's
-# S3 request guide, reviewed 2026-02-07). Not re-read on the bench date.
-PRICE = {'list': 0.005e-3, 'put': 0.005e-3, 'get': 0.0004e-3, 'stat': 0.0004e-3, 'delete': 0.0}
 
 
 def idle_rate(r, s, op):
     return r['stages'][s]['idle'].get('requests:' + op, 0) / r['idle_s']
-
-
-def per_m(r, s, op):
-    return r['stages'][s]['run'].get('requests:' + op, 0) * 1e6 / r['events']
 
 
 # Per pass, whatever the rate: the filter's LIST of raw/ and the dispatcher's
@@ -93,10 +84,6 @@ for s in STAGES:
         else:
             d = med(per_m(r, s, op) for r in der)
         rows[s, op] = (m, d)
-
-
-def fmt(x):
-    return f'{x:,.0f}' if x >= 10 or x == 0 else f'{x:,.1f}'
 
 
 def cost(i, stages=STAGES):
