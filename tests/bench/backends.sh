@@ -21,28 +21,33 @@
 # and no figures. BENCH_RUNS runs per backend (default 3), alternating;
 # medians. Writes $BUILD/bench/backends/backends.md (run.sh puts it into
 # docs/benchmarks.md) and prints it.
+# For tests/bench/cost.sh: BENCH_BACKENDS (default "fs s3") picks the
+# backends; BENCH_RATE offers the measured part at that many events/s
+# (`sluicectl send --rate`, connections by bench_conns) instead of as fast
+# as acknowledgements allow; BENCH_DISPATCHER_ARGS adds flags to the
+# dispatcher; BENCH_WORK moves the results (default $BUILD/bench/backends).
+# Each run's JSON line also holds the sender's stats, the filter's flushes,
+# the dispatcher's jobs and the split files of the measured part (per job,
+# from its manifests/split/).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-bin}
 BUILD=${BUILD:-build}
 RUNS=${BENCH_RUNS:-3}
 IDLE=${BENCH_IDLE:-10}
+BACKENDS=${BENCH_BACKENDS:-fs s3}
+RATE=${BENCH_RATE:-0}
 PY=${PYTHON3:-/usr/bin/python3}
 events=${1:-150000}
 warm=$((events / 10))
 root=$PWD
-work=$root/$BUILD/bench/backends
+work=${BENCH_WORK:-$root/$BUILD/bench/backends}
 corpus=$root/$BUILD/bench/corpus-backends-$events.ndjson
 mkdir -p "$work"
 rm -rf "$work"/run-*
 . tests/support/servers.sh
+. tests/bench/daemons.sh
 pids=()
-stop_stages() {
-  local p
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && { wait "$p" || true; }; done
-  pids=()
-}
 trap 'for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null; done; srv_stop_all' EXIT
 
 if ! srv_have_redis || ! srv_have_s3rver; then
@@ -56,28 +61,12 @@ if [ ! -s "$corpus" ] || [ ! -s "$corpus.tsv" ]; then
     --manifest "$corpus.tsv" >"$corpus"
 fi
 
-# wait_line FILE PATTERN SECONDS
-wait_line() {
-  local i
-  for ((i = 0; i < $3 * 20; i++)); do
-    grep -q -- "$2" "$1" 2>/dev/null && return 0
-    sleep 0.05
-  done
-  return 1
-}
-log_port() { sed -n "s/.*msg=\"$2\".* port=\([0-9]*\).*/\1/p" "$1" | tail -1; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-stage_ticks() {
-  local t=0 p
-  for p in "${pids[@]}"; do t=$((t + $(ticks "$p"))); done
-  echo "$t"
-}
 # scrape DIR TAG — every stage's store counters into DIR/TAG.STAGE.prom;
 # with Redis, its commandstats and memory into DIR/TAG.redis.
 scrape() {
   local s
   for s in filter dispatcher combiner splitter; do
-    curl -sf "http://127.0.0.1:${admin[$s]}/metrics" | grep '^sluice_store_' >"$1/$2.$s.prom"
+    curl -sf "http://127.0.0.1:${admin[$s]}/metrics" | grep -E '^sluice_(store_|filter_flushes_total|dispatcher_jobs_total|splitter_(outputs_written|bytes_out|jobs_done)_total)' >"$1/$2.$s.prom"
   done
   if [ "$3" = s3 ]; then
     redis_cli "$1/redis" info commandstats >"$1/$2.redis"
@@ -85,10 +74,13 @@ scrape() {
   fi
 }
 
-# send_part DIR PORT FIRST LAST — sends lines FIRST..LAST of the corpus.
+# send_part DIR PORT FIRST LAST [RATE] — sends lines FIRST..LAST of the
+# corpus, at RATE events/s if given; its stats into DIR/send.json.
 send_part() {
+  local rate=${5:-0}
   sed -n "$3,$4p" "$corpus" | "$BIN/sluicectl" send - --url "http://127.0.0.1:$2" --batch 500 \
-    --concurrency 16 2>>"$1/send.log" || { echo "send failed ($1/send.log)" >&2; return 1; }
+    --concurrency "$(bench_conns "$rate" 500)" --rate "$rate" --stats "$1/send.json" \
+    2>>"$1/send.log" || { echo "send failed ($1/send.log)" >&2; return 1; }
 }
 # drain VIEW — until everything filtered is split (at most 10 minutes).
 drain() {
@@ -118,33 +110,19 @@ one_run() {
     dedup_url=local
     view=$dir/store
   fi
-  local common=(--store "$store_url" --leases "$lease_url" --admin 127.0.0.1:0)
-  "$BIN/sluice-filter" "${common[@]}" --listen 127.0.0.1:0 >"$dir/filter.log" 2>&1 &
-  pids=($!)
-  "$BIN/sluice-dispatcher" "${common[@]}" >"$dir/dispatcher.log" 2>&1 &
-  pids+=($!)
-  "$BIN/sluice-combiner" "${common[@]}" >"$dir/combiner.log" 2>&1 &
-  pids+=($!)
-  "$BIN/sluice-splitter" "${common[@]}" --dedup "$dedup_url" >"$dir/splitter.log" 2>&1 &
-  pids+=($!)
-  local s
-  for s in filter dispatcher combiner splitter; do
-    wait_line "$dir/$s.log" 'msg="admin listening"' 10 || { echo "$s did not start" >&2; return 1; }
-    admin[$s]=$(log_port "$dir/$s.log" 'admin listening')
-  done
-  wait_line "$dir/filter.log" 'msg="ingest listening"' 10 || return 1
-  local port
-  port=$(log_port "$dir/filter.log" 'ingest listening')
+  bench_start_stages "$dir" "$store_url" "$lease_url" "$dedup_url" || return 1
+  local port=$INGEST_PORT
   local ready=$SECONDS
   send_part "$dir" "$port" 1 "$warm" || return 1
   drain "$view" || { echo "$backend run $n: the warm-up did not drain in 10 minutes" >&2; return 1; }
   [ "$backend" = s3 ] && redis_cli "$dir/redis" config resetstat >/dev/null
   scrape "$dir" start "$backend" || return 1
+  "$PY" tests/e2e/verify.py keys "$view" manifests/split >"$dir/start.split.keys"
   local c0 s0=0 r0=0 t0
   c0=$(stage_ticks)
   if [ "$backend" = s3 ]; then s0=$(ticks "$S3_PID"); r0=$(ticks "$REDIS_PID"); fi
   t0=$(date +%s%N)
-  send_part "$dir" "$port" $((warm + 1)) "$events" || return 1
+  send_part "$dir" "$port" $((warm + 1)) "$events" "$RATE" || return 1
   drain "$view" || { echo "$backend run $n did not drain in 10 minutes" >&2; return 1; }
   local t1 c1 s1=0 r1=0
   t1=$(date +%s%N)
@@ -153,7 +131,7 @@ one_run() {
   scrape "$dir" end "$backend" || return 1
   sleep "$IDLE"
   scrape "$dir" idle "$backend" || return 1
-  stop_stages
+  bench_stop_stages
   if [ "$backend" = s3 ]; then
     redis_stop "$dir/redis"
     s3rver_stop "$dir/s3"
@@ -165,18 +143,33 @@ one_run() {
     return 1
   fi
   "$PY" - "$dir" "$backend" "$((events - warm))" "$(getconf CLK_TCK)" "$IDLE" \
-    "$((c1 - c0))" "$((s1 - s0))" "$((r1 - r0))" "$(((t1 - t0) / 1000000))" \
+    "$((c1 - c0))" "$((s1 - s0))" "$((r1 - r0))" "$(((t1 - t0) / 1000000))" "$view" "$RATE" \
     >>"$work/runs.jsonl" <<'PY'
 import json, re, sys
+sys.path.insert(0, 'tests/e2e')
+import verify
 d, backend, events, tck, idle = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 stage_t, s3_t, redis_t, wall_ms = map(int, sys.argv[6:10])
+view, rate = sys.argv[10], int(sys.argv[11])
 def prom(tag, stage):
     out = {}
     for line in open(f'{d}/{tag}.{stage}.prom'):
         m = re.match(r'sluice_store_(requests|errors)_total\{op="(\w+)"\} (\d+)', line)
         if m:
             out[m[1] + ':' + m[2]] = int(m[3])
+        m = re.match(r'sluice_(\w+)_total (\d+)', line)
+        if m:
+            out[m[1]] = int(m[2])
     return out
+# The split files of the jobs split in the measured part: per job, its
+# files' sizes and its events (rows written plus duplicates dropped).
+before = set(open(f'{d}/start.split.keys').read().split())
+jobs = []
+for key, doc in verify.json_docs(view, 'manifests/split'):
+    if key not in before:
+        outs = doc['outputs']
+        jobs.append({'files': [o['bytes'] for o in outs],
+                     'events': sum(o['rows'] for o in outs) + doc.get('duplicates_dropped', 0)})
 def redis(tag):
     cmds, mem = {}, None
     try:
@@ -204,6 +197,7 @@ print(json.dumps({
     'redis_run': {k: v - rs.get(k, 0) - 2 * (k == 'info') for k, v in re_.items()},
     'redis_idle': {k: v - re_.get(k, 0) - 2 * (k == 'info') for k, v in ri.items()},
     'redis_mem_start': ms, 'redis_mem_end': me,
+    'rate': rate, 'send': json.load(open(f'{d}/send.json')), 'split_jobs': jobs,
 }))
 PY
   echo "  $backend run $n: $(head -1 "$dir/verify.txt" | sed 's/^# //'); measured part" \
@@ -213,30 +207,22 @@ PY
 }
 
 : >"$work/runs.jsonl"
-echo "backends: $events events per run, $RUNS runs per backend (file store, then S3 + Redis, alternating)" >&2
+echo "backends: $events events per run, $RUNS runs per backend ($BACKENDS, alternating)" >&2
 for r in $(seq "$RUNS"); do
-  one_run fs "$r" || exit 1
-  one_run s3 "$r" || exit 1
+  for b in $BACKENDS; do
+    one_run "$b" "$r" || exit 1
+  done
 done
 "$PY" - "$work/runs.jsonl" "$events" >"$work/backends.md" <<'PY'
 import json, statistics, sys, textwrap
+sys.path.insert(0, 'tests/bench')
+from s3cost import OPS, PRICE, STAGES, fmt, per_m
 runs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 total = int(sys.argv[2])  # events per run, warm-up included
-# AWS S3 Standard request prices, US East (N. Virginia), as listed on
-# aws.amazon.com/s3/pricing (assumed as of 2025-01): PUT, COPY, POST, LIST
-# $0.005 per 1,000; GET and all other requests (HEAD: the store's stat)
-# $0.0004 per 1,000; DELETE free.
-PRICE = {'list': 0.005e-3, 'put': 0.005e-3, 'get': 0.0004e-3, 'stat': 0.0004e-3, 'delete': 0.0}
-OPS = [('list', 'LIST'), ('put', 'PUT'), ('get', 'GET'), ('stat', 'HEAD'), ('delete', 'DELETE')]
-STAGES = ('filter', 'dispatcher', 'combiner', 'splitter')
 NAMES = {'fs': 'file store, local leases + dedup', 's3': 'S3 (s3rver), Redis leases + dedup'}
 backends = [b for b in ('fs', 's3') if any(r['backend'] == b for r in runs)]
 by = {b: [r for r in runs if r['backend'] == b] for b in backends}
 med = statistics.median
-
-
-def per_m(r, stage, op):
-    return r['stages'][stage]['run'].get('requests:' + op, 0) * 1e6 / r['events']
 
 
 def per_m_all(r, op):
@@ -245,10 +231,6 @@ def per_m_all(r, op):
 
 def cost(counts):
     return sum(counts[op] * PRICE[op] for op, _ in OPS)
-
-
-def fmt(x):
-    return f'{x:,.0f}' if x >= 10 or x == 0 else f'{x:,.1f}'
 
 
 measured = runs[0]['events']

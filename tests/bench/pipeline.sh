@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# pipeline.sh EVENTS — whole-pipeline figures with default settings: the four
-# stages as daemons on a fresh file:// store, EVENTS events of the bench
-# corpus sent with 16 connections in batches of 500; then events/s per core
+# pipeline.sh EVENTS [RATE] — whole-pipeline figures with default settings: the
+# four stages as daemons on a fresh file:// store, EVENTS events of the bench
+# corpus sent with 16 connections in batches of 500 — or, with RATE, offered
+# at RATE events/s (`sluicectl send --rate`, as many connections as 2 s of
+# the rate needs, 16 to 256, as tests/bench/sustain.sh); then events/s per core
 # (events ÷ CPU seconds of all four stages) and the latency from an event's
 # received_at to the write of the split file that holds it (p50/p99).
 # Prints one line: "events cpu_s wall_s p50_s p99_s". Called by run.sh.
@@ -11,6 +13,9 @@ BIN=${BIN:-bin}
 BUILD=${BUILD:-build}
 PY=${PYTHON3:-/usr/bin/python3}
 events=${1:-200000}
+rate=${2:-0}
+. tests/bench/daemons.sh
+conns=$(bench_conns "$rate" 500)
 work=$PWD/$BUILD/bench/pipeline
 corpus=$PWD/$BUILD/bench/corpus-1m.ndjson
 rm -rf "$work"
@@ -31,7 +36,7 @@ cpu() { local t=0 p; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}
 c0=$(cpu)
 t0=$(date +%s%N)
 head -n "$events" "$corpus" | "$BIN/sluicectl" send - --url "http://127.0.0.1:$port" \
-  --batch 500 --concurrency 16 2>/dev/null
+  --batch 500 --concurrency "$conns" --rate "$rate" 2>/dev/null
 count() { "$BIN/sluicectl" ls "$1" --store "file://$store" 2>/dev/null | wc -l; }
 for _ in $(seq 1200); do
   f=$(count filtered/)

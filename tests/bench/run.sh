@@ -4,8 +4,11 @@
 # reference validator, the zstd CLI); the whole pipeline, also side by side
 # on the file store and on S3 (s3rver) + Redis with store requests per
 # million events (tests/bench/backends.sh); issue 15's whole-pipeline job
-# per stage with DuckDB as the peer (tests/bench/whole.sh); the dispatcher's
-# LIST rate (tests/bench/lists.sh); the combiner, the splitter,
+# per stage with DuckDB as the peer (tests/bench/whole.sh); the highest
+# rate the four daemons sustain with the load generator
+# (tests/bench/sustain.sh), the latency at half of it (tests/bench/pipeline.sh
+# EVENTS RATE) and the cost on S3 at scale and at rest (tests/bench/cost.sh);
+# the dispatcher's LIST rate (tests/bench/lists.sh); the combiner, the splitter,
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -112,6 +115,32 @@ BIN=$BIN BUILD=$BUILD tests/bench/backends.sh 150000
 echo "whole-pipeline job (issue 15): raw/ and HTTP through the four stages with --once, DuckDB as the peer"
 BIN=$BIN BUILD=$BUILD tests/bench/whole.sh 1000000
 
+echo "sustained throughput: four daemons and the load generator, the offered rate stepped up"
+BIN=$BIN BUILD=$BUILD tests/bench/sustain.sh
+sustained=$(awk '$NF == "yes" && $1 > b { b = $1 } END { print b + 0 }' "$work/sustain/steps.txt")
+half=$((sustained / 2))
+latency="| – | – | – | – | – | 0 |"
+if [ "$half" -gt 0 ]; then
+  lat_events=$((half * 40 < 1000000 ? half * 40 : 1000000))
+  echo "latency at half the sustained rate: $lat_events events at $half events/s"
+  : >"$work/latency.runs"
+  for _ in $(seq "$RUNS"); do
+    tests/bench/pipeline.sh "$lat_events" "$half" >>"$work/latency.runs"
+  done
+  latency=$("$PY" - "$work/latency.runs" "$half" <<'PY'
+import statistics, sys
+rows = [list(map(float, l.split())) for l in open(sys.argv[1]) if l.strip()]
+med = statistics.median
+print(f"| {int(sys.argv[2]):,} | {int(rows[0][0]):,} | {med(r[0] / r[1] for r in rows):,.0f} "
+      f"| {med(r[3] for r in rows):.1f} | {med(r[4] for r in rows):.1f} | {len(rows)} |")
+PY
+  )
+  echo "  $latency"
+fi
+
+echo "cost on S3 (s3rver + Redis): requests per million events at scale, split files per job, idle"
+BIN=$BIN BUILD=$BUILD tests/bench/cost.sh
+
 echo "dispatcher polling: idle LIST/s and a late object's delay (file store)"
 tests/bench/lists.sh | tee "$work/lists.txt"
 echo "the whole pipeline idle: LIST/s of the four daemons, pick-up delay of a new event"
@@ -180,6 +209,26 @@ redis_stop "$work/redis-dedup" || true
   echo "below): each stage once with \`--once\`, one after the other; DuckDB as the peer:"
   echo
   cat "$work/whole/whole.md"
+
+  echo "Sustained throughput (\`tests/bench/sustain.sh\`, SUSTAIN_SECONDS=${SUSTAIN_SECONDS:-60}): the four"
+  echo "daemons (default settings, file store) and \`sluicectl send --rate\` on the same cores, one step"
+  echo "per offered rate; CPU in % of one core over the step; *other load* is everything else the"
+  echo "machine ran meanwhile (the rate a step sustains depends on it); backlog in events accepted"
+  echo "but not yet split, mean of the second and of the last quarter of the step:"
+  echo
+  echo "| offered events/s | acked events/s | last ack after due s | backlog Q2 | backlog Q4 | drained after s | filter % | dispatcher % | combiner % | splitter % | sender % | other load % | sustained |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+  awk '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' \
+    "$work/sustain/steps.txt"
+  echo
+  echo "Latency at half the highest sustained rate (\`tests/bench/pipeline.sh EVENTS RATE\`, default"
+  echo "settings): from an event's \`received_at\` to the write of its split file."
+  echo
+  echo "| offered events/s | events | events/s per core (all stages) | latency p50 s | latency p99 s | runs |"
+  echo "|---|---|---|---|---|---|"
+  echo "$latency"
+  echo
+  cat "$work/cost/cost.md"
   echo
   echo "Dispatcher polling (\`tests/bench/lists.sh\`): LIST requests per second while idle at"
   echo "--poll 1s, the design's bound, and how long a late object in a lookback hour that is"

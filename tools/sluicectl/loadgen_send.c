@@ -49,6 +49,7 @@ struct send_cfg {
     char *stats;
     char *acked;
     bool verbose;
+    int64_t rate;
 };
 
 static const struct pipe_conf_opt send_opts[] = {
@@ -76,6 +77,10 @@ static const struct pipe_conf_opt send_opts[] = {
      "append \"first_line<TAB>last_line\" for every acknowledged batch to FILE", 0, 0, "FILE"},
     {"verbose", PIPE_CONF_BOOL, "false", offsetof(struct send_cfg, verbose),
      "print every retry and its cause", 0, 0, NULL},
+    {"rate", PIPE_CONF_INT, "0", offsetof(struct send_cfg, rate),
+     "offer at most this many events per second, batches released on a fixed schedule from the "
+     "start (a late batch does not move the ones after it); 0 as fast as acknowledgements allow",
+     0, 100000000, "EVENTS/S"},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
@@ -467,12 +472,27 @@ static struct batch *batch_new(const struct sender *s)
     return b;
 }
 
+/* pace — with --rate, waits until the batch that starts after `offered`
+ * events is due: offered / rate seconds after the start. The schedule is
+ * absolute, so a batch held up by a full queue is followed by the next one
+ * at once and the offered rate stays the configured one on average. */
+static void pace(const struct sender *s, uint64_t offered)
+{
+    if (s->cfg.rate <= 0)
+        return;
+    int64_t due_us = s->start_us + (int64_t)((double)offered * 1e6 / (double)s->cfg.rate);
+    int64_t wait_us = due_us - now_us();
+    if (wait_us > 0)
+        pipe_backoff_sleep((wait_us + 999) / 1000);
+}
+
 /* read_all — splits the input into batches and queues them. Returns 0, or
  * the first error (a read error, or a line over --max-body, which is skipped
  * and counted as a failed event). */
 static int read_all(struct sender *s, FILE *f)
 {
     int rc = 0, first_err = 0;
+    uint64_t offered = 0;
     struct reader r = {.f = f, .chunk = pipe_malloc(SEND_READ_CHUNK)};
     struct pipe_buf line;
     pipe_buf_init(&line, (size_t)s->cfg.max_body - 1);
@@ -497,6 +517,8 @@ static int read_all(struct sender *s, FILE *f)
             continue;
         if (b->events > 0 && (b->events == (uint64_t)s->cfg.batch ||
                               b->body.len + line.len + 1 > (size_t)s->cfg.max_body)) {
+            pace(s, offered);
+            offered += b->events;
             queue_push(s, b);
             b = batch_new(s);
         }
@@ -507,9 +529,10 @@ static int read_all(struct sender *s, FILE *f)
             b->first_line = r.line_no;
         b->last_line = r.line_no;
     }
-    if (b->events > 0)
+    if (b->events > 0) {
+        pace(s, offered);
         queue_push(s, b);
-    else
+    } else
         batch_free(b);
     pipe_buf_cleanup(&line);
     pipe_free(r.chunk);
@@ -583,9 +606,10 @@ static int report(struct sender *s, double secs)
             "{\"batches\":%" PRIu64 ",\"events\":%" PRIu64 ",\"accepted\":%" PRIu64
             ",\"rejected\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"failures\":%" PRIu64
             ",\"failed_events\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"elapsed_s\":%.3f"
-            ",\"events_per_s\":%.1f,\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f}\n",
+            ",\"events_per_s\":%.1f,\"latency_p50_ms\":%.3f,\"latency_p99_ms\":%.3f"
+            ",\"offered_rate\":%" PRId64 "}\n",
             st->batches, st->events, st->accepted, st->rejected, st->retries, st->failures,
-            st->failed_events, st->bytes, secs, rate, p50, p99);
+            st->failed_events, st->bytes, secs, rate, p50, p99, s->cfg.rate);
     return fclose(f) == 0 ? 0 : PIPE_EIO;
 }
 
