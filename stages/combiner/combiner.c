@@ -139,6 +139,8 @@ static const struct pipe_metric_def comb_metric_defs[] = {
     {0},
 };
 
+static void combiner_exit(struct pipe_stage *st, void *state);
+
 static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
 {
     const struct combiner_cfg *cfg = cfgp;
@@ -155,11 +157,7 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
     int rc = pipe_zwriter_new((int)cfg->zstd_level, &c->out, &c->zw);
     if (rc < 0 || c->xx == NULL) {
         pipe_log_error("cannot set up compression", "err=\"%s\"", pipe_strerror(rc));
-        XXH3_freeState(c->xx);
-        pipe_buf_cleanup(&c->out);
-        pipe_buf_cleanup(&c->dec);
-        pipe_buf_cleanup(&c->in);
-        pipe_free(c);
+        combiner_exit(st, c);
         return rc < 0 ? rc : PIPE_EIO;
     }
     pipe_metrics_register_table(pipe_stage_metrics(st), comb_metric_defs, &c->m, c);
