@@ -423,26 +423,41 @@ static json_t *load(int *rc, const char *json, size_t n)
     return root;
 }
 
-int pipe_manifest_job_from_json(const char *json, size_t n, struct pipe_manifest_job *m)
+/* read_fn — reads the fields of root into the scratch struct t, recording
+ * the first failure in *rc, and cleans t up when anything failed. */
+typedef void (*read_fn)(int *rc, const json_t *root, void *t);
+
+/* Parses n bytes of json into the scratch t (initialised, size bytes) with
+ * read, and copies t to m only when everything parsed. */
+static int read_doc(const char *json, size_t n, read_fn read, void *t, void *m, size_t size)
 {
     int rc = 0;
+    json_t *root = load(&rc, json, n);
+    if (root)
+        read(&rc, root, t);
+    json_decref(root);
+    if (rc == 0)
+        memcpy(m, t, size);
+    return rc;
+}
+
+static void read_job(int *rc, const json_t *root, void *tp)
+{
+    struct pipe_manifest_job *t = tp;
+    t->job_id = get_header(rc, root, &t->generation);
+    uint64_t created = get_u64(rc, root, "created_ms");
+    t->created_ms = created > (uint64_t)INT64_MAX ? 0 : (int64_t)created;
+    t->output_key = get_str(rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
+    get_objects(rc, root, false, &t->inputs, &t->n_inputs);
+    if (*rc < 0)
+        pipe_manifest_job_cleanup(t);
+}
+
+int pipe_manifest_job_from_json(const char *json, size_t n, struct pipe_manifest_job *m)
+{
     struct pipe_manifest_job t;
     pipe_manifest_job_init(&t);
-    json_t *root = load(&rc, json, n);
-    if (!root)
-        goto out;
-    t.job_id = get_header(&rc, root, &t.generation);
-    uint64_t created = get_u64(&rc, root, "created_ms");
-    t.created_ms = created > (uint64_t)INT64_MAX ? 0 : (int64_t)created;
-    t.output_key = get_str(&rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
-    get_objects(&rc, root, false, &t.inputs, &t.n_inputs);
-out:
-    json_decref(root);
-    if (rc < 0)
-        pipe_manifest_job_cleanup(&t);
-    else
-        *m = t;
-    return rc;
+    return read_doc(json, n, read_job, &t, m, sizeof t);
 }
 
 static bool is_hex16(const char *s)
@@ -453,31 +468,28 @@ static bool is_hex16(const char *s)
     return s[16] == '\0';
 }
 
+static void read_combined(int *rc, const json_t *root, void *tp)
+{
+    struct pipe_manifest_combined *t = tp;
+    t->job_id = get_header(rc, root, &t->generation);
+    t->output_key = get_str(rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
+    t->events = get_u64(rc, root, "events");
+    t->bytes = get_u64(rc, root, "bytes");
+    t->uncompressed_bytes = get_u64(rc, root, "uncompressed_bytes");
+    get_fixed(rc, root, "checksum", t->checksum, 16);
+    if (*rc == 0 && !is_hex16(t->checksum))
+        *rc = PIPE_EPARSE;
+    get_objects(rc, root, true, &t->inputs, &t->n_inputs);
+    get_ledger(rc, root, &t->ledger);
+    if (*rc < 0)
+        pipe_manifest_combined_cleanup(t);
+}
+
 int pipe_manifest_combined_from_json(const char *json, size_t n, struct pipe_manifest_combined *m)
 {
-    int rc = 0;
     struct pipe_manifest_combined t;
     pipe_manifest_combined_init(&t);
-    json_t *root = load(&rc, json, n);
-    if (!root)
-        goto out;
-    t.job_id = get_header(&rc, root, &t.generation);
-    t.output_key = get_str(&rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
-    t.events = get_u64(&rc, root, "events");
-    t.bytes = get_u64(&rc, root, "bytes");
-    t.uncompressed_bytes = get_u64(&rc, root, "uncompressed_bytes");
-    get_fixed(&rc, root, "checksum", t.checksum, 16);
-    if (rc == 0 && !is_hex16(t.checksum))
-        rc = PIPE_EPARSE;
-    get_objects(&rc, root, true, &t.inputs, &t.n_inputs);
-    get_ledger(&rc, root, &t.ledger);
-out:
-    json_decref(root);
-    if (rc < 0)
-        pipe_manifest_combined_cleanup(&t);
-    else
-        *m = t;
-    return rc;
+    return read_doc(json, n, read_combined, &t, m, sizeof t);
 }
 
 static bool digits_only(const char *s, size_t n, size_t dash_at)
@@ -537,27 +549,24 @@ static void check_entries(int *rc, const json_t *root, const struct pipe_manifes
     }
 }
 
+static void read_split(int *rc, const json_t *root, void *tp)
+{
+    struct pipe_manifest_split *t = tp;
+    t->job_id = get_header(rc, root, &t->generation);
+    t->input_key = get_str(rc, root, "input_key", PIPE_MANIFEST_KEY_MAX);
+    t->duplicates_dropped = get_u64(rc, root, "duplicates_dropped");
+    t->url_prefix = get_str(rc, root, "url_prefix", PIPE_MANIFEST_KEY_MAX);
+    get_outputs(rc, root, t);
+    get_ledger(rc, root, &t->ledger);
+    if (*rc == 0)
+        check_entries(rc, root, t);
+    if (*rc < 0)
+        pipe_manifest_split_cleanup(t);
+}
+
 int pipe_manifest_split_from_json(const char *json, size_t n, struct pipe_manifest_split *m)
 {
-    int rc = 0;
     struct pipe_manifest_split t;
     pipe_manifest_split_init(&t);
-    json_t *root = load(&rc, json, n);
-    if (!root)
-        goto out;
-    t.job_id = get_header(&rc, root, &t.generation);
-    t.input_key = get_str(&rc, root, "input_key", PIPE_MANIFEST_KEY_MAX);
-    t.duplicates_dropped = get_u64(&rc, root, "duplicates_dropped");
-    t.url_prefix = get_str(&rc, root, "url_prefix", PIPE_MANIFEST_KEY_MAX);
-    get_outputs(&rc, root, &t);
-    get_ledger(&rc, root, &t.ledger);
-    if (rc == 0)
-        check_entries(&rc, root, &t);
-out:
-    json_decref(root);
-    if (rc < 0)
-        pipe_manifest_split_cleanup(&t);
-    else
-        *m = t;
-    return rc;
+    return read_doc(json, n, read_split, &t, m, sizeof t);
 }
