@@ -358,3 +358,21 @@ enum pipe_stage_status pipe_job_runner_round(struct pipe_job_runner *r)
         return PIPE_STAGE_RETRY;
     return PIPE_STAGE_IDLE;
 }
+
+static enum pipe_stage_status runner_work(struct pipe_stage *st, void *arg)
+{
+    (void)st;
+    return pipe_job_runner_round(arg);
+}
+
+static void runner_release(void *arg)
+{
+    pipe_job_runner_free(arg);
+}
+
+void pipe_job_runner_start(struct pipe_stage *st, const struct pipe_job_kind *k,
+                           int64_t lease_ttl_ms, void *state)
+{
+    pipe_stage_set_work(st, runner_work, pipe_job_runner_new(st, k, lease_ttl_ms, state),
+                        runner_release);
+}

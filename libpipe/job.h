@@ -100,6 +100,13 @@ struct pipe_job_kind {
 struct pipe_job_runner *pipe_job_runner_new(struct pipe_stage *st, const struct pipe_job_kind *k,
                                             int64_t lease_ttl_ms, void *state);
 
+/* pipe_job_runner_start — from a stage's init: a runner as
+ * pipe_job_runner_new makes, which the runtime then runs as the stage's
+ * process (pipe_stage_set_work; leave the descriptor's process NULL) and
+ * frees before the stage's exit. */
+void pipe_job_runner_start(struct pipe_stage *st, const struct pipe_job_kind *k,
+                           int64_t lease_ttl_ms, void *state);
+
 /* pipe_job_runner_round — a stage's process(): runs the next job it can
  * lease, listing the queue again when the last listing is used up — a
  * daemon only when the queue's generation (bumped by its producers, see

@@ -18,6 +18,7 @@
 #include "libpipe/lease_int.h"
 #include "libpipe/log.h"
 #include "libpipe/mem.h"
+#include "libpipe/url.h"
 
 /* Every backend built into the library. lease_redis.c adds its entry here. */
 static const struct pipe_lease_ops *const backends[] = {
@@ -28,10 +29,9 @@ static const struct pipe_lease_ops *const backends[] = {
 
 static const struct pipe_lease_ops *find_backend(const char *url)
 {
-    size_t n = strcspn(url, ":");
     for (size_t i = 0; i < sizeof backends / sizeof backends[0]; i++)
         for (const char *const *s = backends[i]->schemes; *s; s++)
-            if (strlen(*s) == n && memcmp(*s, url, n) == 0)
+            if (pipe_url_scheme_is(url, *s))
                 return backends[i];
     return NULL;
 }

@@ -278,23 +278,49 @@ out:
     return rc;
 }
 
-static int local_renew(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
-                       int64_t now_ms, int64_t ttl_ms)
+/* Opens name's record under lock and checks that token and fence still hold
+ * it: 0 with the file open in *fd (the caller closes it), PIPE_ELOST (file
+ * closed) when another holder has it or it expired, or rec_open's error. */
+static int rec_open_owned(struct pipe_leases *ls, const char *name, const char *token,
+                          uint64_t fence, int64_t now_ms, int lock, int *fd, struct rec *r)
+{
+    int rc = rec_open(ls, name, lock, fd, r);
+    if (rc < 0)
+        return rc;
+    if (!owned(r, token, fence, now_ms)) {
+        close(*fd);
+        return PIPE_ELOST;
+    }
+    return 0;
+}
+
+/* renew and release: rewrite the record of a lease that is still ours with
+ * a new expiry; release also clears the holder. */
+static int owned_rewrite(struct pipe_leases *ls, const char *name, const char *token,
+                         uint64_t fence, int64_t now_ms, int64_t expires, bool release)
 {
     struct rec r;
     int fd;
-    int rc = rec_open(ls, name, LOCK_EX, &fd, &r);
+    int rc = rec_open_owned(ls, name, token, fence, now_ms, LOCK_EX, &fd, &r);
     if (rc < 0)
         return rc;
-    if (!owned(&r, token, fence, now_ms)) {
-        rc = PIPE_ELOST;
-        goto out;
+    if (release) {
+        /* Keep the file and its fence: the next holder must get a larger
+         * one. expires then records when the name became free, for pruning. */
+        r.token[0] = '\0';
+        r.pid = 0;
+        r.start = 0;
     }
-    r.expires = now_ms + ttl_ms;
+    r.expires = expires;
     rc = rec_write(ls, fd, &r);
-out:
     close(fd);
     return rc;
+}
+
+static int local_renew(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
+                       int64_t now_ms, int64_t ttl_ms)
+{
+    return owned_rewrite(ls, name, token, fence, now_ms, now_ms + ttl_ms, false);
 }
 
 static int local_check(struct pipe_leases *ls, const char *name, const char *token, uint64_t fence,
@@ -302,36 +328,16 @@ static int local_check(struct pipe_leases *ls, const char *name, const char *tok
 {
     struct rec r;
     int fd;
-    int rc = rec_open(ls, name, LOCK_SH, &fd, &r);
-    if (rc < 0)
-        return rc;
-    rc = owned(&r, token, fence, now_ms) ? 0 : PIPE_ELOST;
-    close(fd);
+    int rc = rec_open_owned(ls, name, token, fence, now_ms, LOCK_SH, &fd, &r);
+    if (rc == 0)
+        close(fd);
     return rc;
 }
 
 static int local_release(struct pipe_leases *ls, const char *name, const char *token,
                          uint64_t fence, int64_t now_ms)
 {
-    struct rec r;
-    int fd;
-    int rc = rec_open(ls, name, LOCK_EX, &fd, &r);
-    if (rc < 0)
-        return rc;
-    if (!owned(&r, token, fence, now_ms)) {
-        rc = PIPE_ELOST;
-        goto out;
-    }
-    /* Keep the file and its fence: the next holder must get a larger one.
-     * expires now records when the name became free, for pruning. */
-    r.token[0] = '\0';
-    r.pid = 0;
-    r.start = 0;
-    r.expires = now_ms;
-    rc = rec_write(ls, fd, &r);
-out:
-    close(fd);
-    return rc;
+    return owned_rewrite(ls, name, token, fence, now_ms, now_ms, true);
 }
 
 /* prune_one — removes the lease file fname if it has been free (released

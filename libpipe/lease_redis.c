@@ -202,16 +202,25 @@ static void redis_close(struct pipe_leases *ls)
 
 #define FENCE_KEEP_STR_LEN 24
 
+/* Runs script s on name with its three arguments: first (the token, or
+ * "<fence>:<token>"), the TTL (0 where the script does not use it) and how
+ * long the fence outlives the lease; *result is the script's integer. */
+static int run_lease_script(struct pipe_leases *ls, enum script s, const char *name,
+                            const char *first, int64_t ttl_ms, long long *result)
+{
+    char ttl[24], keep[FENCE_KEEP_STR_LEN];
+    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
+    snprintf(keep, sizeof keep, "%lld", (long long)FENCE_KEEP_MS);
+    const char *args[] = {first, ttl, keep};
+    return run_script(ls, s, name, args, 3, result);
+}
+
 static int redis_acquire(struct pipe_leases *ls, const char *name, const char *token,
                          int64_t now_ms, int64_t ttl_ms, uint64_t *fence)
 {
     (void)now_ms; /* the server's clock decides expiry */
-    char ttl[24], keep[FENCE_KEEP_STR_LEN];
     long long f = 0;
-    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
-    snprintf(keep, sizeof keep, "%lld", (long long)FENCE_KEEP_MS);
-    const char *args[] = {token, ttl, keep};
-    int rc = run_script(ls, S_ACQUIRE, name, args, 3, &f);
+    int rc = run_lease_script(ls, S_ACQUIRE, name, token, ttl_ms, &f);
     if (rc < 0)
         return rc;
     if (f < 0) {
@@ -229,13 +238,10 @@ static int redis_acquire(struct pipe_leases *ls, const char *name, const char *t
 static int owned_op(struct pipe_leases *ls, enum script s, const char *name, const char *token,
                     uint64_t fence, int64_t ttl_ms)
 {
-    char value[64], ttl[24], keep[FENCE_KEEP_STR_LEN];
+    char value[64];
     long long ok = 0;
     snprintf(value, sizeof value, "%" PRIu64 ":%s", fence, token);
-    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
-    snprintf(keep, sizeof keep, "%lld", (long long)FENCE_KEEP_MS);
-    const char *args[] = {value, ttl, keep};
-    int rc = run_script(ls, s, name, args, 3, &ok);
+    int rc = run_lease_script(ls, s, name, value, ttl_ms, &ok);
     if (rc < 0)
         return rc;
     return ok == 1 ? 0 : PIPE_ELOST;

@@ -40,11 +40,18 @@ void pipe_manifest_job_init(struct pipe_manifest_job *m)
     memset(m, 0, sizeof *m);
 }
 
+/* What a job descriptor and a combined manifest both own. */
+static void job_parts_free(char *job_id, char *output_key, struct pipe_manifest_object *inputs,
+                           size_t n_inputs)
+{
+    pipe_free(job_id);
+    pipe_free(output_key);
+    objects_free(inputs, n_inputs);
+}
+
 void pipe_manifest_job_cleanup(struct pipe_manifest_job *m)
 {
-    pipe_free(m->job_id);
-    pipe_free(m->output_key);
-    objects_free(m->inputs, m->n_inputs);
+    job_parts_free(m->job_id, m->output_key, m->inputs, m->n_inputs);
     memset(m, 0, sizeof *m);
 }
 
@@ -55,9 +62,7 @@ void pipe_manifest_combined_init(struct pipe_manifest_combined *m)
 
 void pipe_manifest_combined_cleanup(struct pipe_manifest_combined *m)
 {
-    pipe_free(m->job_id);
-    pipe_free(m->output_key);
-    objects_free(m->inputs, m->n_inputs);
+    job_parts_free(m->job_id, m->output_key, m->inputs, m->n_inputs);
     memset(m, 0, sizeof *m);
 }
 
@@ -87,32 +92,41 @@ static struct pipe_manifest_object *objects_push(struct pipe_manifest_object **v
     return o;
 }
 
-void pipe_manifest_job_add_input(struct pipe_manifest_job *m, const char *key, uint64_t size,
-                                 const char *etag)
+static struct pipe_manifest_object *objects_add(struct pipe_manifest_object **v, size_t *n,
+                                                const char *key, uint64_t size, const char *etag)
 {
-    struct pipe_manifest_object *o = objects_push(&m->inputs, &m->n_inputs);
+    struct pipe_manifest_object *o = objects_push(v, n);
     o->key = pipe_strdup(key);
     o->size = size;
     o->etag = pipe_strdup(etag ? etag : "");
+    return o;
+}
+
+void pipe_manifest_job_add_input(struct pipe_manifest_job *m, const char *key, uint64_t size,
+                                 const char *etag)
+{
+    objects_add(&m->inputs, &m->n_inputs, key, size, etag);
 }
 
 void pipe_manifest_combined_add_input(struct pipe_manifest_combined *m, const char *key,
                                       uint64_t size, const char *etag, uint64_t events)
 {
-    struct pipe_manifest_object *o = objects_push(&m->inputs, &m->n_inputs);
-    o->key = pipe_strdup(key);
-    o->size = size;
-    o->etag = pipe_strdup(etag ? etag : "");
-    o->events = events;
+    objects_add(&m->inputs, &m->n_inputs, key, size, etag)->events = events;
+}
+
+static struct pipe_manifest_split_output *outputs_push(struct pipe_manifest_split *m)
+{
+    m->outputs = pipe_realloc(m->outputs, (m->n_outputs + 1) * sizeof *m->outputs);
+    struct pipe_manifest_split_output *o = &m->outputs[m->n_outputs++];
+    memset(o, 0, sizeof *o);
+    return o;
 }
 
 void pipe_manifest_split_add_output(struct pipe_manifest_split *m, const char *key,
                                     const char *event, const char *dt, const char *hr,
                                     uint64_t rows, uint64_t bytes)
 {
-    m->outputs = pipe_realloc(m->outputs, (m->n_outputs + 1) * sizeof *m->outputs);
-    struct pipe_manifest_split_output *o = &m->outputs[m->n_outputs++];
-    memset(o, 0, sizeof *o);
+    struct pipe_manifest_split_output *o = outputs_push(m);
     o->key = pipe_strdup(key);
     o->event = pipe_strdup(event);
     snprintf(o->dt, sizeof o->dt, "%s", dt);
@@ -179,6 +193,16 @@ static json_t *objects_json(int *rc, const struct pipe_manifest_object *v, size_
     return a;
 }
 
+/* A new document with the fields every manifest starts with. */
+static json_t *header_json(int *rc, const char *job_id, unsigned generation)
+{
+    json_t *root = json_object();
+    put_u64(rc, root, "version", PIPE_MANIFEST_VERSION);
+    put_job_id(rc, root, job_id);
+    put_u64(rc, root, "generation", generation);
+    return root;
+}
+
 /* Serialises root (taking it) into out, compact, with a trailing newline. */
 static int dump(int rc, json_t *root, struct pipe_buf *out)
 {
@@ -208,10 +232,7 @@ out:
 int pipe_manifest_job_to_json(const struct pipe_manifest_job *m, struct pipe_buf *out)
 {
     int rc = 0;
-    json_t *root = json_object();
-    put_u64(&rc, root, "version", PIPE_MANIFEST_VERSION);
-    put_job_id(&rc, root, m->job_id);
-    put_u64(&rc, root, "generation", m->generation);
+    json_t *root = header_json(&rc, m->job_id, m->generation);
     put_u64(&rc, root, "created_ms", m->created_ms < 0 ? UINT64_MAX : (uint64_t)m->created_ms);
     put_str(&rc, root, "output_key", m->output_key);
     put(&rc, root, "inputs", objects_json(&rc, m->inputs, m->n_inputs, false));
@@ -221,10 +242,7 @@ int pipe_manifest_job_to_json(const struct pipe_manifest_job *m, struct pipe_buf
 int pipe_manifest_combined_to_json(const struct pipe_manifest_combined *m, struct pipe_buf *out)
 {
     int rc = 0;
-    json_t *root = json_object();
-    put_u64(&rc, root, "version", PIPE_MANIFEST_VERSION);
-    put_job_id(&rc, root, m->job_id);
-    put_u64(&rc, root, "generation", m->generation);
+    json_t *root = header_json(&rc, m->job_id, m->generation);
     put_str(&rc, root, "output_key", m->output_key);
     put_u64(&rc, root, "events", m->events);
     put_u64(&rc, root, "bytes", m->bytes);
@@ -259,10 +277,7 @@ static json_t *entries_json(int *rc, const struct pipe_manifest_split *m)
 int pipe_manifest_split_to_json(const struct pipe_manifest_split *m, struct pipe_buf *out)
 {
     int rc = 0;
-    json_t *root = json_object();
-    put_u64(&rc, root, "version", PIPE_MANIFEST_VERSION);
-    put_job_id(&rc, root, m->job_id);
-    put_u64(&rc, root, "generation", m->generation);
+    json_t *root = header_json(&rc, m->job_id, m->generation);
     put_str(&rc, root, "input_key", m->input_key);
     put_u64(&rc, root, "duplicates_dropped", m->duplicates_dropped);
     json_t *outs = json_array();
@@ -361,20 +376,18 @@ static void get_ledger(int *rc, const json_t *o, struct pipe_ledger *l)
     l->duplicates = get_u64(rc, j, "duplicates");
 }
 
-static char *get_job_id(int *rc, const json_t *o)
+/* The fields every manifest starts with (header_json): returns a copy of
+ * the job id and sets *generation. */
+static char *get_header(int *rc, const json_t *o, unsigned *generation)
 {
     char *id = get_str(rc, o, "job_id", PIPE_KEYS_NAME_MAX);
     if (id && !pipe_keys_name_valid(id))
         *rc = PIPE_EPARSE;
-    return id;
-}
-
-static unsigned get_generation(int *rc, const json_t *o)
-{
     uint64_t g = get_u64(rc, o, "generation");
     if (g > UINT_MAX)
         *rc = PIPE_EPARSE;
-    return (unsigned)g;
+    *generation = (unsigned)g;
+    return id;
 }
 
 static void get_objects(int *rc, const json_t *o, bool with_events, struct pipe_manifest_object **v,
@@ -410,27 +423,41 @@ static json_t *load(int *rc, const char *json, size_t n)
     return root;
 }
 
-int pipe_manifest_job_from_json(const char *json, size_t n, struct pipe_manifest_job *m)
+/* read_fn — reads the fields of root into the scratch struct t, recording
+ * the first failure in *rc, and cleans t up when anything failed. */
+typedef void (*read_fn)(int *rc, const json_t *root, void *t);
+
+/* Parses n bytes of json into the scratch t (initialised, size bytes) with
+ * read, and copies t to m only when everything parsed. */
+static int read_doc(const char *json, size_t n, read_fn read, void *t, void *m, size_t size)
 {
     int rc = 0;
+    json_t *root = load(&rc, json, n);
+    if (root)
+        read(&rc, root, t);
+    json_decref(root);
+    if (rc == 0)
+        memcpy(m, t, size);
+    return rc;
+}
+
+static void read_job(int *rc, const json_t *root, void *tp)
+{
+    struct pipe_manifest_job *t = tp;
+    t->job_id = get_header(rc, root, &t->generation);
+    uint64_t created = get_u64(rc, root, "created_ms");
+    t->created_ms = created > (uint64_t)INT64_MAX ? 0 : (int64_t)created;
+    t->output_key = get_str(rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
+    get_objects(rc, root, false, &t->inputs, &t->n_inputs);
+    if (*rc < 0)
+        pipe_manifest_job_cleanup(t);
+}
+
+int pipe_manifest_job_from_json(const char *json, size_t n, struct pipe_manifest_job *m)
+{
     struct pipe_manifest_job t;
     pipe_manifest_job_init(&t);
-    json_t *root = load(&rc, json, n);
-    if (!root)
-        goto out;
-    t.job_id = get_job_id(&rc, root);
-    t.generation = get_generation(&rc, root);
-    uint64_t created = get_u64(&rc, root, "created_ms");
-    t.created_ms = created > (uint64_t)INT64_MAX ? 0 : (int64_t)created;
-    t.output_key = get_str(&rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
-    get_objects(&rc, root, false, &t.inputs, &t.n_inputs);
-out:
-    json_decref(root);
-    if (rc < 0)
-        pipe_manifest_job_cleanup(&t);
-    else
-        *m = t;
-    return rc;
+    return read_doc(json, n, read_job, &t, m, sizeof t);
 }
 
 static bool is_hex16(const char *s)
@@ -441,32 +468,28 @@ static bool is_hex16(const char *s)
     return s[16] == '\0';
 }
 
+static void read_combined(int *rc, const json_t *root, void *tp)
+{
+    struct pipe_manifest_combined *t = tp;
+    t->job_id = get_header(rc, root, &t->generation);
+    t->output_key = get_str(rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
+    t->events = get_u64(rc, root, "events");
+    t->bytes = get_u64(rc, root, "bytes");
+    t->uncompressed_bytes = get_u64(rc, root, "uncompressed_bytes");
+    get_fixed(rc, root, "checksum", t->checksum, 16);
+    if (*rc == 0 && !is_hex16(t->checksum))
+        *rc = PIPE_EPARSE;
+    get_objects(rc, root, true, &t->inputs, &t->n_inputs);
+    get_ledger(rc, root, &t->ledger);
+    if (*rc < 0)
+        pipe_manifest_combined_cleanup(t);
+}
+
 int pipe_manifest_combined_from_json(const char *json, size_t n, struct pipe_manifest_combined *m)
 {
-    int rc = 0;
     struct pipe_manifest_combined t;
     pipe_manifest_combined_init(&t);
-    json_t *root = load(&rc, json, n);
-    if (!root)
-        goto out;
-    t.job_id = get_job_id(&rc, root);
-    t.generation = get_generation(&rc, root);
-    t.output_key = get_str(&rc, root, "output_key", PIPE_MANIFEST_KEY_MAX);
-    t.events = get_u64(&rc, root, "events");
-    t.bytes = get_u64(&rc, root, "bytes");
-    t.uncompressed_bytes = get_u64(&rc, root, "uncompressed_bytes");
-    get_fixed(&rc, root, "checksum", t.checksum, 16);
-    if (rc == 0 && !is_hex16(t.checksum))
-        rc = PIPE_EPARSE;
-    get_objects(&rc, root, true, &t.inputs, &t.n_inputs);
-    get_ledger(&rc, root, &t.ledger);
-out:
-    json_decref(root);
-    if (rc < 0)
-        pipe_manifest_combined_cleanup(&t);
-    else
-        *m = t;
-    return rc;
+    return read_doc(json, n, read_combined, &t, m, sizeof t);
 }
 
 static bool digits_only(const char *s, size_t n, size_t dash_at)
@@ -487,9 +510,7 @@ static void get_outputs(int *rc, const json_t *root, struct pipe_manifest_split 
     json_array_foreach (a, i, e) {
         if (*rc < 0)
             return;
-        t->outputs = pipe_realloc(t->outputs, (t->n_outputs + 1) * sizeof *t->outputs);
-        struct pipe_manifest_split_output *o = &t->outputs[t->n_outputs++];
-        memset(o, 0, sizeof *o);
+        struct pipe_manifest_split_output *o = outputs_push(t);
         o->key = get_str(rc, e, "key", PIPE_MANIFEST_KEY_MAX);
         o->event = get_str(rc, e, "event", PIPE_KEYS_EVENT_MAX);
         get_fixed(rc, e, "dt", o->dt, 10);
@@ -528,28 +549,24 @@ static void check_entries(int *rc, const json_t *root, const struct pipe_manifes
     }
 }
 
+static void read_split(int *rc, const json_t *root, void *tp)
+{
+    struct pipe_manifest_split *t = tp;
+    t->job_id = get_header(rc, root, &t->generation);
+    t->input_key = get_str(rc, root, "input_key", PIPE_MANIFEST_KEY_MAX);
+    t->duplicates_dropped = get_u64(rc, root, "duplicates_dropped");
+    t->url_prefix = get_str(rc, root, "url_prefix", PIPE_MANIFEST_KEY_MAX);
+    get_outputs(rc, root, t);
+    get_ledger(rc, root, &t->ledger);
+    if (*rc == 0)
+        check_entries(rc, root, t);
+    if (*rc < 0)
+        pipe_manifest_split_cleanup(t);
+}
+
 int pipe_manifest_split_from_json(const char *json, size_t n, struct pipe_manifest_split *m)
 {
-    int rc = 0;
     struct pipe_manifest_split t;
     pipe_manifest_split_init(&t);
-    json_t *root = load(&rc, json, n);
-    if (!root)
-        goto out;
-    t.job_id = get_job_id(&rc, root);
-    t.generation = get_generation(&rc, root);
-    t.input_key = get_str(&rc, root, "input_key", PIPE_MANIFEST_KEY_MAX);
-    t.duplicates_dropped = get_u64(&rc, root, "duplicates_dropped");
-    t.url_prefix = get_str(&rc, root, "url_prefix", PIPE_MANIFEST_KEY_MAX);
-    get_outputs(&rc, root, &t);
-    get_ledger(&rc, root, &t.ledger);
-    if (rc == 0)
-        check_entries(&rc, root, &t);
-out:
-    json_decref(root);
-    if (rc < 0)
-        pipe_manifest_split_cleanup(&t);
-    else
-        *m = t;
-    return rc;
+    return read_doc(json, n, read_split, &t, m, sizeof t);
 }

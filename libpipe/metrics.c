@@ -288,19 +288,22 @@ static struct series *series_get(struct pipe_metrics *m, struct spec *sp)
     return s;
 }
 
+/* The part of a series' spec every kind has. */
+static struct spec spec_of(enum family_type type, size_t size, const char *name, const char *help,
+                           const char *labels)
+{
+    return (struct spec){.name = name, .help = help, .labels = labels, .type = type, .size = size};
+}
+
 /* plain — a counter or gauge series: a handle of size bytes, or one whose
  * value fn(arg) computes at scrape time (fn NULL for none). */
 static struct series *plain(struct pipe_metrics *m, enum family_type type, size_t size,
                             const char *name, const char *help, const char *labels,
                             pipe_metrics_value_fn fn, void *arg)
 {
-    struct spec sp = {.name = name,
-                      .help = help,
-                      .labels = labels,
-                      .type = type,
-                      .size = size,
-                      .fn = fn,
-                      .arg = arg};
+    struct spec sp = spec_of(type, size, name, help, labels);
+    sp.fn = fn;
+    sp.arg = arg;
     return series_get(m, &sp);
 }
 
@@ -322,14 +325,11 @@ struct pipe_histogram *pipe_metrics_histogram(struct pipe_metrics *m, const char
                                               const char *help, const char *labels,
                                               const double *bounds, size_t nbounds)
 {
-    struct spec sp = {.name = name,
-                      .help = help,
-                      .labels = labels,
-                      .type = FAM_HISTOGRAM,
-                      .bounds = bounds,
-                      .nbounds = nbounds,
-                      .size =
-                          sizeof(struct pipe_histogram) + (nbounds + 1) * sizeof(_Atomic uint64_t)};
+    struct spec sp = spec_of(
+        FAM_HISTOGRAM, sizeof(struct pipe_histogram) + (nbounds + 1) * sizeof(_Atomic uint64_t),
+        name, help, labels);
+    sp.bounds = bounds;
+    sp.nbounds = nbounds;
     return (struct pipe_histogram *)series_get(m, &sp);
 }
 

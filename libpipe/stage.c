@@ -75,6 +75,9 @@ struct pipe_stage {
     uv_loop_t loop;
     uv_signal_t sigterm, sigint;
     struct pipe_stage_poller *poller; /* runs process; NULL for loop-driven stages */
+    pipe_stage_round_fn work;         /* pipe_stage_set_work: the process, or NULL */
+    void *work_arg;
+    void (*work_release)(void *arg);
     struct pipe_store *store;
     struct pipe_leases *leases;
     struct pipe_metrics *metrics;
@@ -352,7 +355,17 @@ bool pipe_stage_poller_busy(const struct pipe_stage_poller *p)
 static enum pipe_stage_status process_round(struct pipe_stage *st, void *arg)
 {
     (void)arg;
+    if (st->work)
+        return st->work(st, st->work_arg);
     return st->desc->process(st, st->state);
+}
+
+void pipe_stage_set_work(struct pipe_stage *st, pipe_stage_round_fn round, void *arg,
+                         void (*release)(void *arg))
+{
+    st->work = round;
+    st->work_arg = arg;
+    st->work_release = release;
 }
 
 static void process_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status last)
@@ -439,6 +452,8 @@ static int open_backends(struct pipe_stage *st)
 
 static void teardown(struct pipe_stage *st, const struct pipe_conf_program *prog)
 {
+    if (st->work_release)
+        st->work_release(st->work_arg);
     if (st->state && st->desc->exit)
         st->desc->exit(st, st->state);
     /* Anything a stage left open is closed so the loop can be freed. */
@@ -518,7 +533,7 @@ int pipe_stage_main(const struct pipe_stage_desc *d, int argc, char **argv)
     } else {
         pipe_log_info("started", "store=\"%s\" instance=%s once=%s", pipe_store_url(st->store),
                       c->instance, c->once ? "true" : "false");
-        if (d->process) {
+        if (d->process || st->work) {
             atomic_store(&st->ready, true);
             st->poller = pipe_stage_poller_start(st, process_round, process_ended, NULL, c->poll_ms,
                                                  c->once);

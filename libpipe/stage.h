@@ -111,6 +111,14 @@ struct pipe_stage_poller;
 typedef enum pipe_stage_status (*pipe_stage_round_fn)(struct pipe_stage *st, void *arg);
 typedef void (*pipe_stage_ended_fn)(struct pipe_stage *st, void *arg, enum pipe_stage_status last);
 
+/* pipe_stage_set_work — called from init by a polling stage whose process
+ * is an object of its own (a job runner, libpipe/job.h): the runtime runs
+ * round(st, arg) as the stage's process (the descriptor's process is then
+ * NULL) and calls release(arg), when not NULL, right before the stage's
+ * exit, also when init failed after this call. */
+void pipe_stage_set_work(struct pipe_stage *st, pipe_stage_round_fn round, void *arg,
+                         void (*release)(void *arg));
+
 /* pipe_stage_poller_start — starts the first round at once (loop thread).
  * The poller is valid until ended runs. */
 struct pipe_stage_poller *pipe_stage_poller_start(struct pipe_stage *st, pipe_stage_round_fn round,

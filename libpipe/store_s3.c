@@ -66,33 +66,38 @@ static int full_key(struct pipe_store *s, const char *op, const char *key, char 
 
 /* ---- put / get / stat / delete --------------------------------------- */
 
-static int s3_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+/* Runs r (method and body filled in) on key's S3 key; op names it in
+ * errors. The results stay in r, its error body is released. */
+static int object_call(struct pipe_store *s, const char *op, const char *key, struct s3_req *r)
 {
     char fk[S3_KEY_MAX + 1];
-    int rc = full_key(s, "put", key, fk);
+    int rc = full_key(s, op, key, fk);
     if (rc < 0)
         return rc;
+    r->key = fk;
+    r->query = "";
+    rc = pipe__s3_call(s, op, key, r);
+    r->key = NULL; /* fk ends here */
+    pipe_buf_cleanup(&r->resp);
+    return rc;
+}
+
+static int s3_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+{
     if ((unsigned long long)len > S3_PUT_MAX) {
         pipe__store_set_error(s, "put %s: %zu bytes is over S3's 5 GiB limit for one PUT", key,
                               len);
         return PIPE_ETOOBIG;
     }
-    struct s3_req r = {.method = "PUT", .key = fk, .query = "", .data = data, .len = len};
-    rc = pipe__s3_call(s, "put", key, &r);
-    pipe_buf_cleanup(&r.resp);
-    return rc;
+    struct s3_req r = {.method = "PUT", .data = data, .len = len};
+    return object_call(s, "put", key, &r);
 }
 
 static int s3_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
 {
-    char fk[S3_KEY_MAX + 1];
-    int rc = full_key(s, "get", key, fk);
-    if (rc < 0)
-        return rc;
-    struct s3_req r = {.method = "GET", .key = fk, .query = "", .out = out};
+    struct s3_req r = {.method = "GET", .out = out};
     size_t room = out->max - out->len;
-    rc = pipe__s3_call(s, "get", key, &r);
-    pipe_buf_cleanup(&r.resp);
+    int rc = object_call(s, "get", key, &r);
     if (rc == PIPE_ETOOBIG)
         pipe__store_set_error(s, "get %s: object is larger than the buffer's cap (%zu bytes free)",
                               key, room);
@@ -101,13 +106,8 @@ static int s3_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
 
 static int s3_stat(struct pipe_store *s, const char *key, struct pipe_store_obj *info)
 {
-    char fk[S3_KEY_MAX + 1];
-    int rc = full_key(s, "stat", key, fk);
-    if (rc < 0)
-        return rc;
-    struct s3_req r = {.method = "HEAD", .key = fk, .query = ""};
-    rc = pipe__s3_call(s, "stat", key, &r);
-    pipe_buf_cleanup(&r.resp);
+    struct s3_req r = {.method = "HEAD"};
+    int rc = object_call(s, "stat", key, &r);
     if (rc < 0)
         return rc;
     info->size = r.content_length;
@@ -118,13 +118,8 @@ static int s3_stat(struct pipe_store *s, const char *key, struct pipe_store_obj 
 
 static int s3_del(struct pipe_store *s, const char *key)
 {
-    char fk[S3_KEY_MAX + 1];
-    int rc = full_key(s, "delete", key, fk);
-    if (rc < 0)
-        return rc;
-    struct s3_req r = {.method = "DELETE", .key = fk, .query = ""};
-    rc = pipe__s3_call(s, "delete", key, &r);
-    pipe_buf_cleanup(&r.resp);
+    struct s3_req r = {.method = "DELETE"};
+    int rc = object_call(s, "delete", key, &r);
     return rc == PIPE_ENOTFOUND ? 0 : rc; /* S3 answers 204 anyway; some servers 404 */
 }
 

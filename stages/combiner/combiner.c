@@ -93,13 +93,6 @@ static const struct pipe_job_kind combine_jobs = {
     .done_bumps = (const char *const[]){PIPE_KEYS_JOBS_SPLIT, PIPE_WAKE_COMBINE_DONE, NULL},
 };
 
-static enum pipe_stage_status combiner_process(struct pipe_stage *st, void *state)
-{
-    struct combiner *c = state;
-    (void)st;
-    return pipe_job_runner_round(c->jobs);
-}
-
 /* ---- the stage --------------------------------------------------------- */
 
 #define COMB_METRIC(kind, field, name, help)                                                       \
@@ -139,6 +132,8 @@ static const struct pipe_metric_def comb_metric_defs[] = {
     {0},
 };
 
+static void combiner_exit(struct pipe_stage *st, void *state);
+
 static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
 {
     const struct combiner_cfg *cfg = cfgp;
@@ -155,15 +150,11 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
     int rc = pipe_zwriter_new((int)cfg->zstd_level, &c->out, &c->zw);
     if (rc < 0 || c->xx == NULL) {
         pipe_log_error("cannot set up compression", "err=\"%s\"", pipe_strerror(rc));
-        XXH3_freeState(c->xx);
-        pipe_buf_cleanup(&c->out);
-        pipe_buf_cleanup(&c->dec);
-        pipe_buf_cleanup(&c->in);
-        pipe_free(c);
+        combiner_exit(st, c);
         return rc < 0 ? rc : PIPE_EIO;
     }
     pipe_metrics_register_table(pipe_stage_metrics(st), comb_metric_defs, &c->m, c);
-    c->jobs = pipe_job_runner_new(st, &combine_jobs, cfg->lease_ttl_ms, c);
+    pipe_job_runner_start(st, &combine_jobs, cfg->lease_ttl_ms, c);
     *state = c;
     return 0;
 }
@@ -172,7 +163,6 @@ static void combiner_exit(struct pipe_stage *st, void *state)
 {
     struct combiner *c = state;
     (void)st;
-    pipe_job_runner_free(c->jobs);
     pipe_zwriter_free(c->zw);
     XXH3_freeState(c->xx);
     pipe_buf_cleanup(&c->out);
@@ -191,6 +181,5 @@ const struct pipe_stage_desc combiner_stage = {
     .validate = combiner_validate,
     .needs_leases = true,
     .init = combiner_init,
-    .process = combiner_process,
     .exit = combiner_exit,
 };

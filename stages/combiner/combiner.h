@@ -15,7 +15,6 @@ struct pipe_counter;
 struct pipe_gauge;
 struct pipe_histogram;
 struct pipe_job_lease;
-struct pipe_job_runner;
 struct pipe_zwriter;
 
 struct combiner_cfg {
@@ -62,7 +61,6 @@ struct combiner {
      * output object. */
     struct pipe_buf in, dec, out;
     struct comb_metrics m;
-    struct pipe_job_runner *jobs;
 };
 
 /* comb_run_job — runs the combine job id under lease, which the job

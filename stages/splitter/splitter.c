@@ -86,7 +86,6 @@ struct splitter {
     struct pipe_buf input; /* the combined object of the job in hand */
     struct pipe_buf doc;   /* a descriptor or manifest */
     struct pipe_buf key;
-    struct pipe_job_runner *jobs;
     int stale_tries;           /* consecutive stale-etag retries (see load) */
     _Atomic int64_t oldest_ms; /* mtime of the oldest pending job, 0 for none */
     _Atomic uint64_t pending;
@@ -425,13 +424,6 @@ static const struct pipe_job_kind split_jobs = {
     .failed = split_failed,
 };
 
-static enum pipe_stage_status splitter_process(struct pipe_stage *st, void *state)
-{
-    struct splitter *s = state;
-    (void)st;
-    return pipe_job_runner_round(s->jobs);
-}
-
 /* ---- the stage ---- */
 
 static double freshness(void *arg)
@@ -487,7 +479,7 @@ static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
     pipe_buf_init(&s->doc, DOC_MAX);
     pipe_buf_init(&s->key, PIPE_STORE_KEY_MAX);
     pipe_metrics_register_table(pipe_stage_metrics(st), split_metric_defs, &s->m, s);
-    s->jobs = pipe_job_runner_new(st, &split_jobs, cfg->lease_ttl_ms, s);
+    pipe_job_runner_start(st, &split_jobs, cfg->lease_ttl_ms, s);
     *state = s;
     struct pipe_dedup_config dc = {
         .window_ms = cfg->dedup_window_ms,
@@ -517,7 +509,6 @@ static void splitter_exit(struct pipe_stage *st, void *state)
     (void)st;
     split_route_cleanup(&s->route);
     pipe_dedup_free(s->dedup);
-    pipe_job_runner_free(s->jobs);
     pipe_buf_cleanup(&s->input);
     pipe_buf_cleanup(&s->doc);
     pipe_buf_cleanup(&s->key);
@@ -535,6 +526,5 @@ const struct pipe_stage_desc splitter_stage = {
     .validate = splitter_validate,
     .needs_leases = true,
     .init = splitter_init,
-    .process = splitter_process,
     .exit = splitter_exit,
 };

@@ -106,20 +106,10 @@ static int runner_init(struct pipe_stage *st, void *cfg, void **state)
     (void)cfg;
     sc.st = st;
     kind.on_failure = policy;
-    *state = pipe_job_runner_new(st, &kind, 2000, &sc);
+    /* The runtime runs the runner as the stage's process and frees it. */
+    pipe_job_runner_start(st, &kind, 2000, &sc);
+    *state = &sc;
     return 0;
-}
-
-static enum pipe_stage_status runner_process(struct pipe_stage *st, void *state)
-{
-    (void)st;
-    return pipe_job_runner_round(state);
-}
-
-static void runner_exit(struct pipe_stage *st, void *state)
-{
-    (void)st;
-    pipe_job_runner_free(state);
 }
 
 static const struct pipe_stage_desc runner_stage = {
@@ -128,8 +118,6 @@ static const struct pipe_stage_desc runner_stage = {
     .cfg_size = sizeof(struct pipe_stage_common),
     .needs_leases = true,
     .init = runner_init,
-    .process = runner_process,
-    .exit = runner_exit,
 };
 
 /* Queues jobs j0..j(n-1) and runs the stage with --once. */
