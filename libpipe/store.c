@@ -289,6 +289,20 @@ out:
     return finish(s, PIPE_STORE_OP_LIST, prefix, seq, rc);
 }
 
+struct pipe_store_obj *pipe__store_list_push(struct pipe_store_list *out, size_t *cap,
+                                             size_t max_keys)
+{
+    if (out->count == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        if (*cap > max_keys)
+            *cap = max_keys;
+        out->items = pipe_realloc(out->items, *cap * sizeof *out->items);
+    }
+    struct pipe_store_obj *o = &out->items[out->count++];
+    memset(o, 0, sizeof *o);
+    return o;
+}
+
 void pipe_store_list_cleanup(struct pipe_store_list *l)
 {
     if (l == NULL)

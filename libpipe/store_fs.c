@@ -581,14 +581,7 @@ static int add_item(struct fs_walk *w, const char *key, size_t klen)
         return errno == ENOENT ? 0 : -errno; /* deleted since readdir: not listed */
     if (!S_ISREG(st.st_mode))
         return 0;
-    struct pipe_store_list *out = w->out;
-    if (out->count == w->items_cap) {
-        w->items_cap = w->items_cap ? 2 * w->items_cap : 64;
-        if (w->items_cap > w->max_keys)
-            w->items_cap = w->max_keys;
-        out->items = pipe_realloc(out->items, w->items_cap * sizeof *out->items);
-    }
-    struct pipe_store_obj *o = &out->items[out->count++];
+    struct pipe_store_obj *o = pipe__store_list_push(w->out, &w->items_cap, w->max_keys);
     fill_obj(&st, o);
     o->key = pipe_strndup(key, klen);
     return 0;

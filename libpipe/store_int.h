@@ -51,6 +51,12 @@ struct pipe_store {
 void pipe__store_set_error(struct pipe_store *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* pipe__store_list_push — a backend's list adds one object: returns a zeroed
+ * item appended to out, growing out->items by doubling up to max_keys
+ * (*cap holds the allocated count; the caller never adds past max_keys). */
+struct pipe_store_obj *pipe__store_list_push(struct pipe_store_list *out, size_t *cap,
+                                             size_t max_keys);
+
 extern const struct pipe_store_ops pipe__store_fs_ops;
 extern const struct pipe_store_ops pipe__store_fault_ops;
 extern const struct pipe_store_ops pipe__store_s3_ops;

@@ -150,15 +150,7 @@ struct s3_list_state {
 
 static void list_add(struct s3_list_state *l, const char *rel)
 {
-    struct pipe_store_list *out = l->out;
-    if (out->count == l->items_cap) {
-        l->items_cap = l->items_cap ? 2 * l->items_cap : 64;
-        if (l->items_cap > l->want)
-            l->items_cap = l->want;
-        out->items = pipe_realloc(out->items, l->items_cap * sizeof *out->items);
-    }
-    struct pipe_store_obj *o = &out->items[out->count++];
-    memset(o, 0, sizeof *o);
+    struct pipe_store_obj *o = pipe__store_list_push(l->out, &l->items_cap, l->want);
     o->key = pipe_strdup(rel);
     o->size = l->size;
     o->mtime_ms = l->mtime_ms;
