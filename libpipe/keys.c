@@ -141,22 +141,25 @@ int pipe_keys_job_lease(struct pipe_buf *out, const char *dir, const char *job_i
     return key_set(out, "%s/%s", kind, job_id);
 }
 
-int pipe_keys_combine_done(struct pipe_buf *out, int64_t hour_ms, const char *name)
+/* A state/<kind>/dt=/hr=/<name><suffix> key. */
+static int state_key(struct pipe_buf *out, const char *kind, int64_t hour_ms, const char *name,
+                     const char *suffix)
 {
     if (!time_valid(hour_ms) || !pipe_keys_name_valid(name))
         return PIPE_EINVAL;
     char dt[11], hr[3];
     pipe_clock_partition(hour_ms, dt, hr);
-    return key_set(out, "state/combine/dt=%s/hr=%s/%s", dt, hr, name);
+    return key_set(out, "state/%s/dt=%s/hr=%s/%s%s", kind, dt, hr, name, suffix);
+}
+
+int pipe_keys_combine_done(struct pipe_buf *out, int64_t hour_ms, const char *name)
+{
+    return state_key(out, "combine", hour_ms, name, "");
 }
 
 int pipe_keys_dedup_index(struct pipe_buf *out, int64_t hour_ms, const char *job_id)
 {
-    if (!time_valid(hour_ms) || !pipe_keys_name_valid(job_id))
-        return PIPE_EINVAL;
-    char dt[11], hr[3];
-    pipe_clock_partition(hour_ms, dt, hr);
-    return key_set(out, "state/dedup/dt=%s/hr=%s/%s.idx", dt, hr, job_id);
+    return state_key(out, "dedup", hour_ms, job_id, ".idx");
 }
 
 int pipe_keys_job_id(struct pipe_buf *out, unsigned generation, int64_t hour_ms, uint64_t hash)
