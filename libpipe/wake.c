@@ -117,29 +117,28 @@ static struct pipe_leases *leases(struct pipe_wake *w)
  * true when all went through. */
 static bool send_dirty(struct pipe_wake *w)
 {
-    char *todo[WAKE_NAMES];
+    size_t owed[WAKE_NAMES]; /* indexes into w->names */
     size_t n = 0;
     for (size_t i = 0; i < w->n_names; i++)
         if (w->dirty[i]) {
             w->dirty[i] = false;
-            todo[n++] = w->names[i]; /* names live until pipe_wake_free */
+            owed[n++] = i;
         }
     pthread_mutex_unlock(&w->mu);
     bool all = true;
     for (size_t i = 0; i < n; i++) {
+        const char *name = w->names[owed[i]]; /* names live until pipe_wake_free */
         struct pipe_leases *ls = leases(w);
-        int rc = ls ? pipe_leases_bump(ls, todo[i]) : PIPE_EUNAVAIL;
+        int rc = ls ? pipe_leases_bump(ls, name) : PIPE_EUNAVAIL;
         if (rc == 0) {
             pipe_counter_inc(w->bumped);
             continue;
         }
         pipe_counter_inc(w->failed);
         if (ls)
-            log_failure(w, "cannot bump a generation; trying again", todo[i], rc);
+            log_failure(w, "cannot bump a generation; trying again", name, rc);
         pthread_mutex_lock(&w->mu);
-        for (size_t j = 0; j < w->n_names; j++)
-            if (w->names[j] == todo[i])
-                w->dirty[j] = true;
+        w->dirty[owed[i]] = true;
         pthread_mutex_unlock(&w->mu);
         all = false;
     }
