@@ -258,10 +258,8 @@ void pipe_zdecoder_free(struct pipe_zdecoder *d)
     pipe_free(d);
 }
 
-/* zdecoder_stream — decodes in[0..n) (frames from here to the end) chunk
- * by chunk into out: the path for frames that do not declare their size,
- * or declare more than out may hold. 0, PIPE_ETOOBIG or PIPE_ECORRUPT. */
-static int zdecoder_stream(struct pipe_zdecoder *d, const void *in, size_t n, struct pipe_buf *out)
+int pipe_zdecoder_each(struct pipe_zdecoder *d, const void *in, size_t n, pipe_zchunk_fn fn,
+                       void *arg)
 {
     if (ZSTD_isError(ZSTD_DCtx_reset(d->dctx, ZSTD_reset_session_only)))
         return PIPE_EIO;
@@ -272,10 +270,17 @@ static int zdecoder_stream(struct pipe_zdecoder *d, const void *in, size_t n, st
         int rc = zstd_step(d->dctx, &zin, &ob, &last);
         if (rc <= 0)
             return rc;
-        rc = pipe_buf_append(out, d->chunk, ob.pos);
-        if (rc < 0)
+        if (ob.pos > 0 && (rc = fn(arg, d->chunk, ob.pos)) < 0)
             return rc;
     }
+}
+
+/* Appends a decoded chunk to the pipe_buf out: the streamed path of a
+ * whole-buffer decode (frames that do not declare their size, or declare
+ * more than out may hold), which the cap stops with PIPE_ETOOBIG. */
+static int append_chunk(void *out, const char *chunk, size_t len)
+{
+    return pipe_buf_append(out, chunk, len);
 }
 
 /* frame_window — the window a (non-skippable) frame's header declares, in
@@ -341,7 +346,7 @@ int pipe_zdecoder_decompress(struct pipe_zdecoder *d, const void *in, size_t n,
             pos += (size_t)used;
     }
     if (rc == 0 && pos < n)
-        rc = zdecoder_stream(d, p + pos, n - pos, out);
+        rc = pipe_zdecoder_each(d, p + pos, n - pos, append_chunk, out);
     if (rc < 0) {
         out->len = start_len;
         if (out->data)

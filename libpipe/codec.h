@@ -88,6 +88,15 @@ int pipe_zdecoder_new(struct pipe_zdecoder **d);
 int pipe_zdecoder_decompress(struct pipe_zdecoder *d, const void *in, size_t n,
                              struct pipe_buf *out);
 
+/* pipe_zdecoder_each — decodes the zstd frames in[0..n) (skippable frames
+ * ignored) one chunk at a time on d's context, calling fn(arg, chunk, len)
+ * for every chunk of output while it is in cache; nothing is kept. A
+ * negative return from fn stops the walk and is returned. 0, PIPE_ECORRUPT
+ * (a bad or cut-short frame, a checksum mismatch) or PIPE_EIO. */
+typedef int (*pipe_zchunk_fn)(void *arg, const char *chunk, size_t len);
+int pipe_zdecoder_each(struct pipe_zdecoder *d, const void *in, size_t n, pipe_zchunk_fn fn,
+                       void *arg);
+
 /* pipe_zdecoder_free — NULL is a no-op. */
 void pipe_zdecoder_free(struct pipe_zdecoder *d);
 

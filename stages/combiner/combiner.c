@@ -144,10 +144,11 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
               : strcmp(cfg->mode, "recompress") == 0 ? COMB_RECOMPRESS
                                                      : COMB_AUTO;
     pipe_buf_init(&c->in, cfg->max_input);
-    pipe_buf_init(&c->dec, cfg->max_input);
     pipe_buf_init(&c->out, cfg->max_output);
     c->xx = XXH3_createState();
     int rc = pipe_zwriter_new((int)cfg->zstd_level, &c->out, &c->zw);
+    if (rc == 0)
+        rc = pipe_zdecoder_new(&c->zd);
     if (rc < 0 || c->xx == NULL) {
         pipe_log_error("cannot set up compression", "err=\"%s\"", pipe_strerror(rc));
         combiner_exit(st, c);
@@ -164,9 +165,9 @@ static void combiner_exit(struct pipe_stage *st, void *state)
     struct combiner *c = state;
     (void)st;
     pipe_zwriter_free(c->zw);
+    pipe_zdecoder_free(c->zd);
     XXH3_freeState(c->xx);
     pipe_buf_cleanup(&c->out);
-    pipe_buf_cleanup(&c->dec);
     pipe_buf_cleanup(&c->in);
     pipe_free(c);
 }

@@ -56,10 +56,10 @@ struct combiner {
     const struct combiner_cfg *cfg;
     enum comb_mode mode;
     struct pipe_zwriter *zw;
+    struct pipe_zdecoder *zd; /* decodes every input, chunk by chunk */
     XXH3_state_t *xx;
-    /* Recycled between jobs: the compressed input, the decoded input, the
-     * output object. */
-    struct pipe_buf in, dec, out;
+    /* Recycled between jobs: the compressed input, the output object. */
+    struct pipe_buf in, out;
     struct comb_metrics m;
 };
 

@@ -8,7 +8,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <zstd.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
@@ -44,7 +43,6 @@ struct run {
     struct pipe_manifest_job job;
     int64_t hour_ms; /* the partition of every input and of the output */
     bool frame_open; /* a recompressed zstd frame is in progress in c->out */
-    ZSTD_DCtx *dctx; /* decodes every input, chunk by chunk, into c->dec */
     struct scan sc;  /* what decoding the input in hand has learnt so far */
     struct pipe_manifest_combined man;
     uint64_t bytes_in;
@@ -220,6 +218,21 @@ static int take_chunk(struct run *r, const char *key, const char *p, size_t n, b
     return feed ? pipe_zwriter_write(c->zw, p, n) : 0;
 }
 
+struct chunk_ctx {
+    struct run *r;
+    const char *key;
+    bool feed;
+    bool refused; /* take_chunk refused a chunk (and said why) */
+};
+
+static int on_chunk(void *arg, const char *p, size_t n)
+{
+    struct chunk_ctx *x = arg;
+    int rc = take_chunk(x->r, x->key, p, n, x->feed);
+    x->refused = rc < 0;
+    return rc;
+}
+
 /* Decodes the input p[0..n) (one or more zstd frames, or plain) chunk by
  * chunk through take_chunk: one pass, in a buffer that stays in cache,
  * instead of the whole input decoded to memory and then read twice more. */
@@ -228,24 +241,11 @@ static int decode_input(struct run *r, const char *key, const char *p, size_t n,
     memset(&r->sc, 0, sizeof r->sc);
     if (!pipe_codec_is_zstd(p, n))
         return take_chunk(r, key, p, n, feed);
-    if (ZSTD_isError(ZSTD_DCtx_reset(r->dctx, ZSTD_reset_session_only)))
-        return PIPE_EIO;
-    ZSTD_inBuffer zin = {p, n, 0};
-    for (;;) {
-        ZSTD_outBuffer ob = {r->c->dec.data, r->c->dec.cap, 0};
-        size_t before = zin.pos;
-        size_t ret = ZSTD_decompressStream(r->dctx, &ob, &zin);
-        if (ZSTD_isError(ret))
-            return undecodable(r, key, ZSTD_getErrorName(ret));
-        int rc = take_chunk(r, key, r->c->dec.data, ob.pos, feed);
-        if (rc < 0)
-            return rc;
-        if (ret == 0 && zin.pos == zin.size)
-            return 0;
-        /* All input read before a call that decoded nothing: cut short. */
-        if (ob.pos == 0 && before == zin.size)
-            return undecodable(r, key, "ends in the middle of a zstd frame");
-    }
+    struct chunk_ctx x = {r, key, feed, false};
+    int rc = pipe_zdecoder_each(r->c->zd, p, n, on_chunk, &x);
+    if (rc == PIPE_ECORRUPT && !x.refused)
+        return undecodable(r, key, "a bad or cut-short zstd frame");
+    return rc;
 }
 
 /* Appends one input to c->out: its frames copied as stored (fetched
@@ -336,16 +336,7 @@ static int merge(struct run *r)
     pipe_buf_reset(&c->out);
     XXH3_64bits_reset(c->xx);
     r->frame_open = false;
-    /* One decoder per job (its window is allocated at the first frame),
-     * decoding into c->dec: one chunk, the size zstd suggests, recycled
-     * between jobs and small enough to stay in cache. */
-    size_t chunk = ZSTD_DStreamOutSize();
-    int rc = pipe_buf_reserve(&c->dec, chunk < c->dec.max ? chunk : c->dec.max);
-    r->dctx = rc == 0 ? ZSTD_createDCtx() : NULL;
-    if (rc == 0)
-        rc = r->dctx ? merge_inputs(r) : PIPE_EIO;
-    ZSTD_freeDCtx(r->dctx);
-    r->dctx = NULL;
+    int rc = merge_inputs(r);
     if (rc < 0)
         return rc;
     struct pipe_manifest_combined *m = &r->man;

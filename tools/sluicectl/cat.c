@@ -7,7 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <zstd.h>
 
 #include "libpipe/buf.h"
 #include "libpipe/codec.h"
@@ -59,44 +58,29 @@ static bool cat_write(const void *p, size_t n)
     return n == 0 || fwrite(p, 1, n, stdout) == n;
 }
 
-/* Streams the decompressed content of a zstd object to stdout.
- * ZSTD_decompressStream handles concatenated and skippable frames; the
- * decoder's default window limit (128 MiB) bounds what a frame may make us
- * allocate. */
+static int write_chunk(void *failed, const char *chunk, size_t len)
+{
+    if (cat_write(chunk, len))
+        return 0;
+    *(bool *)failed = true;
+    return PIPE_EIO;
+}
+
+/* Streams the decompressed content of a zstd object to stdout, chunk by
+ * chunk (concatenated and skippable frames as the codec reads them). */
 static enum cat_fail cat_zstd(const struct pipe_buf *obj)
 {
-    enum cat_fail fail = CAT_OK;
-    ZSTD_DCtx *dctx = ZSTD_createDCtx();
-    size_t out_cap = ZSTD_DStreamOutSize();
-    char *chunk = pipe_malloc(out_cap);
-    if (dctx == NULL) {
-        fail = CAT_FAIL_DECODER;
-        goto out;
-    }
-    ZSTD_inBuffer in = {obj->data, obj->len, 0};
-    size_t ret = 0;
-    /* Loop until the input is used up and the decoder has nothing
-     * buffered: a full output chunk may mean more output is pending. */
-    for (bool more = true; more;) {
-        ZSTD_outBuffer out = {chunk, out_cap, 0};
-        ret = ZSTD_decompressStream(dctx, &out, &in);
-        if (ZSTD_isError(ret)) {
-            fail = CAT_FAIL_CORRUPT;
-            goto out;
-        }
-        if (!cat_write(chunk, out.pos)) {
-            fail = CAT_FAIL_WRITE;
-            goto out;
-        }
-        more = in.pos < in.size || out.pos == out.size;
-    }
-    /* ret != 0 at the end of the input: the last frame is cut short. */
-    if (ret != 0)
-        fail = CAT_FAIL_CORRUPT;
-out:
-    pipe_free(chunk);
-    ZSTD_freeDCtx(dctx);
-    return fail;
+    struct pipe_zdecoder *zd = NULL;
+    if (pipe_zdecoder_new(&zd) < 0)
+        return CAT_FAIL_DECODER;
+    bool write_failed = false;
+    int rc = pipe_zdecoder_each(zd, obj->data, obj->len, write_chunk, &write_failed);
+    pipe_zdecoder_free(zd);
+    if (rc == 0)
+        return CAT_OK;
+    return write_failed          ? CAT_FAIL_WRITE
+           : rc == PIPE_ECORRUPT ? CAT_FAIL_CORRUPT
+                                 : CAT_FAIL_DECODER;
 }
 
 /* Counts lines as pipe_line_reader sees them: a last line without "\n"
