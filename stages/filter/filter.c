@@ -194,11 +194,9 @@ static void labeled_counters(struct pipe_metrics *reg, const char *name, const c
 #define FILTER_METRIC(kind, field, name, help)                                                     \
     PIPE_METRIC(kind, struct filter_metrics, field, name, help)
 #define FILTER_RELOADS(i, result)                                                                  \
-    {                                                                                              \
-        PIPE_METRIC_COUNTER, "sluice_filter_schema_reloads_total", "result=\"" result "\"",        \
-            offsetof(struct filter_metrics, schema_reloads[i]), NULL,                              \
-            "Schema reloads (SIGHUP), by result."                                                  \
-    }
+    PIPE_METRIC_LABELED(COUNTER, struct filter_metrics, schema_reloads[i],                         \
+                        "sluice_filter_schema_reloads_total", "result=\"" result "\"",             \
+                        "Schema reloads (SIGHUP), by result.")
 
 static double pending_bytes_value(void *arg);
 static double receiving_bytes_value(void *arg);
@@ -224,10 +222,11 @@ static const struct pipe_metric_def filter_metric_defs[] = {
                   "Time from a request's arrival to its answer."),
     FILTER_METRIC(SECONDS, flush_latency, "sluice_filter_flush_seconds",
                   "Time to compress and store one batch."),
-    {PIPE_METRIC_GAUGE_FN, "sluice_filter_pending_bytes", NULL, 0, pending_bytes_value,
-     "Bytes received but not yet acknowledged."},
-    {PIPE_METRIC_GAUGE_FN, "sluice_filter_receiving_bytes", NULL, 0, receiving_bytes_value,
-     "Declared length of request bodies still arriving (counted against max_pending)."},
+    PIPE_METRIC_FN("sluice_filter_pending_bytes", pending_bytes_value,
+                   "Bytes received but not yet acknowledged."),
+    PIPE_METRIC_FN(
+        "sluice_filter_receiving_bytes", receiving_bytes_value,
+        "Declared length of request bodies still arriving (counted against max_pending)."),
     {0},
 };
 

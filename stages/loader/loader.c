@@ -99,10 +99,10 @@ static const struct pipe_metric_def load_metric_defs[] = {
                 "rows skipped because their id was already loaded"),
     LOAD_METRIC(COUNTER, m_errors, "sluice_loader_file_errors_total",
                 "split files whose load failed (retried next pass)"),
-    {PIPE_METRIC_GAUGE_FN, "sluice_loader_newest_event_age_seconds", NULL, 0, newest_age_s,
-     "age of the newest event loaded (received_at), 0 before the first"},
-    {PIPE_METRIC_GAUGE_FN, "sluice_loader_files_waiting", NULL, 0, files_waiting,
-     "split files listed in manifests but not yet loaded"},
+    PIPE_METRIC_FN("sluice_loader_newest_event_age_seconds", newest_age_s,
+                   "age of the newest event loaded (received_at), 0 before the first"),
+    PIPE_METRIC_FN("sluice_loader_files_waiting", files_waiting,
+                   "split files listed in manifests but not yet loaded"),
     {0},
 };
 
