@@ -80,11 +80,20 @@ struct pipe_metric_def {
     const char *help;
 };
 
-/* PIPE_METRIC — one row of a table: kind without its prefix (COUNTER,
- * GAUGE, SECONDS), the handle's field in struct type, name and help. */
+/* The rows of a table. PIPE_METRIC: kind without its prefix (COUNTER,
+ * GAUGE, SECONDS), the handle's field in struct type, name and help.
+ * PIPE_METRIC_LABELED: the same for one label set of a family, labels as
+ * for pipe_metrics_counter. PIPE_METRIC_FN: a gauge computed at scrape time
+ * by fn (called with register_table's fn_arg); it has no handle. */
 #define PIPE_METRIC(kind, type, field, name, help)                                                 \
+    PIPE_METRIC_LABELED(kind, type, field, name, NULL, help)
+#define PIPE_METRIC_LABELED(kind, type, field, name, labels, help)                                 \
     {                                                                                              \
-        PIPE_METRIC_##kind, (name), NULL, offsetof(type, field), NULL, (help)                      \
+        PIPE_METRIC_##kind, (name), (labels), offsetof(type, field), NULL, (help)                  \
+    }
+#define PIPE_METRIC_FN(name, fn, help)                                                             \
+    {                                                                                              \
+        PIPE_METRIC_GAUGE_FN, (name), NULL, 0, (fn), (help)                                        \
     }
 
 /* pipe_metrics_register_table — registers every row of defs, up to one

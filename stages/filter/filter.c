@@ -101,6 +101,35 @@ static bool is_loopback(const char *addr)
            strncmp(addr, "localhost:", 10) == 0;
 }
 
+/* How the size limits must relate, each rule read as "need may be at most
+ * have / factor"; -1 with the first rule broken in err. */
+static int check_sizes(const struct filter_cfg *c, char *err, size_t errlen)
+{
+    const struct {
+        uint64_t need, have, factor;
+        const char *why;
+    } rules[] = {
+        {c->flush_bytes, c->max_pending, 2,
+         "max_pending must be at least twice flush_bytes (one batch fills while the previous "
+         "one is written)"},
+        {c->max_body, c->max_decoded, 1,
+         "max_body must not exceed max_decoded (a plain body is decoded)"},
+        {c->max_decoded + c->max_rejected, c->max_pending, 2,
+         "max_pending must be at least twice max_decoded + max_rejected (the most one request "
+         "can add), so that a request over the limits gets 413 and one within them always fits "
+         "once the pending data is written"},
+        {c->max_event, c->flush_bytes, 1, "max_event must not exceed flush_bytes"},
+        {c->max_batch, c->max_decoded, 1, "max_batch must not exceed max_decoded"},
+    };
+    for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
+        if (rules[i].need > rules[i].have / rules[i].factor) {
+            snprintf(err, errlen, "%s", rules[i].why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int filter_validate(void *cfgp, char *err, size_t errlen)
 {
     const struct filter_cfg *c = cfgp;
@@ -131,33 +160,10 @@ static int filter_validate(void *cfgp, char *err, size_t errlen)
                  c->listen);
         return -1;
     }
-    if (c->flush_bytes > c->max_pending / 2) {
-        snprintf(err, errlen,
-                 "max_pending must be at least twice flush_bytes (one batch "
-                 "fills while the previous one is written)");
+    if (check_sizes(c, err, errlen) < 0)
         return -1;
-    }
-    if (c->max_body > c->max_decoded) {
-        snprintf(err, errlen, "max_body must not exceed max_decoded (a plain body is decoded)");
-        return -1;
-    }
-    if (c->max_decoded + c->max_rejected > c->max_pending / 2) {
-        snprintf(err, errlen,
-                 "max_pending must be at least twice max_decoded + max_rejected (the most one "
-                 "request can add), so that a request over the limits gets 413 and one within "
-                 "them always fits once the pending data is written");
-        return -1;
-    }
-    if (c->max_event > c->flush_bytes) {
-        snprintf(err, errlen, "max_event must not exceed flush_bytes");
-        return -1;
-    }
     if (c->snowplow_channel && !pipe_keys_instance_valid(c->snowplow_channel)) {
         snprintf(err, errlen, "snowplow_channel must be a name like \"web\" ([A-Za-z0-9_.-])");
-        return -1;
-    }
-    if (c->max_batch > c->max_decoded) {
-        snprintf(err, errlen, "max_batch must not exceed max_decoded");
         return -1;
     }
     const char *unknown = c->unknown_types ? c->unknown_types : "accept";
@@ -188,11 +194,9 @@ static void labeled_counters(struct pipe_metrics *reg, const char *name, const c
 #define FILTER_METRIC(kind, field, name, help)                                                     \
     PIPE_METRIC(kind, struct filter_metrics, field, name, help)
 #define FILTER_RELOADS(i, result)                                                                  \
-    {                                                                                              \
-        PIPE_METRIC_COUNTER, "sluice_filter_schema_reloads_total", "result=\"" result "\"",        \
-            offsetof(struct filter_metrics, schema_reloads[i]), NULL,                              \
-            "Schema reloads (SIGHUP), by result."                                                  \
-    }
+    PIPE_METRIC_LABELED(COUNTER, struct filter_metrics, schema_reloads[i],                         \
+                        "sluice_filter_schema_reloads_total", "result=\"" result "\"",             \
+                        "Schema reloads (SIGHUP), by result.")
 
 static double pending_bytes_value(void *arg);
 static double receiving_bytes_value(void *arg);
@@ -218,10 +222,11 @@ static const struct pipe_metric_def filter_metric_defs[] = {
                   "Time from a request's arrival to its answer."),
     FILTER_METRIC(SECONDS, flush_latency, "sluice_filter_flush_seconds",
                   "Time to compress and store one batch."),
-    {PIPE_METRIC_GAUGE_FN, "sluice_filter_pending_bytes", NULL, 0, pending_bytes_value,
-     "Bytes received but not yet acknowledged."},
-    {PIPE_METRIC_GAUGE_FN, "sluice_filter_receiving_bytes", NULL, 0, receiving_bytes_value,
-     "Declared length of request bodies still arriving (counted against max_pending)."},
+    PIPE_METRIC_FN("sluice_filter_pending_bytes", pending_bytes_value,
+                   "Bytes received but not yet acknowledged."),
+    PIPE_METRIC_FN(
+        "sluice_filter_receiving_bytes", receiving_bytes_value,
+        "Declared length of request bodies still arriving (counted against max_pending)."),
     {0},
 };
 

@@ -99,10 +99,10 @@ static const struct pipe_metric_def load_metric_defs[] = {
                 "rows skipped because their id was already loaded"),
     LOAD_METRIC(COUNTER, m_errors, "sluice_loader_file_errors_total",
                 "split files whose load failed (retried next pass)"),
-    {PIPE_METRIC_GAUGE_FN, "sluice_loader_newest_event_age_seconds", NULL, 0, newest_age_s,
-     "age of the newest event loaded (received_at), 0 before the first"},
-    {PIPE_METRIC_GAUGE_FN, "sluice_loader_files_waiting", NULL, 0, files_waiting,
-     "split files listed in manifests but not yet loaded"},
+    PIPE_METRIC_FN("sluice_loader_newest_event_age_seconds", newest_age_s,
+                   "age of the newest event loaded (received_at), 0 before the first"),
+    PIPE_METRIC_FN("sluice_loader_files_waiting", files_waiting,
+                   "split files listed in manifests but not yet loaded"),
     {0},
 };
 
@@ -280,6 +280,16 @@ static int load_validate(void *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Releases what load_init set up; for a failed start as well as at exit. */
+static void load_free(struct load *l)
+{
+    loader_pg_free(l->wh);
+    pipe_buf_cleanup(&l->doc);
+    pipe_buf_cleanup(&l->raw);
+    pipe_buf_cleanup(&l->lines);
+    pipe_free(l);
+}
+
 static int load_init(struct pipe_stage *st, void *cfg, void **state)
 {
     struct load_cfg *c = cfg;
@@ -303,10 +313,7 @@ static int load_init(struct pipe_stage *st, void *cfg, void **state)
     if (rc < 0) {
         pipe_log_error("warehouse unusable", "err=\"%s\"", loader_pg_last_error(NULL));
         fprintf(stderr, "sluicectl load: %s\n", loader_pg_last_error(NULL));
-        pipe_buf_cleanup(&l->doc);
-        pipe_buf_cleanup(&l->raw);
-        pipe_buf_cleanup(&l->lines);
-        pipe_free(l);
+        load_free(l);
         return rc;
     }
     int64_t newest = 0;
@@ -326,11 +333,7 @@ static void load_exit(struct pipe_stage *st, void *state)
                " files were already loaded; %" PRIu64 " failed\n",
                l->t.files, l->t.rows, l->t.inserted, l->t.rows - l->t.inserted, l->t.manifests,
                l->t.skipped, l->t.failed);
-    loader_pg_free(l->wh);
-    pipe_buf_cleanup(&l->doc);
-    pipe_buf_cleanup(&l->raw);
-    pipe_buf_cleanup(&l->lines);
-    pipe_free(l);
+    load_free(l);
 }
 
 static const struct pipe_stage_desc load_stage = {

@@ -99,6 +99,35 @@ static int wh_exec(struct loader_pg *wh, const char *sql, int n, const char *con
     return rc;
 }
 
+/* Runs a query that returns rows; params may be NULL. 0 with *out its
+ * result, which the caller PQclears; on failure the reason is recorded
+ * under what and the code of a failed statement returned (*out untouched). */
+static int wh_query(struct loader_pg *wh, const char *what, const char *sql, int n,
+                    const char *const *params, PGresult **out)
+{
+    PGresult *res = PQexecParams(wh->conn, sql, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        wh_fail(wh, what, res);
+        PQclear(res);
+        return wh_rc(wh);
+    }
+    *out = res;
+    return 0;
+}
+
+/* Whether the load history lists the split file key. */
+static int history_has(struct loader_pg *wh, const char *key, bool *listed)
+{
+    PGresult *r;
+    int rc = wh_query(wh, "history lookup", "SELECT 1 FROM sluice_load_history WHERE file = $1", 1,
+                      &key, &r);
+    if (rc == 0) {
+        *listed = PQntuples(r) > 0;
+        PQclear(r);
+    }
+    return rc;
+}
+
 /* ---- tables from the schemas ------------------------------------------ */
 
 /* The postgres table plan of event: envelope columns, the columns of the
@@ -337,29 +366,16 @@ static int load_in_tx(struct loader_pg *wh, const struct loader_pg_file *f, cons
     /* Serialise loaders on this file, then look again: another loader may
      * have committed it since the caller asked. */
     int rc = wh_exec(wh, "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", 1, key);
-    if (rc < 0)
+    if (rc == 0)
+        rc = history_has(wh, f->key, &res->already);
+    if (rc < 0 || res->already)
         return rc;
-    PGresult *r = PQexecParams(wh->conn, "SELECT 1 FROM sluice_load_history WHERE file = $1", 1,
-                               NULL, key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "history lookup", r);
-        PQclear(r);
-        return wh_rc(wh);
-    }
-    res->already = PQntuples(r) > 0;
-    PQclear(r);
-    if (res->already)
-        return 0;
     if ((rc = wh_exec(wh, "TRUNCATE sluice_stage", 0, NULL)) < 0 || (rc = copy_in(wh, f)) < 0)
         return rc;
-    if ((rc = build_insert(wh, f->event, table)) < 0)
+    PGresult *r;
+    if ((rc = build_insert(wh, f->event, table)) < 0 ||
+        (rc = wh_query(wh, "insert rows", wh->sql.data, 1, key, &r)) < 0)
         return rc;
-    r = PQexecParams(wh->conn, wh->sql.data, 1, NULL, key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "insert rows", r);
-        PQclear(r);
-        return wh_rc(wh);
-    }
     res->inserted = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
     res->newest_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
     PQclear(r);
@@ -407,34 +423,25 @@ int loader_pg_is_loaded(struct loader_pg *wh, const char *key, bool *loaded)
     int rc = wh_alive(wh);
     if (rc < 0)
         return rc;
-    PGresult *r = PQexecParams(wh->conn, "SELECT 1 FROM sluice_load_history WHERE file = $1", 1,
-                               NULL, &key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "history lookup", r);
-        rc = PIPE_EUNAVAIL;
-    } else {
-        *loaded = PQntuples(r) > 0;
-    }
-    PQclear(r);
-    return rc;
+    /* Whatever made the lookup fail, the caller's answer is the same (retry
+     * the whole pass later), hence one code, as loader.h says. */
+    return history_has(wh, key, loaded) < 0 ? PIPE_EUNAVAIL : 0;
 }
 
 int loader_pg_newest(struct loader_pg *wh, int64_t *ms)
 {
+    PGresult *r;
     int rc = wh_alive(wh);
+    if (rc == 0)
+        rc = wh_query(wh, "newest loaded event",
+                      "SELECT coalesce(floor(extract(epoch FROM max(newest_received_at))"
+                      " * 1000), 0)::bigint FROM sluice_load_history",
+                      0, NULL, &r);
     if (rc < 0)
         return rc;
-    PGresult *r = PQexec(wh->conn, "SELECT coalesce(floor(extract(epoch FROM"
-                                   " max(newest_received_at)) * 1000), 0)::bigint"
-                                   " FROM sluice_load_history");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "newest loaded event", r);
-        rc = wh_rc(wh);
-    } else {
-        *ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    }
+    *ms = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
-    return rc;
+    return 0;
 }
 
 int loader_pg_file_rows(struct loader_pg *wh, const char *key, const char *event, bool *found,
@@ -452,17 +459,15 @@ int loader_pg_file_rows(struct loader_pg *wh, const char *key, const char *event
     pipe_buf_append_str(b,
                         " t WHERE t._file = h.file) FROM sluice_load_history h WHERE h.file = $1");
     pipe_buf_append_char(b, '\0');
-    PGresult *r = PQexecParams(wh->conn, b->data, 1, NULL, &key, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        wh_fail(wh, "file rows", r);
-        rc = wh_rc(wh);
-    } else {
-        *found = PQntuples(r) > 0;
-        *history_rows = *found ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
-        *table_rows = *found ? strtoull(PQgetvalue(r, 0, 1), NULL, 10) : 0;
-    }
+    PGresult *r;
+    rc = wh_query(wh, "file rows", b->data, 1, &key, &r);
+    if (rc < 0)
+        return rc;
+    *found = PQntuples(r) > 0;
+    *history_rows = *found ? strtoull(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    *table_rows = *found ? strtoull(PQgetvalue(r, 0, 1), NULL, 10) : 0;
     PQclear(r);
-    return rc;
+    return 0;
 }
 
 int loader_pg_open(const char *url, const char *schemas_dir, struct loader_pg **out)

@@ -440,6 +440,10 @@ static double pending_jobs(void *arg)
 
 #define SPLIT_METRIC(kind, field, name, help)                                                      \
     PIPE_METRIC(kind, struct splitter_metrics, field, name, help)
+#define SPLIT_DUPS(field, scope)                                                                   \
+    PIPE_METRIC_LABELED(COUNTER, struct splitter_metrics, field,                                   \
+                        "sluice_splitter_duplicates_dropped_total", "scope=\"" scope "\"",         \
+                        "Duplicate events dropped.")
 
 static const struct pipe_metric_def split_metric_defs[] = {
     SPLIT_METRIC(COUNTER, events_in, "sluice_splitter_events_in_total",
@@ -448,10 +452,8 @@ static const struct pipe_metric_def split_metric_defs[] = {
                  "Events written to split files."),
     SPLIT_METRIC(COUNTER, rejected, "sluice_splitter_events_rejected_total",
                  "Lines that were not events (unparseable)."),
-    {PIPE_METRIC_COUNTER, "sluice_splitter_duplicates_dropped_total", "scope=\"in_batch\"",
-     offsetof(struct splitter_metrics, dup_batch), NULL, "Duplicate events dropped."},
-    {PIPE_METRIC_COUNTER, "sluice_splitter_duplicates_dropped_total", "scope=\"cross_batch\"",
-     offsetof(struct splitter_metrics, dup_cross), NULL, "Duplicate events dropped."},
+    SPLIT_DUPS(dup_batch, "in_batch"),
+    SPLIT_DUPS(dup_cross, "cross_batch"),
     SPLIT_METRIC(COUNTER, outputs, "sluice_splitter_outputs_written_total", "Split files written."),
     SPLIT_METRIC(COUNTER, bytes_in, "sluice_splitter_bytes_in_total",
                  "Compressed bytes of combined objects read."),
@@ -462,10 +464,10 @@ static const struct pipe_metric_def split_metric_defs[] = {
                  "Split jobs that cannot succeed (left in place)."),
     SPLIT_METRIC(SECONDS, job_seconds, "sluice_splitter_job_seconds",
                  "Time to split and commit one job."),
-    {PIPE_METRIC_GAUGE_FN, "sluice_splitter_freshness_seconds", NULL, 0, freshness,
-     "Age of the oldest pending split job."},
-    {PIPE_METRIC_GAUGE_FN, "sluice_splitter_pending_jobs", NULL, 0, pending_jobs,
-     "Split jobs pending at the last listing."},
+    PIPE_METRIC_FN("sluice_splitter_freshness_seconds", freshness,
+                   "Age of the oldest pending split job."),
+    PIPE_METRIC_FN("sluice_splitter_pending_jobs", pending_jobs,
+                   "Split jobs pending at the last listing."),
     {0},
 };
 

@@ -172,6 +172,15 @@ stop_pid "$FILTER_PID"
   2>"$T/cfg6.log"; rc=$?
 check "max_pending below twice what one request may add is a usage error (exit $rc)" \
   bash -c "[ $rc = 2 ] && grep -q max_decoded '$T/cfg6.log'"
+# each other relation between the size limits, broken alone, is refused with its rule
+for bad in "--flush-bytes 200MiB|max_pending must be at least twice flush_bytes" \
+  "--max-body 100MiB|max_body must not exceed max_decoded" \
+  "--max-event 16MiB|max_event must not exceed flush_bytes" \
+  "--max-batch 100MiB|max_batch must not exceed max_decoded"; do
+  "$BIN/sluice-filter" ${bad%%|*} --admin off --store "file://$T/x" 2>"$T/cfg7.log"; rc=$?
+  check "${bad%%|*} is a usage error: ${bad#*|} (exit $rc)" \
+    bash -c "[ $rc = 2 ] && grep -q '${bad#*|}' '$T/cfg7.log'"
+done
 
 # --- raw/ objects are filtered once, to deterministic names ---
 store=$T/store4

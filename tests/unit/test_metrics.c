@@ -246,11 +246,11 @@ static void test_metrics_table_registers_every_row_and_stores_its_handle(void **
 #define ROW(kind, field, name, help) PIPE_METRIC(kind, struct table_handles, field, name, help)
     static const struct pipe_metric_def defs[] = {
         ROW(COUNTER, jobs, "t_jobs_total", "Jobs."),
-        {PIPE_METRIC_COUNTER, "t_dups_total", "scope=\"batch\"",
-         offsetof(struct table_handles, dups), NULL, "Duplicates."},
+        PIPE_METRIC_LABELED(COUNTER, struct table_handles, dups, "t_dups_total", "scope=\"batch\"",
+                            "Duplicates."),
         ROW(GAUGE, pending, "t_pending", "Pending."),
         ROW(SECONDS, took, "t_seconds", "Time."),
-        {PIPE_METRIC_GAUGE_FN, "t_calls", NULL, 0, count_calls, "Renders."},
+        PIPE_METRIC_FN("t_calls", count_calls, "Renders."),
         {0},
     };
 #undef ROW
