@@ -6,7 +6,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <xxhash.h>
 
 #include "libpipe/buf.h"
 #include "libpipe/stage.h"
@@ -57,7 +56,6 @@ struct combiner {
     enum comb_mode mode;
     struct pipe_zwriter *zw;
     struct pipe_zdecoder *zd; /* decodes every input, chunk by chunk */
-    XXH3_state_t *xx;
     /* Recycled between jobs: the compressed input, the output object. */
     struct pipe_buf in, out;
     struct comb_metrics m;
