@@ -55,7 +55,7 @@ struct combiner {
     const struct combiner_cfg *cfg;
     enum comb_mode mode;
     struct pipe_zwriter *zw;
-    struct pipe_zdecoder *zd; /* decodes every input, chunk by chunk */
+    struct pipe_zdecoder *zd; /* decodes inputs (those not counted on their record) */
     /* Recycled between jobs: the compressed input, the output object. */
     struct pipe_buf in, out;
     struct comb_metrics m;
