@@ -305,6 +305,9 @@ static int count_input(struct run *r, const char *key, bool copy, size_t start)
         return has;
     if (has && copy && vouched(r, key, start, &rec))
         return 0;
+    /* Copied as they are, bytes that are not zstd would spoil the object. */
+    if (has && copy && src->len > start && !pipe_codec_is_zstd(src->data + start, src->len - start))
+        return undecodable(r, key, "a sluice record followed by other than zstd frames");
     int rc = decode_input(r, key, src->data ? src->data + start : "", src->len - start, !copy);
     if (rc == 0 && has && (r->sc.bytes != rec.bytes || r->sc.events != rec.events)) {
         char why[200];

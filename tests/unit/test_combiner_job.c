@@ -517,6 +517,7 @@ struct bad_input {
     bool split;
     size_t cut;     /* bytes dropped from the end */
     bool drop_tail; /* the second frame dropped: cut between frames */
+    bool plain;     /* the text follows the record as it is, not compressed */
 };
 
 /* Runs a job whose only input is made as bad says; the job must commit
@@ -532,7 +533,12 @@ static void assert_refused(const struct bad_input *bad)
     struct pipe_buf z, key;
     pipe_buf_init(&z, SIZE_MAX);
     pipe_buf_init(&key, 1024);
-    zstd_bytes(a, bad->split, &r, &z);
+    if (bad->plain) {
+        assert_int_equal(pipe_codec_record_write(&z, &r), 0);
+        assert_int_equal(pipe_buf_append_str(&z, a), 0);
+    } else {
+        zstd_bytes(a, bad->split, &r, &z);
+    }
     if (bad->drop_tail)
         z.len = PIPE_CODEC_RECORD_LEN +
                 ZSTD_findFrameCompressedSize(z.data + PIPE_CODEC_RECORD_LEN, z.len);
@@ -563,19 +569,21 @@ static void test_combiner_job_refuses_recorded_inputs_that_are_not_what_they_say
 {
     (void)state;
     const struct bad_input bad[] = {
-        {"record says a byte more", "concat", NULL, NULL, 0, 1, false, 0, false},
-        {"record says a byte less", "concat", NULL, NULL, 0, -1, true, 0, false},
-        {"record says a byte more", "recompress", NULL, NULL, 0, 1, false, 0, false},
-        {"record says an event more", "recompress", NULL, NULL, 1, 0, false, 0, false},
-        {"record says an event less", "auto", NULL, NULL, -1, 0, false, 0, false},
-        {"cut inside its frame", "concat", NULL, NULL, 0, 0, false, 100, false},
-        {"cut inside its frame", "recompress", NULL, NULL, 0, 0, false, 100, false},
-        {"cut between its frames", "concat", NULL, NULL, 0, 0, true, 0, true},
-        {"cut between its frames", "recompress", NULL, NULL, 0, 0, true, 0, true},
+        {"record says a byte more", "concat", NULL, NULL, 0, 1, false, 0, false, false},
+        {"record says a byte less", "concat", NULL, NULL, 0, -1, true, 0, false, false},
+        {"record says a byte more", "recompress", NULL, NULL, 0, 1, false, 0, false, false},
+        {"record says an event more", "recompress", NULL, NULL, 1, 0, false, 0, false, false},
+        {"record says an event less", "auto", NULL, NULL, -1, 0, false, 0, false, false},
+        {"cut inside its frame", "concat", NULL, NULL, 0, 0, false, 100, false, false},
+        {"cut inside its frame", "recompress", NULL, NULL, 0, 0, false, 100, false, false},
+        {"cut between its frames", "concat", NULL, NULL, 0, 0, true, 0, true, false},
+        {"cut between its frames", "recompress", NULL, NULL, 0, 0, true, 0, true, false},
         {"garbled record: more events than bytes allow", "concat", NULL, NULL, 100000, 0, false, 0,
-         false},
+         false, false},
         {"decodes to more than max_input", "concat", "--max-input=64KiB", "--max-input=1MiB", 0, 0,
-         false, 0, false},
+         false, 0, false, false},
+        {"plain text after its record", "concat", NULL, NULL, 0, 0, false, 0, false, true},
+        {"plain text after its record", "recompress", NULL, NULL, 0, 0, false, 0, false, true},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         assert_refused(&bad[i]);
