@@ -85,32 +85,31 @@ check "nothing reaches split/" test "$(count "$B/split")" -eq 0
 check "no split manifest is committed" test "$(count "$B/manifests/split")" -eq 0
 check "the split job stays for an operator" test "$(count "$B/jobs/split")" -eq 1
 
-# --- the same input recompressed: the combiner stops it ---
-C=$T/flip-recompress
-setup "$C"
-key=$(first_filtered "$C")
-damage "$key" flip
-run_stage "$C" dispatcher
-run_stage "$C" combiner --mode recompress
-check "recompressing, the combiner fails the job" test $? -ne 0
-check "its log names the input and why" \
-  grep -q "msg=\"job input cannot be decoded; job left in place\" job=g1-.* key=${key#"$C"/} why=\"a bad or cut-short zstd frame\"" \
-  "$C.log"
-check "nothing is combined" test "$(count "$C/combined")" -eq 0
-check "the combine job stays for an operator" test "$(count "$C/jobs/combine")" -eq 1
+# combine_refused NAME HOW [COMBINER ARGS] — a fresh store whose first
+# filtered/ object is damaged (HOW: flip or cut); the combiner must fail its
+# job, name the input and why, and commit nothing.
+combine_refused() {
+  local root=$T/$1 how=$2 key rc what
+  shift 2
+  what="$how, ${*:-default mode}"
+  setup "$root"
+  key=$(first_filtered "$root")
+  damage "$key" "$how"
+  run_stage "$root" dispatcher
+  run_stage "$root" combiner "$@"
+  rc=$?
+  check "$what: the combiner fails the job" test "$rc" -ne 0
+  check "$what: its log names the input and why" \
+    grep -q "msg=\"job input cannot be decoded; job left in place\" job=g1-.* key=${key#"$root"/} why=\"a bad or cut-short zstd frame\"" \
+    "$root.log"
+  check "$what: nothing is combined" test "$(count "$root/combined")" -eq 0
+  check "$what: the combine job stays for an operator" \
+    test "$(count "$root/jobs/combine")" -eq 1
+}
 
+# --- the same input recompressed: the combiner stops it ---
+combine_refused flip-recompress flip --mode recompress
 # --- cut short: the combiner stops it without decoding ---
-D=$T/cut
-setup "$D"
-key=$(first_filtered "$D")
-damage "$key" cut
-run_stage "$D" dispatcher
-run_stage "$D" combiner
-check "a cut input fails its combine job" test $? -ne 0
-check "the log names the input and why" \
-  grep -q "msg=\"job input cannot be decoded; job left in place\" job=g1-.* key=${key#"$D"/} why=\"a bad or cut-short zstd frame\"" \
-  "$D.log"
-check "nothing is combined" test "$(count "$D/combined")" -eq 0
-check "the combine job stays for an operator" test "$(count "$D/jobs/combine")" -eq 1
+combine_refused cut cut
 
 finish
