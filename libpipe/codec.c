@@ -185,13 +185,33 @@ void pipe_zwriter_free(struct pipe_zwriter *w)
 
 /* ---- decoding ---------------------------------------------------------- */
 
+static uint32_t le32(const unsigned char *b)
+{
+    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static uint64_t le64(const unsigned char *b)
+{
+    return (uint64_t)le32(b) | (uint64_t)le32(b + 4) << 32;
+}
+
+static void put_le32(unsigned char *b, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put_le64(unsigned char *b, uint64_t v)
+{
+    put_le32(b, (uint32_t)v);
+    put_le32(b + 4, (uint32_t)(v >> 32));
+}
+
 bool pipe_codec_is_zstd(const void *in, size_t n)
 {
     if (!in || n < 4)
         return false;
-    const unsigned char *b = in;
-    uint32_t magic =
-        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    uint32_t magic = le32(in);
     return magic == ZSTD_MAGIC_LE || (magic & SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START;
 }
 
@@ -308,8 +328,7 @@ static int64_t zdecoder_whole_frame(struct pipe_zdecoder *d, const char *in, siz
     size_t csize = ZSTD_findFrameCompressedSize(in, n);
     if (n < 4 || ZSTD_isError(csize))
         return 0;
-    uint32_t magic =
-        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    uint32_t magic = le32(b);
     if ((magic & SKIPPABLE_MASK) == ZSTD_MAGIC_SKIPPABLE_START)
         return (int64_t)csize;
     unsigned long long fcs = ZSTD_getFrameContentSize(in, n);
@@ -365,6 +384,84 @@ int pipe_codec_decompress(const void *in, size_t n, struct pipe_buf *out)
         rc = pipe_zdecoder_decompress(d, in, n, out);
     pipe_zdecoder_free(d);
     return rc;
+}
+
+/* ---- the sluice record ------------------------------------------------- */
+
+/* The record's skippable frame (codec.h has the layout): one of the 16
+ * magics RFC 8878 3.1.2 sets aside, then the payload's size. */
+#define RECORD_MAGIC   (ZSTD_MAGIC_SKIPPABLE_START + 3u)
+#define RECORD_TAG     "SLCE"
+#define RECORD_VERSION 1u
+#define RECORD_PAYLOAD (PIPE_CODEC_RECORD_LEN - 8) /* after magic and size */
+
+int pipe_codec_record_write(struct pipe_buf *out, const struct pipe_codec_record *rec)
+{
+    unsigned char b[PIPE_CODEC_RECORD_LEN];
+    put_le32(b, RECORD_MAGIC);
+    put_le32(b + 4, RECORD_PAYLOAD);
+    memcpy(b + 8, RECORD_TAG, 4);
+    put_le32(b + 12, RECORD_VERSION);
+    put_le64(b + 16, rec->events);
+    put_le64(b + 24, rec->bytes);
+    return pipe_buf_append(out, b, sizeof b);
+}
+
+int pipe_codec_record_read(const void *in, size_t n, struct pipe_codec_record *rec)
+{
+    const unsigned char *b = in;
+    if (!b || n < 4 || le32(b) != RECORD_MAGIC)
+        return PIPE_ENOTFOUND;
+    /* Another producer may use the same magic: the tag says whose it is. */
+    if (n < 12)
+        return PIPE_ECORRUPT;
+    if (memcmp(b + 8, RECORD_TAG, 4) != 0)
+        return PIPE_ENOTFOUND;
+    if (n < 16)
+        return PIPE_ECORRUPT;
+    if (le32(b + 12) != RECORD_VERSION)
+        return PIPE_ENOTFOUND; /* a later layout: the caller decodes instead */
+    if (n < PIPE_CODEC_RECORD_LEN || le32(b + 4) != RECORD_PAYLOAD)
+        return PIPE_ECORRUPT;
+    uint64_t events = le64(b + 16), bytes = le64(b + 24);
+    if (events > bytes / 2 || (events == 0 && bytes > 0))
+        return PIPE_ECORRUPT;
+    rec->events = events;
+    rec->bytes = bytes;
+    return 0;
+}
+
+/* frame_size — the compressed size of the zstd frame at in, checked as
+ * pipe_codec_frames_size says, with its content size added to *sum; 0 if
+ * it is not such a frame. */
+static size_t frame_size(const unsigned char *in, size_t n, uint64_t *sum)
+{
+    size_t csize = ZSTD_findFrameCompressedSize(in, n);
+    if (ZSTD_isError(csize) || le32(in) != ZSTD_MAGIC_LE)
+        return 0;
+    unsigned long long fcs = ZSTD_getFrameContentSize(in, n);
+    /* Frame header descriptor (RFC 8878 3.1.1.1.1): bit 2 is the
+     * content checksum flag. */
+    if (fcs == ZSTD_CONTENTSIZE_UNKNOWN || fcs == ZSTD_CONTENTSIZE_ERROR || !(in[4] & 0x04) ||
+        frame_window(in, fcs) > (1ull << WINDOW_LOG_MAX) || fcs > UINT64_MAX - *sum)
+        return 0;
+    *sum += fcs;
+    return csize;
+}
+
+int pipe_codec_frames_size(const void *in, size_t n, uint64_t *bytes)
+{
+    const unsigned char *p = in;
+    uint64_t sum = 0;
+    size_t pos = 0;
+    while (pos < n) {
+        size_t used = frame_size(p + pos, n - pos, &sum);
+        if (used == 0)
+            return PIPE_ECORRUPT;
+        pos += used;
+    }
+    *bytes = sum;
+    return 0;
 }
 
 /* gunzip_member — inflates one gzip member from *zs into out through chunk;

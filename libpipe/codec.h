@@ -100,6 +100,50 @@ int pipe_zdecoder_each(struct pipe_zdecoder *d, const void *in, size_t n, pipe_z
 /* pipe_zdecoder_free — NULL is a no-op. */
 void pipe_zdecoder_free(struct pipe_zdecoder *d);
 
+/* ---- the sluice record: what an object's frames hold, said up front ----- */
+
+/* A producer that writes an NDJSON object knows what it holds; it can say
+ * so at the object's start in a zstd skippable frame (RFC 8878 section
+ * 3.1.2: magic 0x184D2A50..0x184D2A5F, a 4-byte little-endian size, that
+ * many bytes of payload), which every zstd decoder passes over. The record
+ * vouches that the zstd frames after it decode to exactly `bytes` bytes,
+ * made of `events` lines, each non-empty and ended by "\n". Layout (all
+ * integers little-endian), PIPE_CODEC_RECORD_LEN bytes:
+ *   0  magic 0x184D2A53      4  frame size, 24
+ *   8  tag "SLCE"           12  version, 1
+ *  16  events (u64)         24  bytes (u64)
+ * The filter writes one before the frames of every filtered/ object; the
+ * combiner takes counts and sizes from it instead of decoding
+ * (docs/compaction.md). */
+struct pipe_codec_record {
+    uint64_t events; /* lines of the content, each non-empty */
+    uint64_t bytes;  /* decoded bytes of the frames after the record */
+};
+
+#define PIPE_CODEC_RECORD_LEN 32
+
+/* pipe_codec_record_write — appends rec as a skippable frame to out. 0 or
+ * PIPE_ETOOBIG (out's cap; out unchanged). */
+int pipe_codec_record_write(struct pipe_buf *out, const struct pipe_codec_record *rec);
+
+/* pipe_codec_record_read — reads the record that in[0..n) starts with into
+ * *rec, which is written only on success. 0; PIPE_ENOTFOUND when in does
+ * not start with a record of this version (plain text, a zstd frame,
+ * another producer's skippable frame, a later version); PIPE_ECORRUPT when
+ * it starts with this record's magic and tag but is cut short, sized
+ * otherwise, or states counts no content can have (an event takes at least
+ * two bytes; content bytes without an event). */
+int pipe_codec_record_read(const void *in, size_t n, struct pipe_codec_record *rec);
+
+/* pipe_codec_frames_size — checks without decoding that in[0..n) is zero or
+ * more whole zstd frames (no skippable frame), each with a content checksum,
+ * a declared content size and a window the decoders accept, and writes the
+ * sum of the declared content sizes to *bytes. Block headers are walked, so
+ * an object cut short fails; a block's content is not looked at, so bytes
+ * flipped inside a block are left to the checksum of whoever decodes it.
+ * 0, or PIPE_ECORRUPT (*bytes untouched). */
+int pipe_codec_frames_size(const void *in, size_t n, uint64_t *bytes);
+
 /* pipe_codec_gunzip — appends the content of the gzip stream in (one or
  * more members, as Content-Encoding: gzip allows) to out. The same cap rule
  * as pipe_codec_decompress: PIPE_ETOOBIG as soon as out would pass out->max,

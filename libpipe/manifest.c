@@ -247,6 +247,8 @@ int pipe_manifest_combined_to_json(const struct pipe_manifest_combined *m, struc
     put_u64(&rc, root, "events", m->events);
     put_u64(&rc, root, "bytes", m->bytes);
     put_u64(&rc, root, "uncompressed_bytes", m->uncompressed_bytes);
+    /* XXH3-64 of the combined object as stored (not of its decoded
+     * content, which the combiner no longer decodes): docs/compaction.md. */
     put_str(&rc, root, "checksum", m->checksum);
     put(&rc, root, "inputs", objects_json(&rc, m->inputs, m->n_inputs, true));
     put(&rc, root, "ledger", ledger_json(&rc, &m->ledger));

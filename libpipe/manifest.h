@@ -57,7 +57,7 @@ struct pipe_manifest_combined {
     uint64_t events;             /* lines written to output_key */
     uint64_t bytes;              /* size of the stored (compressed) object */
     uint64_t uncompressed_bytes; /* NDJSON bytes before compression */
-    char checksum[17];           /* XXH3-64 of the uncompressed bytes, 16 lowercase hex */
+    char checksum[17];           /* XXH3-64 of the stored object, 16 lowercase hex */
     struct pipe_manifest_object *inputs;
     size_t n_inputs;
     struct pipe_ledger ledger;

@@ -145,14 +145,13 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
                                                      : COMB_AUTO;
     pipe_buf_init(&c->in, cfg->max_input);
     pipe_buf_init(&c->out, cfg->max_output);
-    c->xx = XXH3_createState();
     int rc = pipe_zwriter_new((int)cfg->zstd_level, &c->out, &c->zw);
     if (rc == 0)
         rc = pipe_zdecoder_new(&c->zd);
-    if (rc < 0 || c->xx == NULL) {
+    if (rc < 0) {
         pipe_log_error("cannot set up compression", "err=\"%s\"", pipe_strerror(rc));
         combiner_exit(st, c);
-        return rc < 0 ? rc : PIPE_EIO;
+        return rc;
     }
     pipe_metrics_register_table(pipe_stage_metrics(st), comb_metric_defs, &c->m, c);
     pipe_job_runner_start(st, &combine_jobs, cfg->lease_ttl_ms, c);
@@ -166,7 +165,6 @@ static void combiner_exit(struct pipe_stage *st, void *state)
     (void)st;
     pipe_zwriter_free(c->zw);
     pipe_zdecoder_free(c->zd);
-    XXH3_freeState(c->xx);
     pipe_buf_cleanup(&c->out);
     pipe_buf_cleanup(&c->in);
     pipe_free(c);

@@ -6,7 +6,6 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include <xxhash.h>
 
 #include "libpipe/buf.h"
 #include "libpipe/stage.h"
@@ -56,8 +55,7 @@ struct combiner {
     const struct combiner_cfg *cfg;
     enum comb_mode mode;
     struct pipe_zwriter *zw;
-    struct pipe_zdecoder *zd; /* decodes every input, chunk by chunk */
-    XXH3_state_t *xx;
+    struct pipe_zdecoder *zd; /* decodes inputs (those not counted on their record) */
     /* Recycled between jobs: the compressed input, the output object. */
     struct pipe_buf in, out;
     struct comb_metrics m;

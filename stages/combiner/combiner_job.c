@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
@@ -199,9 +200,8 @@ static int undecodable(struct run *r, const char *key, const char *why)
     return PIPE_ECORRUPT;
 }
 
-/* One chunk of an input's decoded bytes, while it is in cache: counted,
- * hashed into the manifest's checksum and, when recompressing (feed), fed
- * to the frame in progress. */
+/* One chunk of an input's decoded bytes, while it is in cache: counted
+ * and, when recompressing (feed), fed to the frame in progress. */
 static int take_chunk(struct run *r, const char *key, const char *p, size_t n, bool feed)
 {
     struct combiner *c = r->c;
@@ -214,7 +214,6 @@ static int take_chunk(struct run *r, const char *key, const char *p, size_t n, b
     sc->bytes += n;
     sc->last = p[n - 1];
     scan_chunk(sc, p, n);
-    XXH3_64bits_update(c->xx, p, n);
     return feed ? pipe_zwriter_write(c->zw, p, n) : 0;
 }
 
@@ -248,10 +247,84 @@ static int decode_input(struct run *r, const char *key, const char *p, size_t n,
     return rc;
 }
 
+/* read_record — the sluice record (libpipe/codec.h) the input p[0..n)
+ * starts with, if any, into *rec: 1, 0 without one, PIPE_ECORRUPT for a
+ * garbled one or one over max_input. */
+static int read_record(struct run *r, const char *key, const char *p, size_t n,
+                       struct pipe_codec_record *rec)
+{
+    int rc = pipe_codec_record_read(p, n, rec);
+    if (rc == PIPE_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return undecodable(r, key, "a garbled sluice record");
+    if (rec->bytes > r->c->cfg->max_input)
+        return undecodable(r, key, "decodes to more than max_input bytes");
+    return 1;
+}
+
+/* vouched — for an input copied to c->out[start..] that starts with the
+ * record rec: takes the record out (combined/ objects carry none), then
+ * walks the frames after it without decoding them. True when they are
+ * whole, checksummed frames declaring rec->bytes in all: r->sc takes its
+ * counts from the record, and the input is not decoded. */
+static bool vouched(struct run *r, const char *key, size_t start,
+                    const struct pipe_codec_record *rec)
+{
+    struct pipe_buf *out = &r->c->out;
+    char *p = out->data + start;
+    size_t n = out->len - start - PIPE_CODEC_RECORD_LEN;
+    memmove(p, p + PIPE_CODEC_RECORD_LEN, n);
+    out->len -= PIPE_CODEC_RECORD_LEN;
+    out->data[out->len] = '\0';
+    uint64_t bytes = 0;
+    if (pipe_codec_frames_size(p, n, &bytes) < 0 || bytes != rec->bytes) {
+        pipe_log_warn("input's frames do not bear out its sluice record; decoding it",
+                      "job=%s key=%s", r->id, key);
+        return false;
+    }
+    memset(&r->sc, 0, sizeof r->sc);
+    r->sc.events = rec->events;
+    r->sc.bytes = rec->bytes;
+    r->sc.last = '\n';
+    return true;
+}
+
+/* count_input — counts and checks an input in place: copied to
+ * c->out[start..], or in c->in to be fed to the frame in progress. A
+ * copied input whose frames bear out its sluice record is counted from
+ * the record; any other is decoded once, which counts and checks it, and
+ * must then hold what its record (if any) says. */
+static int count_input(struct run *r, const char *key, bool copy, size_t start)
+{
+    struct combiner *c = r->c;
+    const struct pipe_buf *src = copy ? &c->out : &c->in;
+    struct pipe_codec_record rec;
+    int has = read_record(r, key, src->data ? src->data + start : "", src->len - start, &rec);
+    if (has < 0)
+        return has;
+    if (has && copy && vouched(r, key, start, &rec))
+        return 0;
+    /* Copied as they are, bytes that are not zstd would spoil the object. */
+    if (has && copy && src->len > start && !pipe_codec_is_zstd(src->data + start, src->len - start))
+        return undecodable(r, key, "a sluice record followed by other than zstd frames");
+    int rc = decode_input(r, key, src->data ? src->data + start : "", src->len - start, !copy);
+    if (rc == 0 && has && (r->sc.bytes != rec.bytes || r->sc.events != rec.events)) {
+        char why[200];
+        snprintf(why, sizeof why,
+                 "its sluice record says %llu events in %llu bytes, its frames hold %llu in "
+                 "%llu: cut short, or a wrong record",
+                 (unsigned long long)rec.events, (unsigned long long)rec.bytes,
+                 (unsigned long long)r->sc.events, (unsigned long long)r->sc.bytes);
+        rc = undecodable(r, key, why);
+    }
+    return rc;
+}
+
 /* Appends one input to c->out: its frames copied as stored (fetched
  * straight into c->out), or decoded into the frame in progress. Either way
- * it is decoded once, which counts its events and checks it. A final line
- * without "\n" gets one, so that inputs never run into each other. */
+ * it is counted and checked (count_input). A final line without "\n" gets
+ * one, so that inputs never run into each other. */
 static int append_input(struct run *r, const struct pipe_manifest_object *in)
 {
     struct combiner *c = r->c;
@@ -272,15 +345,13 @@ static int append_input(struct run *r, const struct pipe_manifest_object *in)
     }
     if (rc == 0 && !copy)
         rc = open_frame(r);
-    const struct pipe_buf *src = copy ? &c->out : &c->in;
     if (rc == 0)
-        rc = decode_input(r, in->key, src->data ? src->data + start : "", src->len - start, !copy);
+        rc = count_input(r, in->key, copy, start);
     bool need_nl = r->sc.bytes > 0 && r->sc.last != '\n';
     if (rc == 0 && need_nl) {
         /* A frame of its own after copied frames: still one zstd stream. */
         rc =
             copy ? pipe_zwriter_frame(c->zw, "\n", 1, &c->out) : pipe_zwriter_write(c->zw, "\n", 1);
-        XXH3_64bits_update(c->xx, "\n", 1);
         r->sc.events += line_is_event(&r->sc);
         r->sc.bytes++;
     }
@@ -334,7 +405,6 @@ static int merge(struct run *r)
 {
     struct combiner *c = r->c;
     pipe_buf_reset(&c->out);
-    XXH3_64bits_reset(c->xx);
     r->frame_open = false;
     int rc = merge_inputs(r);
     if (rc < 0)
@@ -344,7 +414,10 @@ static int merge(struct run *r)
     m->generation = r->job.generation;
     m->output_key = pipe_strdup(r->job.output_key);
     m->bytes = c->out.len;
-    snprintf(m->checksum, sizeof m->checksum, "%016" PRIx64, (uint64_t)XXH3_64bits_digest(c->xx));
+    /* Of the object as stored: what is checked is what is kept, and no
+     * input had to be decoded for it (docs/compaction.md). */
+    snprintf(m->checksum, sizeof m->checksum, "%016" PRIx64,
+             (uint64_t)XXH3_64bits(c->out.data, c->out.len));
     m->ledger.in = m->events;
     m->ledger.out = m->events;
     return 0;

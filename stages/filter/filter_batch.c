@@ -65,12 +65,15 @@ void filter_batch_free(struct filter_batch *b)
 }
 
 /* put_compressed — compresses data as one zstd frame, in one call straight
- * into the batch's kept buffer (no staging copies), and stores it. */
+ * into the batch's kept buffer (no staging copies), and stores it. rec, if
+ * not NULL, says what data holds and goes first (libpipe/codec.h). */
 static int put_compressed(struct filter *f, struct filter_batch *b, const char *key,
-                          const struct pipe_buf *data)
+                          const struct pipe_buf *data, const struct pipe_codec_record *rec)
 {
     pipe_buf_reset(&b->z);
     int rc = b->zw ? 0 : pipe_zwriter_new((int)f->cfg->zstd_level, &b->z, &b->zw);
+    if (rc == 0 && rec)
+        rc = pipe_codec_record_write(&b->z, rec);
     if (rc == 0)
         rc = pipe_zwriter_frame(b->zw, data->data ? data->data : "", data->len, &b->z);
     if (rc == 0)
@@ -92,13 +95,16 @@ int filter_batch_write(struct filter *f, struct filter_batch *b)
     if (b->rejected.len) {
         rc = pipe_keys_rejected(&key, b->time_ms, b->name);
         if (rc == 0)
-            rc = put_compressed(f, b, key.data, &b->rejected);
+            rc = put_compressed(f, b, key.data, &b->rejected, NULL);
     }
     if (rc == 0) {
+        /* Every accepted event is one non-empty line: the combiner takes
+         * its counts from this record instead of decoding the object. */
+        const struct pipe_codec_record rec = {b->n_accepted, b->accepted.len};
         pipe_buf_reset(&key);
         rc = pipe_keys_filtered(&key, b->time_ms, b->name);
         if (rc == 0)
-            rc = put_compressed(f, b, key.data, &b->accepted);
+            rc = put_compressed(f, b, key.data, &b->accepted, &rec);
         if (rc == 0)
             pipe_wake_bump(pipe_stage_wake(f->st), PIPE_WAKE_FILTERED);
     }
