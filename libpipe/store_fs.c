@@ -326,26 +326,28 @@ static void fill_obj(const struct stat *st, struct pipe_store_obj *info)
              (unsigned long long)st->st_size, (unsigned long long)st->st_ino);
 }
 
+/* open_object — opens key's file for reading into *fd (the caller closes
+ * it, also on failure when *fd >= 0) and stats it: PIPE_ENOTFOUND when it
+ * is missing or not a regular file (a directory is not an object). */
+static int open_object(const struct fs_store *fs, const char *key, int *fd, struct stat *st)
+{
+    *fd = openat(fs->rootfd, key, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
+    if (fstat(*fd, st) < 0)
+        return -errno;
+    return S_ISREG(st->st_mode) ? 0 : PIPE_ENOTFOUND;
+}
+
 static int fs_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
 {
     struct fs_store *fs = s->priv;
     size_t len0 = out->len;
     struct stat st;
-    int rc = 0;
-    int fd = openat(fs->rootfd, key, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
-        goto out;
-    }
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = PIPE_ENOTFOUND;
-        goto out;
-    }
-    rc = pipe_buf_reserve(out, (size_t)st.st_size);
+    int fd;
+    int rc = open_object(fs, key, &fd, &st);
+    if (rc == 0)
+        rc = pipe_buf_reserve(out, (size_t)st.st_size);
     /* Read to EOF rather than st_size bytes: it costs nothing and copes
      * with a file that a process outside sluice is still appending to. */
     while (rc == 0) {
@@ -366,7 +368,6 @@ static int fs_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
         else
             out->len += (size_t)n;
     }
-out:
     if (fd >= 0)
         close(fd);
     if (rc < 0) {
@@ -386,17 +387,9 @@ static int fs_map(struct pipe_store *s, const char *key, size_t max, struct pipe
 {
     struct fs_store *fs = s->priv;
     struct stat st;
-    int rc = 0;
-    int fd = openat(fs->rootfd, key, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
-        goto out;
-    }
-    if (fstat(fd, &st) < 0)
-        rc = -errno;
-    else if (!S_ISREG(st.st_mode))
-        rc = PIPE_ENOTFOUND;
-    else if ((uint64_t)st.st_size > max)
+    int fd;
+    int rc = open_object(fs, key, &fd, &st);
+    if (rc == 0 && (uint64_t)st.st_size > max)
         rc = PIPE_ETOOBIG;
     if (rc < 0 || st.st_size == 0)
         goto out;
