@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 
 #include "libpipe/err.h"
 #include "libpipe/mem.h"
@@ -239,6 +240,37 @@ int pipe_store_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
         }
     }
     return finish(s, PIPE_STORE_OP_GET, key, seq, rc);
+}
+
+int pipe_store_view_get(struct pipe_store *s, const char *key, size_t max,
+                        struct pipe_store_view *v)
+{
+    uint64_t seq = last_err.seq;
+    *v = (struct pipe_store_view){.data = ""};
+    pipe_buf_init(&v->buf, max);
+    int rc = check_key(s, PIPE_STORE_OP_GET, key);
+    if (rc == 0 && s->ops->map)
+        rc = s->ops->map(s, key, max, v);
+    else if (rc == 0)
+        rc = s->ops->get(s, key, &v->buf);
+    if (rc == 0 && !v->map && v->buf.data) {
+        v->data = v->buf.data;
+        v->len = v->buf.len;
+    }
+    if (rc < 0)
+        pipe_store_view_release(v);
+    return finish(s, PIPE_STORE_OP_GET, key, seq, rc);
+}
+
+void pipe_store_view_release(struct pipe_store_view *v)
+{
+    if (v->map)
+        munmap(v->map, v->map_len);
+    pipe_buf_cleanup(&v->buf);
+    v->map = NULL;
+    v->map_len = 0;
+    v->data = "";
+    v->len = 0;
 }
 
 int pipe_store_stat(struct pipe_store *s, const char *key, struct pipe_store_obj *info)

@@ -84,6 +84,32 @@ int pipe_store_put(struct pipe_store *s, const char *key, const void *data, size
  * failure out->len is unchanged. */
 int pipe_store_get(struct pipe_store *s, const char *key, struct pipe_buf *out);
 
+/* A read-only view of one object's bytes (pipe_store_view_get). data and
+ * len are the caller's to read; the rest belongs to the library. */
+struct pipe_store_view {
+    const char *data; /* len bytes, valid until pipe_store_view_release */
+    size_t len;
+    void *map; /* the file mapping behind data, or NULL: data is in buf */
+    size_t map_len;
+    struct pipe_buf buf;
+};
+
+/* pipe_store_view_get — the bytes of key, at most max of them, as a
+ * read-only view in *v (release with pipe_store_view_release). A backend
+ * that can maps the object instead of copying it: file:// maps the file, so
+ * the bytes are the page cache's pages, neither copied nor zeroed (a file
+ * must then not be truncated while mapped, which the store's own puts never
+ * do: they rename a new file into place). Any other backend reads it as
+ * pipe_store_get would, into a buffer the view owns. Counted as a get.
+ * Returns 0, PIPE_ENOTFOUND, PIPE_ETOOBIG (over max) or another error; on
+ * failure *v is an empty view (release is still safe). */
+int pipe_store_view_get(struct pipe_store *s, const char *key, size_t max,
+                        struct pipe_store_view *v);
+
+/* pipe_store_view_release — unmaps or frees what v holds and leaves it
+ * empty. Safe on a zeroed, empty or released view. */
+void pipe_store_view_release(struct pipe_store_view *v);
+
 /* pipe_store_stat — size, mtime and etag of key into *info (info->key is set
  * to NULL). PIPE_ENOTFOUND if there is no such object. */
 int pipe_store_stat(struct pipe_store *s, const char *key, struct pipe_store_obj *info);

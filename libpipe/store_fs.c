@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -325,26 +326,28 @@ static void fill_obj(const struct stat *st, struct pipe_store_obj *info)
              (unsigned long long)st->st_size, (unsigned long long)st->st_ino);
 }
 
+/* open_object — opens key's file for reading into *fd (the caller closes
+ * it, also on failure when *fd >= 0) and stats it: PIPE_ENOTFOUND when it
+ * is missing or not a regular file (a directory is not an object). */
+static int open_object(const struct fs_store *fs, const char *key, int *fd, struct stat *st)
+{
+    *fd = openat(fs->rootfd, key, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
+    if (fstat(*fd, st) < 0)
+        return -errno;
+    return S_ISREG(st->st_mode) ? 0 : PIPE_ENOTFOUND;
+}
+
 static int fs_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
 {
     struct fs_store *fs = s->priv;
     size_t len0 = out->len;
     struct stat st;
-    int rc = 0;
-    int fd = openat(fs->rootfd, key, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = (errno == ENOENT || errno == ENOTDIR) ? PIPE_ENOTFOUND : -errno;
-        goto out;
-    }
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = PIPE_ENOTFOUND;
-        goto out;
-    }
-    rc = pipe_buf_reserve(out, (size_t)st.st_size);
+    int fd;
+    int rc = open_object(fs, key, &fd, &st);
+    if (rc == 0)
+        rc = pipe_buf_reserve(out, (size_t)st.st_size);
     /* Read to EOF rather than st_size bytes: it costs nothing and copes
      * with a file that a process outside sluice is still appending to. */
     while (rc == 0) {
@@ -365,7 +368,6 @@ static int fs_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
         else
             out->len += (size_t)n;
     }
-out:
     if (fd >= 0)
         close(fd);
     if (rc < 0) {
@@ -374,6 +376,40 @@ out:
     }
     if (out->data)
         out->data[out->len] = '\0';
+    return rc;
+}
+
+/* fs_map — maps the object's file. The mapping holds the inode, so a put
+ * or delete of key meanwhile (a rename or unlink) leaves the view as it
+ * was. Only the size read at open is mapped: bytes a writer outside sluice
+ * appends later are not in the view. */
+static int fs_map(struct pipe_store *s, const char *key, size_t max, struct pipe_store_view *v)
+{
+    struct fs_store *fs = s->priv;
+    struct stat st;
+    int fd;
+    int rc = open_object(fs, key, &fd, &st);
+    if (rc == 0 && (uint64_t)st.st_size > max)
+        rc = PIPE_ETOOBIG;
+    if (rc < 0 || st.st_size == 0)
+        goto out;
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        rc = -errno;
+        goto out;
+    }
+    /* Read once, front to back: more read-ahead, and pages already read are
+     * the first the kernel reclaims. */
+    (void)madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
+    v->map = p;
+    v->map_len = (size_t)st.st_size;
+    v->data = p;
+    v->len = (size_t)st.st_size;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (rc < 0)
+        pipe__store_set_error(s, "get %s: map %s/%s: %s", key, fs->root, key, pipe_strerror(rc));
     return rc;
 }
 
@@ -675,6 +711,7 @@ const struct pipe_store_ops pipe__store_fs_ops = {
     .close = fs_close,
     .put = fs_put,
     .get = fs_get,
+    .map = fs_map,
     .stat = fs_stat,
     .del = fs_del,
     .list = fs_list,

@@ -24,6 +24,11 @@ struct pipe_store_ops {
     int (*put)(struct pipe_store *s, const char *key, const void *data, size_t len);
     /* get — appends to out; restores out->len on failure. */
     int (*get)(struct pipe_store *s, const char *key, struct pipe_buf *out);
+    /* map — optional (NULL: the front end reads the object with get):
+     * maps the object read-only into the empty view v (v->map, v->map_len,
+     * v->data, v->len; an empty object may map nothing). PIPE_ETOOBIG over
+     * max; on failure v is left empty. pipe_store_view_release unmaps it. */
+    int (*map)(struct pipe_store *s, const char *key, size_t max, struct pipe_store_view *v);
     /* stat — info->key is left to the front end. */
     int (*stat)(struct pipe_store *s, const char *key, struct pipe_store_obj *info);
     /* del — 0 when the key does not exist. */

@@ -10,17 +10,19 @@
  * same bytes.
  *
  * Memory for one job (the cap): the combined object as stored (compressed,
- * at most max_input); every split file of the job compressed, back to back
- * (about as large as the object in; at most 2 x max_input, each file at
- * most max_input) and one of them joined for its put (at most max_input);
- * at most 64 MiB of lines staged for compression, in stage buffers held
- * to about that much; about 50 bytes per event (its output and key index,
- * the distinct keys, their verdicts and the hash set over them); one zstd
- * context each way; and the de-duplication backend's own state. The object
- * is decoded once, streaming (a frame holding a cross-batch duplicate is
- * decoded again to drop it), so the decoded object is never held. The
- * object's buffer and the stage buffers go back to the heap when the pass
- * ends, before the claim and the commit, which reuse those pages; the
+ * at most max_input; on file:// a read-only mapping of the file, whose
+ * pages are the page cache's: neither copied nor zeroed); every split file
+ * of the job compressed, back to back (about as large as the object in; at
+ * most 2 x max_input, each file at most max_input) and one of them joined
+ * for its put (at most max_input); at most 64 MiB of lines staged for
+ * compression, in stage buffers held to about that much; about 50 bytes per
+ * event (its output and key index, the distinct keys, their verdicts and
+ * the hash set over them); one zstd context each way; and the
+ * de-duplication backend's own state. The object is decoded once,
+ * streaming (a frame holding a cross-batch duplicate is decoded again to
+ * drop it), so the decoded object is never held. The object (unmapped, or
+ * its buffer freed) and the stage buffers are released when the pass ends,
+ * before the claim and the commit, which reuse the freed heap pages; the
  * heap is never trimmed (main.c), so a daemon holds the peak of its
  * largest job and faults in no fresh memory for the next. */
 #include <errno.h>
@@ -83,8 +85,8 @@ struct splitter {
     const struct splitter_cfg *cfg;
     struct pipe_dedup *dedup;
     struct split_route route;
-    struct pipe_buf input; /* the combined object of the job in hand */
-    struct pipe_buf doc;   /* a descriptor or manifest */
+    struct pipe_store_view input; /* the combined object of the job in hand */
+    struct pipe_buf doc;          /* a descriptor or manifest */
     struct pipe_buf key;
     int stale_tries;           /* consecutive stale-etag retries (see load) */
     _Atomic int64_t oldest_ms; /* mtime of the oldest pending job, 0 for none */
@@ -195,13 +197,11 @@ static int load(struct job *j)
         return give_up ? PIPE_ECORRUPT : -EAGAIN;
     }
     s->stale_tries = 0;
-    pipe_buf_reset(&s->input);
-    /* Sized once: growing by doubling would touch twice the memory. An
-     * object over the cap fails in the get below. */
-    if (rc == 0 && info.size <= s->input.max)
-        (void)pipe_buf_reserve(&s->input, info.size);
+    /* A view: on file:// the page cache's own pages, neither copied nor
+     * zeroed into the heap. */
+    pipe_store_view_release(&s->input);
     if (rc == 0)
-        rc = pipe_store_get(store, in->key, &s->input);
+        rc = pipe_store_view_get(store, in->key, s->cfg->max_input, &s->input);
     if (rc < 0) {
         pipe_log_error("cannot read combined object", "job=%s key=%s err=\"%s\" detail=\"%s\"",
                        j->id, in->key, pipe_strerror(rc), pipe_store_last_error(store));
@@ -221,9 +221,10 @@ static int route(struct job *j)
     struct split_route *r = &s->route;
     split_route_reset(r, j->id, j->desc.inputs[0].key);
     int rc = split_route_pass(r, s->input.data, s->input.len, job_tick, j);
-    /* The object is not read again (settle works on the frames): its
-     * buffer goes back to the heap, whose pages the claim reuses. */
-    pipe_buf_cleanup(&s->input);
+    /* The object is not read again (settle works on the frames): its view
+     * is released (a buffer, with a backend that cannot map, goes back to
+     * the heap, whose pages the claim reuses). */
+    pipe_store_view_release(&s->input);
     if (rc == 0)
         rc = job_tick(j);
     j->t_route = pipe_clock_mono_ms();
@@ -477,7 +478,6 @@ static int splitter_init(struct pipe_stage *st, void *cfgp, void **state)
     struct splitter *s = pipe_calloc(1, sizeof *s);
     s->st = st;
     s->cfg = cfg;
-    pipe_buf_init(&s->input, cfg->max_input);
     pipe_buf_init(&s->doc, DOC_MAX);
     pipe_buf_init(&s->key, PIPE_STORE_KEY_MAX);
     pipe_metrics_register_table(pipe_stage_metrics(st), split_metric_defs, &s->m, s);
@@ -511,7 +511,7 @@ static void splitter_exit(struct pipe_stage *st, void *state)
     (void)st;
     split_route_cleanup(&s->route);
     pipe_dedup_free(s->dedup);
-    pipe_buf_cleanup(&s->input);
+    pipe_store_view_release(&s->input);
     pipe_buf_cleanup(&s->doc);
     pipe_buf_cleanup(&s->key);
     pipe_free(s);

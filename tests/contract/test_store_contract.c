@@ -230,6 +230,78 @@ static void test_store_get_over_cap_is_too_big_and_leaves_buffer(void **state)
     wipe(&c);
 }
 
+/* A view holds the object's bytes as they were when it was taken: a put
+ * or delete of the key meanwhile changes nothing in it. */
+static void test_store_view_holds_the_bytes_through_rewrite_and_delete(void **state)
+{
+    struct ctx c = ctx_new(state, "view");
+    size_t len = (1u << 20) + 123; /* not a multiple of a page */
+    unsigned char *big = pipe_malloc(len);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (unsigned char)((i * 2654435761u) >> 11);
+    char *key = key_at(&c, "big"), *k_empty = key_at(&c, "empty");
+    assert_int_equal(pipe_store_put(c.s, key, big, len), 0);
+    assert_int_equal(pipe_store_put(c.s, k_empty, NULL, 0), 0);
+    uint64_t gets0 = 0, gets1 = 0;
+    pipe_store_counters(c.s, PIPE_STORE_OP_GET, &gets0, NULL);
+
+    struct pipe_store_view v;
+    int rc = pipe_store_view_get(c.s, key, len, &v);
+    if (rc < 0)
+        fail_msg("view %s: %s", key, pipe_store_last_error(c.s));
+    pipe_store_counters(c.s, PIPE_STORE_OP_GET, &gets1, NULL);
+    assert_int_equal(gets1, gets0 + 1); /* a get, as far as requests go */
+    assert_int_equal(v.len, len);
+    assert_memory_equal(v.data, big, len);
+    put_str(&c, "big", "rewritten");
+    assert_int_equal(v.len, len);
+    assert_memory_equal(v.data, big, len);
+    assert_int_equal(pipe_store_delete(c.s, key), 0);
+    assert_memory_equal(v.data, big, len);
+    pipe_store_view_release(&v);
+    assert_int_equal(v.len, 0);
+    pipe_store_view_release(&v); /* twice is harmless */
+
+    struct pipe_store_view e;
+    assert_int_equal(pipe_store_view_get(c.s, k_empty, 10, &e), 0);
+    assert_int_equal(e.len, 0);
+    assert_non_null(e.data);
+    pipe_store_view_release(&e);
+    pipe_free(big);
+    pipe_free(key);
+    pipe_free(k_empty);
+    wipe(&c);
+}
+
+/* A view fails as a get does: missing, over its cap (exactly the cap is
+ * fine), an invalid key; the view it leaves is empty. */
+static void test_store_view_missing_over_cap_and_bad_key_leave_it_empty(void **state)
+{
+    struct ctx c = ctx_new(state, "viewfail");
+    char data[100];
+    memset(data, 'z', sizeof data);
+    char *key = key_at(&c, "k"), *missing = key_at(&c, "nope");
+    assert_int_equal(pipe_store_put(c.s, key, data, sizeof data), 0);
+    struct pipe_store_view v;
+    assert_int_equal(pipe_store_view_get(c.s, missing, 1000, &v), PIPE_ENOTFOUND);
+    assert_int_equal(v.len, 0);
+    assert_true(strlen(pipe_store_last_error(c.s)) > 0);
+    pipe_store_view_release(&v);
+    assert_int_equal(pipe_store_view_get(c.s, key, sizeof data - 1, &v), PIPE_ETOOBIG);
+    assert_int_equal(v.len, 0);
+    pipe_store_view_release(&v);
+    assert_int_equal(pipe_store_view_get(c.s, "../k", 1000, &v), PIPE_EINVAL);
+    assert_int_equal(v.len, 0);
+    pipe_store_view_release(&v);
+    assert_int_equal(pipe_store_view_get(c.s, key, sizeof data, &v), 0);
+    assert_int_equal(v.len, sizeof data);
+    assert_memory_equal(v.data, data, sizeof data);
+    pipe_store_view_release(&v);
+    pipe_free(key);
+    pipe_free(missing);
+    wipe(&c);
+}
+
 static void test_store_stat_reports_size_mtime_and_changing_etag(void **state)
 {
     struct ctx c = ctx_new(state, "stat");
@@ -634,6 +706,8 @@ static int run_suite(const char *url)
         cmocka_unit_test(test_store_keys_with_reserved_and_unicode_bytes_round_trip),
         cmocka_unit_test(test_store_get_missing_key_is_not_found_and_leaves_buffer),
         cmocka_unit_test(test_store_get_over_cap_is_too_big_and_leaves_buffer),
+        cmocka_unit_test(test_store_view_holds_the_bytes_through_rewrite_and_delete),
+        cmocka_unit_test(test_store_view_missing_over_cap_and_bad_key_leave_it_empty),
         cmocka_unit_test(test_store_stat_reports_size_mtime_and_changing_etag),
         cmocka_unit_test(test_store_delete_removes_object_and_missing_is_ok),
         cmocka_unit_test(test_store_list_orders_full_keys_bytewise),

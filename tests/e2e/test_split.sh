@@ -279,4 +279,16 @@ note "kill -9 landed in $kills of 6 rounds"
 check "after kill -9 and a re-run, split/ and manifests are exact and byte-identical (6/6: $exact)" \
   test "$exact" = 6
 
+# --- a combined object over max_input fails its job, which stays for a larger cap ---
+rm -f "$store"/manifests/split/*.json
+mkdir -p "$store/jobs/split" && cp "$T/ksaved"/*.json "$store/jobs/split/"
+bigjob=$(basename "$(find "$store/combined" -name '*.ndjson.zst' -size +1024k | head -1)" .ndjson.zst)
+"$BIN/sluice-splitter" "${S[@]}" --max-input 1MiB --once >"$T/big.log" 2>&1
+rc=$?
+check "a combined object over max_input (job ${bigjob:-none} over 1 MiB) fails the run" \
+  test "$rc" -ne 0 -a -n "$bigjob"
+check "... saying why, and leaving its job in place with no manifest" \
+  bash -c "grep 'cannot read combined object' '$T/big.log' | grep -q 'job=$bigjob .*size limit exceeded' &&
+           [ -f '$store/jobs/split/$bigjob.json' ] && [ ! -f '$store/manifests/split/$bigjob.json' ]"
+
 finish

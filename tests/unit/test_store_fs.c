@@ -471,6 +471,36 @@ static void test_store_fault_put_fail_one_fails_with_eio_and_counts_errors(void 
     pipe_store_free(s);
 }
 
+/* file:// hands out a mapping of the file (no copy into the heap); a
+ * directory is not an object. Through a fault: store the view is read with
+ * the wrapper's get, so injected get failures reach it. */
+static void test_store_fs_view_maps_the_file_and_fault_view_goes_through_get(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(pipe_store_put(f->s, "d/k", "mapped bytes", 12), 0);
+    struct pipe_store_view v;
+    assert_int_equal(pipe_store_view_get(f->s, "d/k", 100, &v), 0);
+    assert_non_null(v.map);
+    assert_int_equal(v.len, 12);
+    assert_memory_equal(v.data, "mapped bytes", 12);
+    pipe_store_view_release(&v);
+    assert_null(v.map);
+    assert_int_equal(pipe_store_view_get(f->s, "d", 100, &v), PIPE_ENOTFOUND);
+    assert_non_null(strstr(pipe_store_last_error(f->s), "map"));
+
+    struct pipe_store *s = open_fault(f, "get_fail=1,seed=9");
+    assert_int_equal(pipe_store_view_get(s, "d/k", 100, &v), PIPE_EIO);
+    assert_non_null(strstr(pipe_store_last_error(s), "injected"));
+    assert_int_equal(v.len, 0);
+    pipe_store_free(s);
+    s = open_fault(f, "seed=9");
+    assert_int_equal(pipe_store_view_get(s, "d/k", 100, &v), 0);
+    assert_null(v.map);
+    assert_memory_equal(v.data, "mapped bytes", 12);
+    pipe_store_view_release(&v);
+    pipe_store_free(s);
+}
+
 static void test_store_fault_fail_probability_is_roughly_honoured(void **state)
 {
     struct fixture *f = *state;
@@ -528,6 +558,7 @@ int main(void)
         T(test_store_fault_down_file_makes_every_op_unavailable),
         T(test_store_fault_put_fail_one_fails_with_eio_and_counts_errors),
         T(test_store_fault_fail_probability_is_roughly_honoured),
+        T(test_store_fs_view_maps_the_file_and_fault_view_goes_through_get),
         cmocka_unit_test(test_store_key_valid_boundaries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
