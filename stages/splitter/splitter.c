@@ -237,7 +237,8 @@ static int route(struct job *j)
     j->t_write = pipe_clock_mono_ms();
     if (rc == 0 || rc == PIPE_ESHUTDOWN || rc == PIPE_ELOST)
         return rc;
-    pipe_log_error("cannot split job", "job=%s err=\"%s\"", j->id, pipe_strerror(rc));
+    pipe_log_error("cannot split job", "job=%s key=%s err=\"%s\"", j->id, j->desc.inputs[0].key,
+                   pipe_strerror(rc));
     if (rc == PIPE_ETOOBIG)
         pipe_log_error("a split file or the number of outputs is over its cap; raise max_input",
                        "job=%s outputs=%zu", j->id, r->n_outs);

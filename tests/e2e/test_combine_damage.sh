@@ -79,8 +79,8 @@ check "the combiner copies the input on its record's word (no decoding)" \
   test "$(count "$B/manifests/combined")" -eq 1
 run_stage "$B" splitter
 check "the splitter fails the job" test $? -ne 0
-check "its log says which job and why" \
-  grep -q 'msg="cannot split job" job=g1-.* err="data corrupt"' "$B.log"
+check "its log names the job, the combined object and why" \
+  grep -q 'msg="cannot split job" job=g1-.* key=combined/.* err="data corrupt"' "$B.log"
 check "nothing reaches split/" test "$(count "$B/split")" -eq 0
 check "no split manifest is committed" test "$(count "$B/manifests/split")" -eq 0
 check "the split job stays for an operator" test "$(count "$B/jobs/split")" -eq 1
