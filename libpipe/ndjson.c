@@ -8,8 +8,14 @@
 
 #include <stdint.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h> /* the element skimmer's 64-byte masks; baseline on x86-64 */
+
+/* SSE2 is baseline on x86-64: strings go 16 bytes at a time and the element
+ * skimmer works on 64-byte masks. Defining PIPE_NDJSON_PORTABLE builds the
+ * plain C paths instead (what other CPUs run); both give the same results,
+ * which tests/unit/test_ndjson_simd.c checks. */
+#if defined(__SSE2__) && !defined(PIPE_NDJSON_PORTABLE)
+#define NDJSON_SSE2 1
+#include <emmintrin.h>
 #endif
 
 #include "libpipe/err.h"
@@ -87,6 +93,19 @@ static ALWAYS_INLINE uint64_t swar_special(uint64_t x)
     uint64_t lt20 = (x - ones * 0x20) & ~x;
     return (lt20 | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
 }
+
+#ifdef NDJSON_SSE2
+/* As swar_special for sixteen bytes, exact: bit i set when byte i is a
+ * quote, a backslash, a control character or non-ASCII. A signed compare
+ * with 0x20 catches both of the last two (bytes >= 0x80 are negative). */
+static ALWAYS_INLINE unsigned sse2_special(__m128i x)
+{
+    __m128i q = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'));
+    __m128i c = _mm_cmplt_epi8(x, _mm_set1_epi8(0x20));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b), c));
+}
+#endif
 
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0 for an
  * overlong form, an encoded surrogate, a code point past U+10FFFF or a
@@ -188,6 +207,56 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
     return 0;
 }
 
+/* Past the run of plain string bytes at p (none of them a quote, a
+ * backslash, a control character or non-ASCII), copied to *op when emit:
+ * the first byte that needs a look, or end. Whole steps are copied at once
+ * (the caller reserved slack past the output) and the pointers then moved
+ * back to the first special byte. */
+static ALWAYS_INLINE const unsigned char *skip_plain(const unsigned char *p,
+                                                     const unsigned char *end, char **op, bool emit)
+{
+    char *o = *op;
+    size_t k;
+#ifdef NDJSON_SSE2
+    /* Sixteen bytes a step: most keys and short values end in the first
+     * load, and a UUID or URL takes half the steps of the eight-byte test
+     * below (which still does the last 8..15 bytes). */
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = sse2_special(x);
+        if (emit)
+            _mm_storeu_si128((__m128i *)(void *)o, x);
+        k = m ? (size_t)__builtin_ctz(m) : 16;
+        p += k;
+        o += emit ? k : 0;
+        if (k < 16)
+            goto out;
+    }
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t x, m;
+        memcpy(&x, p, 8);
+        m = swar_special(x);
+        if (emit)
+            memcpy(o, &x, 8);
+        k = m ? (size_t)__builtin_ctzll(m) >> 3 : 8;
+        p += k;
+        o += emit ? k : 0;
+        if (k < 8)
+            goto out;
+    }
+#endif
+    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+        if (emit)
+            *o++ = (char)*p;
+        p++;
+    }
+out:
+    *op = o;
+    return p;
+}
+
 /* A string starting at the quote *pp; on success *pp is past the closing
  * quote and *esc tells whether it held an escape. */
 static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, char **op, bool emit,
@@ -198,32 +267,9 @@ static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, c
     if (emit)
         *o++ = '"';
     for (;;) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        if (end - p >= 8) {
-            /* Eight bytes at a time; copy them all (the caller reserved
-             * slack) and advance to the first one that needs a look. */
-            uint64_t x, m;
-            memcpy(&x, p, 8);
-            m = swar_special(x);
-            if (emit)
-                memcpy(o, &x, 8);
-            size_t k = m ? (size_t)__builtin_ctzll(m) >> 3 : 8;
-            p += k;
-            if (emit)
-                o += k;
-            if (k == 8)
-                continue;
-        } else
-#endif
-        {
-            while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
-                if (emit)
-                    *o++ = (char)*p;
-                p++;
-            }
-            if (p >= end)
-                return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
-        }
+        p = skip_plain(p, end, &o, emit);
+        if (p >= end)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
         unsigned c = *p;
         if (c == '"')
             break;
@@ -390,6 +436,9 @@ static ALWAYS_INLINE int scan_tree(struct scan *s, const unsigned char **pp, cha
     char *o = *op;
     int depth = 0;
     bool esc;
+    /* The innermost open container is an object: kept in a register so
+     * the test after every value needs no load from the bit stack. */
+    bool in_obj = false;
 
 value:
     while (p < end && is_ws(*p))
@@ -405,6 +454,7 @@ value:
     case '{':
         if (push(s, &depth, true, p) < 0)
             return -1;
+        in_obj = true;
         if (depth == 1)
             s->top_type = PIPE_JSON_OBJECT;
         else if (depth == 2)
@@ -422,6 +472,7 @@ value:
     case '[':
         if (push(s, &depth, false, p) < 0)
             return -1;
+        in_obj = false;
         if (depth == 1)
             s->top_type = PIPE_JSON_ARRAY;
         else if (depth == 2)
@@ -511,8 +562,10 @@ key:
 
 close:
     if (emit)
-        *o++ = top_is_object(s, depth) ? '}' : ']';
+        *o++ = in_obj ? '}' : ']';
     depth--;
+    if (depth > 0)
+        in_obj = top_is_object(s, depth);
 
 after:
     if (depth == 1)
@@ -530,7 +583,7 @@ after:
         p++;
         while (p < end && is_ws(*p))
             p++;
-        if (top_is_object(s, depth)) {
+        if (in_obj) {
             if (emit && depth > 1)
                 *o++ = ',';
             goto key;
@@ -539,12 +592,11 @@ after:
             *o++ = ',';
         goto value;
     }
-    if (*p == (top_is_object(s, depth) ? '}' : ']')) {
+    if (*p == (in_obj ? '}' : ']')) {
         p++;
         goto close;
     }
-    return fail(s, PIPE_JSON_ESYNTAX, p,
-                top_is_object(s, depth) ? "expected ',' or '}'" : "expected ',' or ']'");
+    return fail(s, PIPE_JSON_ESYNTAX, p, in_obj ? "expected ',' or '}'" : "expected ',' or ']'");
 }
 
 static int scan_emit(struct scan *s, const unsigned char **pp, char **op)
@@ -560,7 +612,10 @@ static int scan_check(struct scan *s, const unsigned char **pp, char **op)
 int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts,
                    struct pipe_buf *out, struct pipe_json_result *res)
 {
-    struct scan s = {0};
+    /* Every field but the bit stack is set below: zeroing the stack's
+     * 512 bytes cost more than a short event's member callbacks, and a
+     * bit is always pushed before it is read. */
+    struct scan s;
     int rc = 0;
     if (out && (rc = pipe_buf_reserve(out, len + 16)) < 0)
         return rc;
@@ -578,7 +633,11 @@ int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts
     s.key = NULL;
     s.key_len = 0;
     s.key_esc = false;
+    s.mstart = NULL;
+    s.vin = NULL;
+    s.vout = NULL;
     s.vtype = PIPE_JSON_NONE;
+    s.vesc = false;
     s.err = PIPE_JSON_OK;
     s.what = "";
     s.at = s.start;
@@ -770,7 +829,7 @@ static size_t skim_bytes(struct skim *k, const char *b, size_t pos, size_t stop)
     return stop;
 }
 
-#ifdef __SSE2__
+#ifdef NDJSON_SSE2
 /* Bit i set where p[i] (of 64) equals c, after and-ing each byte with m. */
 static ALWAYS_INLINE uint64_t block_eq(const __m128i v[4], unsigned char m, unsigned char c)
 {
@@ -817,7 +876,7 @@ static size_t skim_block(struct skim *k, const char *b, size_t pos)
 static size_t skim_container(const char *b, size_t pos, size_t end)
 {
     struct skim k = {0, false, false};
-#ifdef __SSE2__
+#ifdef NDJSON_SSE2
     while (end - pos >= 64) {
         size_t next = skim_block(&k, b, pos);
         if (k.depth == 0)
