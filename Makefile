@@ -134,7 +134,7 @@ chaos:
 # fuzz: libFuzzer over the parsers (clang), FUZZ_SECONDS each. fuzz_event
 # is differential: it aborts when the fast path and jansson disagree.
 FUZZ_SECONDS ?= 60
-FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
+FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson ndjson_body event)
 # The filter's SDK protocol translators, built alone for their fuzz targets.
 FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter_compat) \
     libpipe/url.c
