@@ -279,8 +279,8 @@ static void assert_same(const struct outcome *a, const struct outcome *b, const 
         strcmp(a->res.what, b->res.what) != 0 || a->res.type != b->res.type ||
         a->res.end != b->res.end || a->res.out_len != b->res.out_len ||
         a->res.kept != b->res.kept || a->out.len != b->out.len ||
-        memcmp(a->out.data, b->out.data, a->out.len) != 0 || a->seen.n != b->seen.n ||
-        memcmp(a->seen.m, b->seen.m, sizeof a->seen.m) != 0) {
+        (a->out.len && memcmp(a->out.data, b->out.data, a->out.len) != 0) ||
+        a->seen.n != b->seen.n || memcmp(a->seen.m, b->seen.m, sizeof a->seen.m) != 0) {
         print_error("input (%zu bytes): %.*s\nbuilt: rc %d err %d at %zu (%s) end %zu out %zu\n"
                     "portable: rc %d err %d at %zu (%s) end %zu out %zu\n",
                     n, (int)n, in, a->rc, a->res.err, a->res.offset, a->res.what, a->res.end,
