@@ -152,7 +152,8 @@ fuzz:
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_event.c tests/support/event_ref.c $(FUZZ_LIB) \
 	    -ljansson -lxxhash -o build/fuzz/fuzz_event
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_body.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_body
-	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_json_simd.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_json_simd
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_json_simd.c tests/support/json_diff.c $(FUZZ_LIB) -lxxhash \
+	    -o build/fuzz/fuzz_json_simd
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_aws_xml.c libpipe/err.c libpipe/mem.c libpipe/aws_xml.c \
 	    -lexpat -o build/fuzz/fuzz_aws_xml
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_SDK) $(FUZZ_LIB) -ljansson -lsodium \
