@@ -194,9 +194,9 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
 
 /* Past the run of plain string bytes at p (none of them a quote, a
  * backslash, a control character or non-ASCII), copied to *op when emit:
- * the first byte that needs a look, or end. Whole steps are copied at once
- * (the caller reserved slack past the output) and the pointers then moved
- * back to the first special byte. */
+ * the first byte that needs a look, or end. Each step stores all its bytes
+ * (output never runs ahead of input, and the caller reserved 16 bytes of
+ * slack) and then advances both pointers only to the first special byte. */
 static ALWAYS_INLINE const unsigned char *skip_plain(const unsigned char *p,
                                                      const unsigned char *end, char **op, bool emit)
 {
