@@ -132,9 +132,10 @@ chaos:
 	    BIN=$(BIN) BUILD=$(BUILD) tests/run.sh
 
 # fuzz: libFuzzer over the parsers (clang), FUZZ_SECONDS each. fuzz_event
-# is differential: it aborts when the fast path and jansson disagree.
+# is differential: it aborts when the fast path and jansson disagree;
+# fuzz_json_simd when the scanner's SSE2 and portable paths do.
 FUZZ_SECONDS ?= 60
-FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson event)
+FUZZ_LIB := $(patsubst %,libpipe/%.c,err mem buf log clock ndjson ndjson_body event)
 # The filter's SDK protocol translators, built alone for their fuzz targets.
 FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter_compat) \
     libpipe/url.c
@@ -146,10 +147,13 @@ FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url zrecord
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \
-	    build/fuzz/corpus-segment build/fuzz/corpus-snowplow build/fuzz/corpus-gunzip
+	    build/fuzz/corpus-segment build/fuzz/corpus-snowplow build/fuzz/corpus-gunzip \
+	    build/fuzz/corpus-json-simd
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_event.c tests/support/event_ref.c $(FUZZ_LIB) \
 	    -ljansson -lxxhash -o build/fuzz/fuzz_event
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_body.c $(FUZZ_LIB) -lxxhash -o build/fuzz/fuzz_body
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_json_simd.c tests/support/json_diff.c $(FUZZ_LIB) -lxxhash \
+	    -o build/fuzz/fuzz_json_simd
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_aws_xml.c libpipe/err.c libpipe/mem.c libpipe/aws_xml.c \
 	    -lexpat -o build/fuzz/fuzz_aws_xml
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_segment.c $(FUZZ_SDK) $(FUZZ_LIB) -ljansson -lsodium \
@@ -160,6 +164,8 @@ fuzz:
 	    -o build/fuzz/fuzz_gunzip
 	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
 	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
+	build/fuzz/fuzz_json_simd -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build/fuzz/corpus-json-simd tests/fuzz/seeds/json_simd
 	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz/corpus-aws-xml
 	build/fuzz/fuzz_segment -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-segment
 	build/fuzz/fuzz_snowplow -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-snowplow

@@ -1,20 +1,16 @@
-/* ndjson — the validating, compacting JSON scanner behind the filter's hot
- * path. One pass over the input, no recursion, no allocation: nesting is a
- * bit stack (1 = object), strings are checked eight bytes at a time when
- * they hold nothing special. The body splitter at the end of the file walks
- * a request body's records by pointer, validating array bodies up front and
- * then finding each element's end from 64-byte masks of quotes and brackets. */
+/* ndjson — the validating, compacting JSON scanner behind the filter's and
+ * the splitter's hot paths. One pass over the input, no recursion, no
+ * allocation: nesting is a bit stack (1 = object), strings are checked
+ * sixteen (SSE2) or eight bytes at a time when they hold nothing special.
+ * The body splitter, which cuts request bodies into records, is in
+ * ndjson_body.c. */
 #include "libpipe/ndjson.h"
 
 #include <stdint.h>
 #include <string.h>
-#ifdef __SSE2__
-#include <emmintrin.h> /* the element skimmer's 64-byte masks; baseline on x86-64 */
-#endif
 
 #include "libpipe/err.h"
-
-#define ALWAYS_INLINE inline __attribute__((always_inline))
+#include "libpipe/ndjson_int.h"
 
 /* The smallest decimal magnitude that rounds to infinity as a double:
  * 2^1024 - 2^970 (half an ulp above DBL_MAX; a tie rounds up to 2^1024,
@@ -66,11 +62,6 @@ static int fail(struct scan *s, enum pipe_json_error e, const unsigned char *at,
     return -1;
 }
 
-static ALWAYS_INLINE bool is_ws(unsigned c)
-{
-    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
-}
-
 static ALWAYS_INLINE bool is_digit(unsigned c)
 {
     return c - '0' < 10u;
@@ -87,6 +78,19 @@ static ALWAYS_INLINE uint64_t swar_special(uint64_t x)
     uint64_t lt20 = (x - ones * 0x20) & ~x;
     return (lt20 | ((q - ones) & ~q) | ((b - ones) & ~b) | x) & high;
 }
+
+#ifdef NDJSON_SSE2
+/* As swar_special for sixteen bytes, exact: bit i set when byte i is a
+ * quote, a backslash, a control character or non-ASCII. A signed compare
+ * with 0x20 catches both of the last two (bytes >= 0x80 are negative). */
+static ALWAYS_INLINE unsigned sse2_special(__m128i x)
+{
+    __m128i q = _mm_cmpeq_epi8(x, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'));
+    __m128i c = _mm_cmplt_epi8(x, _mm_set1_epi8(0x20));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b), c));
+}
+#endif
 
 /* Length of the valid UTF-8 sequence at p (first byte >= 0x80), or 0 for an
  * overlong form, an encoded surrogate, a code point past U+10FFFF or a
@@ -188,6 +192,56 @@ static int scan_escape(struct scan *s, const unsigned char **pp, char **op, bool
     return 0;
 }
 
+/* Past the run of plain string bytes at p (none of them a quote, a
+ * backslash, a control character or non-ASCII), copied to *op when emit:
+ * the first byte that needs a look, or end. Each step stores all its bytes
+ * (output never runs ahead of input, and the caller reserved 16 bytes of
+ * slack) and then advances both pointers only to the first special byte. */
+static ALWAYS_INLINE const unsigned char *skip_plain(const unsigned char *p,
+                                                     const unsigned char *end, char **op, bool emit)
+{
+    char *o = *op;
+    size_t k;
+#ifdef NDJSON_SSE2
+    /* Sixteen bytes a step: most keys and short values end in the first
+     * load, and a UUID or URL takes half the steps of the eight-byte test
+     * below (which still does the last 8..15 bytes). */
+    while (end - p >= 16) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+        unsigned m = sse2_special(x);
+        if (emit)
+            _mm_storeu_si128((__m128i *)(void *)o, x);
+        k = m ? (size_t)__builtin_ctz(m) : 16;
+        p += k;
+        o += emit ? k : 0;
+        if (k < 16)
+            goto out;
+    }
+#endif
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t x, m;
+        memcpy(&x, p, 8);
+        m = swar_special(x);
+        if (emit)
+            memcpy(o, &x, 8);
+        k = m ? (size_t)__builtin_ctzll(m) >> 3 : 8;
+        p += k;
+        o += emit ? k : 0;
+        if (k < 8)
+            goto out;
+    }
+#endif
+    while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+        if (emit)
+            *o++ = (char)*p;
+        p++;
+    }
+out:
+    *op = o;
+    return p;
+}
+
 /* A string starting at the quote *pp; on success *pp is past the closing
  * quote and *esc tells whether it held an escape. */
 static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, char **op, bool emit,
@@ -198,32 +252,9 @@ static ALWAYS_INLINE int scan_string(struct scan *s, const unsigned char **pp, c
     if (emit)
         *o++ = '"';
     for (;;) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-        if (end - p >= 8) {
-            /* Eight bytes at a time; copy them all (the caller reserved
-             * slack) and advance to the first one that needs a look. */
-            uint64_t x, m;
-            memcpy(&x, p, 8);
-            m = swar_special(x);
-            if (emit)
-                memcpy(o, &x, 8);
-            size_t k = m ? (size_t)__builtin_ctzll(m) >> 3 : 8;
-            p += k;
-            if (emit)
-                o += k;
-            if (k == 8)
-                continue;
-        } else
-#endif
-        {
-            while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
-                if (emit)
-                    *o++ = (char)*p;
-                p++;
-            }
-            if (p >= end)
-                return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
-        }
+        p = skip_plain(p, end, &o, emit);
+        if (p >= end)
+            return fail(s, PIPE_JSON_ESYNTAX, p, "unterminated string");
         unsigned c = *p;
         if (c == '"')
             break;
@@ -291,7 +322,10 @@ static bool number_overflows(const unsigned char *ib, const unsigned char *ie,
     return i >= tlen;
 }
 
-static int scan_number(struct scan *s, const unsigned char **pp, char **op, bool emit)
+/* A number at *pp. Inlined like the strings: out of line, the call took
+ * the compacting scan's p and o by address at every number, which cost an
+ * event ~10% of its scan (bench_scan, filter mode). */
+static ALWAYS_INLINE int scan_number(struct scan *s, const unsigned char **pp, char **op, bool emit)
 {
     const unsigned char *b = *pp, *p = b, *end = s->end;
     if (*p == '-')
@@ -390,9 +424,12 @@ static ALWAYS_INLINE int scan_tree(struct scan *s, const unsigned char **pp, cha
     char *o = *op;
     int depth = 0;
     bool esc;
+    /* The innermost open container is an object: kept in a register so
+     * the test after every value needs no load from the bit stack. */
+    bool in_obj = false;
 
 value:
-    while (p < end && is_ws(*p))
+    while (p < end && pipe__json_is_ws(*p))
         p++;
     if (p >= end)
         return fail(s, PIPE_JSON_ESYNTAX, p, "unexpected end of input");
@@ -405,6 +442,7 @@ value:
     case '{':
         if (push(s, &depth, true, p) < 0)
             return -1;
+        in_obj = true;
         if (depth == 1)
             s->top_type = PIPE_JSON_OBJECT;
         else if (depth == 2)
@@ -412,7 +450,7 @@ value:
         if (emit)
             *o++ = '{';
         p++;
-        while (p < end && is_ws(*p))
+        while (p < end && pipe__json_is_ws(*p))
             p++;
         if (p < end && *p == '}') {
             p++;
@@ -422,6 +460,7 @@ value:
     case '[':
         if (push(s, &depth, false, p) < 0)
             return -1;
+        in_obj = false;
         if (depth == 1)
             s->top_type = PIPE_JSON_ARRAY;
         else if (depth == 2)
@@ -429,7 +468,7 @@ value:
         if (emit)
             *o++ = '[';
         p++;
-        while (p < end && is_ws(*p))
+        while (p < end && pipe__json_is_ws(*p))
             p++;
         if (p < end && *p == ']') {
             p++;
@@ -500,7 +539,7 @@ key:
             s->key_esc = esc;
         }
     }
-    while (p < end && is_ws(*p))
+    while (p < end && pipe__json_is_ws(*p))
         p++;
     if (p >= end || *p != ':')
         return fail(s, PIPE_JSON_ESYNTAX, p, "expected ':'");
@@ -511,8 +550,10 @@ key:
 
 close:
     if (emit)
-        *o++ = top_is_object(s, depth) ? '}' : ']';
+        *o++ = in_obj ? '}' : ']';
     depth--;
+    if (depth > 0)
+        in_obj = top_is_object(s, depth);
 
 after:
     if (depth == 1)
@@ -522,15 +563,15 @@ after:
         *op = o;
         return 0;
     }
-    while (p < end && is_ws(*p))
+    while (p < end && pipe__json_is_ws(*p))
         p++;
     if (p >= end)
         return fail(s, PIPE_JSON_ESYNTAX, p, "unexpected end of input");
     if (*p == ',') {
         p++;
-        while (p < end && is_ws(*p))
+        while (p < end && pipe__json_is_ws(*p))
             p++;
-        if (top_is_object(s, depth)) {
+        if (in_obj) {
             if (emit && depth > 1)
                 *o++ = ',';
             goto key;
@@ -539,12 +580,11 @@ after:
             *o++ = ',';
         goto value;
     }
-    if (*p == (top_is_object(s, depth) ? '}' : ']')) {
+    if (*p == (in_obj ? '}' : ']')) {
         p++;
         goto close;
     }
-    return fail(s, PIPE_JSON_ESYNTAX, p,
-                top_is_object(s, depth) ? "expected ',' or '}'" : "expected ',' or ']'");
+    return fail(s, PIPE_JSON_ESYNTAX, p, in_obj ? "expected ',' or '}'" : "expected ',' or ']'");
 }
 
 static int scan_emit(struct scan *s, const unsigned char **pp, char **op)
@@ -560,7 +600,10 @@ static int scan_check(struct scan *s, const unsigned char **pp, char **op)
 int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts,
                    struct pipe_buf *out, struct pipe_json_result *res)
 {
-    struct scan s = {0};
+    /* Every field but the bit stack is set below: zeroing the stack's
+     * 512 bytes cost more than a short event's member callbacks, and a
+     * bit is always pushed before it is read. */
+    struct scan s;
     int rc = 0;
     if (out && (rc = pipe_buf_reserve(out, len + 16)) < 0)
         return rc;
@@ -578,7 +621,11 @@ int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts
     s.key = NULL;
     s.key_len = 0;
     s.key_esc = false;
+    s.mstart = NULL;
+    s.vin = NULL;
+    s.vout = NULL;
     s.vtype = PIPE_JSON_NONE;
+    s.vesc = false;
     s.err = PIPE_JSON_OK;
     s.what = "";
     s.at = s.start;
@@ -587,7 +634,7 @@ int pipe_json_scan(const char *in, size_t len, const struct pipe_json_opts *opts
     char *o = s.obase;
     rc = out ? scan_emit(&s, &p, &o) : scan_check(&s, &p, &o);
     if (rc == 0) {
-        while (p < s.end && is_ws(*p))
+        while (p < s.end && pipe__json_is_ws(*p))
             p++;
         if (p != s.end && !(s.flags & PIPE_JSON_PREFIX))
             rc = fail(&s, PIPE_JSON_ESYNTAX, p, "unexpected bytes after the value");
@@ -728,291 +775,4 @@ const char *pipe_json_error_name(enum pipe_json_error e)
         return "too_large";
     }
     return "unknown";
-}
-
-/* ---- body splitting ---- */
-
-static size_t skip_ws(const char *b, size_t pos, size_t end)
-{
-    while (pos < end && is_ws((unsigned char)b[pos]))
-        pos++;
-    return pos;
-}
-
-/* Where skim_container is inside the value it walks. */
-struct skim {
-    size_t depth; /* open containers */
-    bool in_str;  /* inside a string */
-    bool esc;     /* the byte before was a backslash inside a string */
-};
-
-/* Walks b[pos..stop) a byte at a time; the position past the container's
- * closing bracket, or stop when it did not close there. */
-static size_t skim_bytes(struct skim *k, const char *b, size_t pos, size_t stop)
-{
-    for (; pos < stop; pos++) {
-        char c = b[pos];
-        if (k->in_str) {
-            if (k->esc)
-                k->esc = false;
-            else if (c == '\\')
-                k->esc = true;
-            else if (c == '"')
-                k->in_str = false;
-        } else if (c == '"') {
-            k->in_str = true;
-        } else if (c == '{' || c == '[') {
-            k->depth++;
-        } else if ((c == '}' || c == ']') && --k->depth == 0) {
-            return pos + 1;
-        }
-    }
-    return stop;
-}
-
-#ifdef __SSE2__
-/* Bit i set where p[i] (of 64) equals c, after and-ing each byte with m. */
-static ALWAYS_INLINE uint64_t block_eq(const __m128i v[4], unsigned char m, unsigned char c)
-{
-    const __m128i vm = _mm_set1_epi8((char)m), vc = _mm_set1_epi8((char)c);
-    uint64_t r = 0;
-    for (int i = 0; i < 4; i++)
-        r |= (uint64_t)(uint16_t)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(v[i], vm), vc))
-             << (16 * i);
-    return r;
-}
-
-/* Walks the 64 bytes at b + pos with masks: which bytes are inside
- * strings comes from a running XOR of the quote bits, and only the
- * brackets outside strings are looked at one by one. A block with a
- * backslash (rare in events) goes byte by byte. As skim_bytes. */
-static size_t skim_block(struct skim *k, const char *b, size_t pos)
-{
-    __m128i v[4];
-    for (int i = 0; i < 4; i++)
-        v[i] = _mm_loadu_si128((const __m128i *)(const void *)(b + pos + 16 * (size_t)i));
-    if (k->esc || block_eq(v, 0xFF, '\\'))
-        return skim_bytes(k, b, pos, pos + 64);
-    uint64_t q = block_eq(v, 0xFF, '"');
-    uint64_t open = block_eq(v, 0xDF, '['), close = block_eq(v, 0xDF, ']');
-    uint64_t in = q; /* bit i: odd count of quotes in 0..i, opening ones included */
-    for (int sh = 1; sh < 64; sh <<= 1)
-        in ^= in << sh;
-    if (k->in_str)
-        in = ~in;
-    k->in_str = in >> 63;
-    for (uint64_t m = (open | close) & ~in; m; m &= m - 1) {
-        int i = __builtin_ctzll(m);
-        if (open >> i & 1)
-            k->depth++;
-        else if (--k->depth == 0)
-            return pos + (size_t)i + 1;
-    }
-    return pos + 64;
-}
-#endif
-
-/* Past the container whose opening bracket is b[pos], in text already
- * known to be valid JSON: only quotes, backslashes and brackets count. */
-static size_t skim_container(const char *b, size_t pos, size_t end)
-{
-    struct skim k = {0, false, false};
-#ifdef __SSE2__
-    while (end - pos >= 64) {
-        size_t next = skim_block(&k, b, pos);
-        if (k.depth == 0)
-            return next;
-        pos = next;
-    }
-#endif
-    return skim_bytes(&k, b, pos, end);
-}
-
-/* End of the value starting at b[pos], in text already known to be valid
- * JSON. A scalar ends at the first byte that cannot be part of it. */
-static size_t skim_value(const char *b, size_t pos, size_t end)
-{
-    char c = b[pos];
-    if (c == '{' || c == '[')
-        return skim_container(b, pos, end);
-    if (c == '"') {
-        for (pos++; pos < end && b[pos] != '"'; pos++)
-            if (b[pos] == '\\')
-                pos++;
-        return pos < end ? pos + 1 : end;
-    }
-    while (pos < end && b[pos] != ',' && b[pos] != ']' && b[pos] != '}' &&
-           !is_ws((unsigned char)b[pos]))
-        pos++;
-    return pos;
-}
-
-struct wrapper_probe {
-    const char *events; /* the last "events" member's value if an array */
-    size_t events_len;
-    bool has_event;
-};
-
-static bool key_is(const struct pipe_json_member *m, const char *name, size_t n)
-{
-    char tmp[64];
-    if (!m->key_escaped)
-        return m->key_len == n && memcmp(m->key, name, n) == 0;
-    if (m->key_len > sizeof tmp || pipe_json_unescape(m->key, m->key_len, NULL) != n)
-        return false;
-    pipe_json_unescape(m->key, m->key_len, tmp);
-    return memcmp(tmp, name, n) == 0;
-}
-
-static bool probe_member(void *arg, const struct pipe_json_member *m)
-{
-    struct wrapper_probe *w = arg;
-    if (key_is(m, "events", 6)) {
-        w->events = m->type == PIPE_JSON_ARRAY ? m->value : NULL;
-        w->events_len = m->value_len;
-    } else if (key_is(m, "event", 5)) {
-        w->has_event = true;
-    }
-    return false;
-}
-
-/* Validates body[from..len) as one lenient JSON value with no output,
- * noting a wrapper's "events" array. Offsets in res are of the body. */
-static int check_whole(const char *body, size_t len, size_t from, unsigned flags,
-                       struct wrapper_probe *w, struct pipe_json_result *res)
-{
-    struct pipe_json_opts o = {PIPE_JSON_DEPTH_LIMIT, PIPE_JSON_LENIENT | flags, probe_member, w};
-    int rc = pipe_json_scan(body + from, len - from, &o, NULL, res);
-    res->offset += from;
-    res->end += from;
-    return rc;
-}
-
-static int body_fail(struct pipe_json_result *res, size_t at, const char *what)
-{
-    memset(res, 0, sizeof *res);
-    res->err = PIPE_JSON_ESYNTAX;
-    res->offset = at;
-    res->what = what;
-    return PIPE_EPARSE;
-}
-
-int pipe_body_iter_init(struct pipe_body_iter *it, const char *body, size_t len,
-                        enum pipe_body_form hint, size_t max_record, struct pipe_json_result *res)
-{
-    struct wrapper_probe w = {NULL, 0, false};
-    size_t pos = len >= 3 && memcmp(body, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0;
-    size_t first = skip_ws(body, pos, len);
-    int rc = 0;
-
-    memset(res, 0, sizeof *res);
-    res->what = "";
-    memset(it, 0, sizeof *it);
-    it->body = body;
-    it->len = it->end = len;
-    it->max_record = max_record ? max_record : SIZE_MAX;
-    it->form = hint;
-    it->pos = first;
-    if (first == len) {
-        it->form = hint == PIPE_BODY_AUTO ? PIPE_BODY_NDJSON : hint;
-        it->done = true;
-        return 0;
-    }
-    if (hint == PIPE_BODY_AUTO && body[first] == '[') {
-        it->form = PIPE_BODY_ARRAY;
-    } else if (hint == PIPE_BODY_AUTO && body[first] == '{') {
-        /* Only the first value is scanned here, so an NDJSON body costs one
-         * line; a wrapper or single object is validated once, here. */
-        struct pipe_json_result r;
-        it->form = PIPE_BODY_NDJSON;
-        if (check_whole(body, len, first, PIPE_JSON_PREFIX, &w, &r) == 0 && r.end == len)
-            it->form = w.events && !w.has_event ? PIPE_BODY_WRAPPER : PIPE_BODY_SINGLE;
-        if (it->form == PIPE_BODY_WRAPPER)
-            goto wrapper;
-        return 0;
-    } else if (hint == PIPE_BODY_AUTO) {
-        it->form = PIPE_BODY_NDJSON;
-    }
-
-    switch (it->form) {
-    case PIPE_BODY_ARRAY:
-        if ((rc = check_whole(body, len, first, 0, &w, res)) < 0)
-            goto out;
-        if (res->type != PIPE_JSON_ARRAY)
-            rc = body_fail(res, first, "expected a JSON array");
-        it->pos = first + 1;
-        break;
-    case PIPE_BODY_WRAPPER:
-        if ((rc = check_whole(body, len, first, 0, &w, res)) < 0)
-            goto out;
-        if (res->type != PIPE_JSON_OBJECT || !w.events) {
-            rc = body_fail(res, first, "expected an object with an \"events\" array");
-            goto out;
-        }
-    wrapper:
-        it->form = PIPE_BODY_WRAPPER;
-        it->pos = (size_t)(w.events - body) + 1;
-        it->end = (size_t)(w.events - body) + w.events_len;
-        break;
-    default:
-        break;
-    }
-out:
-    if (rc < 0)
-        it->done = true;
-    return rc;
-}
-
-static bool next_line(struct pipe_body_iter *it, struct pipe_body_record *rec)
-{
-    const char *b = it->body;
-    while (it->pos < it->end) {
-        size_t start = it->pos;
-        const char *nl = memchr(b + start, '\n', it->end - start);
-        size_t stop = nl ? (size_t)(nl - b) : it->end;
-        it->pos = nl ? stop + 1 : it->end;
-        if (stop > start && b[stop - 1] == '\r')
-            stop--;
-        if (skip_ws(b, start, stop) == stop)
-            continue;
-        rec->data = b + start;
-        rec->len = stop - start;
-        rec->offset = start;
-        rec->index = it->index++;
-        rec->err = rec->len > it->max_record ? PIPE_JSON_ETOOLARGE : PIPE_JSON_OK;
-        return true;
-    }
-    return false;
-}
-
-bool pipe_body_iter_next(struct pipe_body_iter *it, struct pipe_body_record *rec)
-{
-    if (it->done)
-        return false;
-    if (it->form == PIPE_BODY_NDJSON)
-        return next_line(it, rec);
-
-    size_t start = it->pos, stop;
-    if (it->form == PIPE_BODY_SINGLE) {
-        stop = it->end;
-        while (stop > start && is_ws((unsigned char)it->body[stop - 1]))
-            stop--;
-        it->done = true;
-    } else {
-        /* Array or wrapper: validated in init, so skimming is enough. */
-        start = skip_ws(it->body, start, it->end);
-        if (start >= it->end || it->body[start] == ']') {
-            it->done = true;
-            return false;
-        }
-        stop = skim_value(it->body, start, it->end);
-        size_t next = skip_ws(it->body, stop, it->end);
-        it->pos = next < it->end && it->body[next] == ',' ? next + 1 : next;
-    }
-    rec->data = it->body + start;
-    rec->len = stop - start;
-    rec->offset = start;
-    rec->index = it->index++;
-    rec->err = rec->len > it->max_record ? PIPE_JSON_ETOOLARGE : PIPE_JSON_OK;
-    return true;
 }

@@ -9,6 +9,7 @@
 # (tests/bench/sustain.sh), the latency at half of it (tests/bench/pipeline.sh
 # EVENTS RATE) and the cost on S3 at scale and at rest (tests/bench/cost.sh);
 # the dispatcher's LIST rate (tests/bench/lists.sh); the combiner, the splitter,
+# the JSON scanner alone (tests/bench/bench_scan),
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -167,6 +168,9 @@ PY
 echo "  zstd -1 CLI compression: $peer_zstd events/s"
 "$BUILD/tests/bench/bench_event" | tee "$work/bench_event.txt"
 
+echo "the JSON scanner alone (pipe_json_scan), the filter's and the splitter's way"
+"$BUILD/tests/bench/bench_scan" "$corpus" 200000 5 | tee "$work/bench_scan.txt"
+
 echo "schema checking per event"
 "$BUILD/tests/bench/bench_schema" | tee "$work/bench_schema.txt"
 "$BUILD/tests/bench/bench_hset" | tee "$work/bench_hset.txt"
@@ -276,6 +280,12 @@ redis_stop "$work/redis-dedup" || true
   echo '```'
   cat "$work/bench_event.txt"
   echo '```'
+  echo
+  echo "The JSON scanner alone (\`$BUILD/tests/bench/bench_scan CORPUS 200000 5\`, CORPUS the"
+  echo "first 200,000 generated events above), per CPU-second, as the filter calls it (strict,"
+  echo "compacting into a buffer) and as the splitter does (lenient, validate only):"
+  echo
+  cat "$work/bench_scan.txt"
   echo
   echo "Schema checking (\`$BUILD/tests/bench/bench_schema\`): what validating each event against"
   echo "its type's schema (docs/schemas.md) adds to the envelope checks, per core:"

@@ -1,7 +1,7 @@
 /* libFuzzer target: the body splitter plus event processing of every
  * record, as the filter does. Build:
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE \
- *     tests/fuzz/fuzz_body.c libpipe/{err,mem,buf,log,clock,ndjson,event}.c -lxxhash -o fuzz_body */
+ *     tests/fuzz/fuzz_body.c libpipe/{err,mem,buf,log,clock,ndjson,ndjson_body,event}.c -lxxhash -o fuzz_body */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
