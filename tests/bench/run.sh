@@ -9,7 +9,8 @@
 # (tests/bench/sustain.sh), the latency at half of it (tests/bench/pipeline.sh
 # EVENTS RATE) and the cost on S3 at scale and at rest (tests/bench/cost.sh);
 # the dispatcher's LIST rate (tests/bench/lists.sh); the combiner, the splitter,
-# the JSON scanner alone (tests/bench/bench_scan),
+# the JSON scanner alone (tests/bench/bench_scan), the work no event of the
+# raw/ job skips, each part alone (tests/bench/floor.sh),
 # schema checking and the Redis de-duplication view. Prints tables and
 # rewrites the figures section of docs/benchmarks.md. BENCH_RUNS (default 3)
 # runs per configuration; the median is reported. Figures, never assertions.
@@ -171,6 +172,9 @@ echo "  zstd -1 CLI compression: $peer_zstd events/s"
 echo "the JSON scanner alone (pipe_json_scan), the filter's and the splitter's way"
 "$BUILD/tests/bench/bench_scan" "$corpus" 200000 5 | tee "$work/bench_scan.txt"
 
+echo "the work no event of the raw/ job skips, each part alone (issue 15's floor)"
+BUILD=$BUILD tests/bench/floor.sh "$corpus" 500000 | tee "$work/floor.txt"
+
 echo "schema checking per event"
 "$BUILD/tests/bench/bench_schema" | tee "$work/bench_schema.txt"
 "$BUILD/tests/bench/bench_hset" | tee "$work/bench_hset.txt"
@@ -286,6 +290,12 @@ redis_stop "$work/redis-dedup" || true
   echo "compacting into a buffer) and as the splitter does (lenient, validate only):"
   echo
   cat "$work/bench_scan.txt"
+  echo
+  echo "The floor of the whole-pipeline job (\`tests/bench/floor.sh CORPUS 500000\`): the zstd"
+  echo "CLI (the stages' libzstd, one thread, user CPU) and bench_scan on the first 500,000"
+  echo "events, each part of the work every event of the raw/ job does, alone:"
+  echo
+  cat "$work/floor.txt"
   echo
   echo "Schema checking (\`$BUILD/tests/bench/bench_schema\`): what validating each event against"
   echo "its type's schema (docs/schemas.md) adds to the envelope checks, per core:"
