@@ -71,23 +71,30 @@ static int count_dot_file(const char *path, const struct stat *sb, int flag, str
     return 0;
 }
 
+/* The file of key rel under the root holds want, and no temp file is left
+ * anywhere under the root. */
+static void assert_file_and_no_temp(const struct fixture *f, const char *rel, const char *want)
+{
+    char *path = pipe_asprintf("%s/%s", f->root, rel);
+    size_t len = 0;
+    char *data = tu_read_file(path, &len);
+    assert_non_null(data);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(data, want, len);
+    free(data);
+    pipe_free(path);
+    dot_files = 0;
+    nftw(f->root, count_dot_file, 16, FTW_PHYS);
+    assert_int_equal(dot_files, 0);
+}
+
 static void test_store_fs_put_writes_key_path_and_leaves_no_temp_files(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(pipe_store_put(f->s, "a/b/c.ndjson", "hello", 5), 0);
     assert_int_equal(pipe_store_put(f->s, "a/b/c.ndjson", "again", 5), 0);
     assert_int_equal(pipe_store_put(f->s, "top", "", 0), 0);
-    char *path = pipe_asprintf("%s/a/b/c.ndjson", f->root);
-    size_t len = 0;
-    char *data = tu_read_file(path, &len);
-    assert_non_null(data);
-    assert_int_equal(len, 5);
-    assert_memory_equal(data, "again", 5);
-    free(data);
-    pipe_free(path);
-    dot_files = 0;
-    nftw(f->root, count_dot_file, 16, FTW_PHYS);
-    assert_int_equal(dot_files, 0);
+    assert_file_and_no_temp(f, "a/b/c.ndjson", "again");
 }
 
 static void test_store_fs_delete_removes_empty_parent_dirs_but_not_root(void **state)
@@ -484,17 +491,7 @@ static void test_store_put_parts_failure_leaves_nothing_on_fs_and_fault(void **s
     assert_non_null(strstr(pipe_store_last_error(f->s), "f/x"));
     assert_false(exists(f->root, "f/x"));
     assert_int_equal(pipe_store_put_parts(f->s, "d/k", parts, 3), 0);
-    char *path = pipe_asprintf("%s/d/k", f->root);
-    size_t len = 0;
-    char *data = tu_read_file(path, &len);
-    assert_non_null(data);
-    assert_int_equal(len, 5);
-    assert_memory_equal(data, "abcde", 5);
-    free(data);
-    pipe_free(path);
-    dot_files = 0;
-    nftw(f->root, count_dot_file, 16, FTW_PHYS);
-    assert_int_equal(dot_files, 0);
+    assert_file_and_no_temp(f, "d/k", "abcde");
 
     struct pipe_store *s = open_fault(f, "put_fail=1,seed=9");
     uint64_t req, err;
