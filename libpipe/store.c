@@ -227,6 +227,46 @@ int pipe_store_put(struct pipe_store *s, const char *key, const void *data, size
     return finish(s, PIPE_STORE_OP_PUT, key, seq, rc);
 }
 
+/* The parts of a put joined in one buffer, for a backend without put_parts. */
+static int put_joined(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
+                      size_t n, size_t total)
+{
+    if (n == 1)
+        return s->ops->put(s, key, parts[0].data ? parts[0].data : "", total);
+    char *joined = pipe_malloc(total ? total : 1);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i].len)
+            memcpy(joined + off, parts[i].data, parts[i].len);
+        off += parts[i].len;
+    }
+    int rc = s->ops->put(s, key, joined, total);
+    pipe_free(joined);
+    return rc;
+}
+
+int pipe_store_put_parts(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
+                         size_t n)
+{
+    uint64_t seq = last_err.seq;
+    int rc = check_key(s, PIPE_STORE_OP_PUT, key);
+    size_t total = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if ((parts[i].data == NULL && parts[i].len > 0) || parts[i].len > SIZE_MAX - total) {
+            pipe__store_set_error(s, "put %.200s: part %zu is NULL or the parts overflow", key, i);
+            rc = PIPE_EINVAL;
+        }
+        total += rc == 0 ? parts[i].len : 0;
+    }
+    if (rc == 0 && n == 0)
+        rc = s->ops->put(s, key, "", 0);
+    else if (rc == 0 && s->ops->put_parts)
+        rc = s->ops->put_parts(s, key, parts, n, total);
+    else if (rc == 0)
+        rc = put_joined(s, key, parts, n, total);
+    return finish(s, PIPE_STORE_OP_PUT, key, seq, rc);
+}
+
 int pipe_store_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
 {
     uint64_t seq = last_err.seq;

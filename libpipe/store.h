@@ -79,6 +79,23 @@ int pipe_store_tidy(struct pipe_store *s);
  * invalid key. */
 int pipe_store_put(struct pipe_store *s, const char *key, const void *data, size_t len);
 
+/* One piece of an object put from parts (pipe_store_put_parts): len bytes
+ * at data (data may be NULL when len is 0). */
+struct pipe_store_part {
+    const void *data;
+    size_t len;
+};
+
+/* pipe_store_put_parts — stores the concatenation of parts[0..n) under key,
+ * as pipe_store_put would store it joined in one buffer: one put (one
+ * request), atomic, durable with PIPE_STORE_CAP_FSYNC; n may be 0 (an
+ * empty object), parts may be empty. A backend that can writes the parts
+ * as they are (file:// writes them to its temp file with writev); any
+ * other joins them into one buffer first. On failure the object under key
+ * is as it was. PIPE_EINVAL for an invalid key or a NULL part with bytes. */
+int pipe_store_put_parts(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
+                         size_t n);
+
 /* pipe_store_get — appends the object's bytes to out. PIPE_ENOTFOUND if there
  * is no such object, PIPE_ETOOBIG if it does not fit under out->max; on any
  * failure out->len is unchanged. */

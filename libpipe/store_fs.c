@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,16 +228,39 @@ static void fs_close(struct pipe_store *s)
 
 /* ---- put / get / stat / delete --------------------------------------- */
 
-static int write_all(int fd, const char *p, size_t len)
+#define FS_IOV_BATCH 64 /* parts handed to one writev */
+
+/* Writes parts[0..n) to fd in order, as many parts a call as writev takes,
+ * resuming after short writes. */
+static int write_parts(int fd, const struct pipe_store_part *parts, size_t n)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
+    size_t i = 0, done = 0; /* part i, of which done bytes are written */
+    while (i < n) {
+        struct iovec iov[FS_IOV_BATCH];
+        int cnt = 0;
+        for (size_t j = i; j < n && cnt < FS_IOV_BATCH; j++) {
+            size_t skip = j == i ? done : 0;
+            if (parts[j].len > skip)
+                iov[cnt++] = (struct iovec){(char *)parts[j].data + skip, parts[j].len - skip};
+        }
+        if (cnt == 0)
+            break; /* only empty parts are left */
+        ssize_t w = writev(fd, iov, cnt);
+        if (w < 0 && errno == EINTR)
             continue;
-        if (n < 0)
+        if (w < 0)
             return -errno;
-        p += n;
-        len -= (size_t)n;
+        /* Advance past what was written (empty parts on the way too). */
+        for (size_t left = (size_t)w; left > 0;) {
+            size_t rest = parts[i].len - done;
+            if (left < rest) {
+                done += left;
+                break;
+            }
+            left -= rest;
+            i++;
+            done = 0;
+        }
     }
     return 0;
 }
@@ -279,15 +303,20 @@ static int fs_create_tmp(struct pipe_store *s, const char *key, char *tmp)
     return rc;
 }
 
-static int fs_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+/* fs_put_parts — writes the parts to a new temp file next to key, fsyncs
+ * it, renames it over key and fsyncs the directory: readers see the old
+ * file or the whole new one, never a part. */
+static int fs_put_parts(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
+                        size_t n, size_t total)
 {
+    (void)total;
     struct fs_store *fs = s->priv;
     char tmp[PATH_MAX];
     const char *what = "write";
     int fd = fs_create_tmp(s, key, tmp);
     if (fd < 0)
         return fd;
-    int rc = write_all(fd, data, len);
+    int rc = write_parts(fd, parts, n);
     if (rc == 0 && fsync(fd) < 0) {
         rc = -errno;
         what = "fsync";
@@ -313,6 +342,12 @@ out:
         pipe__store_set_error(s, "put %s: %s %s/%s: %s", key, what, fs->root, tmp,
                               pipe_strerror(rc));
     return rc;
+}
+
+static int fs_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+{
+    struct pipe_store_part part = {data, len};
+    return fs_put_parts(s, key, &part, 1, len);
 }
 
 static void fill_obj(const struct stat *st, struct pipe_store_obj *info)
@@ -710,6 +745,7 @@ const struct pipe_store_ops pipe__store_fs_ops = {
     .open = fs_open,
     .close = fs_close,
     .put = fs_put,
+    .put_parts = fs_put_parts,
     .get = fs_get,
     .map = fs_map,
     .stat = fs_stat,

@@ -22,6 +22,11 @@ struct pipe_store_ops {
     int (*open)(struct pipe_store *s, const char *url);
     void (*close)(struct pipe_store *s);
     int (*put)(struct pipe_store *s, const char *key, const void *data, size_t len);
+    /* put_parts — optional (NULL: the front end joins the parts and calls
+     * put): writes the concatenation of parts[0..n), total bytes in all,
+     * as put writes one buffer. No part is NULL with bytes. */
+    int (*put_parts)(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
+                     size_t n, size_t total);
     /* get — appends to out; restores out->len on failure. */
     int (*get)(struct pipe_store *s, const char *key, struct pipe_buf *out);
     /* map — optional (NULL: the front end reads the object with get):

@@ -56,7 +56,8 @@ struct combiner {
     enum comb_mode mode;
     struct pipe_zwriter *zw;
     struct pipe_zdecoder *zd; /* decodes inputs (those not counted on their record) */
-    /* Recycled between jobs: the compressed input, the output object. */
+    /* Recycled between jobs: an input to recompress, and the bytes the
+     * combiner writes itself (its frames; copied inputs stay in views). */
     struct pipe_buf in, out;
     struct comb_metrics m;
 };

@@ -1,10 +1,12 @@
 /* combiner_job — runs one combine job (docs/compaction.md): read the inputs
  * the descriptor names (refusing any whose etag changed), merge their lines
- * into one object (the job runner renews the lease all along), check the
- * lease, then commit in an order that a crash anywhere can redo: combined
- * object, manifest, split job, done markers, and
- * last the deletion of the descriptor. Every write is a pure function
- * of the descriptor, so a redo writes the same bytes. */
+ * into one object (the job runner renews the lease all along) made of
+ * parts, the copied inputs' views and what the combiner writes itself, put
+ * without joining them in fresh memory; check the lease, then commit in an
+ * order that a crash anywhere can redo: combined object, manifest, split
+ * job, done markers, and last the deletion of the descriptor. Every write
+ * is a pure function of the descriptor, so a redo writes the same bytes. */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -36,6 +38,16 @@ struct scan {
     char last;         /* the last byte decoded */
 };
 
+/* One piece of the combined object: bytes of an input's view (the frames
+ * it copies as stored) or of c->out (what the combiner writes itself).
+ * Offsets, not pointers: c->out moves when it grows. */
+struct out_part {
+    size_t view; /* index into run.views, or OWN_BYTES: c->out */
+    size_t off, len;
+};
+
+#define OWN_BYTES SIZE_MAX
+
 /* The state of one run. */
 struct run {
     struct combiner *c;
@@ -47,6 +59,12 @@ struct run {
     struct scan sc;  /* what decoding the input in hand has learnt so far */
     struct pipe_manifest_combined man;
     uint64_t bytes_in;
+    /* The output is parts[0..n_parts) in order, put without joining them:
+     * views[i] holds input i while the job runs when its frames are copied
+     * (empty otherwise); c->out[0..own_mark) is in parts already. */
+    struct pipe_store_view *views;
+    struct out_part *parts;
+    size_t n_parts, cap_parts, own_mark;
     const char *stale; /* an input that changed or vanished (then rc PIPE_ENOTFOUND) */
 };
 
@@ -91,12 +109,15 @@ out:
 
 /* ---- merging ----------------------------------------------------------- */
 
-/* Fetches one input, exactly the version the descriptor names, appending
- * it to dst: c->in, or c->out for an input whose frames are copied (then
- * PIPE_ETOOBIG means the output would pass max_output). */
-static int fetch_input(struct run *r, const struct pipe_manifest_object *in, struct pipe_buf *dst)
+/* Fetches input i, exactly the version the descriptor names: appended to
+ * c->in, or as the view r->views[i] when its frames are copied (copy:
+ * file:// maps it, nothing is copied). */
+static int fetch_input(struct run *r, size_t i, bool copy)
 {
     struct combiner *c = r->c;
+    const struct pipe_manifest_object *in = &r->job.inputs[i];
+    struct pipe_buf *dst = &c->in;
+    struct pipe_store_view *v = &r->views[i];
     struct pipe_store *s = pipe_stage_store(c->st);
     struct pipe_store_obj info;
     const char *why = NULL;
@@ -107,15 +128,18 @@ static int fetch_input(struct run *r, const struct pipe_manifest_object *in, str
     else if (rc == 0 && info.size > c->cfg->max_input)
         rc = PIPE_ETOOBIG;
     if (rc == 0 && !why) {
-        rc = pipe_store_get(s, in->key, dst);
-        if (rc == PIPE_ETOOBIG && dst == &c->out)
-            return rc;
+        rc = copy ? pipe_store_view_get(s, in->key, c->cfg->max_input, v)
+                  : pipe_store_get(s, in->key, dst);
         /* A rewrite between stat and get shows as another size at least. */
-        if (rc == 0 && dst->len - start != in->size) {
+        if (rc == 0 && (copy ? v->len : dst->len - start) != in->size) {
             why = "changed while it was read";
-            dst->len = start;
-            if (dst->data)
-                dst->data[start] = '\0';
+            if (copy) {
+                pipe_store_view_release(v);
+            } else {
+                dst->len = start;
+                if (dst->data)
+                    dst->data[start] = '\0';
+            }
         }
     }
     if (rc == PIPE_ENOTFOUND)
@@ -263,20 +287,13 @@ static int read_record(struct run *r, const char *key, const char *p, size_t n,
     return 1;
 }
 
-/* vouched — for an input copied to c->out[start..] that starts with the
- * record rec: takes the record out (combined/ objects carry none), then
- * walks the frames after it without decoding them. True when they are
- * whole, checksummed frames declaring rec->bytes in all: r->sc takes its
- * counts from the record, and the input is not decoded. */
-static bool vouched(struct run *r, const char *key, size_t start,
+/* vouched — for an input copied as stored whose record rec is followed
+ * by p[0..n): walks those frames without decoding them. True when they
+ * are whole, checksummed frames declaring rec->bytes in all: r->sc takes
+ * its counts from the record, and the input is not decoded. */
+static bool vouched(struct run *r, const char *key, const char *p, size_t n,
                     const struct pipe_codec_record *rec)
 {
-    struct pipe_buf *out = &r->c->out;
-    char *p = out->data + start;
-    size_t n = out->len - start - PIPE_CODEC_RECORD_LEN;
-    memmove(p, p + PIPE_CODEC_RECORD_LEN, n);
-    out->len -= PIPE_CODEC_RECORD_LEN;
-    out->data[out->len] = '\0';
     uint64_t bytes = 0;
     if (pipe_codec_frames_size(p, n, &bytes) < 0 || bytes != rec->bytes) {
         pipe_log_warn("input's frames do not bear out its sluice record; decoding it",
@@ -290,25 +307,31 @@ static bool vouched(struct run *r, const char *key, size_t start,
     return true;
 }
 
-/* count_input — counts and checks an input in place: copied to
- * c->out[start..], or in c->in to be fed to the frame in progress. A
- * copied input whose frames bear out its sluice record is counted from
- * the record; any other is decoded once, which counts and checks it, and
- * must then hold what its record (if any) says. */
-static int count_input(struct run *r, const char *key, bool copy, size_t start)
+/* count_input — counts and checks the input p[0..n): copied as stored
+ * (copy), or in c->in to be fed to the frame in progress. A copied input
+ * leaves its record out (combined/ objects carry none: *skip is its
+ * length) and, when its frames bear the record out, is counted from it;
+ * any other is decoded once, which counts and checks it, and must then
+ * hold what its record (if any) says. */
+static int count_input(struct run *r, const char *key, const char *p, size_t n, bool copy,
+                       size_t *skip)
 {
-    struct combiner *c = r->c;
-    const struct pipe_buf *src = copy ? &c->out : &c->in;
     struct pipe_codec_record rec;
-    int has = read_record(r, key, src->data ? src->data + start : "", src->len - start, &rec);
+    int has = read_record(r, key, p, n, &rec);
+    *skip = 0;
     if (has < 0)
         return has;
-    if (has && copy && vouched(r, key, start, &rec))
-        return 0;
+    if (has && copy) {
+        *skip = PIPE_CODEC_RECORD_LEN;
+        p += PIPE_CODEC_RECORD_LEN;
+        n -= PIPE_CODEC_RECORD_LEN;
+        if (vouched(r, key, p, n, &rec))
+            return 0;
+    }
     /* Copied as they are, bytes that are not zstd would spoil the object. */
-    if (has && copy && src->len > start && !pipe_codec_is_zstd(src->data + start, src->len - start))
+    if (has && copy && n > 0 && !pipe_codec_is_zstd(p, n))
         return undecodable(r, key, "a sluice record followed by other than zstd frames");
-    int rc = decode_input(r, key, src->data ? src->data + start : "", src->len - start, !copy);
+    int rc = decode_input(r, key, p, n, !copy);
     if (rc == 0 && has && (r->sc.bytes != rec.bytes || r->sc.events != rec.events)) {
         char why[200];
         snprintf(why, sizeof why,
@@ -321,32 +344,89 @@ static int count_input(struct run *r, const char *key, bool copy, size_t start)
     return rc;
 }
 
-/* Appends one input to c->out: its frames copied as stored (fetched
- * straight into c->out), or decoded into the frame in progress. Either way
- * it is counted and checked (count_input). A final line without "\n" gets
- * one, so that inputs never run into each other. */
-static int append_input(struct run *r, const struct pipe_manifest_object *in)
+/* ---- the output's parts ------------------------------------------------ */
+
+/* Appends a part, or lengthens the last one when it goes on from it. */
+static void push_part(struct run *r, size_t view, size_t off, size_t len)
+{
+    struct out_part *last = r->n_parts ? &r->parts[r->n_parts - 1] : NULL;
+    if (len == 0)
+        return;
+    if (last && last->view == view && last->off + last->len == off) {
+        last->len += len;
+        return;
+    }
+    if (r->n_parts == r->cap_parts) {
+        r->cap_parts = r->cap_parts ? 2 * r->cap_parts : 16;
+        r->parts = pipe_realloc(r->parts, r->cap_parts * sizeof *r->parts);
+    }
+    r->parts[r->n_parts++] = (struct out_part){view, off, len};
+}
+
+/* Makes what the combiner wrote to c->out since the last part a part. */
+static void flush_own(struct run *r)
+{
+    push_part(r, OWN_BYTES, r->own_mark, r->c->out.len - r->own_mark);
+    r->own_mark = r->c->out.len;
+}
+
+/* Adds input i's view from off on as the next part. c->out's cap shrinks
+ * by as much, so that it bounds the whole output: PIPE_ETOOBIG when the
+ * output would pass max_output. */
+static int add_view_part(struct run *r, size_t i, size_t off)
+{
+    struct pipe_buf *out = &r->c->out;
+    size_t len = r->views[i].len - off;
+    if (len > out->max - out->len)
+        return PIPE_ETOOBIG;
+    flush_own(r);
+    push_part(r, i, off, len);
+    out->max -= len;
+    return 0;
+}
+
+/* The bytes of part p, resolved now (c->out may have moved meanwhile). */
+static const char *part_data(const struct run *r, const struct out_part *p)
+{
+    return p->view == OWN_BYTES ? r->c->out.data + p->off : r->views[p->view].data + p->off;
+}
+
+/* Releases every input's view (safe when there are none, and twice). */
+static void release_views(struct run *r)
+{
+    for (size_t i = 0; r->views && i < r->job.n_inputs; i++)
+        pipe_store_view_release(&r->views[i]);
+}
+
+/* Appends input i to the output: its frames copied as stored (held in
+ * its view, a part of the output), or decoded into the frame in progress.
+ * Either way it is counted and checked (count_input). A final line
+ * without "\n" gets one, so that inputs never run into each other. */
+static int append_input(struct run *r, size_t i)
 {
     struct combiner *c = r->c;
+    const struct pipe_manifest_object *in = &r->job.inputs[i];
+    struct pipe_store_view *v = &r->views[i];
     bool copy = copy_frames(c, in->size);
     int rc = copy ? close_frame(r) : 0;
-    size_t start = copy ? c->out.len : 0;
+    size_t skip = 0;
     pipe_buf_reset(&c->in);
     if (rc == 0)
-        rc = fetch_input(r, in, copy ? &c->out : &c->in);
+        rc = fetch_input(r, i, copy);
     if (rc < 0)
         return rc;
-    if (copy && !pipe_codec_is_zstd(c->out.data + start, c->out.len - start)) {
-        rc = pipe_buf_append(&c->in, c->out.data + start, c->out.len - start);
-        c->out.len = start;
-        c->out.data[start] = '\0';
-        start = 0;
+    if (copy && !pipe_codec_is_zstd(v->data, v->len)) {
+        rc = pipe_buf_append(&c->in, v->data, v->len);
+        pipe_store_view_release(v);
         copy = false;
     }
     if (rc == 0 && !copy)
         rc = open_frame(r);
     if (rc == 0)
-        rc = count_input(r, in->key, copy, start);
+        rc = copy ? count_input(r, in->key, v->data, v->len, true, &skip)
+                  : count_input(r, in->key, c->in.data ? c->in.data : "", c->in.len, false, &skip);
+    if (rc == 0 && copy)
+        rc = add_view_part(r, i, skip);
     bool need_nl = r->sc.bytes > 0 && r->sc.last != '\n';
     if (rc == 0 && need_nl) {
         /* A frame of its own after copied frames: still one zstd stream. */
@@ -361,9 +441,10 @@ static int append_input(struct run *r, const struct pipe_manifest_object *in)
     return rc;
 }
 
-static int add_input(struct run *r, const struct pipe_manifest_object *in)
+static int add_input(struct run *r, size_t i)
 {
-    int rc = append_input(r, in);
+    const struct pipe_manifest_object *in = &r->job.inputs[i];
+    int rc = append_input(r, i);
     if (rc == PIPE_ETOOBIG) {
         pipe_log_error("combined object would pass max_output; job left in place", "job=%s", r->id);
         return PIPE_ECORRUPT;
@@ -377,7 +458,7 @@ static int add_input(struct run *r, const struct pipe_manifest_object *in)
     return 0;
 }
 
-/* Reads every input into c->out. */
+/* Reads every input into the output's parts. */
 static int merge_inputs(struct run *r)
 {
     struct combiner *c = r->c;
@@ -387,7 +468,7 @@ static int merge_inputs(struct run *r)
             return PIPE_ESHUTDOWN; /* abandon: nothing was written */
         rc = pipe_job_lease_lost(r->lease) ? PIPE_ELOST : 0;
         if (rc == 0)
-            rc = add_input(r, &r->job.inputs[i]);
+            rc = add_input(r, i);
     }
     if (rc == 0) {
         rc = close_frame(r);
@@ -400,27 +481,44 @@ static int merge_inputs(struct run *r)
     return rc;
 }
 
-/* Reads every input into c->out and fills the manifest. */
+/* The XXH3-64 of the output's parts in order, as hex into hex[17]. */
+static int checksum_parts(const struct run *r, char *hex, size_t hex_len)
+{
+    XXH3_state_t *st = XXH3_createState();
+    if (st == NULL)
+        return -ENOMEM;
+    XXH3_64bits_reset(st);
+    for (size_t i = 0; i < r->n_parts; i++)
+        XXH3_64bits_update(st, part_data(r, &r->parts[i]), r->parts[i].len);
+    snprintf(hex, hex_len, "%016" PRIx64, (uint64_t)XXH3_64bits_digest(st));
+    XXH3_freeState(st);
+    return 0;
+}
+
+/* Reads every input into the output's parts and fills the manifest. */
 static int merge(struct run *r)
 {
     struct combiner *c = r->c;
     pipe_buf_reset(&c->out);
+    c->out.max = c->cfg->max_output; /* add_view_part shrinks it */
     r->frame_open = false;
+    r->views = pipe_calloc(r->job.n_inputs, sizeof *r->views);
     int rc = merge_inputs(r);
     if (rc < 0)
         return rc;
+    flush_own(r);
     struct pipe_manifest_combined *m = &r->man;
     m->job_id = pipe_strdup(r->id);
     m->generation = r->job.generation;
     m->output_key = pipe_strdup(r->job.output_key);
-    m->bytes = c->out.len;
-    /* Of the object as stored: what is checked is what is kept, and no
-     * input had to be decoded for it (docs/compaction.md). */
-    snprintf(m->checksum, sizeof m->checksum, "%016" PRIx64,
-             (uint64_t)XXH3_64bits(c->out.data, c->out.len));
+    m->bytes = 0;
+    for (size_t i = 0; i < r->n_parts; i++)
+        m->bytes += r->parts[i].len;
     m->ledger.in = m->events;
     m->ledger.out = m->events;
-    return 0;
+    /* Of the object as stored: what is checked is what is kept, and no
+     * input had to be decoded for it (docs/compaction.md). */
+    return checksum_parts(r, m->checksum, sizeof m->checksum);
 }
 
 /* ---- committing -------------------------------------------------------- */
@@ -429,9 +527,12 @@ static int merge(struct run *r)
  * the lease. Nothing counts as committed before the manifest. */
 static int put_object(struct run *r)
 {
-    struct combiner *c = r->c;
-    return pipe_store_put(pipe_stage_store(c->st), r->job.output_key,
-                          c->out.data ? c->out.data : "", c->out.len);
+    struct pipe_store_part *parts = pipe_calloc(r->n_parts ? r->n_parts : 1, sizeof *parts);
+    for (size_t i = 0; i < r->n_parts; i++)
+        parts[i] = (struct pipe_store_part){part_data(r, &r->parts[i]), r->parts[i].len};
+    int rc = pipe_store_put_parts(pipe_stage_store(r->c->st), r->job.output_key, parts, r->n_parts);
+    pipe_free(parts);
+    return rc;
 }
 
 /* write_object — checks the lease, then puts the combined object (the
@@ -680,6 +781,7 @@ int comb_run_job(struct combiner *c, const char *id, struct pipe_job_lease *leas
         rc = PIPE_ESHUTDOWN;
     if (rc == 0)
         rc = write_object(&r);
+    release_views(&r); /* the inputs' bytes are in the object now */
     if (rc == 0)
         rc = put_manifest(&r, &info);
 commit:
@@ -688,6 +790,9 @@ commit:
     if (rc == 0)
         count_done(&r, start, recovered);
 out:
+    release_views(&r);
+    pipe_free(r.views);
+    pipe_free(r.parts);
     pipe_buf_cleanup(&key);
     pipe_manifest_combined_cleanup(&r.man);
     pipe_manifest_job_cleanup(&r.job);

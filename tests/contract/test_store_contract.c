@@ -302,6 +302,73 @@ static void test_store_view_missing_over_cap_and_bad_key_leave_it_empty(void **s
     wipe(&c);
 }
 
+/* A put from parts stores their concatenation, whatever their number
+ * (none, one, more than one writev takes) and sizes (empty ones, a NULL
+ * empty one, one over a MiB), as one put. */
+static void test_store_put_parts_stores_the_concatenation_as_one_put(void **state)
+{
+    struct ctx c = ctx_new(state, "parts");
+    enum { N = 150 };
+    size_t big = (1u << 20) + 77, total = 0;
+    unsigned char *src = pipe_malloc(big + 64 * N);
+    for (size_t i = 0; i < big + 64 * N; i++)
+        src[i] = (unsigned char)((i * 2654435761u) >> 13);
+    struct pipe_store_part parts[N];
+    for (size_t i = 0; i < N; i++) {
+        /* every third part empty (one of them NULL), one big, the rest 1..63 bytes */
+        size_t len = i == 70 ? big : i % 3 == 1 ? 0 : i % 64;
+        parts[i] = (struct pipe_store_part){i == 4 ? NULL : src + total, len};
+        total += len;
+    }
+    char *k_many = key_at(&c, "many"), *k_one = key_at(&c, "one"), *k_none = key_at(&c, "none");
+    uint64_t puts0 = 0, puts1 = 0;
+    pipe_store_counters(c.s, PIPE_STORE_OP_PUT, &puts0, NULL);
+    assert_int_equal(pipe_store_put_parts(c.s, k_many, parts, N), 0);
+    assert_int_equal(pipe_store_put_parts(c.s, k_one, &parts[70], 1), 0);
+    assert_int_equal(pipe_store_put_parts(c.s, k_none, NULL, 0), 0);
+    pipe_store_counters(c.s, PIPE_STORE_OP_PUT, &puts1, NULL);
+    assert_int_equal(puts1, puts0 + 3);
+    check_get(&c, "many", src, total);
+    check_get(&c, "one", parts[70].data, big);
+    check_get(&c, "none", "", 0);
+    struct pipe_store_obj info;
+    assert_int_equal(pipe_store_stat(c.s, k_many, &info), 0);
+    assert_int_equal(info.size, total);
+    /* Parts of empty bytes only make an empty object, replacing the old. */
+    struct pipe_store_part empties[3] = {{NULL, 0}, {"x", 0}, {NULL, 0}};
+    assert_int_equal(pipe_store_put_parts(c.s, k_one, empties, 3), 0);
+    check_get(&c, "one", "", 0);
+    pipe_free(src);
+    pipe_free(k_many);
+    pipe_free(k_one);
+    pipe_free(k_none);
+    wipe(&c);
+}
+
+/* A put from parts that fails leaves the key as it was: the old object
+ * stays, a new key stays missing. */
+static void test_store_put_parts_that_fails_leaves_no_object(void **state)
+{
+    struct ctx c = ctx_new(state, "partsfail");
+    put_str(&c, "old", "old bytes");
+    char *k_old = key_at(&c, "old"), *k_new = key_at(&c, "new");
+    struct pipe_store_part bad[2] = {{"new bytes", 9}, {NULL, 5}};
+    assert_int_equal(pipe_store_put_parts(c.s, k_old, bad, 2), PIPE_EINVAL);
+    assert_true(strlen(pipe_store_last_error(c.s)) > 0);
+    assert_int_equal(pipe_store_put_parts(c.s, k_new, bad, 2), PIPE_EINVAL);
+    assert_int_equal(pipe_store_put_parts(c.s, "../x", bad, 1), PIPE_EINVAL);
+    check_get(&c, "old", "old bytes", 9);
+    struct pipe_store_obj info;
+    assert_int_equal(pipe_store_stat(c.s, k_new, &info), PIPE_ENOTFOUND);
+    int pages = 0;
+    char *all = list_all(&c, "", 100, &pages);
+    assert_string_equal(all, "old\n");
+    pipe_free(all);
+    pipe_free(k_old);
+    pipe_free(k_new);
+    wipe(&c);
+}
+
 static void test_store_stat_reports_size_mtime_and_changing_etag(void **state)
 {
     struct ctx c = ctx_new(state, "stat");
@@ -708,6 +775,8 @@ static int run_suite(const char *url)
         cmocka_unit_test(test_store_get_over_cap_is_too_big_and_leaves_buffer),
         cmocka_unit_test(test_store_view_holds_the_bytes_through_rewrite_and_delete),
         cmocka_unit_test(test_store_view_missing_over_cap_and_bad_key_leave_it_empty),
+        cmocka_unit_test(test_store_put_parts_stores_the_concatenation_as_one_put),
+        cmocka_unit_test(test_store_put_parts_that_fails_leaves_no_object),
         cmocka_unit_test(test_store_stat_reports_size_mtime_and_changing_etag),
         cmocka_unit_test(test_store_delete_removes_object_and_missing_is_ok),
         cmocka_unit_test(test_store_list_orders_full_keys_bytewise),

@@ -589,6 +589,106 @@ static void test_combiner_job_refuses_recorded_inputs_that_are_not_what_they_say
         assert_refused(&bad[i]);
 }
 
+/* n events whose ids are pseudo-random hex, so that they compress to
+ * about half: big inputs make a combined object over a MiB. */
+static char *hex_lines(unsigned n, uint64_t seed)
+{
+    struct pipe_buf b;
+    pipe_buf_init(&b, SIZE_MAX);
+    for (unsigned i = 0; i < n; i++) {
+        pipe_buf_printf(&b, "{\"event\":\"h\",\"id\":\"");
+        for (int k = 0; k < 4; k++) {
+            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+            pipe_buf_printf(&b, "%016llx", (unsigned long long)seed);
+        }
+        pipe_buf_printf(&b, "\"}\n");
+    }
+    return pipe_buf_steal(&b, NULL);
+}
+
+/* Puts the auto-mode job of the test below in a new env: a small input
+ * (recompressed), a big recorded one and a big one without a final "\n"
+ * (both copied as stored), a small plain one. */
+static struct tu_env *parts_job(const struct pipe_buf *zb, const struct pipe_buf *zc)
+{
+    struct tu_env *e = tu_env_new("comb-parts");
+    assert_non_null(e);
+    struct pipe_manifest_job job;
+    job_begin(&job);
+    put_zstd_input(e, &job, IN_B, B_LINES, false);
+    put_bytes(e, &job, IN_A, zb->data, zb->len);
+    put_bytes(e, &job, IN_C, zc->data, zc->len);
+    put_bytes(e, &job, "filtered/dt=2026-03-01/hr=05/g1-d-00000001.ndjson.zst", A_LINES,
+              strlen(A_LINES));
+    job_put(e, &job);
+    return e;
+}
+
+/* The object is the inputs' frames and the combiner's own in order: the
+ * copied inputs' bytes appear in it as stored (the record left out), the
+ * manifest's size and checksum are the object's, and max_output bounds
+ * the whole object, what the combiner writes after the copies included:
+ * exactly its size passes and gives the same bytes, a byte less refuses. */
+static void test_combiner_job_object_is_its_parts_in_order_within_max_output(void **state)
+{
+    (void)state;
+    char *b = hex_lines(24000, 7), *c = hex_lines(18000, 11);
+    struct pipe_codec_record rb = true_record(b, 24000);
+    c[strlen(c) - 1] = '\0'; /* no final "\n": the combiner adds a frame of one */
+    struct pipe_buf zb, zc, z, plain, want, key;
+    pipe_buf_init(&zb, SIZE_MAX);
+    pipe_buf_init(&zc, SIZE_MAX);
+    pipe_buf_init(&z, SIZE_MAX);
+    pipe_buf_init(&plain, SIZE_MAX);
+    pipe_buf_init(&want, SIZE_MAX);
+    pipe_buf_init(&key, 1024);
+    zstd_bytes(b, true, &rb, &zb);
+    zstd_bytes(c, false, NULL, &zc);
+    struct tu_env *e = parts_job(&zb, &zc);
+    assert_int_equal(run_combiner_mode(e, "auto"), 0);
+    struct pipe_manifest_combined m;
+    read_result(e, &z, &plain, &m);
+    pipe_buf_printf(&want, "%s%s%s\n%s", B_LINES, b, c, A_LINES);
+    assert_int_equal(plain.len, want.len);
+    assert_memory_equal(plain.data, want.data, want.len);
+    size_t f0 = ZSTD_findFrameCompressedSize(z.data, z.len); /* B_LINES, recompressed */
+    size_t nb = zb.len - PIPE_CODEC_RECORD_LEN;
+    assert_true(z.len > (1u << 20) && f0 + nb + zc.len < z.len);
+    assert_memory_equal(z.data + f0, zb.data + PIPE_CODEC_RECORD_LEN, nb);
+    assert_memory_equal(z.data + f0 + nb, zc.data, zc.len);
+    assert_int_equal(m.bytes, z.len);
+    char sum[17], opt[64];
+    snprintf(sum, sizeof sum, "%016llx", (unsigned long long)XXH3_64bits(z.data, z.len));
+    assert_string_equal(m.checksum, sum);
+    pipe_manifest_combined_cleanup(&m);
+    tu_env_free(e);
+
+    e = parts_job(&zb, &zc);
+    snprintf(opt, sizeof opt, "--max-output=%zu", z.len);
+    assert_int_equal(run_combiner_with(e, "auto", opt), 0);
+    pipe_buf_reset(&want);
+    assert_int_equal(pipe_store_get(e->store, OUT_KEY, &want), 0);
+    assert_int_equal(want.len, z.len);
+    assert_memory_equal(want.data, z.data, z.len);
+    tu_env_free(e);
+
+    e = parts_job(&zb, &zc);
+    snprintf(opt, sizeof opt, "--max-output=%zu", z.len - 1);
+    assert_int_not_equal(run_combiner_with(e, "auto", opt), 0);
+    assert_false(exists(e, OUT_KEY));
+    assert_int_equal(pipe_keys_job(&key, JOB), 0);
+    assert_true(exists(e, key.data));
+    tu_env_free(e);
+    pipe_buf_cleanup(&key);
+    pipe_buf_cleanup(&want);
+    pipe_buf_cleanup(&plain);
+    pipe_buf_cleanup(&z);
+    pipe_buf_cleanup(&zc);
+    pipe_buf_cleanup(&zb);
+    pipe_free(b);
+    pipe_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -598,6 +698,7 @@ int main(void)
         cmocka_unit_test(test_combiner_job_recompress_writes_one_frame_of_the_same_content),
         cmocka_unit_test(test_combiner_job_with_a_truncated_input_commits_nothing),
         cmocka_unit_test(test_combiner_job_copies_recorded_inputs_without_their_records),
+        cmocka_unit_test(test_combiner_job_object_is_its_parts_in_order_within_max_output),
         cmocka_unit_test(test_combiner_job_counts_a_recorded_input_without_decoding_it),
         cmocka_unit_test(test_combiner_job_refuses_recorded_inputs_that_are_not_what_they_say),
     };

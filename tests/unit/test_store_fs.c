@@ -71,23 +71,30 @@ static int count_dot_file(const char *path, const struct stat *sb, int flag, str
     return 0;
 }
 
+/* The file of key rel under the root holds want, and no temp file is left
+ * anywhere under the root. */
+static void assert_file_and_no_temp(const struct fixture *f, const char *rel, const char *want)
+{
+    char *path = pipe_asprintf("%s/%s", f->root, rel);
+    size_t len = 0;
+    char *data = tu_read_file(path, &len);
+    assert_non_null(data);
+    assert_int_equal(len, strlen(want));
+    assert_memory_equal(data, want, len);
+    free(data);
+    pipe_free(path);
+    dot_files = 0;
+    nftw(f->root, count_dot_file, 16, FTW_PHYS);
+    assert_int_equal(dot_files, 0);
+}
+
 static void test_store_fs_put_writes_key_path_and_leaves_no_temp_files(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(pipe_store_put(f->s, "a/b/c.ndjson", "hello", 5), 0);
     assert_int_equal(pipe_store_put(f->s, "a/b/c.ndjson", "again", 5), 0);
     assert_int_equal(pipe_store_put(f->s, "top", "", 0), 0);
-    char *path = pipe_asprintf("%s/a/b/c.ndjson", f->root);
-    size_t len = 0;
-    char *data = tu_read_file(path, &len);
-    assert_non_null(data);
-    assert_int_equal(len, 5);
-    assert_memory_equal(data, "again", 5);
-    free(data);
-    pipe_free(path);
-    dot_files = 0;
-    nftw(f->root, count_dot_file, 16, FTW_PHYS);
-    assert_int_equal(dot_files, 0);
+    assert_file_and_no_temp(f, "a/b/c.ndjson", "again");
 }
 
 static void test_store_fs_delete_removes_empty_parent_dirs_but_not_root(void **state)
@@ -471,6 +478,31 @@ static void test_store_fault_put_fail_one_fails_with_eio_and_counts_errors(void 
     pipe_store_free(s);
 }
 
+/* A file:// put from parts that fails (here "f" is a file, so "f/x"
+ * cannot be made) leaves no object and no temp file; one that succeeds
+ * leaves no temp file either. Through a fault: store a put from parts is
+ * the wrapper's put: one request, failed by put_fail like any put. */
+static void test_store_put_parts_failure_leaves_nothing_on_fs_and_fault(void **state)
+{
+    struct fixture *f = *state;
+    struct pipe_store_part parts[3] = {{"ab", 2}, {"", 0}, {"cde", 3}};
+    assert_int_equal(pipe_store_put(f->s, "f", "file", 4), 0);
+    assert_true(pipe_store_put_parts(f->s, "f/x", parts, 3) < 0);
+    assert_non_null(strstr(pipe_store_last_error(f->s), "f/x"));
+    assert_false(exists(f->root, "f/x"));
+    assert_int_equal(pipe_store_put_parts(f->s, "d/k", parts, 3), 0);
+    assert_file_and_no_temp(f, "d/k", "abcde");
+
+    struct pipe_store *s = open_fault(f, "put_fail=1,seed=9");
+    uint64_t req, err;
+    assert_int_equal(pipe_store_put_parts(s, "k", parts, 3), PIPE_EIO);
+    pipe_store_counters(s, PIPE_STORE_OP_PUT, &req, &err);
+    assert_int_equal(req, 1);
+    assert_int_equal(err, 1);
+    assert_false(exists(f->root, "k"));
+    pipe_store_free(s);
+}
+
 /* file:// hands out a mapping of the file (no copy into the heap); a
  * directory is not an object. Through a fault: store the view is read with
  * the wrapper's get, so injected get failures reach it. */
@@ -558,6 +590,7 @@ int main(void)
         T(test_store_fault_down_file_makes_every_op_unavailable),
         T(test_store_fault_put_fail_one_fails_with_eio_and_counts_errors),
         T(test_store_fault_fail_probability_is_roughly_honoured),
+        T(test_store_put_parts_failure_leaves_nothing_on_fs_and_fault),
         T(test_store_fs_view_maps_the_file_and_fault_view_goes_through_get),
         cmocka_unit_test(test_store_key_valid_boundaries),
     };
