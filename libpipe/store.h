@@ -90,8 +90,9 @@ struct pipe_store_part {
  * as pipe_store_put would store it joined in one buffer: one put (one
  * request), atomic, durable with PIPE_STORE_CAP_FSYNC; n may be 0 (an
  * empty object), parts may be empty. A backend that can writes the parts
- * as they are (file:// writes them to its temp file with writev); any
- * other joins them into one buffer first. On failure the object under key
+ * as they are (file:// writes them to its temp file with writev; S3
+ * streams them as one PUT body); any other joins them into one buffer
+ * first. On failure the object under key
  * is as it was. PIPE_EINVAL for an invalid key or a NULL part with bytes. */
 int pipe_store_put_parts(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
                          size_t n);

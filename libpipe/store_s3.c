@@ -82,15 +82,24 @@ static int object_call(struct pipe_store *s, const char *op, const char *key, st
     return rc;
 }
 
-static int s3_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+/* One PUT whose body is the parts, streamed from where they lie (a
+ * combined object's inputs are not joined into one more buffer). */
+static int s3_put_parts(struct pipe_store *s, const char *key, const struct pipe_store_part *parts,
+                        size_t n, size_t total)
 {
-    if ((unsigned long long)len > S3_PUT_MAX) {
+    if ((unsigned long long)total > S3_PUT_MAX) {
         pipe__store_set_error(s, "put %s: %zu bytes is over S3's 5 GiB limit for one PUT", key,
-                              len);
+                              total);
         return PIPE_ETOOBIG;
     }
-    struct s3_req r = {.method = "PUT", .data = data, .len = len};
+    struct s3_req r = {.method = "PUT", .parts = parts, .n_parts = n, .len = total};
     return object_call(s, "put", key, &r);
+}
+
+static int s3_put(struct pipe_store *s, const char *key, const void *data, size_t len)
+{
+    struct pipe_store_part one = {data, len};
+    return s3_put_parts(s, key, &one, 1, len);
 }
 
 static int s3_get(struct pipe_store *s, const char *key, struct pipe_buf *out)
@@ -584,6 +593,7 @@ const struct pipe_store_ops pipe__store_s3_ops = {
     .open = s3_open,
     .close = s3_close,
     .put = s3_put,
+    .put_parts = s3_put_parts,
     .get = s3_get,
     .stat = s3_stat,
     .del = s3_del,

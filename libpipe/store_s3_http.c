@@ -169,14 +169,25 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
+/* The next bytes of the PUT body, across its parts. */
 static size_t on_read(char *buf, size_t size, size_t nmemb, void *arg)
 {
     struct s3_req *r = arg;
-    size_t n = r->len - r->off;
-    if (n > size * nmemb)
-        n = size * nmemb;
-    memcpy(buf, r->data + r->off, n);
-    r->off += n;
+    size_t room = size * nmemb, n = 0;
+    while (n < room && r->part < r->n_parts) {
+        const struct pipe_store_part *p = &r->parts[r->part];
+        size_t k = p->len - r->off;
+        if (k > room - n)
+            k = room - n;
+        if (k)
+            memcpy(buf + n, (const char *)p->data + r->off, k);
+        n += k;
+        r->off += k;
+        if (r->off == p->len) {
+            r->part++;
+            r->off = 0;
+        }
+    }
     r->progress_ms = pipe_clock_mono_ms();
     return n;
 }
@@ -318,7 +329,7 @@ static void attempt(struct pipe_store *s, struct s3_req *r, const char *path, co
     r->content_length = 0;
     r->last_modified = -1;
     r->etag[0] = r->code[0] = r->message[0] = '\0';
-    r->off = 0;
+    r->part = r->off = 0;
     pipe_buf_reset(&r->resp);
     if (r->out) {
         r->out->len = r->len0;
@@ -473,11 +484,25 @@ static char *request_path(const struct s3_store *st, const char *key)
     return pipe_buf_steal(&b, NULL);
 }
 
+/* The hex SHA-256 of r's body, its parts in order: the payload hash that
+ * SigV4 signs (x-amz-content-sha256). */
+static void body_hash(const struct s3_req *r, char hash[PIPE_SIGV4_HASH_HEX])
+{
+    crypto_hash_sha256_state st;
+    unsigned char h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_init(&st);
+    for (size_t i = 0; i < r->n_parts; i++)
+        if (r->parts[i].len)
+            crypto_hash_sha256_update(&st, r->parts[i].data, r->parts[i].len);
+    crypto_hash_sha256_final(&st, h);
+    sodium_bin2hex(hash, PIPE_SIGV4_HASH_HEX, h, sizeof h);
+}
+
 int pipe__s3_call(struct pipe_store *s, const char *op, const char *key, struct s3_req *r)
 {
     struct s3_store *st = s->priv;
     char hash[PIPE_SIGV4_HASH_HEX];
-    pipe_sigv4_sha256_hex(r->data ? r->data : "", r->data ? r->len : 0, hash);
+    body_hash(r, hash);
     char *path = request_path(st, r->key);
     if (r->resp.max == 0)
         pipe_buf_init(&r->resp, S3_RESP_MAX);

@@ -34,10 +34,11 @@ struct s3_store {
 
 /* One S3 request, the same for every attempt. */
 struct s3_req {
-    const char *method; /* GET HEAD PUT DELETE */
-    const char *key;    /* full S3 key (prefix included); NULL: the bucket */
-    const char *query;  /* canonical query string, "" for none */
-    const char *data;   /* PUT body */
+    const char *method;                  /* GET HEAD PUT DELETE */
+    const char *key;                     /* full S3 key (prefix included); NULL: the bucket */
+    const char *query;                   /* canonical query string, "" for none */
+    const struct pipe_store_part *parts; /* PUT body: their bytes in order, */
+    size_t n_parts;                      /* len in all (streamed, not joined) */
     size_t len;
     struct pipe_buf *out; /* GET: where a 2xx body goes (appended) */
     /* results of the last attempt */
@@ -52,7 +53,7 @@ struct s3_req {
     char code[64];        /* S3 error code from the body, "" if none */
     char message[S3_ERRMSG_MAX];
     /* private to store_s3_http.c */
-    size_t off, len0;
+    size_t part, off, len0; /* PUT: the part being sent and the offset in it */
     int64_t progress_ms;
 };
 
