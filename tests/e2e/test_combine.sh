@@ -10,25 +10,22 @@ store=$T/store
 LEASES="local://$T/leases"
 COMMON=(--store "file://$store" --leases "$LEASES" --admin off)
 
-# check.py STORE — the invariants of a drained store, printed as one line
+# check.py STORE E2E_DIR — the invariants of a drained store, printed as one line
 # per problem; exit 1 if there is any.
 cat >"$T/check.py" <<'EOF'
-import collections, glob, json, os, subprocess, sys
+import collections, json, os, sys
 
 store = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from verify import decoded
+
 errors = []
 
 def err(msg):
     errors.append(msg)
 
 def read(path):
-    data = open(path, 'rb').read()
-    # A zstd frame, or a skippable one (0x184D2A5?: the record filtered/
-    # objects start with).
-    if data[:4] == b'\x28\xb5\x2f\xfd' or (data[1:4] == b'\x2a\x4d\x18' and data[0] >> 4 == 5):
-        data = subprocess.run(['zstd', '-dcq'], input=data, capture_output=True,
-                              check=True).stdout
-    return data
+    return decoded(open(path, 'rb').read())
 
 def keys(prefix):
     out = []
@@ -153,7 +150,7 @@ check "it wrote 4 jobs of at most 6 inputs" test "$(count_keys jobs/combine)" -e
 cp -r "$store/jobs/combine" "$T/jobs.saved"
 check "combiner --once exits 0" combine
 check "every filtered object is in exactly one combined object, events kept" \
-  "$PY" "$T/check.py" "$store"
+  "$PY" "$T/check.py" "$store" "$HERE"
 check "a second dispatcher pass creates nothing" dispatch
 check "jobs/combine/ stays empty" test "$(count_keys jobs/combine)" -eq 0
 hashes >"$T/ref.sha"
@@ -163,7 +160,7 @@ reset_combined
 dispatch && combine
 check "replay writes byte-identical combined objects and manifests" \
   diff "$T/ref.sha" <(hashes)
-check "replay invariants hold" "$PY" "$T/check.py" "$store"
+check "replay invariants hold" "$PY" "$T/check.py" "$store" "$HERE"
 
 # ---- the other output modes ------------------------------------------------
 # concat copies every input's zstd frames; auto copies the big inputs and
@@ -172,7 +169,7 @@ check "replay invariants hold" "$PY" "$T/check.py" "$store"
 for mode in "concat" "auto --concat-min 120KiB" "recompress"; do
   reset_combined
   dispatch && combine --mode $mode
-  check "--mode $mode: invariants hold" "$PY" "$T/check.py" "$store"
+  check "--mode $mode: invariants hold" "$PY" "$T/check.py" "$store" "$HERE"
 done
 reset_combined
 dispatch && combine
@@ -189,7 +186,7 @@ combine
 check "a committed job only gets its cleanup redone" grep -q "job cleanup finished.*job=$job" "$T/comb.log"
 check "its combined object is not rewritten" \
   test "$(stat -c %i "$store"/combined/*/*/"$job".ndjson.zst)" = "$inode"
-check "its cleanup is complete again" "$PY" "$T/check.py" "$store"
+check "its cleanup is complete again" "$PY" "$T/check.py" "$store" "$HERE"
 
 # ---- an input that changed after dispatch ----------------------------------
 mkdir -p "$store/jobs/combine"
@@ -234,7 +231,7 @@ check "the daemon starts a job" wait_until 30 in_job "$pid"
 check "kill -9 mid-job leaves every descriptor" test "$(count_keys jobs/combine)" -eq 4
 combine
 check "after kill -9 a re-run gives the same bytes" diff "$T/ref.sha" <(hashes)
-check "after kill -9 invariants hold" "$PY" "$T/check.py" "$store"
+check "after kill -9 invariants hold" "$PY" "$T/check.py" "$store" "$HERE"
 
 # ---- failing puts: commits stop half way, then kill -9 ---------------------
 reset_combined
@@ -251,7 +248,7 @@ note "left behind: $(count_keys combined) combined, $(count_keys manifests/combi
   "$(count_keys state/combine) markers, $(count_keys jobs/combine) descriptors"
 combine
 check "after half-done commits a re-run gives the same bytes" diff "$T/ref.sha" <(hashes)
-check "after half-done commits invariants hold" "$PY" "$T/check.py" "$store"
+check "after half-done commits invariants hold" "$PY" "$T/check.py" "$store" "$HERE"
 
 # ---- 2 dispatchers + 3 combiners while objects keep arriving ---------------
 rm -rf "$store"
@@ -305,7 +302,7 @@ for p in "$standby_pid" "$c1_pid" "$c3_pid"; do
   stop_pid "$p"
   check "daemon $p stops with exit 0 on SIGTERM" test $? -eq 0
 done
-check "no input in two manifests, every input combined" "$PY" "$T/check.py" "$store"
+check "no input in two manifests, every input combined" "$PY" "$T/check.py" "$store" "$HERE"
 # A second job over inputs another job already combined (a paused or
 # duplicated dispatcher): the first commit wins, the second job is dropped.
 first=$(ls "$store/manifests/combined" | head -1)
@@ -325,7 +322,7 @@ PY
 "$BIN/sluice-combiner" "${COMMON[@]}" --once >"$T/superseded.log" 2>&1
 check "a job over inputs combined by another job is dropped, not committed" \
   sh -c "grep -q 'already combined by another job' '$T/superseded.log' && [ -z \"\$(ls '$store/jobs/combine' 2>/dev/null)\" ]"
-check "no input in two manifests after the superseded job" "$PY" "$T/check.py" "$store"
+check "no input in two manifests after the superseded job" "$PY" "$T/check.py" "$store" "$HERE"
 # A put killed before its rename leaves a temp file: an old one goes at a
 # daemon's start and with each sweep (pipe_store_tidy), not at a --once
 # run; a young one may be a live put's and stays.

@@ -51,16 +51,19 @@ def walk(store, prefix):
     return out
 
 
+def decoded(data):
+    """data decompressed if it is zstd: it starts with a zstd frame, or with
+    a skippable one (0x184D2A5?: the record filtered/ objects start with)."""
+    if data[:4] == b'\x28\xb5\x2f\xfd' or (data[1:4] == b'\x2a\x4d\x18' and data[0] >> 4 == 5):
+        data = subprocess.run(['zstd', '-dcq'], input=data, capture_output=True,
+                              check=True).stdout
+    return data
+
+
 def objects(store, prefix):
     """(key, bytes) of every object under prefix, zstd objects decompressed."""
     for key, path in walk(store, prefix):
-        data = open(path, 'rb').read()
-        # A zstd frame, or a skippable one (0x184D2A5?: the record filtered/
-        # objects start with).
-        if data[:4] == b'\x28\xb5\x2f\xfd' or (data[1:4] == b'\x2a\x4d\x18' and data[0] >> 4 == 5):
-            data = subprocess.run(['zstd', '-dcq'], input=data, capture_output=True,
-                                  check=True).stdout
-        yield key, data
+        yield key, decoded(open(path, 'rb').read())
 
 
 def lines(store, prefix):
