@@ -131,7 +131,7 @@ one_run() {
   scrape "$dir" end "$backend" || return 1
   sleep "$IDLE"
   scrape "$dir" idle "$backend" || return 1
-  bench_stop_stages
+  bench_stop_stages || return 1
   if [ "$backend" = s3 ]; then
     redis_stop "$dir/redis"
     s3rver_stop "$dir/s3"

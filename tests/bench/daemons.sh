@@ -48,12 +48,22 @@ bench_start_stages() {
   INGEST_PORT=$(log_port "$dir/filter.log" 'ingest listening')
 }
 
-# bench_stop_stages — SIGTERM to every stage, then waits for each.
+# bench_stop_stages — SIGTERM to every stage, then waits for each; 1 (and
+# says which) when one did not exit 0, as every stage must on SIGTERM.
 bench_stop_stages() {
-  local p
+  local p st rc=0
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill -TERM "$p" 2>/dev/null; done
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && { wait "$p" || true; }; done
+  for p in "${pids[@]:-}"; do
+    [ -n "$p" ] || continue
+    st=0
+    wait "$p" || st=$?
+    if [ "$st" -ne 0 ]; then
+      echo "a stage (pid $p) exited with status $st on SIGTERM" >&2
+      rc=1
+    fi
+  done
   pids=()
+  return "$rc"
 }
 
 # bench_metric STAGE NAME — the sum of NAME's samples on STAGE's /metrics.

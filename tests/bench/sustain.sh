@@ -98,7 +98,7 @@ step() {
     fi
     sleep 0.2
   done
-  bench_stop_stages
+  bench_stop_stages || exit 1 # a stage that fails on SIGTERM stops the bench
   "$PY" - "$dir" "$rate" "$SECS" "$tck" "$((t1 - t0))" "$((m1 - m0))" "$send_ok" "$drain" \
     "${c0[*]}" "${c1[*]}" <<'PY' | tee -a "$work/steps.txt"
 import json, statistics, sys
@@ -133,12 +133,18 @@ PY
 }
 
 : >"$work/steps.txt"
+# Up the rates until one is not sustained, then one step halfway back (its
+# row says whether it held; the table is the result).
 best=0
 for r in "${rates[@]}"; do
   if step "$r"; then
     best=$r
-  else
-    if [ "$best" -gt 0 ]; then step $(((best + r) / 2 / 1000 * 1000)) || true; fi
-    break
+    continue
   fi
+  mid=$(((best + r) / 2 / 1000 * 1000))
+  if [ "$best" -gt 0 ] && step "$mid"; then
+    best=$mid
+  fi
+  break
 done
+echo "highest rate sustained: $best events/s"

@@ -114,14 +114,18 @@ run_http() {
   /usr/bin/time -f '%U %S %e %M' -o "$dir/filter.time" "$BIN/sluice-filter" "${common[@]}" \
     --raw=false --listen 127.0.0.1:0 >"$dir/filter.log" 2>&1 &
   tpid=$!
+  # The filter is /usr/bin/time's child: its pid, once it listens.
   for _ in $(seq 200); do
-    filter_pid=$(cat "/proc/$tpid/task/$tpid/children" 2>/dev/null || true)
-    filter_pid=${filter_pid// /}
-    [ -n "$filter_pid" ] && grep -q 'ingest listening' "$dir/filter.log" && break
+    if filter_pid=$(pgrep -P "$tpid") && grep -q 'ingest listening' "$dir/filter.log"; then
+      break
+    fi
     sleep 0.05
   done
   port=$(sed -n 's/.*ingest listening.* port=\([0-9]*\).*/\1/p' "$dir/filter.log")
-  [ -n "$port" ] || { echo "whole.sh: the filter did not start ($dir/filter.log)" >&2; exit 1; }
+  if [ -z "$port" ] || [ -z "$filter_pid" ]; then
+    echo "whole.sh: the filter did not start ($dir/filter.log)" >&2
+    exit 1
+  fi
   if ! "$BIN/sluicectl" send "$data/events.ndjson" --url "http://127.0.0.1:$port" --batch 500 \
     --concurrency 16 >"$dir/send.log" 2>&1; then
     echo "whole.sh: http run $1: not every batch was acknowledged ($dir/send.log)" >&2
