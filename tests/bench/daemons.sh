@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # daemons.sh — sourced by the benches that run the four stages as daemons
-# (backends.sh, sustain.sh): start them on loopback ports they pick, read
+# (backends.sh, sustain.sh, pipeline.sh): start them on loopback ports they pick, read
 # their ports and CPU ticks, scrape their /metrics, stop them. Expects BIN.
 # The caller owns the array `pids` (stage pids, filter first) and the
 # associative array `admin` (stage -> admin port); INGEST_PORT is the

@@ -32,8 +32,7 @@ for s in dispatcher combiner splitter; do
 done
 for _ in $(seq 100); do grep -q 'ingest listening' "$work/filter.log" && break; sleep 0.05; done
 port=$(sed -n 's/.*ingest listening.* port=\([0-9]*\).*/\1/p' "$work/filter.log")
-cpu() { local t=0 p; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-c0=$(cpu)
+c0=$(stage_ticks)
 t0=$(date +%s%N)
 head -n "$events" "$corpus" | "$BIN/sluicectl" send - --url "http://127.0.0.1:$port" \
   --batch 500 --concurrency "$conns" --rate "$rate" 2>/dev/null
@@ -45,10 +44,8 @@ for _ in $(seq 1200); do
   sleep 0.25
 done
 t1=$(date +%s%N)
-c1=$(cpu)
-for p in "${pids[@]}"; do kill -TERM "$p"; done
-for p in "${pids[@]}"; do wait "$p" || true; done
-pids=()
+c1=$(stage_ticks)
+bench_stop_stages || exit 1 # a stage that fails on SIGTERM stops the bench
 "$PY" - "$store" "$((c1 - c0))" "$(getconf CLK_TCK)" "$(( (t1 - t0) / 1000000 ))" <<'PY'
 import datetime, glob, json, os, subprocess, sys
 store, ticks, tck, wall_ms = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
