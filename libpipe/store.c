@@ -305,10 +305,9 @@ int pipe_store_view_get(struct pipe_store *s, const char *key, size_t max,
 void pipe_store_view_release(struct pipe_store_view *v)
 {
     if (v->map)
-        munmap(v->map, v->map_len);
+        munmap(v->map, v->len);
     pipe_buf_cleanup(&v->buf);
     v->map = NULL;
-    v->map_len = 0;
     v->data = "";
     v->len = 0;
 }

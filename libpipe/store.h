@@ -107,8 +107,7 @@ int pipe_store_get(struct pipe_store *s, const char *key, struct pipe_buf *out);
 struct pipe_store_view {
     const char *data; /* len bytes, valid until pipe_store_view_release */
     size_t len;
-    void *map; /* the file mapping behind data, or NULL: data is in buf */
-    size_t map_len;
+    void *map; /* the file mapping behind data (len bytes), or NULL: data is in buf */
     struct pipe_buf buf;
 };
 

@@ -437,7 +437,6 @@ static int fs_map(struct pipe_store *s, const char *key, size_t max, struct pipe
      * the first the kernel reclaims. */
     (void)madvise(p, (size_t)st.st_size, MADV_SEQUENTIAL);
     v->map = p;
-    v->map_len = (size_t)st.st_size;
     v->data = p;
     v->len = (size_t)st.st_size;
 out:
