@@ -30,9 +30,10 @@ struct pipe_store_ops {
     /* get — appends to out; restores out->len on failure. */
     int (*get)(struct pipe_store *s, const char *key, struct pipe_buf *out);
     /* map — optional (NULL: the front end reads the object with get):
-     * maps the object read-only into the empty view v (v->map and
-     * v->data the mapping, v->len its length; an empty object may map nothing). PIPE_ETOOBIG over
-     * max; on failure v is left empty. pipe_store_view_release unmaps it. */
+     * maps the object read-only into the empty view v (v->map and v->data
+     * the mapping, v->len its length; an empty object may map nothing).
+     * PIPE_ETOOBIG over max; on failure v is left empty.
+     * pipe_store_view_release unmaps it. */
     int (*map)(struct pipe_store *s, const char *key, size_t max, struct pipe_store_view *v);
     /* stat — info->key is left to the front end. */
     int (*stat)(struct pipe_store *s, const char *key, struct pipe_store_obj *info);
