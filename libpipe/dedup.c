@@ -25,11 +25,10 @@
 #include "libpipe/store.h"
 #include "libpipe/url.h"
 
-#define DEFAULT_WINDOW_MS (24LL * 3600 * 1000)
-#define DEFAULT_TTL_MS    (30LL * 1000)
-#define DEFAULT_WAIT_MS   (60LL * 1000)
-#define WINDOW_MAX_MS     (400LL * 24 * 3600 * 1000) /* a year and then some */
-#define WAIT_MAX_MS       (3600LL * 1000)
+#define DEFAULT_WINDOW_MS PIPE_DAY_MS /* PIPE_DEDUP_WINDOW_DEFAULT */
+#define DEFAULT_TTL_MS    (30 * PIPE_SEC_MS)
+#define DEFAULT_WAIT_MS   PIPE_MIN_MS
+#define WAIT_MAX_MS       PIPE_HOUR_MS
 #define PAUSE_MIN_MS      2 /* between tries for the claim lease */
 #define PAUSE_MAX_MS      50
 #define REBUILD_TRIES     3 /* a view lost again and again: give up, unavailable */
@@ -96,7 +95,7 @@ static int config_resolve(const struct pipe_dedup_config *in, struct pipe_dedup_
         c.lease_ttl_ms = DEFAULT_TTL_MS;
     if (c.wait_ms == 0)
         c.wait_ms = DEFAULT_WAIT_MS;
-    if (c.window_ms < 0 || c.window_ms > WINDOW_MAX_MS) {
+    if (c.window_ms < 0 || c.window_ms > PIPE_DEDUP_WINDOW_MAX_MS) {
         pipe_log_error("dedup window out of range", "window_ms=%lld", (long long)c.window_ms);
         return PIPE_ECONFIG;
     }

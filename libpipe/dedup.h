@@ -14,6 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "libpipe/clock.h"
+
+/* The window (`dedup_window`): the splitters drop an event repeated within
+ * it, and the sweeps keep state/dedup/ index objects at least that long.
+ * Every program that reads it takes it from the top level of one config
+ * file, so they share one default and one range. */
+#define PIPE_DEDUP_WINDOW_DEFAULT "24h"
+#define PIPE_DEDUP_WINDOW_MIN_MS  PIPE_MIN_MS
+#define PIPE_DEDUP_WINDOW_MAX_MS  (90 * PIPE_DAY_MS)
+
 struct pipe_dedup;
 struct pipe_store;
 struct pipe_leases;

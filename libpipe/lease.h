@@ -13,8 +13,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PIPE_LEASE_NAME_MAX   512                  /* bytes, printable ASCII */
-#define PIPE_LEASE_TTL_MAX_MS (24LL * 3600 * 1000) /* renew, don't hold for days */
+#include "libpipe/clock.h"
+
+#define PIPE_LEASE_NAME_MAX   512         /* bytes, printable ASCII */
+#define PIPE_LEASE_TTL_MAX_MS PIPE_DAY_MS /* renew, don't hold for days */
 
 struct pipe_leases; /* opaque backend handle */
 

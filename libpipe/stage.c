@@ -45,12 +45,12 @@ const struct pipe_conf_opt pipe_stage_common_opts[] = {
     {"instance", PIPE_CONF_STR, NULL, CFG(instance),
      "this process's name among its peers (default: the host name)", 0, 0, "NAME"},
     {"poll", PIPE_CONF_DURATION, "1s", CFG(poll_ms), "how often an idle stage looks for work", 10,
-     3600000, NULL},
+     PIPE_HOUR_MS, NULL},
     {"idle_list", PIPE_CONF_DURATION, "60s", CFG(idle_list_ms),
      "the longest an idle stage goes without listing what it consumes: between those listings "
      "it lists only after a producer signalled new work through the lease backend (this bounds "
      "how late work written by anything else is found); 0 lists on every poll",
-     0, 86400000, NULL},
+     0, PIPE_DAY_MS, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

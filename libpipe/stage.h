@@ -63,7 +63,9 @@ struct pipe_stage_desc {
     int (*validate)(void *cfg, char *err, size_t errlen);
     bool needs_leases;
     /* init — called once after the runtime is up; returns the stage's state
-     * in *state. A negative return stops the program with exit status 1. */
+     * in *state. A negative return stops the program with exit status 1;
+     * exit still runs if *state was set, so init may set it first and
+     * leave the undoing of a half-made state to exit. */
     int (*init)(struct pipe_stage *st, void *cfg, void **state);
     /* process — one round of work, on a worker thread. NULL for stages
      * driven by the loop. Must return promptly once pipe_stage_stopping(). */

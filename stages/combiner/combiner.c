@@ -21,7 +21,7 @@
 
 static const struct pipe_conf_opt combiner_opts[] = {
     {"lease_ttl", PIPE_CONF_DURATION, PIPE_KEYS_JOB_LEASE_TTL, OPT(lease_ttl_ms),
-     "TTL of a job's lease (renewed while the job runs)", 1000, 3600000, NULL},
+     "TTL of a job's lease (renewed while the job runs)", 1000, PIPE_HOUR_MS, NULL},
     {"zstd_level", PIPE_CONF_INT, "1", OPT(zstd_level),
      "compression level of combined objects (recompress mode)", -5, 19, "N"},
     {"max_input", PIPE_CONF_SIZE, "256MiB", OPT(max_input),
@@ -132,14 +132,13 @@ static const struct pipe_metric_def comb_metric_defs[] = {
     {0},
 };
 
-static void combiner_exit(struct pipe_stage *st, void *state);
-
 static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
 {
     const struct combiner_cfg *cfg = cfgp;
     struct combiner *c = pipe_calloc(1, sizeof *c);
     c->st = st;
     c->cfg = cfg;
+    *state = c; /* combiner_exit frees it when a step below fails */
     c->mode = strcmp(cfg->mode, "concat") == 0       ? COMB_CONCAT
               : strcmp(cfg->mode, "recompress") == 0 ? COMB_RECOMPRESS
                                                      : COMB_AUTO;
@@ -150,12 +149,10 @@ static int combiner_init(struct pipe_stage *st, void *cfgp, void **state)
         rc = pipe_zdecoder_new(&c->zd);
     if (rc < 0) {
         pipe_log_error("cannot set up compression", "err=\"%s\"", pipe_strerror(rc));
-        combiner_exit(st, c);
         return rc;
     }
     pipe_metrics_register_table(pipe_stage_metrics(st), comb_metric_defs, &c->m, c);
     pipe_job_runner_start(st, &combine_jobs, cfg->lease_ttl_ms, c);
-    *state = c;
     return 0;
 }
 

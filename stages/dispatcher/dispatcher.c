@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include "libpipe/clock.h"
+#include "libpipe/dedup.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/lease.h"
@@ -31,38 +32,39 @@ static const struct pipe_conf_opt dispatcher_opts[] = {
     {"lookback", PIPE_CONF_DURATION, "3h", OPT(lookback_ms),
      "hour partitions this far back are listed every lookback_every (the current hour, and the "
      "previous one in the first 5 minutes of an hour, on every pass)",
-     0, 30LL * 86400000, NULL},
+     0, 30 * PIPE_DAY_MS, NULL},
     {"lookback_every", PIPE_CONF_DURATION, "30s", OPT(lookback_every_ms),
      "how often the whole lookback is listed (bounds how late a late object in it is found); 0 "
      "every pass",
-     0, 86400000, NULL},
+     0, PIPE_DAY_MS, NULL},
     {"full_scan", PIPE_CONF_DURATION, "10m", OPT(full_scan_ms),
      "how often every partition under filtered/ is listed (bounds how late a late object "
      "outside the lookback is found)",
-     1000, 7LL * 86400000, NULL},
+     1000, 7 * PIPE_DAY_MS, NULL},
     {"job_bytes", PIPE_CONF_SIZE, "128MiB", OPT(job_bytes),
      "most compressed input bytes in one combine job", 1024, 1LL << 40, NULL},
     {"job_objects", PIPE_CONF_INT, "1000", OPT(job_objects),
      "most input objects in one combine job", 1, 100000, "N"},
     {"max_wait", PIPE_CONF_DURATION, "2s", OPT(max_wait_ms),
-     "a job smaller than the limits is written once its oldest input is this old", 0, 86400000,
+     "a job smaller than the limits is written once its oldest input is this old", 0, PIPE_DAY_MS,
      NULL},
     {"lease_ttl", PIPE_CONF_DURATION, PIPE_KEYS_DISPATCHER_LEASE_TTL, OPT(lease_ttl_ms),
-     "TTL of the dispatcher lease (a dead dispatcher is replaced within it)", 100, 3600000, NULL},
+     "TTL of the dispatcher lease (a dead dispatcher is replaced within it)", 100, PIPE_HOUR_MS,
+     NULL},
     {"sweep_every", PIPE_CONF_DURATION, "1h", OPT(sweep_every_ms),
      "how often the active dispatcher runs the retention sweep (as `sluicectl sweep`); 0 never. "
      "--once never sweeps",
-     0, 30LL * 86400000, NULL},
+     0, 30 * PIPE_DAY_MS, NULL},
     {"retention", PIPE_CONF_JSON, NULL, OPT(retention),
      "retention per prefix for the sweep, a JSON object of durations overriding the defaults "
      "{\"raw\":\"7d\",\"filtered\":\"7d\",\"rejected\":\"30d\",\"combined\":\"30d\","
      "\"split\":\"90d\"}; filtered and combined at least 1h; \"dedup\" (state/dedup/) defaults "
      "to the longest of dedup_window, filtered and combined, and may not be shorter",
      0, 0, "JSON"},
-    {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
+    {"dedup_window", PIPE_CONF_DURATION, PIPE_DEDUP_WINDOW_DEFAULT, OPT(dedup_window_ms),
      "the splitters' de-duplication window (set it at the top level of the config file, which "
      "every program reads): the sweep keeps state/dedup/ index objects at least this long",
-     1000, 365LL * 86400000, NULL},
+     PIPE_DEDUP_WINDOW_MIN_MS, PIPE_DEDUP_WINDOW_MAX_MS, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 

@@ -32,6 +32,7 @@
 
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
+#include "libpipe/dedup.h"
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/job.h"
@@ -48,16 +49,16 @@
 
 static const struct pipe_conf_opt splitter_opts[] = {
     {"lease_ttl", PIPE_CONF_DURATION, PIPE_KEYS_JOB_LEASE_TTL, OPT(lease_ttl_ms),
-     "lease on a split job; renewed while the job runs", 1000, 3600000, NULL},
+     "lease on a split job; renewed while the job runs", 1000, PIPE_HOUR_MS, NULL},
     {"time_field", PIPE_CONF_STR, "received_at", OPT(time_field),
      "field that picks an event's hour: received_at, or ts (client time; received_at when "
      "absent)",
      0, 0, "FIELD"},
     {"dedup", PIPE_CONF_STR, "local", OPT(dedup), "de-duplication backend", 0, 0, "URL"},
-    {"dedup_window", PIPE_CONF_DURATION, "24h", OPT(dedup_window_ms),
+    {"dedup_window", PIPE_CONF_DURATION, PIPE_DEDUP_WINDOW_DEFAULT, OPT(dedup_window_ms),
      "an event repeated within this window of partitions is dropped (set it at the top level of "
      "the config file, which the dispatcher's sweep reads too)",
-     60000, 90LL * 86400000, NULL},
+     PIPE_DEDUP_WINDOW_MIN_MS, PIPE_DEDUP_WINDOW_MAX_MS, NULL},
     {"retention", PIPE_CONF_JSON, NULL, OPT(retention),
      "the sweeps' retention per prefix (top level of the config file): checked at start against "
      "dedup_window, so that no index object a splitter needs is swept",

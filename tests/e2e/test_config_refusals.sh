@@ -69,6 +69,19 @@ done
 refused "... and sluicectl sweep" "retention.dedup (1d)" "dedup_window (2d)" -- \
   "$BIN/sluicectl" sweep -c "$T/bad.json"
 
+# One window, one range: every program that reads dedup_window refuses the
+# same value (a window the splitters refuse must not run the sweep).
+cat >"$T/long.json" <<EOF
+{"store": "file://$store", "dedup_window": "100d", "retention": {"dedup": "100d"}}
+EOF
+for prog in splitter dispatcher; do
+  refused "sluice-$prog refuses a window past the shared range" \
+    "dedup_window: '100d' is out of range (1m to 90d)" -- \
+    "$BIN/sluice-$prog" -c "$T/long.json" --leases "local://$T/leases" --admin off --once
+done
+refused "... and sluicectl sweep the same" "dedup_window: '100d' is out of range (1m to 90d)" -- \
+  "$BIN/sluicectl" sweep -c "$T/long.json"
+
 cat >"$T/good.json" <<EOF
 {"store": "file://$store", "dedup_window": "48h",
  "retention": {"filtered": "3d", "combined": "3d", "dedup": "3d"}}

@@ -538,7 +538,7 @@ static char *write_ts(char *p, const struct gen *g, struct rng *r)
     char tmp[PIPE_CLOCK_RFC3339_LEN + 1];
     if (style == 2) {
         /* A client in UTC+05:30 that writes local time with its offset. */
-        pipe_clock_format_rfc3339(ms + 330 * 60000, tmp);
+        pipe_clock_format_rfc3339(ms + 330 * PIPE_MIN_MS, tmp);
         *p++ = '"';
         p = put(p, tmp, PIPE_CLOCK_RFC3339_LEN - 1);
         return PUT_LIT(p, "+05:30\"");

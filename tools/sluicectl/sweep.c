@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "libpipe/clock.h"
+#include "libpipe/dedup.h"
 #include "libpipe/conf.h"
 #include "libpipe/err.h"
 #include "libpipe/retention.h"
@@ -41,9 +42,10 @@ static const struct pipe_conf_opt sweep_opts[] = {
     {"generation", PIPE_CONF_INT, "1", offsetof(struct sweep_cfg, generation),
      "generation the filter runs with (names the filtered/ object of a raw/ object)", 1, 999999,
      "N"},
-    {"dedup_window", PIPE_CONF_DURATION, "24h", offsetof(struct sweep_cfg, dedup_window_ms),
+    {"dedup_window", PIPE_CONF_DURATION, PIPE_DEDUP_WINDOW_DEFAULT,
+     offsetof(struct sweep_cfg, dedup_window_ms),
      "the splitters' de-duplication window: state/dedup/ index objects are kept at least this long",
-     1, INT64_MAX, NULL},
+     PIPE_DEDUP_WINDOW_MIN_MS, PIPE_DEDUP_WINDOW_MAX_MS, NULL},
     {NULL, 0, NULL, 0, NULL, 0, 0, NULL},
 };
 
