@@ -45,6 +45,10 @@ TEST_SRC := $(wildcard tests/unit/test_*.c tests/contract/test_*.c)
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(BENCH_SRC))
+# Every libFuzzer target is also a unit test without libFuzzer:
+# test_seeds_<name> runs it over tests/fuzz/seeds/<name>/ (seeds_main.c).
+SEED_BINS := $(patsubst tests/fuzz/fuzz_%.c,$(BUILD)/tests/unit/test_seeds_%,\
+    $(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all programs tests deps check test asan demo bench chaos fuzz lint clean
 # Keep test objects: they are intermediate files of the pattern rules.
@@ -52,7 +56,7 @@ BENCH_BINS := $(patsubst tests/%.c,$(BUILD)/tests/%,$(BENCH_SRC))
 all: programs tests
 
 programs: $(PROGRAMS)
-tests: $(TEST_BINS) $(BENCH_BINS)
+tests: $(TEST_BINS) $(BENCH_BINS) $(SEED_BINS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
@@ -86,6 +90,12 @@ $(BIN)/sluicectl: $(CTL_OBJ) $(call stage_lib,loader) $(LIB)
 # bench_collide times the splitter's routing pass itself.
 $(BUILD)/tests/bench/bench_collide: $(BUILD)/tests/bench/bench_collide.o \
     $(call stage_lib,splitter) $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The SDK translators' targets call into the filter's library.
+$(BUILD)/tests/unit/test_seeds_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/seeds_main.o \
+    $(TSUP_OBJ) $(call stage_lib,filter) $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
