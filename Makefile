@@ -178,6 +178,11 @@ fuzz:
 	for t in $(FUZZ_PIPE_TARGETS); do build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=8192 -artifact_prefix=build/fuzz/$$t- build/fuzz/corpus-$$t tests/fuzz/seeds/$$t \
 	    || exit 1; done
+	@mkdir -p build/fuzz/corpus-awscreds
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_awscreds.c tests/support/http_canned.c \
+	    build/fuzz/obj/libpipe.a $(LDLIBS) -o build/fuzz/fuzz_awscreds
+	build/fuzz/fuzz_awscreds -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    -artifact_prefix=build/fuzz/awscreds- build/fuzz/corpus-awscreds tests/fuzz/seeds/awscreds
 
 lint:
 	@tools/install-deps.sh lint
