@@ -24,6 +24,7 @@
 #include "libpipe/clock.h"
 #include "libpipe/err.h"
 #include "tests/support/http_canned.h"
+#include "tests/support/testutil.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -33,6 +34,11 @@ extern char **environ;
 static char dir[] = "/tmp/fuzz-awscreds-XXXXXX";
 static char file_path[64], missing_path[64], url[64];
 static struct tu_canned *endpoint; /* the container credentials endpoint */
+
+static void remove_dir(void)
+{
+    tu_rmrf(dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -51,6 +57,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     if (mkdtemp(dir) == NULL)
         abort();
+    atexit(remove_dir);
     snprintf(file_path, sizeof file_path, "%s/credentials", dir);
     snprintf(missing_path, sizeof missing_path, "%s/none", dir);
     setenv("HOME", dir, 1); /* no ~/.aws/credentials of this machine */
