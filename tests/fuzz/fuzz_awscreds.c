@@ -29,8 +29,6 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-extern char **environ;
-
 static char dir[] = "/tmp/fuzz-awscreds-XXXXXX";
 static char file_path[64], missing_path[64], url[64];
 static struct tu_canned *endpoint; /* the container credentials endpoint */
@@ -43,18 +41,7 @@ static void remove_dir(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    /* Only the source under test: unset every AWS_* variable. */
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; *e; e++)
-            if (strncmp(*e, "AWS_", 4) == 0) {
-                char name[256];
-                snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
-                unsetenv(name);
-                again = 1;
-                break;
-            }
-    }
+    tu_unsetenv_prefix("AWS_"); /* only the source under test */
     if (mkdtemp(dir) == NULL)
         abort();
     atexit(remove_dir);

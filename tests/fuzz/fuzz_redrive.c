@@ -34,8 +34,6 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-extern char **environ;
-
 static char dir[64];
 static char root[64], url[80], out_path[80];
 
@@ -47,15 +45,7 @@ static void remove_dir(void)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    for (char **e = environ; *e;) { /* no SLUICE_* setting changes the run */
-        if (strncmp(*e, "SLUICE_", 7) != 0) {
-            e++;
-            continue;
-        }
-        char name[256];
-        snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
-        unsetenv(name);
-    }
+    tu_unsetenv_prefix("SLUICE_"); /* no setting changes the run */
     /* tmpfs when there is one: the store fsyncs every object it writes */
     snprintf(dir, sizeof dir, "%s/fuzz-redrive-XXXXXX",
              access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");

@@ -19,23 +19,13 @@
 #include "tests/support/http_canned.h"
 #include "tests/support/testutil.h"
 
-extern char **environ;
-
 static struct tu_canned *endpoint;
 static char *home;
 
 static int group_setup(void **state)
 {
     (void)state;
-    for (char **e = environ; *e;) {
-        if (strncmp(*e, "AWS_", 4) != 0) {
-            e++;
-            continue;
-        }
-        char *name = pipe_strndup(*e, strcspn(*e, "="));
-        unsetenv(name); /* environ shifts down: look at *e again */
-        pipe_free(name);
-    }
+    tu_unsetenv_prefix("AWS_");
     home = tu_tmpdir("aws-creds");
     setenv("HOME", home, 1);
     setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
