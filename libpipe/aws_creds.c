@@ -96,11 +96,24 @@ static int fill(struct pipe_awscreds_value *v, const char *id, const char *secre
     return 0;
 }
 
+/* The answer's expiration into *ms. Credentials that have already expired
+ * are refused, as the SDKs do: S3 would refuse them, and handing them out
+ * would make every request fetch again (an expiry of 1970-01-01T00:00:00Z
+ * would even read as "never", 0). PIPE_EUNAVAIL: the endpoint may have
+ * fresh ones later. */
 static int parse_expiry(const char *s, int64_t *ms, char *err, size_t n)
 {
-    if (s == NULL || pipe_clock_parse_rfc3339(s, strlen(s), ms) < 0)
+    int64_t at, now = pipe_clock_now_ms();
+    if (s == NULL || pipe_clock_parse_rfc3339(s, strlen(s), &at) < 0)
         return fail(err, n, PIPE_ECONFIG, "expiration \"%.40s\" is not an RFC 3339 time",
                     s ? s : "");
+    if (at <= now) {
+        char clock[PIPE_CLOCK_RFC3339_LEN + 1];
+        pipe_clock_format_rfc3339(now, clock);
+        return fail(err, n, PIPE_EUNAVAIL, "the credentials expired at %.40s (the clock says %s)",
+                    s, clock);
+    }
+    *ms = at;
     return 0;
 }
 

@@ -106,6 +106,27 @@ static void test_aws_creds_container_control_characters_are_refused(void **state
     unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
 }
 
+/* An answer whose credentials have already expired is refused (S3 would
+ * refuse them; the epoch itself would read as "never expires"). */
+static void test_aws_creds_container_expired_answer_is_refused(void **state)
+{
+    (void)state;
+    static const char *const at[] = {"2020-01-01T00:00:00Z", "1970-01-01T00:00:00Z"};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        char body[200];
+        snprintf(body, sizeof body,
+                 "{\"AccessKeyId\":\"ASIAOLD\",\"SecretAccessKey\":\"s\",\"Expiration\":\"%s\"}",
+                 at[i]);
+        container_answers(200, body);
+        char err[PIPE_AWSCREDS_ERR_MAX] = "";
+        struct pipe_awscreds *c = NULL;
+        assert_int_equal(pipe_awscreds_new("us-east-1", &c, err, sizeof err), PIPE_EUNAVAIL);
+        assert_null(c);
+        assert_non_null(strstr(err, "expired at"));
+    }
+    unsetenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+}
+
 /* Writes text as the shared credentials file, selects profile (NULL: the
  * default) and walks the chain: its result, with c and err filled. */
 static int from_file(const char *text, const char *profile, struct pipe_awscreds **c, char *err,
@@ -165,6 +186,7 @@ int main(void)
         cmocka_unit_test(test_aws_creds_container_answer_is_read),
         cmocka_unit_test(test_aws_creds_container_answer_not_json_is_a_config_error),
         cmocka_unit_test(test_aws_creds_container_control_characters_are_refused),
+        cmocka_unit_test(test_aws_creds_container_expired_answer_is_refused),
         cmocka_unit_test(test_aws_creds_file_profile_read_with_crlf_spaces_and_comments),
         cmocka_unit_test(test_aws_creds_file_control_characters_are_refused),
     };
