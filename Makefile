@@ -188,6 +188,15 @@ fuzz:
 	for t in $(FUZZ_PIPE_TARGETS); do build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=8192 -artifact_prefix=build/fuzz/$$t- build/fuzz/corpus-$$t tests/fuzz/seeds/$$t \
 	    || exit 1; done
+	@mkdir -p build/fuzz/corpus-awscreds build/fuzz/corpus-redrive
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_awscreds.c tests/support/http_canned.c \
+	    tests/support/testutil.c build/fuzz/obj/libpipe.a $(LDLIBS) -o build/fuzz/fuzz_awscreds
+	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_redrive.c tools/sluicectl/redrive.c tools/sluicectl/ctl.c \
+	    tests/support/testutil.c build/fuzz/obj/libpipe.a $(LDLIBS) -o build/fuzz/fuzz_redrive
+	build/fuzz/fuzz_awscreds -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    -artifact_prefix=build/fuzz/awscreds- build/fuzz/corpus-awscreds tests/fuzz/seeds/awscreds
+	build/fuzz/fuzz_redrive -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    -artifact_prefix=build/fuzz/redrive- build/fuzz/corpus-redrive tests/fuzz/seeds/redrive
 
 lint:
 	@tools/install-deps.sh lint

@@ -60,7 +60,26 @@ static int fail(char *err, size_t n, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* Copies the three strings into v, refusing ones that do not fit. */
+/* Puts "where: " in front of the reason already in err. */
+static void prefix_err(char *err, size_t n, const char *where)
+{
+    char why[PIPE_AWSCREDS_ERR_MAX];
+    snprintf(why, sizeof why, "%s", err);
+    snprintf(err, n, "%s: %s", where, why);
+}
+
+/* Whether s holds a control character (CR, LF, TAB, DEL, ...). */
+static bool has_control(const char *s)
+{
+    for (; s && *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
+/* Copies the three strings into v, refusing ones that do not fit. The key
+ * id and the token go into request headers, where a CR or LF would end the
+ * header and start another: no credential holds a control character. */
 static int fill(struct pipe_awscreds_value *v, const char *id, const char *secret,
                 const char *token, char *err, size_t n)
 {
@@ -69,17 +88,32 @@ static int fill(struct pipe_awscreds_value *v, const char *id, const char *secre
     if (strlen(id) >= sizeof v->key_id || strlen(secret) >= sizeof v->secret ||
         (token && strlen(token) >= sizeof v->token))
         return fail(err, n, PIPE_ECONFIG, "a credential is longer than sluice accepts");
+    if (has_control(id) || has_control(secret) || has_control(token))
+        return fail(err, n, PIPE_ECONFIG, "a credential holds a control character");
     snprintf(v->key_id, sizeof v->key_id, "%s", id);
     snprintf(v->secret, sizeof v->secret, "%s", secret);
     snprintf(v->token, sizeof v->token, "%s", token ? token : "");
     return 0;
 }
 
+/* The answer's expiration into *ms. Credentials that have already expired
+ * are refused, as the SDKs do: S3 would refuse them, and handing them out
+ * would make every request fetch again (an expiry of 1970-01-01T00:00:00Z
+ * would even read as "never", 0). PIPE_EUNAVAIL: the endpoint may have
+ * fresh ones later. */
 static int parse_expiry(const char *s, int64_t *ms, char *err, size_t n)
 {
-    if (s == NULL || pipe_clock_parse_rfc3339(s, strlen(s), ms) < 0)
+    int64_t at, now = pipe_clock_now_ms();
+    if (s == NULL || pipe_clock_parse_rfc3339(s, strlen(s), &at) < 0)
         return fail(err, n, PIPE_ECONFIG, "expiration \"%.40s\" is not an RFC 3339 time",
                     s ? s : "");
+    if (at <= now) {
+        char clock[PIPE_CLOCK_RFC3339_LEN + 1];
+        pipe_clock_format_rfc3339(now, clock);
+        return fail(err, n, PIPE_EUNAVAIL, "the credentials expired at %.40s (the clock says %s)",
+                    s, clock);
+    }
+    *ms = at;
     return 0;
 }
 
@@ -146,14 +180,17 @@ static int read_small_file(const char *path, char **out, char *err, size_t n)
     return 0;
 }
 
-/* Credentials in the JSON the container endpoint and IMDS answer with. */
+/* Credentials in the JSON the container endpoint and IMDS answer with. A
+ * body that is not JSON is a broken source (PIPE_ECONFIG, as aws_creds.h
+ * promises), not a parse error of what the caller is storing. */
 static int from_json(const char *body, struct pipe_awscreds_value *v, char *err, size_t n)
 {
     json_error_t je;
     json_t *j = json_loads(body, 0, &je);
     int rc = 0;
     if (!json_is_object(j)) {
-        rc = fail(err, n, PIPE_EPARSE, "answer is not a JSON object: %s", je.text);
+        rc = fail(err, n, PIPE_ECONFIG, "answer is not a JSON object: %s",
+                  j ? "another JSON value" : je.text);
         goto out;
     }
     const char *code = json_string_value(json_object_get(j, "Code"));
@@ -354,8 +391,11 @@ static int src_shared_file(const struct pipe_awscreds *c, struct pipe_awscreds_v
         rc = env("AWS_PROFILE")
                  ? fail(err, n, PIPE_ECONFIG, "profile \"%.64s\" has no keys in %s", profile, path)
                  : 1;
-    else if ((rc = fill(v, id, secret, token, err, n)) < 0)
-        fail(err, n, rc, "profile \"%.64s\" in %s: %s", profile, path, "incomplete keys");
+    else if ((rc = fill(v, id, secret, token, err, n)) < 0) {
+        char where[PIPE_AWSCREDS_ERR_MAX];
+        snprintf(where, sizeof where, "profile \"%.64s\" in %s", profile, path);
+        prefix_err(err, n, where);
+    }
     if (secret)
         sodium_memzero(secret, strlen(secret));
     pipe_free(id), pipe_free(secret), pipe_free(token);
@@ -379,9 +419,9 @@ static int get_json_creds(const char *url, const char *header, long timeout_ms,
         rc = fail(err, n, status >= 500 ? PIPE_EUNAVAIL : PIPE_ECONFIG, "GET %s: HTTP %ld", url,
                   status);
     if (rc == 0 && (rc = from_json(body.data ? body.data : "", v, err, n)) < 0) {
-        char what[PIPE_AWSCREDS_ERR_MAX];
-        snprintf(what, sizeof what, "%s", err);
-        fail(err, n, rc, "GET %s: %s", url, what);
+        char where[PIPE_AWSCREDS_ERR_MAX];
+        snprintf(where, sizeof where, "GET %s", url);
+        prefix_err(err, n, where);
     }
     if (body.data)
         sodium_memzero(body.data, body.len);

@@ -40,8 +40,8 @@ struct pipe_awscreds;
 /* pipe_awscreds_new — walks the chain once; region names the STS endpoint.
  * On failure writes why into err (every source tried) and returns
  * PIPE_ECONFIG (nothing found, or a source that is configured but broken)
- * or PIPE_EUNAVAIL (a configured endpoint did not answer). Free with
- * pipe_awscreds_free. */
+ * or PIPE_EUNAVAIL (a configured endpoint did not answer, or answered with
+ * credentials that have already expired). Free with pipe_awscreds_free. */
 int pipe_awscreds_new(const char *region, struct pipe_awscreds **out, char *err, size_t err_size);
 
 /* pipe_awscreds_get — copies the current credentials into out, first

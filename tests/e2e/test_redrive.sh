@@ -68,6 +68,17 @@ def fixtures(store, h_in1, h_in2, h_out):
     ])
 
 
+def join_fixture(store, h):
+    """Records that are not JSON and would join into one event if they were
+    written one after the other: '{..."inner":' then '{...}}'."""
+    rejected(store, 'rejected/%s/g1-test-j.ndjson.zst' % h, [
+        line('not_json', '{"event":"merged","id":"m1","inner":'),
+        line('not_json', '{"event":"inner","id":"m2"}}'),
+        line('not_json', '{"event":"x2",', 'ios'),
+        line('schema_violation', '{"event":"kept","id":"k1"}', 'ios'),
+    ])
+
+
 def raw_objects(store):
     out = {}
     for p in sorted(glob.glob(store + '/raw/redrive/*/*.ndjson.zst')):
@@ -130,8 +141,8 @@ def cmd_count_raw(store):
 
 if __name__ == '__main__':
     cmd, args = sys.argv[1], sys.argv[2:]
-    if cmd == 'fixtures':
-        fixtures(*args)
+    if cmd in ('fixtures', 'join_fixture'):
+        globals()[cmd](*args)
         sys.exit(0)
     sys.exit(globals()['cmd_' + cmd](*args))
 PY
@@ -208,6 +219,27 @@ check "a malformed --reason is a usage error (exit 2)" test $? -eq 2
 check "--from is required (exit 2)" test $? -eq 2
 "$ctl" redrive --store "$store" --from now --to -1h >/dev/null 2>&1
 check "--to before --from is exit 2" test $? -eq 2
+
+# Records that are not JSON never join into one event: the filter reads an
+# object that holds one JSON value as one record, whatever its lines.
+root=$T/store3
+store="file://$root"
+leases="local://$T/leases3"
+"$PY" "$T/tool.py" join_fixture "$root" "$h2"
+"$ctl" redrive --store "$store" --from -1h --reason any >"$T/j.out" 2>"$T/j.err"
+check "redrive exits 0 on records that would join" test $? -eq 0
+note "$(cat "$T/j.err")"
+check "... writes the JSON record first and leaves out the two that would join" \
+  grep -q '2 events written to 1 raw objects, 0 objects already redriven, 2 lines not redrivable' \
+  "$T/j.err"
+stage filter
+pipeline
+check "the pipeline ran on them (stages exit 0)" test $? -eq 0
+check "split/ holds the JSON record once" "$PY" "$T/tool.py" check_split "$root" "kept:k1"
+check "... and no event made of two records" \
+  test "$(find "$root/split" -name '*.zst' -exec zstd -dcq {} + | grep -c '"merged"')" -eq 0
+check "the record that is not JSON, written after it, is rejected again alone" \
+  bash -c "for f in \$(find '$root/rejected' -name 'g1-raw-*'); do zstd -dcq \$f; done | grep -c '\"reason\":\"not_json\"' | grep -qx 1"
 
 # =============================== part 2 =======================================
 root=$T/store2

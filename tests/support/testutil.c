@@ -21,6 +21,21 @@ char *tu_tmpdir(const char *tag)
     return strdup(tmpl);
 }
 
+void tu_unsetenv_prefix(const char *prefix)
+{
+    extern char **environ;
+    size_t n = strlen(prefix);
+    for (char **e = environ; *e;) {
+        if (strncmp(*e, prefix, n) != 0) {
+            e++;
+            continue;
+        }
+        char *name = pipe_strndup(*e, strcspn(*e, "="));
+        unsetenv(name); /* environ shifts down: look at *e again */
+        pipe_free(name);
+    }
+}
+
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

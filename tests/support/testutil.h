@@ -14,6 +14,10 @@ void tu_rmrf(const char *path);
 int tu_write_file(const char *path, const void *data, size_t len);
 char *tu_read_file(const char *path, size_t *len);
 
+/* tu_unsetenv_prefix — unsets every environment variable whose name
+ * starts with prefix ("AWS_", "SLUICE_"), so a test sees only what it sets. */
+void tu_unsetenv_prefix(const char *prefix);
+
 struct pipe_store;
 struct pipe_leases;
 

@@ -24,6 +24,7 @@
 #include "libpipe/err.h"
 #include "libpipe/keys.h"
 #include "libpipe/mem.h"
+#include "libpipe/ndjson.h"
 #include "libpipe/store.h"
 #include "tools/sluicectl/ctl.h"
 
@@ -71,11 +72,13 @@ static const struct pipe_conf_program redrive_program = {
     .tables = {redrive_opts, NULL},
 };
 
-/* The lines of one rejected object bound for one channel's raw object. */
+/* The lines of one rejected object bound for one channel's raw object:
+ * records that parse as JSON, then those that do not (see redrive_settle). */
 struct redrive_group {
     char channel[72];
     struct pipe_buf lines;
-    uint64_t events;
+    struct pipe_buf unparsed;
+    uint64_t events, unparsed_events;
 };
 
 struct redrive {
@@ -184,16 +187,18 @@ static struct redrive_group *redrive_group_for(struct redrive *r, const char *ch
     struct redrive_group *g = &r->groups[r->n_groups++];
     memcpy(g->channel, dir, sizeof dir);
     pipe_buf_init(&g->lines, REDRIVE_RAW_MAX);
-    g->events = 0;
+    pipe_buf_init(&g->unparsed, REDRIVE_RAW_MAX);
+    g->events = g->unparsed_events = 0;
     return g;
 }
 
 /* Whether the original text can go back through the filter as one NDJSON
  * line, and the line itself (newlines, which valid JSON has only as
- * whitespace, become spaces). Records that no configuration can accept
+ * whitespace, become spaces) appended to g's lines, or to its unparsed
+ * lines when it is not JSON. Records that no configuration can accept
  * (not an object, no "event") are left out: alone in an object, a
  * {"events": [...]} record would even be read as a wrapper of events. */
-static bool redrive_fit(const char *raw, size_t len, struct pipe_buf *out)
+static bool redrive_fit(const char *raw, size_t len, struct redrive_group *g)
 {
     size_t i = 0;
     while (i < len && strchr(" \t\r\n", raw[i]) != NULL)
@@ -208,6 +213,7 @@ static bool redrive_fit(const char *raw, size_t len, struct pipe_buf *out)
     bool multiline = memchr(raw, '\n', len) != NULL || memchr(raw, '\r', len) != NULL;
     if ((parsed && !has_event) || (!parsed && multiline))
         return false;
+    struct pipe_buf *out = parsed ? &g->lines : &g->unparsed;
     size_t start = out->len;
     if (pipe_buf_append(out, raw, len) < 0 || pipe_buf_append_char(out, '\n') < 0) {
         out->len = start;
@@ -216,7 +222,42 @@ static bool redrive_fit(const char *raw, size_t len, struct pipe_buf *out)
     for (size_t k = start; k < out->len - 1; k++)
         if (out->data[k] == '\n' || out->data[k] == '\r')
             out->data[k] = ' ';
+    if (parsed)
+        g->events++;
+    else
+        g->unparsed_events++;
     return true;
+}
+
+/* Joins g's lines into the object's text, parsed records first. The filter
+ * reads a raw object by its form (ndjson.h): one that starts with '{' and
+ * holds a single JSON value is one record, however many lines it spans, so
+ * records that are not JSON (a truncated "{\"event\":\"a\",\"x\":" and a
+ * "{...}}" after it) could join into an event no client sent. A first line
+ * that is JSON ends the first value; when there is none, or the filter
+ * would still not see one record per line, the records that are not JSON
+ * are left out (they count as not redrivable). */
+static void redrive_settle(struct redrive *r, struct redrive_group *g)
+{
+    size_t parsed_len = g->lines.len;
+    struct pipe_body_iter it;
+    struct pipe_body_record rec;
+    struct pipe_json_result jr;
+    uint64_t records = 0;
+    bool ok = g->unparsed_events == 0;
+    if (!ok && pipe_buf_append(&g->lines, g->unparsed.data, g->unparsed.len) == 0 &&
+        pipe_body_iter_init(&it, g->lines.data, g->lines.len, PIPE_BODY_AUTO, SIZE_MAX, &jr) == 0) {
+        while (pipe_body_iter_next(&it, &rec))
+            records++;
+        ok = records == g->events + g->unparsed_events;
+    }
+    if (ok) {
+        g->events += g->unparsed_events;
+    } else {
+        g->lines.len = parsed_len;
+        r->unfit += g->unparsed_events;
+    }
+    g->unparsed_events = 0;
 }
 
 /* One line of a rejected object: selected, fit, grouped by channel. */
@@ -234,11 +275,8 @@ static void redrive_line(struct redrive *r, const char *line, size_t len)
     struct redrive_group *g =
         redrive_group_for(r, json_string_value(json_object_get(o, "channel")));
     if (!json_is_string(raw) || g == NULL ||
-        !redrive_fit(json_string_value(raw), json_string_length(raw), &g->lines)) {
+        !redrive_fit(json_string_value(raw), json_string_length(raw), g))
         r->unfit++;
-        goto out;
-    }
-    g->events++;
 out:
     json_decref(o);
 }
@@ -333,12 +371,16 @@ static int redrive_object(void *arg, const struct pipe_store_obj *o)
     } else if (rc == 0) {
         uint64_t h = XXH3_64bits_withSeed(o->key, strlen(o->key) + 1,
                                           XXH3_64bits(r->reason_key, strlen(r->reason_key)));
-        for (size_t i = 0; i < r->n_groups; i++)
+        for (size_t i = 0; i < r->n_groups; i++) {
+            redrive_settle(r, &r->groups[i]);
             if (r->groups[i].events > 0)
                 redrive_put(r, o->key, h, &r->groups[i]);
+        }
     }
-    for (size_t i = 0; i < r->n_groups; i++)
+    for (size_t i = 0; i < r->n_groups; i++) {
         pipe_buf_cleanup(&r->groups[i].lines);
+        pipe_buf_cleanup(&r->groups[i].unparsed);
+    }
     r->n_groups = 0;
     pipe_line_reader_free(lr);
     pipe_buf_cleanup(&data);
