@@ -97,7 +97,10 @@ $(BUILD)/tests/bench/bench_collide: $(BUILD)/tests/bench/bench_collide.o \
 $(BUILD)/tests/unit/test_seeds_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/seeds_main.o \
     $(TSUP_OBJ) $(call stage_lib,filter) $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(LDLIBS)
+# (objects before the archives: the extra prerequisites come last in $^)
+$(BUILD)/tests/unit/test_seeds_redrive: $(BUILD)/tools/sluicectl/redrive.o \
+    $(BUILD)/tools/sluicectl/ctl.o
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(TSUP_OBJ) $(LIB)
 	@mkdir -p $(@D)
