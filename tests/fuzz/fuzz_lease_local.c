@@ -29,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define NAME "split/g1-2026112217-0123456789abcdef"
 #define TTL  60000
 
+static char dir[32];        /* the private lease directory */
 static char url[512];       /* local:///tmp/... */
 static char path[600];      /* the lease file of NAME */
 static size_t rec_size;     /* the size of a record the backend writes */
@@ -50,12 +51,29 @@ static struct pipe_leases *open_leases(void)
     return ls;
 }
 
+/* At exit: the lease directory and what the backend left in it. */
+static void remove_dir(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char p[sizeof dir + 256];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] != '.')
+            unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
 /* Takes NAME once so that the backend makes its file, then finds that
  * file (the only one in a fresh directory) and the size of its record. */
 static void setup(void)
 {
-    char dir[] = "/tmp/fuzz-lease-XXXXXX";
+    snprintf(dir, sizeof dir, "/tmp/fuzz-lease-XXXXXX");
     check(mkdtemp(dir) != NULL, "mkdtemp", 0);
+    atexit(remove_dir);
     snprintf(url, sizeof url, "local://%s", dir);
     pipe_log_init("fuzz_lease_local", PIPE_LOG_OFF);
     struct pipe_leases *ls = open_leases();
