@@ -157,6 +157,9 @@ FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG
 # instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
 # manifests, schema files, the sluice record), the time parser, the store URL.
 FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url zrecord
+# ... and object keys listed from the store, the local lease backend's lease
+# files, config files (sizes, durations, retention rules).
+FUZZ_PIPE_TARGETS += keys lease_local conf
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \

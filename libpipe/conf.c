@@ -32,14 +32,31 @@ struct loader {
 
 static void fail(struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* fail — prints the message as one line: a key or value quoted from a file
+ * or a flag may hold control characters (a newline, a terminal escape),
+ * which are shown as \xNN so that they can neither split the line nor
+ * forge another log line. */
 static void fail(struct loader *l, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(l->err, "%s: ", l->p->name);
-    vfprintf(l->err, fmt, ap);
-    fputc('\n', l->err);
+    char *msg = NULL;
+    int n = vasprintf(&msg, fmt, ap);
     va_end(ap);
+    if (n < 0) { /* out of memory: msg is undefined */
+        msg = NULL;
+        n = 0;
+    }
+    fprintf(l->err, "%s: ", l->p->name);
+    for (int i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)msg[i];
+        if (c < 0x20 || c == 0x7f)
+            fprintf(l->err, "\\x%02x", c);
+        else
+            fputc(c, l->err);
+    }
+    fputc('\n', l->err);
+    free(msg);
     fflush(l->err);
 }
 

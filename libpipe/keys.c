@@ -184,10 +184,30 @@ static int take_digits(const char **p, int count)
     return v;
 }
 
+/* civil_hour — the start of hour h of y-mo-d into *ms; false unless that is
+ * a real calendar hour from 1970 on (Feb 30 and friends are refused by a
+ * round trip through the calendar, not normalised into another day). */
+static bool civil_hour(int y, int mo, int d, int h, int64_t *ms)
+{
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23)
+        return false;
+    int64_t t = pipe_clock_from_civil(y, mo, d, h, 0, 0, 0);
+    char dt[11], hr[3], want[40];
+    pipe_clock_partition(t, dt, hr);
+    snprintf(want, sizeof want, "%04d-%02d-%02d", y, mo, d);
+    if (strcmp(dt, want) != 0)
+        return false;
+    *ms = t;
+    return true;
+}
+
 bool pipe_keys_job_hour(const char *id, int64_t *hour_ms)
 {
     const char *p = id;
     if (p == NULL || *p++ != 'g')
+        return false;
+    /* The generation as pipe_keys_job_id prints it: no leading zeros. */
+    if (p[0] == '0' && p[1] >= '0' && p[1] <= '9')
         return false;
     int digits = 0;
     while (*p >= '0' && *p <= '9' && digits < 7) {
@@ -198,14 +218,15 @@ bool pipe_keys_job_hour(const char *id, int64_t *hour_ms)
         return false;
     int y = take_digits(&p, 4), mo = take_digits(&p, 2), d = take_digits(&p, 2);
     int h = take_digits(&p, 2);
-    if (*p++ != '-' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23)
+    int64_t ms;
+    if (*p++ != '-' || !civil_hour(y, mo, d, h, &ms))
         return false;
     for (int j = 0; j < 16; j++, p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
             return false;
     if (*p != '\0')
         return false;
-    *hour_ms = pipe_clock_from_civil(y, mo, d, h, 0, 0, 0);
+    *hour_ms = ms;
     return true;
 }
 
@@ -296,16 +317,7 @@ static bool parse_partition(const char *s, int64_t *hour_ms)
         return false;
     int y = read_digits(s + 3, 4), mo = read_digits(s + 8, 2), d = read_digits(s + 11, 2);
     int h = read_digits(s + 17, 2);
-    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23)
-        return false;
-    int64_t ms = pipe_clock_from_civil(y, mo, d, h, 0, 0, 0);
-    /* Round-tripping through the calendar rejects Feb 30 and friends. */
-    char dt[11], hr[3];
-    pipe_clock_partition(ms, dt, hr);
-    if (memcmp(dt, s + 3, 10) != 0)
-        return false;
-    *hour_ms = ms;
-    return true;
+    return civil_hour(y, mo, d, h, hour_ms);
 }
 
 int pipe_keys_parse(const char *key, struct pipe_key_parts *out)

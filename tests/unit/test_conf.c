@@ -455,6 +455,29 @@ static void test_conf_file_errors_are_clear(void **state)
     pipe_free(path);
 }
 
+/* An error is one line (conf.h), whatever bytes the file or a flag held:
+ * control characters in a key or a value are shown escaped, so a config
+ * file cannot split or forge log lines. Found by fuzz_conf. */
+static void test_conf_errors_escape_control_bytes(void **state)
+{
+    (void)state;
+    char *path = write_conf("ctl.json", "{\"a\\nb\\u001b[31m\": 1}");
+    char *msg = pipe_asprintf("tprog: %s: unknown key 'a\\x0ab\\x1b[31m'\n", path);
+    expect_error((const char *[]){"-c", path, NULL}, msg);
+    pipe_free(msg);
+    pipe_free(path);
+
+    path = write_conf("ctl2.json", "{\"once\": \"ye\\rs\\u007f\"}");
+    msg =
+        pipe_asprintf("tprog: %s: once: 'ye\\x0ds\\x7f' is not a boolean (true or false)\n", path);
+    expect_error((const char *[]){"-c", path, NULL}, msg);
+    pipe_free(msg);
+    pipe_free(path);
+
+    expect_error((const char *[]){"--workers", "1\n2", NULL},
+                 "tprog: --workers: '1\\x0a2' is not an integer\n");
+}
+
 static void test_conf_validate_refuses_contradictions(void **state)
 {
     (void)state;
@@ -644,6 +667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conf_unknown_flag_suggests_nearest, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_env_errors_name_the_variable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_file_errors_are_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_conf_errors_escape_control_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_validate_refuses_contradictions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_conf_key_defined_in_two_tables_is_refused, setup,
                                         teardown),

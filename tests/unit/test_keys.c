@@ -194,6 +194,26 @@ static void test_keys_pipeline_state_keys_follow_the_compaction_layout(void **st
     pipe_buf_cleanup(&b);
 }
 
+/* A job id names the hour of its inputs only when pipe_keys_job_id could
+ * have made it: an impossible date (Feb 30) would name another hour, and a
+ * generation with leading zeros another id, so both are refused, and a
+ * refused id leaves the hour alone. Found by fuzz_keys. */
+static void test_keys_job_hour_refuses_ids_the_builder_cannot_make(void **state)
+{
+    (void)state;
+    int64_t hour = 42;
+    assert_false(pipe_keys_job_hour("g1-2026023017-0123456789abcdef", &hour));
+    assert_false(pipe_keys_job_hour("g1-2025022900-0123456789abcdef", &hour));
+    assert_false(pipe_keys_job_hour("g1-2026043100-0123456789abcdef", &hour));
+    assert_false(pipe_keys_job_hour("g06-2026112217-0123456789abcdef", &hour));
+    assert_false(pipe_keys_job_hour("g00-2026112217-0123456789abcdef", &hour));
+    assert_int_equal(hour, 42);
+    assert_true(pipe_keys_job_hour("g0-2024022923-0123456789abcdef", &hour));
+    assert_int_equal(hour, pipe_clock_from_civil(2024, 2, 29, 23, 0, 0, 0));
+    assert_true(pipe_keys_job_hour("g10-9999123123-0123456789abcdef", &hour));
+    assert_int_equal(hour, pipe_clock_from_civil(9999, 12, 31, 23, 0, 0, 0));
+}
+
 /* The lease a job runs under is named from its queue and id, and a job id
  * the builders would refuse names no lease either. */
 static void test_keys_job_lease_names_follow_the_queue(void **state)
@@ -289,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_keys_names_are_deterministic_and_sortable),
         cmocka_unit_test(test_keys_pipeline_state_keys_follow_the_compaction_layout),
         cmocka_unit_test(test_keys_job_lease_names_follow_the_queue),
+        cmocka_unit_test(test_keys_job_hour_refuses_ids_the_builder_cannot_make),
         cmocka_unit_test(test_keys_parse_round_trips_builders),
         cmocka_unit_test(test_keys_parse_rejects_malformed_keys),
     };
