@@ -51,7 +51,10 @@ void pipe_leases_free(struct pipe_leases *ls);
  * name this process already holds is PIPE_EBUSY too.
  * Returns 0 and fills *out (caller ends it with pipe_lease_release or
  * pipe_lease_cleanup), PIPE_EBUSY if a live owner holds it, PIPE_EINVAL for a
- * bad name or TTL, PIPE_EUNAVAIL / PIPE_EIO when the backend failed (retry). */
+ * bad name or TTL, PIPE_EUNAVAIL / PIPE_EIO when the backend failed (retry),
+ * PIPE_ECORRUPT when the record where the name's lease lives belongs to
+ * another name (local: two names whose files collide, or a file copied or
+ * edited by hand; pipe_leases_last_error names both). */
 int pipe_lease_acquire(struct pipe_leases *ls, const char *name, int64_t ttl_ms,
                        struct pipe_lease *out);
 
