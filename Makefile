@@ -142,8 +142,9 @@ FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 # Targets linked with the whole library, built with the fuzzer's
 # instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
-# manifests, schema files, the sluice record), the time parser, the store URL.
-FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url zrecord
+# manifests, schema files, the sluice record), the time parser, the store URL,
+# the HTTP server (a real one on loopback, fed one connection per input).
+FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url zrecord httpd
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \
