@@ -14,7 +14,10 @@
  * value half-closes and reads to EOF); the rest is what the client sends. Paths choose
  * the answer: "/early[/NNN]" is answered by the head callback before the
  * body (status NNN, default 403), "/s/NNN" by the handler with NNN, any
- * other with 200 and the body's length.
+ * other with 200 and the body's length. The handler stops the server from
+ * accepting on "/drain" (pipe_httpd_stop_accepting) and closes it on
+ * "/close" (pipe_httpd_close) before it answers; either way the next input
+ * gets a new server.
  *
  * Invariants (abort): no hang (the loop may only wait on the server's own
  * long timeouts when something is still in flight); the client reads a
@@ -28,7 +31,9 @@
  * return to zero once the connection is gone. A client that resets is
  * only checked for what it read and for the server's counters and gauges:
  * its answers may be dropped, and one the handler answers later must
- * still be freed. ASan, UBSan and LSan come
+ * still be freed. Once drained, the server still answers what it holds,
+ * with "Connection: close"; once closed, the client may see a reset, every
+ * handle must close and the done callback run. ASan, UBSan and LSan come
  * from libFuzzer.
  * Build: make fuzz (FUZZ_PIPE_TARGETS). */
 #include <errno.h>
@@ -88,6 +93,7 @@ static struct {
     int fd;
     uv_poll_t poll;
     bool polling, eof, reset;
+    bool drained, closing, closed; /* the server: stop_accepting, close, done */
     uint64_t client_bytes;
     struct reader rd;
 } fz;
@@ -226,6 +232,12 @@ static void on_later_idle(uv_idle_t *i)
     later_fire((uv_handle_t *)i);
 }
 
+static void on_server_closed(void *arg)
+{
+    (void)arg;
+    fz.closed = true;
+}
+
 static void on_request(struct pipe_http_request *r, void *arg)
 {
     (void)arg;
@@ -235,6 +247,13 @@ static void on_request(struct pipe_http_request *r, void *arg)
         (r->content_length >= 0 && r->body_len != (size_t)r->content_length) ||
         strcmp(r->method, http_method_str(ref->method)) != 0 || strlen(r->body) > r->body_len)
         abort();
+    if (strcmp(r->path, "/drain") == 0 && !fz.closing) {
+        fz.drained = true;
+        pipe_httpd_stop_accepting(fz.srv);
+    } else if (strcmp(r->path, "/close") == 0 && !fz.closing) {
+        fz.closing = true;
+        pipe_httpd_close(fz.srv, on_server_closed, NULL);
+    }
     int kind = fz.mode & 3;
     if (kind == 0 || !((fz.mode >> (2 + i % 6)) & 1)) {
         answer(r);
@@ -398,13 +417,17 @@ static void on_readable(uv_poll_t *h, int status, int events)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
+        if (n < 0 && fz.closing) {
+            client_stop(); /* the server closed the connection at once */
+            return;
+        }
         if (n < 0) {
             /* a reset: answers the server wrote may be lost */
             fprintf(stderr, "fuzz_httpd: recv: %s\n", strerror(errno));
             abort();
         }
         rd_feed(NULL, 0);
-        if (fz.rd.in_msg)
+        if (fz.rd.in_msg && !fz.closing)
             abort(); /* a response cut short */
         fz.eof = true;
         client_stop();
@@ -456,14 +479,23 @@ static size_t handles(void)
     return n;
 }
 
+/* counters — the server's, zero once it is closing (h must not be used). */
+static void counters(struct pipe_httpd_counters *n)
+{
+    if (fz.closing)
+        memset(n, 0, sizeof *n);
+    else
+        pipe_httpd_counters(fz.srv, n);
+}
+
 /* progress — changes whenever the server or the client did something. */
 static uint64_t progress(void)
 {
     struct pipe_httpd_counters n;
-    pipe_httpd_counters(fz.srv, &n);
+    counters(&n);
     return n.bytes_in + n.bytes_out * 3 + n.connections_accepted * 5 + n.requests * 7 +
            n.connections_open * 11 + fz.client_bytes * 13 + handles() * 17 + fz.pending_async * 19 +
-           fz.handled * 23 + fz.eof + fz.polling * 2u;
+           fz.handled * 23 + fz.eof + fz.polling * 2u + fz.closed * 4u;
 }
 
 /* step — one loop iteration. It may block only for a short timer; when the
@@ -487,16 +519,28 @@ static bool step(bool must_progress)
     return moved;
 }
 
+/* finished — the client is done and every handle but the server's own
+ * (the listener's too once it stopped accepting; all once closed) closed. */
 static bool finished(void)
 {
-    return !fz.polling && fz.pending_async == 0 && handles() == fz.base_handles;
+    size_t want = fz.closing ? 0 : fz.drained ? fz.base_handles - 1 : fz.base_handles;
+    return !fz.polling && fz.pending_async == 0 && handles() == want && (!fz.closing || fz.closed);
+}
+
+static void run_until_finished(void)
+{
+    for (int i = 0; !finished(); i++) {
+        if (i == MAX_ITERS)
+            abort();
+        step(true);
+    }
 }
 
 /* send_all — writes req in pieces, letting the server read each one. */
 static void send_all(const uint8_t *req, size_t len, uint8_t cut)
 {
     struct pipe_httpd_counters c;
-    pipe_httpd_counters(fz.srv, &c);
+    counters(&c);
     uint64_t in0 = c.bytes_in;
     static const size_t max_piece[8] = {1, 2, 3, 7, 16, 64, 512, 8192};
     size_t most = max_piece[cut & 7];
@@ -507,6 +551,10 @@ static void send_all(const uint8_t *req, size_t len, uint8_t cut)
         size_t n = 1 + (seed >> 8) % most;
         n = n < len - off ? n : len - off;
         ssize_t w = send(fz.fd, req + off, n, MSG_NOSIGNAL);
+        if (w < 0 && fz.closing) {
+            client_stop(); /* the server closed the connection at once */
+            break;
+        }
         if (w < 0 && errno != EAGAIN && errno != EINTR) {
             /* the server reset a connection whose answer is unread */
             fprintf(stderr, "fuzz_httpd: send: %s after %zu bytes\n", strerror(errno), off);
@@ -515,8 +563,8 @@ static void send_all(const uint8_t *req, size_t len, uint8_t cut)
         off += w > 0 ? (size_t)w : 0;
         /* until the server has read it all, or reads no more for now */
         for (int i = 0; i < 64; i++) {
-            pipe_httpd_counters(fz.srv, &c);
-            if (c.bytes_in - in0 >= off || fz.eof || !step(false))
+            counters(&c);
+            if (fz.closing || c.bytes_in - in0 >= off || fz.eof || !step(false))
                 break;
         }
     }
@@ -524,8 +572,13 @@ static void send_all(const uint8_t *req, size_t len, uint8_t cut)
 
 static void server_start(void)
 {
-    signal(SIGPIPE, SIG_IGN);
-    uv_loop_init(&fz.loop);
+    static bool loop_ready;
+    if (!loop_ready) {
+        signal(SIGPIPE, SIG_IGN);
+        uv_loop_init(&fz.loop);
+        loop_ready = true;
+    }
+    fz.drained = fz.closing = fz.closed = false;
     struct pipe_httpd_config cfg;
     pipe_httpd_config_defaults(&cfg);
     cfg.listen = "127.0.0.1:0";
@@ -572,7 +625,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz.heads = fz.handled = fz.early = 0;
     ref_parse(data + 2, size - 2);
     struct pipe_httpd_counters before, after;
-    pipe_httpd_counters(fz.srv, &before);
+    counters(&before);
     client_open();
     fz.reset = data[1] >> 6 == 3;
     send_all(data + 2, size - 2, data[1]);
@@ -580,12 +633,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         client_stop();
     else if (fz.polling)
         shutdown(fz.fd, SHUT_WR);
-    for (int i = 0; !finished(); i++) {
-        if (i == MAX_ITERS)
-            abort();
-        step(true);
+    run_until_finished();
+    if (!fz.closing) {
+        counters(&after);
+        check_counters(&before, &after);
     }
-    pipe_httpd_counters(fz.srv, &after);
-    check_counters(&before, &after);
+    if (fz.drained && !fz.closing) {
+        fz.closing = true;
+        pipe_httpd_close(fz.srv, on_server_closed, NULL);
+        run_until_finished();
+    }
+    if (fz.closing)
+        fz.srv = NULL; /* freed: the next input starts another */
     return 0;
 }
