@@ -11,16 +11,17 @@
  * pieces (bits 0-2: the largest piece, 1 .. 8192 bytes; bits 3-5: the
  * seed of their sizes) and how the client ends (bits 6-7: 3 resets the
  * connection once all is sent, without reading the answers; any other
- * value half-closes and reads to EOF); the rest is what the client sends. Paths choose
- * the answer: "/early[/NNN]" is answered by the head callback before the
- * body (status NNN, default 403), "/s/NNN" by the handler with NNN, any
- * other with 200 and the body's length. The handler stops the server from
+ * value half-closes and reads to EOF); the rest is what the client sends.
+ * Paths choose the answer: "/early[/NNN]" is answered by the head callback
+ * before the body (status NNN, default 403), "/s/NNN" by the handler with
+ * NNN, any other with 200 and the body's length. The handler stops the server from
  * accepting on "/drain" (pipe_httpd_stop_accepting) and closes it on
  * "/close" (pipe_httpd_close) before it answers; either way the next input
  * gets a new server.
  *
- * Invariants (abort): no hang (the loop may only wait on the server's own
- * long timeouts when something is still in flight); the client reads a
+ * Invariants (abort): no hang (when the loop would wait on the server's
+ * own long timeouts or for ever, something must happen within 1 s until
+ * the client has read EOF and the server closed); the client reads a
  * sequence of well-formed HTTP/1.1 responses (status line, Connection,
  * Content-Length and that many body bytes; none after "Connection: close";
  * a HEAD request's answer has no body) and then EOF, never a reset; every
