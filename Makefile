@@ -155,11 +155,12 @@ FUZZ_SDK := $(patsubst %,stages/filter/%.c,filter_segment filter_snowplow filter
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 # Targets linked with the whole library, built with the fuzzer's
 # instrumentation in build/fuzz/obj: stored bytes (de-duplication index,
-# manifests, schema files, the sluice record), the time parser, the store URL.
-FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url zrecord
-# ... and object keys listed from the store, the local lease backend's lease
-# files, config files (sizes, durations, retention rules).
-FUZZ_PIPE_TARGETS += keys lease_local conf
+# manifests, schema files, the sluice record, object keys listed from the
+# store, the local lease backend's lease files), config files (sizes,
+# durations, retention rules), the time parser, the store URL, and the HTTP
+# server (a real one on loopback, fed one connection per input).
+FUZZ_PIPE_TARGETS := dedup_index manifest schema ts store_url url zrecord keys lease_local conf \
+    httpd
 fuzz:
 	@tools/install-deps.sh fuzz
 	@mkdir -p build/fuzz/corpus-event build/fuzz/corpus-body build/fuzz/corpus-aws-xml \

@@ -106,16 +106,18 @@ static void conn_respond(struct httpd_conn *c, int status, const char *content_t
     conn_update(c);
 }
 
-/* conn_fail — answers a request the server refuses, then closes. */
+/* conn_fail — answers a request the server refuses, then closes. The
+ * answer to a HEAD request has no body, like any other answer to HEAD. */
 static void conn_fail(struct httpd_conn *c, int status)
 {
+    bool head = c->cur && c->cur->is_head;
     pipe__httpd_req_free(c->cur);
     c->cur = NULL;
     c->last = true;
     const char *reason = httpd_reason(status);
     char body[64];
     int n = snprintf(body, sizeof body, "%s\n", reason);
-    conn_respond(c, status, "text/plain", body, (size_t)n, NULL, false);
+    conn_respond(c, status, "text/plain", body, (size_t)n, NULL, head);
 }
 
 /* conn_answer_early — answers the request being received with what the

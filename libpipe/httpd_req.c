@@ -162,6 +162,9 @@ static int on_message_begin(http_parser *p)
     struct httpd_conn *c = p->data;
     pipe__httpd_req_free(c->cur);
     c->cur = pipe__httpd_req_new(c);
+    /* http_parser has read the method's first byte, and only HEAD starts
+     * with 'H': even a refusal before the headers end knows it sends no body */
+    c->cur->is_head = p->method == HTTP_HEAD;
     c->deadline = uv_now(c->srv->loop) + (uint64_t)c->srv->cfg.request_timeout_ms;
     return 0;
 }

@@ -292,6 +292,38 @@ static void test_httpd_answers_garbage_with_400_and_closes(void **state)
     fx_stop(f);
 }
 
+/* A HEAD request's answer carries no body, the server's own refusals too:
+ * the client, having sent HEAD, reads none, and a body would be taken for
+ * the start of another response. Found by tests/fuzz/fuzz_httpd.c. */
+static void test_httpd_refusal_of_head_request_has_no_body(void **state)
+{
+    (void)state;
+    struct pipe_httpd_config cfg;
+    pipe_httpd_config_defaults(&cfg);
+    cfg.max_body_bytes = 1024;
+    struct fx *f = fx_start(&cfg);
+    static const char *const bad[] = {
+        "HEAD / HTTP/1.1\r\nET /x HTTP/1.1\r\n\r\n",       /* 400: malformed header */
+        "HEAD / HTTP/1.1\r\nContent-Length: 5000\r\n\r\n", /* 413 */
+        "HEAD / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n",       /* 417 */
+        "HEAD /a b HTTP/1.1\r\n\r\n",                      /* 400: request line */
+    };
+    static const int status[] = {400, 413, 417, 400};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct client *c = cl_new(f->port);
+        struct resp r;
+        cl_send(c, bad[i]);
+        assert_int_equal(cl_read_ex(c, &r, true), 0);
+        assert_int_equal(r.status, status[i]);
+        assert_true(fx_has_header(&r, "\r\nConnection: close\r\n"));
+        while (cl_fill(c))
+            ;
+        assert_int_equal(c->len, 0); /* nothing after the head */
+        cl_free(c);
+    }
+    fx_stop(f);
+}
+
 static void test_httpd_slow_request_gets_408(void **state)
 {
     (void)state;
@@ -496,6 +528,7 @@ int main(void)
         cmocka_unit_test(test_httpd_rejects_oversized_content_length_with_413_before_body),
         cmocka_unit_test(test_httpd_rejects_huge_headers_with_431),
         cmocka_unit_test(test_httpd_answers_garbage_with_400_and_closes),
+        cmocka_unit_test(test_httpd_refusal_of_head_request_has_no_body),
         cmocka_unit_test(test_httpd_slow_request_gets_408),
         cmocka_unit_test(test_httpd_idle_keep_alive_connection_is_closed),
         cmocka_unit_test(test_httpd_chunked_body_is_reassembled_and_capped),
