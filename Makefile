@@ -179,14 +179,20 @@ fuzz:
 	    -lxxhash -lcurl -o build/fuzz/fuzz_snowplow
 	clang $(FUZZ_FLAGS) tests/fuzz/fuzz_gunzip.c $(FUZZ_LIB) libpipe/codec.c -lzstd -lz -lxxhash \
 	    -o build/fuzz/fuzz_gunzip
-	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 build/fuzz/corpus-event
-	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-body
+	build/fuzz/fuzz_event -max_total_time=$(FUZZ_SECONDS) -max_len=2048 \
+	    build/fuzz/corpus-event tests/fuzz/seeds/event
+	build/fuzz/fuzz_body -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build/fuzz/corpus-body tests/fuzz/seeds/body
 	build/fuzz/fuzz_json_simd -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	    build/fuzz/corpus-json-simd tests/fuzz/seeds/json_simd
-	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build/fuzz/corpus-aws-xml
-	build/fuzz/fuzz_segment -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-segment
-	build/fuzz/fuzz_snowplow -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-snowplow
-	build/fuzz/fuzz_gunzip -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-gunzip
+	build/fuzz/fuzz_aws_xml -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+	    build/fuzz/corpus-aws-xml tests/fuzz/seeds/aws_xml
+	build/fuzz/fuzz_segment -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build/fuzz/corpus-segment tests/fuzz/seeds/segment
+	build/fuzz/fuzz_snowplow -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build/fuzz/corpus-snowplow tests/fuzz/seeds/snowplow
+	build/fuzz/fuzz_gunzip -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    build/fuzz/corpus-gunzip tests/fuzz/seeds/gunzip
 	@$(MAKE) --no-print-directory BUILD=build/fuzz/obj CC=clang OPT="-g -O1" CI= \
 	    SAN="-fsanitize=fuzzer-no-link,address,undefined" build/fuzz/obj/libpipe.a
 	for t in $(FUZZ_PIPE_TARGETS); do mkdir -p build/fuzz/corpus-$$t && \
