@@ -860,11 +860,8 @@ static int filter_init(struct pipe_stage *st, void *cfgp, void **state)
         pipe_stage_done(st, rc);
         return 0;
     }
-    if (cfg->common.once) {
-        rc = filter_raw_run_once(f);
-        pipe_stage_done(st, rc);
-        return 0;
-    }
+    if (cfg->common.once)
+        return filter_raw_start(f); /* raw/ is the whole run */
     struct pipe_httpd_config hc;
     pipe_httpd_config_defaults(&hc);
     hc.listen = cfg->listen;

@@ -349,16 +349,15 @@ extern const size_t filter_pixel_gif_len;
 
 /* ---- filter_raw.c ---- */
 
-/* filter_raw_start — polls raw/ every raw_poll on a worker thread (daemon
- * mode); a pass in which an object failed is retried after a back-off. */
+/* filter_raw_start — polls raw/ on the runtime's poller (a worker
+ * thread): every raw_poll as a daemon; with --once, until a pass leaves
+ * nothing pending, which ends the program as every stage's --once does. A
+ * pass in which an object failed is retried after the poller's back-off;
+ * with --once, an error that no retry can fix ends the run with exit 1. */
 int filter_raw_start(struct filter *f);
 /* filter_raw_stop — stops polling; the state is freed once the poller has
  * ended and the filter is stopping. */
 void filter_raw_stop(struct filter *f);
-/* filter_raw_run_once — filters every pending raw/ object (blocking), with
- * passes retried after a back-off while objects fail for a transient
- * reason and passes make progress. 0, or 1 when objects are left. */
-int filter_raw_run_once(struct filter *f);
 /* filter_input_file — --input: filters one local file or stdin (blocking). */
 int filter_input_file(struct filter *f, const char *path);
 

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "libpipe/backoff.h"
 #include "libpipe/clock.h"
 #include "libpipe/codec.h"
 #include "libpipe/err.h"
@@ -44,9 +43,6 @@ static const char *const quarantine_names[] = {"too_large", "undecodable", "over
  * likely down: the runtime's back-off, not a request per object, is the
  * way to wait for it). */
 #define RAW_FAILS_IN_ROW 3
-/* --once: passes that filter nothing and fail for a transient reason are
- * tried this many times (after a back-off each) before giving up. */
-#define RAW_ONCE_TRIES 8
 
 /* A member of the done-set: the bytes of key '\0' etag. */
 struct done_item {
@@ -457,20 +453,31 @@ static int raw_pass(struct filter *f)
 }
 
 /* One round of the runtime's poller: a pass that failed is retried after a
- * back-off, one that went through waits raw_poll. */
+ * back-off, one that went through waits raw_poll (--once: ends the run). A
+ * daemon retries any error (an operator may fix a permission meanwhile);
+ * --once must not report success over an error no retry can fix. */
 static enum pipe_stage_status raw_round(struct pipe_stage *st, void *arg)
 {
-    (void)st;
-    return raw_pass(arg) < 0 ? PIPE_STAGE_RETRY : PIPE_STAGE_IDLE;
+    int rc = raw_pass(arg);
+    if (rc == 0)
+        return PIPE_STAGE_IDLE;
+    if (pipe_stage_common(st)->once && !pipe_err_is_transient(rc))
+        return PIPE_STAGE_FAIL;
+    return PIPE_STAGE_RETRY;
 }
 
 static void raw_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status last)
 {
     struct filter *f = arg;
-    (void)st;
-    (void)last;
     f->raw_poller = NULL;
     f->raw_busy = false;
+    if (pipe_stage_common(st)->once && !f->stopping) {
+        /* --once: raw/ was the whole run */
+        raw_free(f->raw);
+        f->raw = NULL;
+        pipe_stage_done(st, last == PIPE_STAGE_FAIL ? 1 : 0);
+        return;
+    }
     filter_maybe_done(f);
 }
 
@@ -479,8 +486,8 @@ int filter_raw_start(struct filter *f)
     if (f->raw == NULL)
         f->raw = raw_new(f->cfg);
     f->raw_busy = true; /* until the poller has ended */
-    f->raw_poller =
-        pipe_stage_poller_start(f->st, raw_round, raw_ended, f, f->cfg->raw_poll_ms, false);
+    f->raw_poller = pipe_stage_poller_start(f->st, raw_round, raw_ended, f, f->cfg->raw_poll_ms,
+                                            f->cfg->common.once);
     return 0;
 }
 
@@ -491,26 +498,6 @@ void filter_raw_stop(struct filter *f)
         raw_free(f->raw);
         f->raw = NULL;
     }
-}
-
-int filter_raw_run_once(struct filter *f)
-{
-    struct pipe_backoff bo;
-    pipe_backoff_init(&bo, 100, 5000);
-    f->raw = raw_new(f->cfg);
-    int rc, tries = 0;
-    /* Objects that failed for a transient reason are retried by another
-     * pass, after a back-off, as the daemon's poller would; a pass that
-     * filtered something starts the count again. */
-    while ((rc = raw_pass(f)) < 0 && pipe_err_is_transient(rc) && !f->stopping) {
-        tries = f->raw->filtered ? 1 : tries + 1;
-        if (tries >= RAW_ONCE_TRIES)
-            break;
-        pipe_backoff_sleep(pipe_backoff_next(&bo));
-    }
-    raw_free(f->raw);
-    f->raw = NULL;
-    return rc < 0 ? 1 : 0;
 }
 
 static int read_input(const char *path, struct pipe_buf *out)

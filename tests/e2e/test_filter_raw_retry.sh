@@ -76,6 +76,28 @@ check "filtered/ holds the same events as on the healthy store" \
 check "rejected/ holds the same lines as on the healthy store" \
   cmp -s <(contents "$T/clean" rejected) <(contents "$T/faulty" rejected)
 
+# --- --once on a store that is down: like every stage's --once, it waits
+# with the runtime's back-off for the store, and SIGTERM ends the wait at
+# once with exit 0; a later --once on the store come back does the work ---
+land "$T/down"
+touch "$T/down.flag"
+"$BIN/sluice-filter" --store "fault:down_file=$T/down.flag:file://$T/down" --once --admin off \
+  >"$T/down.log" 2>&1 &
+pid=$!
+PIDS+=("$pid")
+wait_log "$T/down.log" 'raw pass failed; will retry' 20
+sleep 1 # into its back-off (up to 30 s at the cap): SIGTERM must not wait for it
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "filter --once on a store that is down exits 0 on SIGTERM (rc $rc)" test "$rc" -eq 0
+check "... having written nothing" test -z "$(ls "$T/down" | grep -v '^raw$')"
+rm -f "$T/down.flag"
+"$BIN/sluice-filter" --store "file://$T/down" --once --admin off >"$T/down2.log" 2>&1
+check "filter --once exits 0 once the store is back" test $? -eq 0
+check "... with every object marked done ($(markers "$T/down") of $objects)" \
+  test "$(markers "$T/down")" -eq "$objects"
+
 # --- the daemon: retried objects and pieces are counted once ---
 land "$T/daemon"
 start_filter d1 --store "fault:get_fail=0.3,put_fail=0.25,seed=9:file://$T/daemon" \
