@@ -404,7 +404,7 @@ static void flush_done(uv_work_t *w, int status)
 
 void filter_maybe_done(struct filter *f)
 {
-    if (f->stopping && f->cur == NULL && f->inflight == NULL && !f->raw_busy)
+    if (f->stopping && f->cur == NULL && f->inflight == NULL && !f->raw_poller)
         pipe_stage_done(f->st, 0);
 }
 

@@ -132,8 +132,7 @@ struct filter {
     int64_t store_down_until_mono; /* answer 503 at once until then */
     bool stopping;
     /* raw/ source */
-    struct pipe_stage_poller *raw_poller; /* the runtime's, while raw/ is polled */
-    bool raw_busy;                        /* until the raw poller has ended */
+    struct pipe_stage_poller *raw_poller; /* the runtime's, until it has ended */
     struct filter_raw *raw;               /* the raw/ source's state (filter_raw.c) */
     /* schemas: swapped on the loop thread (SIGHUP); the raw/ worker takes
      * a reference under the lock, the loop thread reads the pointer. */
@@ -355,8 +354,7 @@ extern const size_t filter_pixel_gif_len;
  * pass in which an object failed is retried after the poller's back-off;
  * with --once, an error that no retry can fix ends the run with exit 1. */
 int filter_raw_start(struct filter *f);
-/* filter_raw_stop — stops polling; the state is freed once the poller has
- * ended and the filter is stopping. */
+/* filter_raw_stop — stops polling; the poller's end frees the raw/ state. */
 void filter_raw_stop(struct filter *f);
 /* filter_input_file — --input: filters one local file or stdin (blocking). */
 int filter_input_file(struct filter *f, const char *path);

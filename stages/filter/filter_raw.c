@@ -470,22 +470,17 @@ static void raw_ended(struct pipe_stage *st, void *arg, enum pipe_stage_status l
 {
     struct filter *f = arg;
     f->raw_poller = NULL;
-    f->raw_busy = false;
-    if (pipe_stage_common(st)->once && !f->stopping) {
-        /* --once: raw/ was the whole run */
-        raw_free(f->raw);
-        f->raw = NULL;
-        pipe_stage_done(st, last == PIPE_STAGE_FAIL ? 1 : 0);
-        return;
-    }
-    filter_maybe_done(f);
+    raw_free(f->raw);
+    f->raw = NULL;
+    if (pipe_stage_common(st)->once && !f->stopping)
+        pipe_stage_done(st, last == PIPE_STAGE_FAIL ? 1 : 0); /* raw/ was the whole run */
+    else
+        filter_maybe_done(f);
 }
 
 int filter_raw_start(struct filter *f)
 {
-    if (f->raw == NULL)
-        f->raw = raw_new(f->cfg);
-    f->raw_busy = true; /* until the poller has ended */
+    f->raw = raw_new(f->cfg);
     f->raw_poller = pipe_stage_poller_start(f->st, raw_round, raw_ended, f, f->cfg->raw_poll_ms,
                                             f->cfg->common.once);
     return 0;
@@ -494,10 +489,6 @@ int filter_raw_start(struct filter *f)
 void filter_raw_stop(struct filter *f)
 {
     pipe_stage_poller_stop(f->raw_poller);
-    if (f->raw && !f->raw_busy && f->stopping) {
-        raw_free(f->raw);
-        f->raw = NULL;
-    }
 }
 
 static int read_input(const char *path, struct pipe_buf *out)
