@@ -20,9 +20,9 @@
 #include <cmocka.h>
 
 #include "libpipe/mem.h"
+#include "tests/support/testutil.h"
 
 #define SEEDS_PREFIX "test_seeds_"
-#define SEED_MAX     (1u << 20) /* the largest seed read */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 /* Optional in a target, as in libFuzzer. */
@@ -31,18 +31,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) __attribute__((weak));
 /* run_seed — one seed file through the target. */
 static void run_seed(void **state)
 {
-    const char *path = *state;
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    uint8_t *data = pipe_malloc(SEED_MAX);
-    size_t n = fread(data, 1, SEED_MAX, f);
-    assert_int_equal(ferror(f), 0);
-    assert_true(feof(f)); /* not cut short at SEED_MAX */
-    fclose(f);
-    /* As libFuzzer does: the input in its own allocation, no byte past it. */
+    size_t n = 0;
+    char *text = tu_read_file(*state, &n);
+    assert_non_null(text);
+    /* As libFuzzer does: the input alone in an allocation of its size, so
+     * that ASan sees a read past its end. */
     uint8_t *input = pipe_malloc(n ? n : 1);
-    memcpy(input, data, n);
-    pipe_free(data);
+    memcpy(input, text, n);
+    free(text);
     assert_int_equal(LLVMFuzzerTestOneInput(input, n), 0);
     pipe_free(input);
 }
